@@ -1,0 +1,17 @@
+"""ALLSight engine: image loading, preprocessing, models, training, evaluation and inference.
+
+A plain Python library. It never imports Qt, so the CLI, the tests and the GUI all share it;
+``gui/`` imports ``engine/``, never the reverse (enforced by ``tests/engine/test_layering.py``).
+"""
+
+from engine._version import __version__
+
+CLASS_IDS: tuple[str, ...] = ("Benign", "Early", "Pre", "Pro")
+CLASS_DISPLAY_NAMES: dict[str, str] = {
+    "Benign": "Benign (hematogones)",
+    "Early": "Early pre-B ALL",
+    "Pre": "Pre-B ALL",
+    "Pro": "Pro-B ALL",
+}
+
+__all__ = ["__version__", "CLASS_IDS", "CLASS_DISPLAY_NAMES"]

@@ -1,0 +1,113 @@
+"""Image perturbations: training augmentation and the robustness benchmark's shifts.
+
+All operate on (S, S, 3) uint8 RGB images *before* preprocessing, so the model learns from (and
+is tested on) what a different microscope, camera or stain does to the raw image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+def flip_rotate(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    if rng.random() < 0.5:
+        img = img[:, ::-1]
+    if rng.random() < 0.5:
+        img = img[::-1]
+    return np.ascontiguousarray(np.rot90(img, int(rng.integers(4))))
+
+
+def brightness_contrast(img: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    return cv2.convertScaleAbs(img, alpha=alpha, beta=beta)
+
+
+def gamma(img: np.ndarray, g: float) -> np.ndarray:
+    lut = np.clip(((np.arange(256) / 255.0) ** g) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return cv2.LUT(img, lut)
+
+
+def hue_saturation(img: np.ndarray, hue_shift: float, sat_scale: float = 1.0) -> np.ndarray:
+    """Shift hue by ``hue_shift`` degrees and scale saturation (a stain-colour change)."""
+    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV_FULL).astype(np.float32)
+    hsv[..., 0] = (hsv[..., 0] + hue_shift * 256.0 / 360.0) % 256.0
+    hsv[..., 1] = np.clip(hsv[..., 1] * sat_scale, 0, 255)
+    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB_FULL)
+
+
+def blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    return cv2.GaussianBlur(img, (0, 0), sigmaX=sigma) if sigma > 0 else img
+
+
+def downscale(img: np.ndarray, factor: float) -> np.ndarray:
+    """Lower camera resolution: shrink by ``factor`` then scale back up."""
+    h, w = img.shape[:2]
+    small = cv2.resize(img, (max(8, int(w * factor)), max(8, int(h * factor))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) if ok else img
+
+
+def zoom(img: np.ndarray, scale: float, rng: np.random.Generator) -> np.ndarray:
+    """Crop a random square of ``scale`` times the side and resize back (magnification change)."""
+    h, w = img.shape[:2]
+    side = max(8, int(min(h, w) * scale))
+    top = int(rng.integers(0, h - side + 1))
+    left = int(rng.integers(0, w - side + 1))
+    return cv2.resize(img[top:top + side, left:left + side], (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training augmentation strength; stored in the model card's training recipe."""
+
+    geometric: bool = True
+    p_photometric: float = 0.8
+    p_blur: float = 0.25
+    p_downscale: float = 0.2
+    p_jpeg: float = 0.25
+    p_zoom: float = 0.3
+    hue_degrees: float = 8.0
+
+
+def augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
+    if cfg.geometric:
+        img = flip_rotate(img, rng)
+    if rng.random() < cfg.p_zoom:
+        img = zoom(img, rng.uniform(0.8, 1.0), rng)
+    if rng.random() < cfg.p_photometric:
+        img = brightness_contrast(img, rng.uniform(0.8, 1.2), rng.uniform(-20, 20))
+        img = gamma(img, float(np.exp(rng.uniform(np.log(0.7), np.log(1.4)))))
+        img = hue_saturation(img, rng.uniform(-cfg.hue_degrees, cfg.hue_degrees), rng.uniform(0.8, 1.2))
+    if rng.random() < cfg.p_blur:
+        img = blur(img, rng.uniform(0.3, 1.5))
+    if rng.random() < cfg.p_downscale:
+        img = downscale(img, rng.uniform(0.4, 0.9))
+    if rng.random() < cfg.p_jpeg:
+        img = jpeg(img, int(rng.integers(40, 96)))
+    return img
+
+
+#: The robustness benchmark: name -> perturbation of a raw (S, S, 3) image.
+ROBUSTNESS_SHIFTS = {
+    "clean": lambda im: im,
+    "blur_sigma1": lambda im: blur(im, 1.0),
+    "blur_sigma2": lambda im: blur(im, 2.0),
+    "jpeg_q50": lambda im: jpeg(im, 50),
+    "jpeg_q20": lambda im: jpeg(im, 20),
+    "brightness+25": lambda im: brightness_contrast(im, 1.0, 25),
+    "brightness-25": lambda im: brightness_contrast(im, 1.0, -25),
+    "contrast_x0.8": lambda im: brightness_contrast(im, 0.8, 255 * 0.1),
+    "contrast_x1.2": lambda im: brightness_contrast(im, 1.2, -255 * 0.1),
+    "gamma_0.8": lambda im: gamma(im, 0.8),
+    "gamma_1.25": lambda im: gamma(im, 1.25),
+    "hue+5deg": lambda im: hue_saturation(im, 5),
+    "hue-5deg": lambda im: hue_saturation(im, -5),
+    "half_resolution": lambda im: downscale(im, 0.5),
+    "quarter_resolution": lambda im: downscale(im, 0.25),
+}

@@ -1,0 +1,224 @@
+"""Reading images and scanning folders: the one way every path in ALLSight gets pixels.
+
+``load_image`` turns anything a lab folder may hold (JPEG, PNG, TIFF, BMP, WebP, GIF; any mode,
+any bit depth, any EXIF orientation) into an upright 8-bit RGB ``numpy`` array, or raises
+:class:`~engine.errors.ImageLoadError` naming the file and the reason. Pillow does the decoding:
+it applies EXIF orientation, reads every mode and format listed, and is well maintained.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from engine.errors import ImageLoadError, ImageTooLargeError
+
+#: File name extensions (lower case) treated as images.
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif"}
+)
+
+#: Default pixel-count limit. Whole-field microscope cameras go to ~20-50 MP (and stitched
+#: tiles beyond); 150 MP admits those while refusing decompression bombs of gigapixel size.
+DEFAULT_MAX_PIXELS = 150_000_000
+
+# Our own guard replaces Pillow's global one, which would otherwise warn at ~89 MP and refuse at
+# ~179 MP regardless of the configured limit.
+Image.MAX_IMAGE_PIXELS = None
+
+
+def is_image_path(path: str | Path) -> bool:
+    """True when the file name has an image extension (any case)."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _check_file(path: Path) -> None:
+    """Raise a specific ImageLoadError for the file-system level problems."""
+    try:
+        st = os.stat(path)  # follows links: reports dangling and looping links
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise ImageLoadError(path, "broken link: the file it points to does not exist") from None
+        raise ImageLoadError(path, "file not found") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ImageLoadError(path, "symbolic link loop: the link points back to itself") from None
+        raise ImageLoadError(path, f"cannot access file ({exc.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageLoadError(path, "is a folder, not an image file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageLoadError(path, "not a regular file")
+    if st.st_size == 0:
+        raise ImageLoadError(path, "empty file (0 bytes)")
+
+
+def _to_rgb8(img: Image.Image) -> np.ndarray:
+    """Convert any Pillow mode to an 8-bit RGB array, scaling high bit depths (not clipping)."""
+    mode = img.mode
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        # Composite on white: slides are bright-field, so transparent means "background".
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"))
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        arr = np.asarray(img).astype(np.float64)
+        if mode.startswith("I;16"):
+            arr = arr / 257.0  # 65535 -> 255
+        elif mode == "I":
+            # 32-bit integer images come from 16-bit sources in practice.
+            arr = arr / 257.0 if arr.max(initial=0) > 255 else arr
+        else:  # float: assume 0..1 when it looks like it, else 0..255
+            arr = arr * 255.0 if arr.max(initial=0) <= 1.0 else arr
+        gray = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.stack([gray] * 3, axis=-1))
+    if mode != "RGB":
+        img = img.convert("RGB")  # L, 1, P, CMYK, YCbCr, LAB, HSV
+    return np.asarray(img)
+
+
+def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read ``path`` into an upright ``(H, W, 3)`` uint8 RGB array.
+
+    Raises :class:`ImageLoadError` (or :class:`ImageTooLargeError`) with the file and the reason
+    for every file that cannot be used; it never returns a partial image.
+    """
+    path = Path(path)
+    _check_file(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Possibly corrupt EXIF data": not fatal
+            with Image.open(path) as img:
+                width, height = img.size
+                if width <= 0 or height <= 0:
+                    raise ImageLoadError(path, f"invalid image size {width}x{height}")
+                if width * height > max_pixels:
+                    raise ImageTooLargeError(
+                        path,
+                        f"image is {width}x{height} = {width * height / 1e6:.0f} megapixels, "
+                        f"over the limit of {max_pixels / 1e6:.0f} megapixels",
+                    )
+                img.seek(0)  # GIF/TIFF/WebP animations: the first frame
+                img.load()  # decode now so truncation is detected here, not later
+                img = ImageOps.exif_transpose(img)
+                rgb = _to_rgb8(img)
+    except ImageLoadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageLoadError(path, "not an image, or an unsupported image format") from None
+    except PermissionError:
+        raise ImageLoadError(path, "permission denied: the file cannot be read") from None
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        text = str(exc) or type(exc).__name__
+        if "truncated" in text.lower() or isinstance(exc, EOFError):
+            reason = f"truncated or incomplete image data ({text})"
+        else:
+            reason = f"corrupt or unreadable image data ({text})"
+        raise ImageLoadError(path, reason) from None
+    except MemoryError:
+        raise ImageLoadError(path, "not enough memory to decode this image") from None
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ImageLoadError(path, f"unexpected decoded layout {rgb.shape} {rgb.dtype}")
+    return np.ascontiguousarray(rgb)
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def natural_key(path: Path) -> tuple:
+    """Sort key so that img2 comes before img10, stable across platforms (case-folded)."""
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part.casefold())
+        for part in _DIGITS.split(str(path))
+    )
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """Result of scanning folders: image files in stable order, and what was passed over."""
+
+    images: tuple[Path, ...]
+    skipped: tuple[SkippedFile, ...]
+
+
+def scan_paths(paths: list[str | Path] | tuple[str | Path, ...]) -> ScanResult:
+    """Expand files and folders (recursively) into image files.
+
+    Folders are walked recursively following links, surviving link loops; hidden files and
+    folders (name starting with '.') are skipped; files whose extension is not an image type are
+    reported in ``skipped`` rather than failing. Explicitly named files are always kept when
+    they look like images, even if broken, so that the caller reports them per file.
+    """
+    images: list[Path] = []
+    skipped: list[SkippedFile] = []
+    seen_files: set[Path] = set()
+
+    def add_file(p: Path) -> None:
+        if p in seen_files:
+            return
+        seen_files.add(p)
+        if is_image_path(p):
+            images.append(p)
+        else:
+            skipped.append(SkippedFile(p, f"not an image file type ({p.suffix or 'no extension'})"))
+
+    for raw in paths:
+        root = Path(raw)
+        if os.path.isdir(root):
+            folder_images: list[Path] = []
+            _walk(root, folder_images, skipped)
+            for p in sorted(folder_images, key=natural_key):
+                add_file(p)
+        elif os.path.lexists(root):
+            add_file(root)
+        else:
+            skipped.append(SkippedFile(root, "no such file or folder"))
+    return ScanResult(tuple(images), tuple(skipped))
+
+
+def _walk(root: Path, out: list[Path], skipped: list[SkippedFile]) -> None:
+    visited: set[tuple[int, int]] = set()
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = os.stat(folder)
+        except OSError as exc:
+            skipped.append(SkippedFile(folder, f"folder cannot be read ({exc.strerror})"))
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in visited:
+            continue  # a link loop, or the same folder reached twice
+        visited.add(key)
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as exc:
+            skipped.append(SkippedFile(folder, f"folder cannot be read ({exc.strerror})"))
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir(follow_symlinks=True)
+            except OSError:
+                is_dir = False  # looping links: treat as a (broken) file below
+            if is_dir:
+                stack.append(path)
+            elif is_image_path(path):
+                out.append(path)  # broken links etc. are reported when loaded
+            else:
+                skipped.append(SkippedFile(path, f"not an image file type ({path.suffix or 'no extension'})"))

@@ -1,0 +1,68 @@
+"""The model registry (kept free of the built-in models so they can import it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from engine.errors import ModelError
+
+Builder = Callable[..., nn.Module]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    builder: Builder
+    #: Dotted name of the module whose output is the spatial feature map (Grad-CAM, OOD).
+    feature_layer: str
+    #: Whether ImageNet weights exist for it in torchvision.
+    has_imagenet: bool
+    description: str
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(name: str, *, feature_layer: str, has_imagenet: bool, description: str = ""):
+    """Decorator registering a builder ``fn(num_classes, init, mode, image_size) -> nn.Module``."""
+
+    def wrap(fn: Builder) -> Builder:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} registered twice")
+        _REGISTRY[name] = ModelSpec(name, fn, feature_layer, has_imagenet, description or (fn.__doc__ or "").strip())
+        return fn
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ModelError(f"unknown architecture {name!r}; known: {', '.join(list_models())}") from None
+
+
+def build_model(
+    name: str, *, num_classes: int = 4, init: str = "scratch", mode: str = "finetune", image_size: int = 224
+) -> nn.Module:
+    if mode not in ("finetune", "frozen"):
+        raise ModelError(f"mode must be 'finetune' or 'frozen', got {mode!r}")
+    if init not in ("scratch", "imagenet"):
+        raise ModelError(f"init must be 'scratch' or 'imagenet' here (paths are handled by the trainer), got {init!r}")
+    spec = get_spec(name)
+    if init == "imagenet" and not spec.has_imagenet:
+        raise ModelError(f"{name} has no ImageNet weights; use --init scratch")
+    if mode == "frozen" and init != "imagenet":
+        raise ModelError(f"a frozen feature extractor needs ImageNet weights (--init imagenet), not {init}")
+    return spec.builder(num_classes=num_classes, init=init, mode=mode, image_size=image_size)
+
+
+def feature_layer(model: nn.Module, name: str) -> nn.Module:
+    return model.get_submodule(get_spec(name).feature_layer)

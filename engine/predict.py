@@ -1,0 +1,124 @@
+"""Running a network over preprocessed images: logits, pooled features, calibration, OOD scores.
+
+Shared by training (validation, calibration, OOD fitting), evaluation and batch inference.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from engine.preprocess import PreprocessConfig, preprocess, to_chw_float
+
+
+@contextmanager
+def pooled_features(net: nn.Module, layer: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Collect global-average-pooled activations of ``layer`` during forward passes."""
+    store: list[torch.Tensor] = []
+
+    def hook(_module, _inputs, output):
+        store.append(output.detach().float().mean(dim=(2, 3)))
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        yield store
+    finally:
+        handle.remove()
+
+
+def preprocess_batch(originals: np.ndarray | Sequence[np.ndarray], config: PreprocessConfig) -> np.ndarray:
+    """Resized originals (N, S, S, 3) uint8 -> normalised float32 model inputs (N, 3, S, S)."""
+    inputs = np.stack([preprocess(img, config).model_input for img in originals])
+    return to_chw_float(inputs, config)
+
+
+@torch.inference_mode()
+def run_network(
+    net: nn.Module, inputs: np.ndarray, *, batch_size: int = 64, feature_layer: nn.Module | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Logits (N, C) and, if asked, pooled features (N, D) for float inputs (N, 3, S, S)."""
+    net.eval()
+    logits: list[np.ndarray] = []
+    features: list[np.ndarray] = []
+    for start in range(0, len(inputs), batch_size):
+        x = torch.from_numpy(inputs[start:start + batch_size]).to(device)
+        if feature_layer is not None:
+            with pooled_features(net, feature_layer) as store:
+                out = net(x)
+            features.append(store[0].cpu().numpy())
+        else:
+            out = net(x)
+        logits.append(out.float().cpu().numpy())
+    n_classes = logits[0].shape[1] if logits else 0
+    all_logits = np.concatenate(logits) if logits else np.zeros((0, n_classes), np.float32)
+    return all_logits, (np.concatenate(features) if features else None)
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = logits / max(temperature, 1e-6)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Temperature scaling (Guo et al. 2017): minimise validation NLL over log T."""
+    lg = torch.from_numpy(np.asarray(logits, np.float64))
+    y = torch.from_numpy(np.asarray(labels, np.int64))
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(lg / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(np.clip(log_t.exp().item(), 0.05, 20.0))
+
+
+# ---------------------------------------------------------------------- out-of-distribution
+def fit_mahalanobis(features: np.ndarray, labels: np.ndarray, n_classes: int, shrinkage: float = 0.01):
+    """Class means and a shared, shrunk precision matrix (Lee et al. 2018) of pooled features."""
+    feats = features.astype(np.float64)
+    means = np.stack([feats[labels == c].mean(axis=0) for c in range(n_classes)])
+    centred = feats - means[labels]
+    cov = centred.T @ centred / max(1, len(feats) - 1)
+    cov += shrinkage * np.trace(cov) / cov.shape[0] * np.eye(cov.shape[0])
+    precision = np.linalg.inv(cov)
+    return means.astype(np.float32), precision.astype(np.float32)
+
+
+def mahalanobis_score(features: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """Minimum over classes of the squared Mahalanobis distance (higher = less familiar)."""
+    f = features.astype(np.float64)
+    best = np.full(len(f), np.inf)
+    for mu in means.astype(np.float64):
+        d = f - mu
+        best = np.minimum(best, np.einsum("ij,jk,ik->i", d, precision.astype(np.float64), d))
+    return best
+
+
+def review_threshold(probs: np.ndarray, labels: np.ndarray, target_precision: float = 0.995) -> float:
+    """Smallest confidence cut-off whose unflagged images are >= ``target_precision`` correct.
+
+    Chosen on validation data: images with confidence below the returned threshold need review.
+    """
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    order = np.argsort(-conf)
+    cum_acc = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
+    ok = np.nonzero(cum_acc >= target_precision)[0]
+    if len(ok) == 0:
+        return 1.0  # nothing can be trusted unreviewed
+    k = ok.max()  # the largest accepted set meeting the target
+    if k == len(order) - 1:
+        return 0.0
+    # Flag everything at or below the first rejected confidence.
+    return float(np.nextafter(conf[order[k + 1]], 1.0))

@@ -1,0 +1,26 @@
+"""ALLSight entry point: ``python main.py`` opens the desktop app; subcommands run the engine CLI.
+
+Heavy imports (torch, Qt) are deferred to the subcommand that needs them so that start-up and
+``--version`` stay fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from engine.cli import COMMANDS, main as cli_main
+
+    if argv and (argv[0] in COMMANDS or argv[0] in ("-h", "--help", "--version")):
+        return cli_main(argv)
+    if argv and not argv[0].startswith("-") and argv[0] != "gui":
+        return cli_main(argv)  # unknown command: argparse prints the usage error
+    from gui.app import run_app
+
+    return run_app(argv[1:] if argv and argv[0] == "gui" else argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

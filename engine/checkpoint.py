@@ -165,7 +165,9 @@ def save_model(tensors: Mapping[str, Any], card: ModelCard, out_dir: str | Path,
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     if card.weights_dtype == "float16":
         tensors = {k: v.half() if v.is_floating_point() and not k.startswith("ood.") else v for k, v in tensors.items()}
-    blob = save(tensors, metadata={"format": "pt", "allsight_model_id": card.id})
+    # One metadata key only: safetensors writes its metadata map in no fixed order, and the
+    # file hash must be reproducible for a deterministic training run.
+    blob = save(tensors, metadata={"format": "pt"})
     weights = out_dir / f"{name}.safetensors"
     _atomic_write_bytes(weights, blob)
     from dataclasses import replace

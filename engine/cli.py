@@ -87,6 +87,11 @@ def _register_optional() -> None:
     from engine import cli_models
 
     _REGISTRARS.extend(cli_models.REGISTRARS)
+    try:
+        from engine import cli_classify
+    except ImportError:  # the classify command arrives with the inference module
+        return
+    _REGISTRARS.extend(cli_classify.REGISTRARS)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -102,8 +102,8 @@ def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
                 if width * height > max_pixels:
                     raise ImageTooLargeError(
                         path,
-                        f"image is {width}x{height} = {width * height / 1e6:.0f} megapixels, "
-                        f"over the limit of {max_pixels / 1e6:.0f} megapixels",
+                        f"image is {width}x{height} = {width * height:,} pixels "
+                        f"({width * height / 1e6:.1f} megapixels), over the limit of {max_pixels:,} pixels",
                     )
                 img.seek(0)  # GIF/TIFF/WebP animations: the first frame
                 img.load()  # decode now so truncation is detected here, not later

@@ -18,6 +18,7 @@ docs/preprocessing.md for the measurements behind the choice.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal, Mapping
 
@@ -69,6 +70,10 @@ class PreprocessConfig:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
     def __post_init__(self) -> None:
+        for name in ("image_size", "clahe_tile_grid", "mask_close_px"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ConfigError(f"{name} must be a whole number, got {value!r}")
         if not 16 <= int(self.image_size) <= 1024:
             raise ConfigError(f"image_size must be between 16 and 1024, got {self.image_size}")
         if self.crop not in ("center", "resize"):
@@ -84,6 +89,8 @@ class PreprocessConfig:
         if self.mask_close_px < 0:
             raise ConfigError("mask_close_px must be >= 0")
         for rng in self.color_ranges:
+            if len(rng.lower) != 3 or len(rng.upper) != 3:
+                raise ConfigError(f"colour range {rng.name!r} needs three values (L, a, b) in lower and upper")
             for lo, hi in zip(rng.lower, rng.upper):
                 if not 0 <= lo <= hi <= 255:
                     raise ConfigError(f"colour range {rng.name!r} must satisfy 0 <= lower <= upper <= 255")

@@ -1,0 +1,336 @@
+"""Batch inference: classify image files (or in-memory images) with a shipped or trained model.
+
+:class:`Classifier` holds one loaded model on one device. :meth:`Classifier.classify_paths` is a
+generator that streams :class:`ImageResult` records in input order, one batch at a time, while a
+small thread pool decodes and preprocesses the next batches (Pillow and OpenCV release the GIL).
+At most ``prefetch`` batches are queued ahead of the one being classified, and paths are pulled
+from the input lazily, so memory stays bounded however many files are given.
+
+Every file that cannot be read becomes a ``status="error"`` result naming the reason; the rest of
+the batch carries on. Confidence is the temperature-calibrated maximum probability.
+An image is flagged out of distribution when the Mahalanobis distance of its pooled features
+exceeds the model card's threshold, or when simple image-level checks catch what the feature
+distance may miss (a near-blank frame, a grayscale image). ``needs_review`` is set for
+out-of-distribution images and for confidences below the card's review threshold.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from engine import CLASS_IDS
+from engine.checkpoint import LoadedModel, ModelCard, load_model
+from engine.errors import ConfigError, ImageLoadError, ModelError
+from engine.imageio import load_image
+from engine.models import feature_layer
+from engine.predict import mahalanobis_score, pooled_features, softmax
+from engine.preprocess import preprocess, to_chw_float
+from engine.progress import CancelToken
+
+log = logging.getLogger(__name__)
+
+#: The CSV columns, in order (one row per image).
+CSV_COLUMNS: tuple[str, ...] = (
+    "path", "status", "predicted_class", "confidence", "needs_review", "out_of_distribution",
+    *(f"prob_{c}" for c in CLASS_IDS), "error",
+)
+
+#: Image-level out-of-distribution checks, on the centre-cropped, resized original (0..255).
+#: Real smears measure a per-channel standard deviation of 17+ and a 99th-percentile chroma
+#: (max - min of R, G, B) of 65+; these limits leave a wide margin.
+BLANK_MAX_CHANNEL_STD = 4.0
+GRAYSCALE_MAX_CHROMA_P99 = 12.0
+
+
+# ------------------------------------------------------------------------------------ devices
+def select_device(pref: str | torch.device = "auto") -> torch.device:
+    """``auto``: CUDA if available, else Apple MPS, else CPU. An explicit GPU that is not
+    available raises :class:`ModelError` instead of silently falling back."""
+    if isinstance(pref, torch.device):
+        pref = str(pref)
+    pref = (pref or "auto").strip().lower()
+    mps_ok = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    if pref == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if mps_ok:
+            return torch.device("mps")
+        return torch.device("cpu")
+    if pref == "cpu":
+        return torch.device("cpu")
+    if pref == "cuda" or pref.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            build = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            raise ModelError(f"device {pref!r} was requested but PyTorch sees no usable CUDA GPU "
+                             f"(torch {torch.__version__}, {build}); use --device cpu or auto")
+        index = int(pref.split(":", 1)[1]) if ":" in pref else 0
+        if index >= torch.cuda.device_count():
+            raise ModelError(f"device {pref!r} was requested but only {torch.cuda.device_count()} "
+                             f"CUDA GPU(s) are available")
+        return torch.device(pref)
+    if pref == "mps":
+        if not mps_ok:
+            raise ModelError("device 'mps' was requested but Apple Metal (MPS) is not available to "
+                             "PyTorch on this machine; use --device cpu or auto")
+        return torch.device("mps")
+    raise ConfigError(f"unknown device {pref!r}; use auto, cpu, cuda or mps")
+
+
+_threads_lock = threading.Lock()
+_threads_configured: int | None = None
+
+
+def configure_threads(n: int | None = None) -> int:
+    """Set torch's intra-op thread count once per process (later calls change nothing).
+
+    ``n`` defaults to ``ALLSIGHT_THREADS`` or the number of CPU cores. Returns the count in use.
+    """
+    global _threads_configured
+    with _threads_lock:
+        if _threads_configured is None:
+            if n is None:
+                env = os.environ.get("ALLSIGHT_THREADS", "")
+                n = int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
+            torch.set_num_threads(max(1, int(n)))
+            _threads_configured = torch.get_num_threads()
+        return _threads_configured
+
+
+# ------------------------------------------------------------------------------------ results
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.6f}"
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """The outcome for one image. ``status`` is "ok" or "error" (then only ``error`` is set)."""
+
+    path: str
+    status: str
+    predicted_class: str | None = None
+    confidence: float | None = None
+    probabilities: dict[str, float] | None = None
+    needs_review: bool = False
+    out_of_distribution: bool = False
+    ood_score: float | None = None
+    error: str | None = None
+    #: Why the image was flagged out of distribution ("" when it was not).
+    ood_reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def csv_row(self) -> dict[str, str]:
+        """The row for :data:`CSV_COLUMNS`: flags as "true"/"false", missing values as ""."""
+        probs = self.probabilities or {}
+        row = {
+            "path": str(self.path),
+            "status": self.status,
+            "predicted_class": self.predicted_class or "",
+            "confidence": _fmt(self.confidence),
+            "needs_review": "true" if self.needs_review else "false",
+            "out_of_distribution": "true" if self.out_of_distribution else "false",
+        }
+        for c in CLASS_IDS:
+            row[f"prob_{c}"] = _fmt(probs.get(c))
+        row["error"] = self.error or ""
+        return row
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (native types, ``None`` for missing values)."""
+        return {
+            "path": str(self.path), "status": self.status, "predicted_class": self.predicted_class,
+            "confidence": self.confidence,
+            "probabilities": dict(self.probabilities) if self.probabilities is not None else None,
+            "needs_review": self.needs_review, "out_of_distribution": self.out_of_distribution,
+            "ood_score": self.ood_score, "ood_reason": self.ood_reason or None, "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A preprocessed image ready for the network, or the reason it is not."""
+
+    path: str
+    chw: np.ndarray | None = None  # (3, S, S) float32
+    image_flags: str = ""  # image-level OOD reasons, "; "-joined
+    error: str | None = None
+
+
+def image_level_ood(original: np.ndarray) -> list[str]:
+    """Reasons an (S, S, 3) uint8 image is unlike any stained smear (empty list if none)."""
+    reasons = []
+    pixels = original.reshape(-1, 3)
+    if float(pixels.std(axis=0).max()) < BLANK_MAX_CHANNEL_STD:
+        reasons.append("near-blank image")
+    chroma = pixels.max(axis=1).astype(np.int16) - pixels.min(axis=1).astype(np.int16)
+    if float(np.percentile(chroma, 99)) < GRAYSCALE_MAX_CHROMA_P99:
+        reasons.append("grayscale image (no stain colour)")
+    return reasons
+
+
+# --------------------------------------------------------------------------------- classifier
+class Classifier:
+    """One model on one device: classify files or arrays, explain with Grad-CAM.
+
+    ``model`` is a shipped model id, a path to a ``.safetensors``/``.json`` model, a
+    :class:`ModelCard`, a :class:`LoadedModel`, or ``None`` for the default model.
+    """
+
+    def __init__(self, model: str | Path | ModelCard | LoadedModel | None = None,
+                 device: str | torch.device = "auto") -> None:
+        self.device = select_device(device)
+        if self.device.type == "cpu":
+            configure_threads()
+        loaded = model if isinstance(model, LoadedModel) else load_model(model)
+        self.card: ModelCard = loaded.card
+        self.arch = self.card.architecture
+        self.net = loaded.net.to(self.device).eval()
+        self.feature_layer = feature_layer(self.net, self.arch)
+        means, precision = loaded.extras.get("ood.means"), loaded.extras.get("ood.precision")
+        self.ood_means = None if means is None else means.detach().cpu().double().numpy()
+        self.ood_precision = None if precision is None else precision.detach().cpu().double().numpy()
+        threshold = self.card.ood.get("threshold") if self.card.ood else None
+        self.ood_threshold = None if threshold is None else float(threshold)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.card.classes
+
+    # ----------------------------------------------------------------------- preprocessing
+    def _prepare_rgb(self, name: str, rgb: np.ndarray) -> _Prepared:
+        stages = preprocess(rgb, self.card.preprocess)
+        chw = to_chw_float(stages.model_input, self.card.preprocess)
+        return _Prepared(name, chw, "; ".join(image_level_ood(stages.original)))
+
+    def _prepare_path(self, path: str | Path) -> _Prepared:
+        name = str(path)
+        try:
+            return self._prepare_rgb(name, load_image(path))
+        except ImageLoadError as exc:
+            return _Prepared(name, error=exc.reason)
+        except Exception as exc:  # any other per-file failure must not stop the batch
+            log.debug("cannot process %s", name, exc_info=True)
+            return _Prepared(name, error=f"could not be processed ({type(exc).__name__}: {exc})")
+
+    # ------------------------------------------------------------------------- the network
+    def _classify_prepared(self, batch: Sequence[_Prepared]) -> list[ImageResult]:
+        good = [p for p in batch if p.error is None]
+        by_id: dict[int, ImageResult] = {}
+        if good:
+            x = torch.from_numpy(np.stack([p.chw for p in good])).to(self.device)
+            want_features = self.ood_means is not None and self.ood_precision is not None
+            with torch.inference_mode():
+                if want_features:
+                    with pooled_features(self.net, self.feature_layer) as store:
+                        logits = self.net(x)
+                    feats = store[0].cpu().numpy()
+                else:
+                    logits = self.net(x)
+                logits = logits.float().cpu().numpy()
+            probs = softmax(logits.astype(np.float64), self.card.temperature)
+            scores = mahalanobis_score(feats, self.ood_means, self.ood_precision) if want_features else None
+            for i, p in enumerate(good):
+                k = int(probs[i].argmax())
+                conf = float(probs[i, k])
+                reasons = [p.image_flags] if p.image_flags else []
+                score = None if scores is None else float(scores[i])
+                if score is not None and self.ood_threshold is not None and score > self.ood_threshold:
+                    reasons.insert(0, f"feature distance {score:.1f} above {self.ood_threshold:.1f}")
+                ood = bool(reasons)
+                by_id[id(p)] = ImageResult(
+                    path=p.path, status="ok", predicted_class=self.classes[k], confidence=conf,
+                    probabilities={c: float(v) for c, v in zip(self.classes, probs[i])},
+                    needs_review=bool(conf < self.card.review_threshold or ood),
+                    out_of_distribution=ood, ood_score=score, ood_reason="; ".join(reasons),
+                )
+        return [by_id[id(p)] if p.error is None else ImageResult(p.path, "error", error=p.error)
+                for p in batch]
+
+    # ------------------------------------------------------------------------------ public
+    def classify_paths(
+        self, paths: Iterable[str | Path], *, batch_size: int = 32, workers: int = 2,
+        cancel: CancelToken | None = None, prefetch: int = 2,
+    ) -> Iterator[ImageResult]:
+        """Yield one :class:`ImageResult` per path, in input order, as each batch finishes.
+
+        ``paths`` may be any iterable (it is consumed lazily, at most ``prefetch`` batches ahead
+        of the batch being classified). ``cancel`` is checked between batches and raises
+        :class:`~engine.errors.Cancelled`. Closing the generator early stops the workers.
+        """
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+        source = iter(paths)
+        pool = ThreadPoolExecutor(max_workers=max(1, int(workers)), thread_name_prefix="allsight-decode")
+        pending: deque[list[Future]] = deque()
+        exhausted = False
+
+        def submit_next() -> None:
+            nonlocal exhausted
+            if exhausted:
+                return
+            chunk = list(islice(source, batch_size))
+            if not chunk:
+                exhausted = True
+                return
+            pending.append([pool.submit(self._prepare_path, p) for p in chunk])
+
+        try:
+            while len(pending) < max(1, prefetch) and not exhausted:
+                submit_next()
+            while pending:
+                if cancel is not None:
+                    cancel.raise_if_cancelled()
+                futures = pending.popleft()
+                submit_next()  # keep the workers busy while this batch runs through the network
+                batch = [f.result() for f in futures]
+                yield from self._classify_prepared(batch)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def classify_arrays(self, images: Sequence[np.ndarray], names: Sequence[str] | None = None, *,
+                        batch_size: int = 32) -> list[ImageResult]:
+        """Classify in-memory (H, W, 3) uint8 RGB images; ``names`` fill the ``path`` field."""
+        names = list(names) if names is not None else [f"image_{i}" for i in range(len(images))]
+        if len(names) != len(images):
+            raise ConfigError(f"{len(images)} images but {len(names)} names")
+        results: list[ImageResult] = []
+        for start in range(0, len(images), max(1, batch_size)):
+            batch = []
+            for name, rgb in zip(names[start:start + batch_size], images[start:start + batch_size]):
+                try:
+                    batch.append(self._prepare_rgb(name, np.asarray(rgb)))
+                except Exception as exc:
+                    batch.append(_Prepared(name, error=f"could not be processed ({exc})"))
+            results.extend(self._classify_prepared(batch))
+        return results
+
+    def heatmap(self, image: str | Path | np.ndarray, class_index: int | str | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Grad-CAM for one image: (resized original (S,S,3) uint8, heat (S,S) 0..1, overlay).
+
+        ``class_index`` (an index or a class id) defaults to the predicted class.
+        """
+        from engine.gradcam import gradcam, overlay
+
+        rgb = load_image(image) if isinstance(image, (str, Path)) else np.asarray(image)
+        stages = preprocess(rgb, self.card.preprocess)
+        x = torch.from_numpy(to_chw_float(stages.model_input, self.card.preprocess)[None]).to(self.device)
+        if isinstance(class_index, str):
+            if class_index not in self.classes:
+                raise ConfigError(f"unknown class {class_index!r}; the model has {', '.join(self.classes)}")
+            class_index = self.classes.index(class_index)
+        heat = gradcam(self.net, self.arch, x, class_index)
+        return stages.original, heat, overlay(stages.original, heat)

@@ -1,0 +1,153 @@
+"""User settings: one small, versioned JSON file in the user's configuration folder.
+
+The file lives in ``platformdirs.user_config_dir("ALLSight")`` (or ``$ALLSIGHT_CONFIG_DIR``, which
+the tests use so they never touch the real home folder). Nothing is ever written next to the
+program. Loading never fails: a missing, unreadable, corrupt or older file gives the defaults for
+whatever cannot be used, and says why in the log. Saving is atomic (temporary file + rename), so
+a crash mid-write cannot leave a half-written file behind.
+
+This module is Qt-free on purpose: it is plain data, easy to test and reuse.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import platformdirs
+
+log = logging.getLogger("allsight.gui.settings")
+
+APP_NAME = "ALLSight"
+SETTINGS_FILE_NAME = "settings.json"
+#: Bump when a field changes meaning; add a step to :func:`_migrate` for the old files.
+SETTINGS_SCHEMA_VERSION = 1
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class Settings:
+    schema_version: int = SETTINGS_SCHEMA_VERSION
+    #: A shipped model id (``resnet18``) or a path to a ``.safetensors`` model file.
+    active_model: str = "resnet18"
+    device: str = "auto"
+    #: None: use the model card's review threshold; else a probability in [0, 1].
+    review_threshold_override: float | None = None
+    operator_name: str = ""
+    lab_name: str = ""
+    last_open_dir: str = ""
+    last_export_dir: str = ""
+
+    def replace(self, **changes: Any) -> "Settings":
+        return replace(self, **changes)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def config_dir() -> Path:
+    override = os.environ.get("ALLSIGHT_CONFIG_DIR")
+    return Path(override) if override else Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+
+
+def settings_path() -> Path:
+    return config_dir() / SETTINGS_FILE_NAME
+
+
+def _valid_value(name: str, value: Any) -> bool:
+    if name == "schema_version":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if name == "review_threshold_override":
+        return value is None or (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= float(value) <= 1.0
+        )
+    if name == "device":
+        return value in DEVICES
+    if name == "active_model":
+        return isinstance(value, str) and value.strip() != ""
+    return isinstance(value, str)
+
+
+def _migrate(data: dict[str, Any], version: int) -> dict[str, Any]:
+    """Bring an older file's fields up to the current schema (none needed yet: version 0 = no
+    version field, same fields)."""
+    return data
+
+
+def settings_from_dict(data: Mapping[str, Any], *, source: str = "settings") -> Settings:
+    """Build Settings from parsed JSON, keeping every valid field and defaulting the rest."""
+    defaults = Settings()
+    raw_version = data.get("schema_version", 0)
+    version = raw_version if isinstance(raw_version, int) and not isinstance(raw_version, bool) else 0
+    if version > SETTINGS_SCHEMA_VERSION:
+        log.warning("%s was written by a newer ALLSight (schema %s > %s); using the fields this "
+                    "version understands", source, version, SETTINGS_SCHEMA_VERSION)
+    data = _migrate(dict(data), version)
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        if f.name == "schema_version" or f.name not in data:
+            continue
+        value = data[f.name]
+        if _valid_value(f.name, value):
+            values[f.name] = float(value) if f.name == "review_threshold_override" and value is not None else value
+        else:
+            log.warning("%s: invalid value for %r (%r); using the default %r",
+                        source, f.name, value, getattr(defaults, f.name))
+    unknown = sorted(set(data) - {f.name for f in fields(Settings)})
+    if unknown:
+        log.info("%s: ignoring unknown fields %s", source, ", ".join(unknown))
+    return Settings(**values)
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read the settings file; any problem gives the defaults (never raises)."""
+    path = Path(path) if path is not None else settings_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        log.info("no settings file at %s; using defaults", path)
+        return Settings()
+    except (OSError, UnicodeDecodeError) as exc:
+        log.warning("settings file %s cannot be read (%s); using defaults", path, exc)
+        return Settings()
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, found {type(data).__name__}")
+    except ValueError as exc:
+        log.warning("settings file %s is corrupt (%s); using defaults", path, exc)
+        _keep_bad_copy(path)
+        return Settings()
+    return settings_from_dict(data, source=str(path))
+
+
+def _keep_bad_copy(path: Path) -> None:
+    """Keep the corrupt file beside the new one (settings.json.bad) for whoever investigates."""
+    try:
+        os.replace(path, path.with_name(path.name + ".bad"))
+    except OSError:
+        pass
+
+
+def save_settings(settings: Settings, path: str | Path | None = None) -> Path:
+    """Write the settings atomically; raises OSError if the folder cannot be written."""
+    path = Path(path) if path is not None else settings_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = settings.replace(schema_version=SETTINGS_SCHEMA_VERSION).to_json_dict()
+    data = (json.dumps(payload, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

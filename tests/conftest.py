@@ -1,0 +1,123 @@
+"""Shared fixtures: synthetic smear-like images, class-folder datasets and tiny models.
+
+No test depends on the real data set except those marked ``realdata`` (skipped when absent).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+REAL_DATA_CANDIDATES = [
+    os.environ.get("ALLSIGHT_DATA", ""),
+    str(Path(__file__).resolve().parents[2] / "shared" / "data" / "aria-all"),
+]
+
+
+def real_data_dir() -> Path | None:
+    for candidate in REAL_DATA_CANDIDATES:
+        if candidate and (Path(candidate) / "Benign").is_dir():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture
+def real_data() -> Path:
+    path = real_data_dir()
+    if path is None:
+        pytest.skip("real ALL data set not found: set ALLSIGHT_DATA or place it at ../shared/data/aria-all")
+    return path
+
+
+# Class-specific synthetic "smears": a pale background with purple blobs whose size and count
+# depend on the class, so a tiny model can learn them in a few steps.
+_CLASS_STYLE = {0: (3, 6), 1: (6, 9), 2: (2, 14), 3: (9, 4)}
+
+
+def synthetic_smear(label: int = 0, size: int = 64, seed: int = 0) -> np.ndarray:
+    import cv2
+
+    rng = np.random.default_rng([label, seed])
+    img = np.full((size, size, 3), (236, 226, 232), np.uint8)
+    img = np.clip(img.astype(np.int16) + rng.integers(-8, 8, img.shape), 0, 255).astype(np.uint8)
+    count, radius = _CLASS_STYLE[label % 4]
+    for _ in range(count):
+        c = tuple(int(v) for v in rng.integers(radius, size - radius, 2))
+        r = max(2, int(radius * size / 64 * rng.uniform(0.7, 1.3)))
+        cv2.circle(img, c, r, (120 + 10 * label, 60, 170), -1)
+    return img
+
+
+@pytest.fixture
+def make_smear():
+    return synthetic_smear
+
+
+def write_image(path: Path, rgb: np.ndarray, **save_kwargs) -> Path:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgb).save(path, **save_kwargs)
+    return path
+
+
+@pytest.fixture
+def class_dataset(tmp_path) -> Path:
+    """A tiny class-folder dataset: 12 images per class, numbered like the real one."""
+    root = tmp_path / "dataset"
+    for label, name in enumerate(("Benign", "Early", "Pre", "Pro")):
+        for i in range(12):
+            write_image(root / name / f"WBC-{name}-{i + 1:03d}.jpg", synthetic_smear(label, 48, i), quality=95)
+    return root
+
+
+def save_tiny_model(out_dir: Path, arch: str = "baseline", image_size: int = 32, model_id: str = "tiny"):
+    """A randomly initialised but complete model (card, weights, OOD tensors) for fast tests."""
+    import torch
+
+    from engine.checkpoint import ModelCard, save_model
+    from engine.models import build_model
+    from engine.preprocess import PreprocessConfig
+
+    torch.manual_seed(0)
+    net = build_model(arch, image_size=image_size)
+    feat_dim = {"baseline": 10, "resnet18": 512}[arch]
+    card = ModelCard(
+        id=model_id, version="0.0.1", architecture=arch,
+        preprocess=PreprocessConfig(image_size=image_size),
+        temperature=1.0, review_threshold=0.5,
+        ood={"method": "mahalanobis", "threshold": 1e9, "tensors": ["ood.means", "ood.precision"]},
+        weights_dtype="float32",
+    )
+    tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
+    tensors["ood.means"] = torch.zeros(4, feat_dim)
+    tensors["ood.precision"] = torch.eye(feat_dim)
+    return save_model(tensors, card, out_dir, model_id)
+
+
+@pytest.fixture
+def tiny_model(tmp_path) -> Path:
+    """Path to a tiny baseline model's .safetensors file."""
+    return save_tiny_model(tmp_path / "models").weights_path
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads():
+    """Fail any test that leaves a Python thread running (workers must be joined)."""
+    before = set(threading.enumerate())
+    yield
+    import time
+
+    deadline = time.time() + 2.0
+    while time.time() < deadline:
+        leaked = [t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon]
+        if not leaked:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"test leaked threads: {[t.name for t in leaked]}")

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import platform
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, Mapping
 
 from engine import CLASS_DISPLAY_NAMES, CLASS_IDS, __version__
 from engine.errors import ModelError, ModelIntegrityError
+from engine.fsutil import atomic_write_bytes
 from engine.preprocess import PreprocessConfig
 
 CARD_SCHEMA_VERSION = 1
@@ -141,20 +141,6 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _atomic_write_bytes(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_model(tensors: Mapping[str, Any], card: ModelCard, out_dir: str | Path, name: str | None = None) -> ModelCard:
     """Write ``name.safetensors`` and ``name.json`` atomically; returns the card as written."""
     import torch
@@ -169,7 +155,7 @@ def save_model(tensors: Mapping[str, Any], card: ModelCard, out_dir: str | Path,
     # file hash must be reproducible for a deterministic training run.
     blob = save(tensors, metadata={"format": "pt"})
     weights = out_dir / f"{name}.safetensors"
-    _atomic_write_bytes(weights, blob)
+    atomic_write_bytes(weights, blob)
     from dataclasses import replace
 
     card = replace(
@@ -180,7 +166,7 @@ def save_model(tensors: Mapping[str, Any], card: ModelCard, out_dir: str | Path,
         libraries=card.libraries or library_versions(),
         path=out_dir / f"{name}.json",
     )
-    _atomic_write_bytes(out_dir / f"{name}.json", (json.dumps(card.to_json_dict(), indent=2) + "\n").encode())
+    atomic_write_bytes(out_dir / f"{name}.json", (json.dumps(card.to_json_dict(), indent=2) + "\n").encode())
     del torch
     return card
 

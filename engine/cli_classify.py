@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import IO, Any
 
 from engine.errors import AllSightError
+
+log = logging.getLogger("allsight.cli")
 
 EXIT_OK, EXIT_FATAL, EXIT_PARTIAL = 0, 2, 3
 
@@ -116,6 +119,7 @@ def _run(args, images, classifier, csv_file, json_file, heat_dir, columns, had_m
                         record["heatmap"] = str(target)
                     except Exception as exc:  # a heat map must never stop the run
                         heat_failed += 1
+                        log.debug("heat map for %s failed", result.path, exc_info=True)
                         tqdm.write(f"heat map for {result.path} not written: {exc}", file=sys.stderr)
             else:
                 n_error += 1

@@ -39,3 +39,43 @@ def evaluate_folder(data_dir: str | Path, model: str | None = None, *, batch_siz
     report["model"] = {"id": card.id, "version": card.version, "sha256": card.weights_sha256}
     report["skipped"] = [{"path": str(f.path), "reason": f.reason} for f in failures]
     return report
+
+
+def split_samples(card, data_dir: str | Path, split: str = "test"):
+    """Rebuild the split a model was trained with (from its card) and check it is the same one."""
+    from engine.data import Dataset, split_dataset
+    from engine.errors import DataLayoutError
+
+    recipe = card.training.get("recipe", {})
+    dataset = discover_dataset(data_dir, card.classes)
+    parts = split_dataset(dataset, recipe.get("split", "random"), int(recipe.get("seed", 0)))
+    samples = parts[split]
+    expected = card.data_fingerprint.get("test_files_sha256")
+    if split == "test" and expected:
+        got = Dataset(dataset.root, dataset.classes, samples).fingerprint()
+        if got != expected:
+            raise DataLayoutError(f"{data_dir}: the test split rebuilt from the model card does not match the "
+                                  f"files the model was tested on (different data folder?)")
+    return samples
+
+
+def evaluate_samples(loaded, samples, shifts: dict | None = None, batch_size: int = 128) -> dict[str, Any]:
+    """Metrics on ``samples`` for each named perturbation of the raw (full-resolution) images.
+
+    Perturbations run before crop/resize and preprocessing, as a different camera would.
+    """
+    from engine.imageio import load_image
+    from engine.preprocess import crop_and_resize
+
+    card = loaded.card
+    shifts = shifts or {"clean": lambda im: im}
+    raw = [load_image(s.path) for s in samples]
+    labels = np.array([s.label for s in samples], np.int64)
+    out = {}
+    for name, shift in shifts.items():
+        resized = np.stack([crop_and_resize(shift(im), card.image_size, card.preprocess.crop) for im in raw])
+        logits, _ = run_network(loaded.net, preprocess_batch(resized, card.preprocess), batch_size=batch_size)
+        report = classification_report(softmax(logits, card.temperature), labels, card.classes)
+        report["model"] = {"id": card.id, "version": card.version, "sha256": card.weights_sha256}
+        out[name] = report
+    return out

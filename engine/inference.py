@@ -20,11 +20,12 @@ import logging
 import os
 import threading
 from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -186,7 +187,8 @@ class Classifier:
     """One model on one device: classify files or arrays, explain with Grad-CAM.
 
     ``model`` is a shipped model id, a path to a ``.safetensors``/``.json`` model, a
-    :class:`ModelCard`, a :class:`LoadedModel`, or ``None`` for the default model.
+    :class:`ModelCard`, a :class:`LoadedModel`, or ``None`` for the default model. A given
+    :class:`LoadedModel`'s network is moved to the device (and to channels-last on CPU) in place.
     """
 
     def __init__(self, model: str | Path | ModelCard | LoadedModel | None = None,
@@ -198,6 +200,10 @@ class Classifier:
         self.card: ModelCard = loaded.card
         self.arch = self.card.architecture
         self.net = loaded.net.to(self.device).eval()
+        #: NHWC on CPU: measured 28 % (ResNet18, 224 px) and 38 % (baseline, 128 px) faster there.
+        self.channels_last = self.device.type == "cpu"
+        if self.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
         self.feature_layer = feature_layer(self.net, self.arch)
         means, precision = loaded.extras.get("ood.means"), loaded.extras.get("ood.precision")
         self.ood_means = None if means is None else means.detach().cpu().double().numpy()
@@ -231,6 +237,8 @@ class Classifier:
         by_id: dict[int, ImageResult] = {}
         if good:
             x = torch.from_numpy(np.stack([p.chw for p in good])).to(self.device)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             want_features = self.ood_means is not None and self.ood_precision is not None
             with torch.inference_mode():
                 if want_features:
@@ -312,7 +320,8 @@ class Classifier:
             for name, rgb in zip(names[start:start + batch_size], images[start:start + batch_size]):
                 try:
                     batch.append(self._prepare_rgb(name, np.asarray(rgb)))
-                except Exception as exc:
+                except Exception as exc:  # e.g. a wrong shape: an error result, not a crash
+                    log.debug("cannot process %s", name, exc_info=True)
                     batch.append(_Prepared(name, error=f"could not be processed ({exc})"))
             results.extend(self._classify_prepared(batch))
         return results

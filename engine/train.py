@@ -22,7 +22,8 @@ from torch import nn
 
 from engine import CLASS_IDS, __version__
 from engine.augment import AugmentConfig, augment
-from engine.checkpoint import ModelCard, _atomic_write_bytes, load_model, save_model
+from engine.checkpoint import ModelCard, load_model, save_model
+from engine.fsutil import atomic_write_bytes
 from engine.data import Dataset, Sample, discover_dataset, load_resized, split_dataset
 from engine.errors import ConfigError, DataLayoutError
 from engine.metrics import classification_report
@@ -95,9 +96,9 @@ def _save_resume(out_dir: Path, cfg: TrainConfig, net: nn.Module, opt: torch.opt
         for key, value in pstate.items():
             tensors[f"opt.{idx}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
     tensor_path, json_path = _resume_paths(out_dir, cfg.resolved_id)
-    _atomic_write_bytes(tensor_path, save({k: v.contiguous() for k, v in tensors.items()}))
+    atomic_write_bytes(tensor_path, save({k: v.contiguous() for k, v in tensors.items()}))
     meta = {"config": cfg.to_dict(), "param_groups": opt_state["param_groups"], **state}
-    _atomic_write_bytes(json_path, json.dumps(meta, indent=1).encode())
+    atomic_write_bytes(json_path, json.dumps(meta, indent=1).encode())
 
 
 def _load_resume(out_dir: Path, cfg: TrainConfig, net: nn.Module, opt: torch.optim.Optimizer):

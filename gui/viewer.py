@@ -78,11 +78,14 @@ class ImageViewer(QGraphicsView):
         self._placeholder = text
         self.viewport().update()
 
-    def set_image(self, rgb: np.ndarray | None, *, placeholder: str | None = None) -> None:
+    def set_image(self, rgb: np.ndarray | None, *, placeholder: str | None = None,
+                  keep_view: bool = False) -> None:
         """Show ``rgb`` ((H, W, 3) or (H, W) uint8), or nothing with a placeholder text.
 
-        Overlays belong to the previous image and are cleared.
+        Overlays belong to the previous image and are cleared. ``keep_view`` keeps the zoom and
+        position when the new image has the size of the old one (a recomputed stage).
         """
+        same_size = rgb is not None and self.image_size == (rgb.shape[1], rgb.shape[0])
         if placeholder is not None:
             self._placeholder = placeholder
         self.set_mask(None)
@@ -99,7 +102,8 @@ class ImageViewer(QGraphicsView):
             self._has_image = True
             self.image_size = (pixmap.width(), pixmap.height())
             self._scene.setSceneRect(QRectF(pixmap.rect()))
-            self.fit()
+            if not (keep_view and same_size) or self._fit_mode:
+                self.fit()
         self.overlays_changed.emit()
         self.viewport().update()
 

@@ -84,6 +84,6 @@ def test_classifier_heatmap_from_path_and_array(tmp_path, tiny_model):
     assert over.shape == (SIZE, SIZE, 3) and over.dtype == np.uint8
     rgb2, heat2, _ = clf.heatmap(synthetic_smear(3, 64, 2), class_index="Pro")
     assert np.array_equal(rgb, rgb2)
-    rgb3, heat3, _ = clf.heatmap(path, class_index=3)
+    _, heat3, _ = clf.heatmap(path, class_index=3)
     np.testing.assert_allclose(heat2, heat3, atol=1e-6)
     assert _no_hooks(clf.net)

@@ -119,8 +119,7 @@ def test_cancel_between_batches(classifier, tmp_path):
     got = [next(gen)]
     token.cancel()
     with pytest.raises(Cancelled):
-        for r in gen:  # the rest of the current batch still arrives, then it stops
-            got.append(r)
+        got.extend(gen)  # the rest of the current batch still arrives, then it stops
     assert len(got) == 2
     with pytest.raises(StopIteration):
         next(gen)

@@ -1,0 +1,542 @@
+"""Samples: one per opened folder, with its IDs and a thumbnail strip of its images.
+
+A :class:`Sample` is plain data (the future SQLite store and the batch queue take it as is).
+:class:`ThumbnailModel` lists a sample's images for a ``QListView`` in icon mode; thumbnails are
+decoded by :func:`make_thumbnail` in the worker pool, and a file that cannot be read gets a drawn
+"Unreadable" tile with the reason instead of failing. :class:`SamplesPanel` is the left panel of
+the main window: the sample list, the ID fields and the thumbnails.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QSize, Qt, Signal
+from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import (QAbstractItemView, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                               QLineEdit, QListView, QListWidget, QListWidgetItem, QSizePolicy,
+                               QStackedWidget, QToolButton, QVBoxLayout, QWidget)
+
+from engine.errors import ImageLoadError
+from engine.imageio import ScanResult, SkippedFile, load_image, scan_paths
+from gui.imaging import array_to_qimage, placeholder_image
+from gui.workers import PRIORITY_BACKGROUND, TaskError, WorkerPool
+
+log = logging.getLogger("allsight.gui.samples")
+
+THUMB_SIZE = 112
+
+PENDING, READY, UNREADABLE = "pending", "ready", "unreadable"
+
+
+@dataclass(eq=False)
+class SampleImage:
+    path: Path
+    state: str = PENDING
+    #: Why the file cannot be used (engine ImageLoadError reason), when ``state == UNREADABLE``.
+    error: str | None = None
+    #: (width, height) of the full image, once decoded.
+    size: tuple[int, int] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+@dataclass(eq=False)
+class Sample:
+    """One patient sample: a folder of smear images plus the IDs typed by the operator."""
+
+    sample_id: str
+    folder: Path | None
+    images: list[SampleImage] = field(default_factory=list)
+    patient_id: str = ""
+    operator: str = ""
+    #: Files in the folder that are not images (by extension), as reported by the scan.
+    skipped: tuple[SkippedFile, ...] = ()
+
+    @property
+    def unreadable_count(self) -> int:
+        return sum(1 for im in self.images if im.state == UNREADABLE)
+
+
+@dataclass(frozen=True)
+class ThumbnailResult:
+    path: Path
+    image: QImage | None
+    error: str | None
+    size: tuple[int, int] | None
+
+
+def make_thumbnail(path: Path, size: int = THUMB_SIZE) -> ThumbnailResult:
+    """Decode ``path`` and shrink it to fit ``size`` (worker thread; QImage is thread-safe)."""
+    import cv2
+
+    try:
+        rgb = load_image(path)
+    except ImageLoadError as exc:
+        return ThumbnailResult(path, None, exc.reason, None)
+    h, w = rgb.shape[:2]
+    scale = size / max(h, w)
+    if scale < 1:
+        rgb = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
+                         interpolation=cv2.INTER_AREA)
+    return ThumbnailResult(path, array_to_qimage(np.ascontiguousarray(rgb)), None, (w, h))
+
+
+def scan_sample_paths(paths: list[Path]) -> ScanResult:
+    """Worker-thread wrapper (a network folder can take a while to list)."""
+    return scan_paths(paths)
+
+
+class ThumbnailModel(QAbstractListModel):
+    """The images of one sample, with their thumbnails (or a placeholder) as decoration."""
+
+    PathRole = Qt.ItemDataRole.UserRole + 1
+    StateRole = Qt.ItemDataRole.UserRole + 2
+    ErrorRole = Qt.ItemDataRole.UserRole + 3
+
+    def __init__(self, sample: Sample, parent=None):
+        super().__init__(parent)
+        self.sample = sample
+        self._thumbs: dict[int, QImage] = {}
+        self._pixmaps: dict[int, QPixmap] = {}
+        self._loading_pixmap: QPixmap | None = None
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.sample.images)
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self.sample.images):
+            return None
+        row = index.row()
+        image = self.sample.images[row]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return image.name if image.state != UNREADABLE else f"{image.name}\nunreadable"
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self._decoration(row, image)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if image.state == UNREADABLE:
+                return f"{image.path}\nunreadable: {image.error}"
+            if image.size is not None:
+                return f"{image.path}\n{image.size[0]} × {image.size[1]} px"
+            return str(image.path)
+        if role == Qt.ItemDataRole.ForegroundRole and image.state == UNREADABLE:
+            return Qt.GlobalColor.darkRed
+        if role == self.PathRole:
+            return image.path
+        if role == self.StateRole:
+            return image.state
+        if role == self.ErrorRole:
+            return image.error
+        return None
+
+    def _decoration(self, row: int, image: SampleImage) -> QPixmap:
+        pixmap = self._pixmaps.get(row)
+        if pixmap is not None:
+            return pixmap
+        if image.state == READY and row in self._thumbs:
+            pixmap = QPixmap.fromImage(self._thumbs[row])
+        elif image.state == UNREADABLE:
+            pixmap = QPixmap.fromImage(placeholder_image(THUMB_SIZE, THUMB_SIZE, "Unreadable",
+                                                         image.error or "", error=True))
+        else:
+            if self._loading_pixmap is None:
+                self._loading_pixmap = QPixmap.fromImage(placeholder_image(THUMB_SIZE, THUMB_SIZE, "Loading…"))
+            return self._loading_pixmap
+        self._pixmaps[row] = pixmap
+        return pixmap
+
+    def row_of(self, path: Path) -> int:
+        for row, image in enumerate(self.sample.images):
+            if image.path == path:
+                return row
+        return -1
+
+    def set_thumbnail(self, row: int, image: QImage, size: tuple[int, int] | None) -> None:
+        entry = self.sample.images[row]
+        entry.state, entry.error = READY, None
+        entry.size = size or entry.size
+        self._thumbs[row] = image
+        self._changed(row)
+
+    def set_unreadable(self, row: int, reason: str) -> None:
+        entry = self.sample.images[row]
+        entry.state, entry.error = UNREADABLE, reason
+        self._thumbs.pop(row, None)
+        self._changed(row)
+
+    def _changed(self, row: int) -> None:
+        self._pixmaps.pop(row, None)
+        index = self.index(row)
+        self.dataChanged.emit(index, index)
+
+    def count(self, state: str) -> int:
+        return sum(1 for im in self.sample.images if im.state == state)
+
+
+class SamplesPanel(QWidget):
+    """Left panel: opened samples, the selected sample's IDs and its thumbnails."""
+
+    #: (Sample, row) of the image to show, or (None, -1) when there is none.
+    current_image_changed = Signal(object, int)
+    #: The selected sample changed (Sample or None).
+    current_sample_changed = Signal(object)
+    #: A sample was added (Sample).
+    sample_added = Signal(object)
+    #: Thumbnail progress of a sample changed (Sample).
+    sample_updated = Signal(object)
+    #: The operator typed a name: the new default for the next samples.
+    operator_entered = Signal(str)
+    #: A short message for the status bar.
+    status_message = Signal(str)
+
+    def __init__(self, workers: WorkerPool, parent: QWidget | None = None, *, default_operator: str = ""):
+        super().__init__(parent)
+        self._workers = workers
+        self.default_operator = default_operator
+        self.samples: list[Sample] = []
+        self._models: dict[int, ThumbnailModel] = {}  # id(sample) -> model
+
+        # Header
+        title = QLabel("<b>Samples</b>", self)
+        self.open_button = QToolButton(self)
+        self.open_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        header = QHBoxLayout()
+        header.addWidget(title)
+        header.addStretch(1)
+        header.addWidget(self.open_button)
+
+        self.sample_list = QListWidget(self)
+        self.sample_list.setMaximumHeight(110)
+        self.sample_list.setAcceptDrops(False)
+        self.sample_list.currentRowChanged.connect(self._on_sample_row_changed)
+
+        # Empty state
+        self.empty_hint = QLabel(
+            "No samples yet.\n\nFile ▸ Open folder(s)… or drop folders onto the window.\n"
+            "Each folder becomes one sample; its images are listed here.", self)
+        self.empty_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_hint.setWordWrap(True)
+        self.empty_hint.setStyleSheet("color: #607d8b;")
+
+        # Details of the selected sample
+        self.sample_id_edit = QLineEdit(self)
+        self.sample_id_edit.setPlaceholderText("defaults to the folder name")
+        self.patient_id_edit = QLineEdit(self)
+        self.patient_id_edit.setPlaceholderText("optional")
+        self.operator_edit = QLineEdit(self)
+        self.operator_edit.setPlaceholderText("your name or initials")
+        for edit in (self.sample_id_edit, self.patient_id_edit, self.operator_edit):
+            edit.setAcceptDrops(False)  # a dropped folder opens a sample instead of typing its path
+        self.folder_label = QLabel(self)
+        self.folder_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.folder_label.setStyleSheet("color: #546e7a;")
+        self.id_warning = QLabel(self)
+        self.id_warning.setStyleSheet("color: #c62828;")
+        self.id_warning.setWordWrap(True)
+        self.id_warning.hide()
+        self.sample_id_edit.textEdited.connect(self._on_sample_id_edited)
+        self.sample_id_edit.editingFinished.connect(self._on_sample_id_finished)
+        self.patient_id_edit.textEdited.connect(self._on_patient_id_edited)
+        self.operator_edit.textEdited.connect(self._on_operator_edited)
+        self.operator_edit.editingFinished.connect(
+            lambda: self.operator_entered.emit(self.operator_edit.text().strip()))
+
+        self.details = QGroupBox("Sample", self)
+        form = QFormLayout(self.details)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.addRow("Sample ID", self.sample_id_edit)
+        form.addRow("", self.id_warning)
+        form.addRow("Patient ID", self.patient_id_edit)
+        form.addRow("Operator", self.operator_edit)
+        form.addRow("Folder", self.folder_label)
+
+        self.images_label = QLabel(self)
+        self.images_label.setWordWrap(True)
+
+        self.thumb_view = QListView(self)
+        v = self.thumb_view
+        v.setViewMode(QListView.ViewMode.IconMode)
+        v.setIconSize(QSize(THUMB_SIZE, THUMB_SIZE))
+        v.setGridSize(QSize(THUMB_SIZE + 18, THUMB_SIZE + 40))
+        v.setResizeMode(QListView.ResizeMode.Adjust)
+        v.setMovement(QListView.Movement.Static)
+        v.setFlow(QListView.Flow.LeftToRight)
+        v.setWrapping(True)
+        v.setUniformItemSizes(True)
+        v.setWordWrap(True)
+        v.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        v.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        v.setDragEnabled(False)
+        v.setAcceptDrops(False)
+        v.setMinimumHeight(THUMB_SIZE + 50)
+
+        sample_page = QWidget(self)
+        sp = QVBoxLayout(sample_page)
+        sp.setContentsMargins(0, 0, 0, 0)
+        sp.addWidget(self.details)
+        sp.addWidget(self.images_label)
+        sp.addWidget(self.thumb_view, 1)
+
+        self.pages = QStackedWidget(self)
+        self.pages.addWidget(self.empty_hint)
+        self.pages.addWidget(sample_page)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addLayout(header)
+        layout.addWidget(self.sample_list)
+        layout.addWidget(self.pages, 1)
+        self.sample_list.hide()
+        self._current: Sample | None = None
+
+    # ------------------------------------------------------------------ adding samples
+    def set_open_action(self, action) -> None:
+        self.open_button.setDefaultAction(action)
+
+    def find_sample(self, folder: Path) -> Sample | None:
+        folder = Path(folder).resolve()
+        for sample in self.samples:
+            if sample.folder is not None and sample.folder.resolve() == folder:
+                return sample
+        return None
+
+    def unique_sample_id(self, base: str, *, exclude: Sample | None = None) -> str:
+        taken = {s.sample_id for s in self.samples if s is not exclude}
+        candidate, n = base, 2
+        while candidate in taken:
+            candidate, n = f"{base} ({n})", n + 1
+        return candidate
+
+    def open_paths(self, paths: list[str | Path]) -> None:
+        """Add one sample per folder; loose image files become one sample named after their
+        folder. The folders are scanned in the worker pool; samples appear when scanned."""
+        folders = [Path(p) for p in paths if Path(p).is_dir()]
+        files = [Path(p) for p in paths if not Path(p).is_dir()]
+        for folder in folders:
+            existing = self.find_sample(folder)
+            if existing is not None:
+                self.select_sample(existing)
+                self.status_message.emit(f"{folder} is already open as sample {existing.sample_id}.")
+                continue
+            self._scan([folder], folder)
+        if files:
+            self._scan(files, None)
+
+    def _scan(self, paths: list[Path], folder: Path | None) -> None:
+        where = str(folder) if folder is not None else f"{len(paths)} file(s)"
+        self.status_message.emit(f"Scanning {where}…")
+        self._workers.submit(
+            scan_sample_paths, paths, priority=PRIORITY_BACKGROUND, name="scan",
+            on_result=lambda result: self._on_scanned(paths, folder, result),
+        )
+
+    def _on_scanned(self, paths: list[Path], folder: Path | None, result: ScanResult) -> None:
+        base = folder if folder is not None else paths[0].parent
+        if not result.images:
+            self.status_message.emit(
+                f"No images found in {base}"
+                + (f" ({len(result.skipped)} other file(s) skipped)" if result.skipped else "") + ".")
+            return
+        if folder is not None and self.find_sample(folder) is not None:
+            return  # opened twice in quick succession
+        sample = Sample(
+            sample_id=self.unique_sample_id(base.name or str(base)),
+            folder=folder if folder is not None else base,
+            images=[SampleImage(p) for p in result.images],
+            operator=self.default_operator,
+            skipped=result.skipped,
+        )
+        self.add_sample(sample)
+
+    def add_sample(self, sample: Sample) -> Sample:
+        self.samples.append(sample)
+        model = ThumbnailModel(sample, self)
+        self._models[id(sample)] = model
+        item = QListWidgetItem(self._sample_label(sample))
+        item.setToolTip(str(sample.folder or ""))
+        self.sample_list.addItem(item)
+        self.sample_list.setVisible(len(self.samples) > 1)
+        self.pages.setCurrentIndex(1)
+        for row, image in enumerate(sample.images):
+            self._workers.submit(
+                make_thumbnail, image.path, THUMB_SIZE, priority=PRIORITY_BACKGROUND, name="thumbnail",
+                on_result=lambda res, m=model, r=row: self._on_thumbnail(m, r, res),
+                on_error=lambda err, m=model, r=row: self._on_thumbnail_error(m, r, err),
+            )
+        self.sample_added.emit(sample)
+        self.select_sample(sample)
+        self.status_message.emit(f"Opened sample {sample.sample_id}: {len(sample.images)} image(s).")
+        return sample
+
+    def _on_thumbnail(self, model: ThumbnailModel, row: int, result: ThumbnailResult) -> None:
+        if result.image is not None:
+            model.set_thumbnail(row, result.image, result.size)
+        else:
+            log.info("unreadable image %s: %s", result.path, result.error)
+            model.set_unreadable(row, result.error or "unknown reason")
+        self._sample_progress(model.sample)
+
+    def _on_thumbnail_error(self, model: ThumbnailModel, row: int, error: TaskError) -> None:
+        from gui.errors import show_error
+
+        model.set_unreadable(row, f"unexpected error ({type(error.exc).__name__}: {error.exc})")
+        self._sample_progress(model.sample)
+        show_error(self.window(), f"Unexpected error while reading {model.sample.images[row].path}: "
+                                  f"{error.exc}", error.details)
+
+    def _sample_progress(self, sample: Sample) -> None:
+        row = self._row_of(sample)
+        if row >= 0:
+            self.sample_list.item(row).setText(self._sample_label(sample))
+        if sample is self._current:
+            self._update_images_label()
+            # The image on show may have turned out unreadable.
+        self.sample_updated.emit(sample)
+
+    # ------------------------------------------------------------------ selection
+    def model_for(self, sample: Sample) -> ThumbnailModel:
+        return self._models[id(sample)]
+
+    def current_sample(self) -> Sample | None:
+        return self._current
+
+    def current_model(self) -> ThumbnailModel | None:
+        return self._models.get(id(self._current)) if self._current is not None else None
+
+    def current_row(self) -> int:
+        index = self.thumb_view.currentIndex()
+        return index.row() if index.isValid() else -1
+
+    def _row_of(self, sample: Sample) -> int:
+        for row, s in enumerate(self.samples):
+            if s is sample:
+                return row
+        return -1
+
+    def select_sample(self, sample: Sample) -> None:
+        row = self._row_of(sample)
+        if row >= 0:
+            if self.sample_list.currentRow() == row:
+                self._on_sample_row_changed(row)
+            else:
+                self.sample_list.setCurrentRow(row)
+
+    def _on_sample_row_changed(self, row: int) -> None:
+        sample = self.samples[row] if 0 <= row < len(self.samples) else None
+        if sample is self._current and sample is not None and self.thumb_view.model() is self.current_model():
+            return
+        self._current = sample
+        if sample is None:
+            self.thumb_view.setModel(None)
+            self.pages.setCurrentIndex(0)
+            self.current_sample_changed.emit(None)
+            self.current_image_changed.emit(None, -1)
+            return
+        self.sample_id_edit.setText(sample.sample_id)
+        self.patient_id_edit.setText(sample.patient_id)
+        self.operator_edit.setText(sample.operator)
+        self.folder_label.setText(str(sample.folder or ""))
+        self.folder_label.setToolTip(str(sample.folder or ""))
+        self.id_warning.hide()
+        model = self.model_for(sample)
+        old_selection = self.thumb_view.selectionModel()
+        self.thumb_view.setModel(model)
+        if old_selection is not None:
+            old_selection.deleteLater()
+        self.thumb_view.selectionModel().currentChanged.connect(self._on_current_thumb_changed)
+        self._update_images_label()
+        self.current_sample_changed.emit(sample)
+        if model.rowCount() > 0:
+            self.set_current_row(0)
+        else:
+            self.current_image_changed.emit(sample, -1)
+
+    def set_current_row(self, row: int) -> bool:
+        model = self.current_model()
+        if model is None or not 0 <= row < model.rowCount():
+            return False
+        index = model.index(row)
+        self.thumb_view.setCurrentIndex(index)
+        self.thumb_view.scrollTo(index)
+        return True
+
+    def step_image(self, delta: int) -> bool:
+        """Move to the next (+1) or previous (-1) image; False at either end."""
+        model = self.current_model()
+        if model is None or model.rowCount() == 0:
+            return False
+        row = self.current_row()
+        target = row + delta if row >= 0 else 0
+        if not 0 <= target < model.rowCount():
+            self.status_message.emit("Last image of the sample." if delta > 0 else "First image of the sample.")
+            return False
+        return self.set_current_row(target)
+
+    def _on_current_thumb_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        self.current_image_changed.emit(self._current, current.row() if current.isValid() else -1)
+
+    # ------------------------------------------------------------------ editing
+    def _on_sample_id_edited(self, text: str) -> None:
+        sample = self._current
+        if sample is None:
+            return
+        text = text.strip()
+        clash = any(s.sample_id == text for s in self.samples if s is not sample)
+        if not text:
+            self.id_warning.setText("A sample ID is required (the folder name is used if left empty).")
+        elif clash:
+            self.id_warning.setText("Another open sample already has this ID.")
+        self.id_warning.setVisible(not text or clash)
+        if text and not clash:
+            sample.sample_id = text
+            self.sample_list.item(self._row_of(sample)).setText(self._sample_label(sample))
+
+    def _on_sample_id_finished(self) -> None:
+        sample = self._current
+        if sample is None:
+            return
+        if self.sample_id_edit.text().strip() != sample.sample_id:
+            if not self.sample_id_edit.text().strip():
+                base = sample.folder.name if sample.folder is not None else "sample"
+                sample.sample_id = self.unique_sample_id(base, exclude=sample)
+                self.sample_list.item(self._row_of(sample)).setText(self._sample_label(sample))
+            self.sample_id_edit.setText(sample.sample_id)  # revert an invalid entry
+        self.id_warning.hide()
+
+    def _on_patient_id_edited(self, text: str) -> None:
+        if self._current is not None:
+            self._current.patient_id = text.strip()
+
+    def _on_operator_edited(self, text: str) -> None:
+        if self._current is not None:
+            self._current.operator = text.strip()
+
+    # ------------------------------------------------------------------ labels
+    @staticmethod
+    def _sample_label(sample: Sample) -> str:
+        bad = sample.unreadable_count
+        return f"{sample.sample_id}  ({len(sample.images)} images{f', {bad} unreadable' if bad else ''})"
+
+    def _update_images_label(self) -> None:
+        sample = self._current
+        if sample is None:
+            self.images_label.setText("")
+            return
+        model = self.model_for(sample)
+        parts = [f"{len(sample.images)} image(s)"]
+        pending = model.count(PENDING)
+        if pending:
+            parts.append(f"{pending} loading")
+        bad = model.count(UNREADABLE)
+        if bad:
+            parts.append(f"<span style='color:#c62828'>{bad} unreadable</span>")
+        if sample.skipped:
+            parts.append(f"{len(sample.skipped)} other file(s) skipped")
+        self.images_label.setText(" · ".join(parts))
+        self.images_label.setToolTip("\n".join(f"{s.path.name}: {s.reason}" for s in sample.skipped[:50]))

@@ -126,7 +126,8 @@ def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
         raise ImageLoadError(path, "not enough memory to decode this image") from None
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ImageLoadError(path, f"unexpected decoded layout {rgb.shape} {rgb.dtype}")
-    return np.ascontiguousarray(rgb)
+    # A private, writable copy: Pillow-backed arrays are read-only and callers may draw on them.
+    return np.array(rgb, dtype=np.uint8, order="C", copy=True)
 
 
 _DIGITS = re.compile(r"(\d+)")

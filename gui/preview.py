@@ -254,12 +254,12 @@ class PreviewPanel(QWidget):
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(title)
         layout.addLayout(stages_row)
-        layout.addWidget(self.stage_view, 3)
+        layout.addWidget(self.stage_view, 1)
         layout.addWidget(self.stage_caption)
         layout.addWidget(self.differs_notice)
         layout.addWidget(self.model_note)
         layout.addLayout(reset_row)
-        layout.addWidget(self.controls_scroll, 2)
+        layout.addWidget(self.controls_scroll, 0)
 
         for widget in (self.clip_spin, self.tile_spin, self.close_spin):
             widget.valueChanged.connect(self._on_param_changed)

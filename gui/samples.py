@@ -116,7 +116,7 @@ class ThumbnailModel(QAbstractListModel):
         row = index.row()
         image = self.sample.images[row]
         if role == Qt.ItemDataRole.DisplayRole:
-            return image.name if image.state != UNREADABLE else f"{image.name}\nunreadable"
+            return image.name
         if role == Qt.ItemDataRole.DecorationRole:
             return self._decoration(row, image)
         if role == Qt.ItemDataRole.ToolTipRole:

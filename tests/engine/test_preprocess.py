@@ -257,6 +257,7 @@ def test_lab_source_flag_changes_the_mask(in_swapped):
 def test_mask_close_fills_small_holes():
     colour = _find_colour(in_swapped=True)
     img, where = _blob_on_white(colour)
+    assert where[28, 34]
     img[28, 34] = WHITE  # a one-pixel hole inside the blob
     base = PreprocessConfig(image_size=64, clahe_clip_limit=0)
     assert preprocess(img, base).mask[28, 34] == 0

@@ -1,0 +1,141 @@
+"""End-to-end inference throughput and memory, measured in one run.
+
+    python benchmarks/inference.py DATA_DIR [--model resnet18] [--n 500] [--memory-n 10000]
+
+Compares, on the same images and machine:
+  naive     the original notebooks' loop: PIL open -> torchvision transform (224 px) ->
+            model(x[None]) one image at a time, ResNet18 at 224 px
+  ceiling   the product model alone on pre-made input tensors (no decoding, no preprocessing)
+  product   `python main.py classify FOLDER --out results.csv` as a fresh process, wall clock
+            including interpreter start, imports and model load
+and the peak RSS of `classify` over 1,000 and 10,000 images (links to the data set's files).
+Prints a Markdown table for docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def image_files(data_dir: Path, n: int) -> list[Path]:
+    from engine.imageio import scan_paths
+
+    files = list(scan_paths([data_dir]).images)
+    if not files:
+        sys.exit(f"no images under {data_dir}")
+    return [files[i % len(files)] for i in range(n)]
+
+
+def link_folder(files: list[Path], folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, f in enumerate(files):
+        os.symlink(f.resolve(), folder / f"img{i:05d}{f.suffix}")
+    return folder
+
+
+def naive_loop(files: list[Path]) -> float:
+    import torch
+    import torchvision.transforms as T
+    from PIL import Image
+    from torchvision.models import resnet18
+
+    net = resnet18(num_classes=4).eval()
+    tf = T.Compose([T.Resize((224, 224)), T.ToTensor(), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    start = time.perf_counter()
+    with torch.no_grad():
+        for f in files:
+            x = tf(Image.open(f).convert("RGB"))
+            net(x[None]).argmax(1)
+    return len(files) / (time.perf_counter() - start)
+
+
+def ceiling(model: str, n: int, batch_size: int) -> float:
+    import torch
+
+    from engine.inference import Classifier, configure_threads
+
+    configure_threads()
+    clf = Classifier(model, device="cpu")
+    s = clf.card.image_size
+    x = torch.randn(n, 3, s, s)
+    if clf.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        clf.net(x[:batch_size])  # warm-up
+        start = time.perf_counter()
+        for i in range(0, n, batch_size):
+            clf.net(x[i:i + batch_size])
+    return n / (time.perf_counter() - start)
+
+
+def run_classify(folder: Path, model: str, out_csv: Path, batch_size: int) -> tuple[float, float, int]:
+    """Wall seconds, peak RSS in MB (the child's VmHWM, polled), exit code."""
+    cmd = [sys.executable, "main.py", "classify", str(folder), "--model", model, "--out", str(out_csv),
+           "--batch-size", str(batch_size)]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peak_kb = 0
+    while proc.poll() is None:
+        try:
+            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak_kb = max(peak_kb, int(line.split()[1]))
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    wall = time.perf_counter() - start
+    stderr = proc.stderr.read()
+    if proc.returncode not in (0, 3):
+        sys.exit(f"classify failed ({proc.returncode}): {stderr[-2000:]}")
+    return wall, peak_kb / 1024, proc.returncode
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("--model", default="resnet18")
+    parser.add_argument("--n", type=int, default=500)
+    parser.add_argument("--naive-n", type=int, default=200)
+    parser.add_argument("--memory-n", type=int, default=10_000)
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        files = image_files(args.data_dir, args.n)
+        folder = link_folder(files, tmp / "batch")
+        # The product first, in a fresh process (its RSS is the first child's).
+        wall, rss_small, _ = run_classify(folder, args.model, tmp / "r.csv", args.batch_size)
+        product = args.n / wall
+        ceil = ceiling(args.model, max(256, args.n), args.batch_size)
+        naive = naive_loop(files[: args.naive_n])
+        rows = [
+            ("naive loop (PIL, 224 px ResNet18, one image at a time)", naive),
+            (f"product model alone on tensors ({args.model}, ceiling)", ceil),
+            (f"product end to end: `main.py classify` on {args.n} JPEGs, process start included", product),
+        ]
+        print("| path | images/s |\n| --- | ---: |")
+        for name, value in rows:
+            print(f"| {name} | {value:.1f} |")
+        print(f"\nend to end / ceiling = {product / ceil:.2f}; end to end / naive = {product / naive:.2f}")
+        print(f"classify wall time for {args.n} images: {wall:.1f} s (peak RSS {rss_small:.0f} MB)")
+
+        if args.memory_n:
+            for n in (1000, args.memory_n):
+                big = link_folder(image_files(args.data_dir, n), tmp / f"mem{n}")
+                wall, rss, _ = run_classify(big, args.model, tmp / f"m{n}.csv", args.batch_size)
+                print(f"classify {n} images: {wall:.1f} s, {n / wall:.1f} images/s, peak RSS {rss:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

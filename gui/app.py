@@ -1,0 +1,77 @@
+"""Application start-up: ``run_app(argv)`` is what ``python main.py`` (no subcommand) calls.
+
+Keeps start-up light: nothing here (or in the main window) imports torch; inference modules are
+imported when a classification first needs them.
+
+Usage: ``python main.py [gui] [FOLDER_OR_IMAGE ...]`` — paths given on the command line are
+opened as samples (one per folder).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from engine import __version__
+from engine.logging_setup import setup_logging
+
+log = logging.getLogger("allsight.gui.app")
+
+APP_NAME = "ALLSight"
+
+
+def create_application(argv: list[str] | None = None):
+    """The QApplication (reused if one exists), with ALLSight's names set."""
+    from PySide6.QtWidgets import QApplication
+
+    QApplication.setOrganizationName(APP_NAME)
+    QApplication.setApplicationName(APP_NAME)
+    QApplication.setApplicationVersion(__version__)
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication([sys.argv[0] if sys.argv else "allsight", *(argv or [])])
+    app.setApplicationDisplayName(APP_NAME)
+    return app
+
+
+def _existing_application():
+    from PySide6.QtWidgets import QApplication
+
+    return QApplication.instance()
+
+
+def run_app(argv: list[str] | None = None) -> int:
+    """Start the desktop app; returns the exit code."""
+    argv = list(argv or [])
+    log_file = setup_logging()
+    log.info("ALLSight %s starting (log: %s)", __version__, log_file)
+    created = _existing_application() is None
+    app = create_application(argv)
+
+    from gui.errors import error_message, format_details, install_exception_hooks, show_error
+
+    install_exception_hooks()
+    try:
+        from gui.main_window import MainWindow
+        from gui.settings import load_settings
+
+        window = MainWindow(load_settings())
+    except Exception as exc:  # the window itself failed: say so instead of vanishing
+        log.exception("the main window could not be created")
+        show_error(None, f"ALLSight could not start: {error_message(exc)}", format_details(exc))
+        return 1
+    window.show()
+    # Qt takes its own options (-platform X, -style X...) out of app.arguments().
+    args = app.arguments()[1:] if created else argv
+    paths = [Path(a) for a in args if not a.startswith("-")]
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        window.statusBar().showMessage("Not found: " + ", ".join(str(p) for p in missing), 10000)
+    if paths := [p for p in paths if p.exists()]:
+        window.open_paths(paths)
+    try:
+        return int(app.exec())
+    finally:
+        window.shutdown()
+        log.info("ALLSight closed")

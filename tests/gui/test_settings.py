@@ -1,0 +1,79 @@
+"""Settings: versioned JSON in the user's config folder, tolerant loading, atomic saving."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from gui.settings import (SETTINGS_SCHEMA_VERSION, Settings, config_dir, load_settings,
+                          save_settings, settings_path)
+
+
+def test_config_dir_honours_env(tmp_path):
+    assert config_dir() == tmp_path / "config"
+    assert settings_path().parent == tmp_path / "config"
+
+
+def test_defaults():
+    s = Settings()
+    assert s.schema_version == SETTINGS_SCHEMA_VERSION
+    assert s.active_model == "resnet18"
+    assert s.device == "auto"
+    assert s.review_threshold_override is None
+    assert (s.operator_name, s.lab_name, s.last_open_dir, s.last_export_dir) == ("", "", "", "")
+
+
+def test_round_trip(tmp_path):
+    s = Settings(active_model="/models/custom.safetensors", device="cpu", review_threshold_override=0.7,
+                 operator_name="Dr. Ørsted", lab_name="Haematology 2", last_open_dir="/data/in",
+                 last_export_dir="/data/out")
+    path = save_settings(s)
+    assert path == settings_path() and path.is_file()
+    assert load_settings() == s
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["schema_version"] == SETTINGS_SCHEMA_VERSION
+    # atomic write: no temporary files left behind
+    assert sorted(os.listdir(path.parent)) == ["settings.json"]
+
+
+def test_missing_file_gives_defaults():
+    assert not settings_path().exists()
+    assert load_settings() == Settings()
+
+
+def test_corrupt_file_falls_back_to_defaults(caplog):
+    path = settings_path()
+    path.parent.mkdir(parents=True)
+    path.write_text("{ this is not json", encoding="utf-8")
+    assert load_settings() == Settings()
+    assert "corrupt" in caplog.text
+    assert path.with_name("settings.json.bad").is_file()  # kept for whoever investigates
+    save_settings(Settings(operator_name="AB"))  # and the next save works
+    assert load_settings().operator_name == "AB"
+
+
+def test_non_object_and_binary_files(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text("[1, 2, 3]")
+    assert load_settings(path) == Settings()
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    assert load_settings(path) == Settings()
+
+
+def test_older_file_and_bad_fields_keep_what_is_valid(tmp_path, caplog):
+    path = tmp_path / "s.json"
+    # an "older" file: no schema version, one bad value, one field from elsewhere
+    path.write_text(json.dumps({"operator_name": "JS", "device": "quantum", "review_threshold_override": 2,
+                                "lab_name": 5, "window_state": "abc"}))
+    s = load_settings(path)
+    assert s.operator_name == "JS"
+    assert s.device == "auto" and s.review_threshold_override is None and s.lab_name == ""
+    assert "invalid value" in caplog.text
+
+
+def test_newer_file_is_read_as_far_as_understood(tmp_path, caplog):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"schema_version": SETTINGS_SCHEMA_VERSION + 5, "operator_name": "Z",
+                                "future_field": 1}))
+    assert load_settings(path).operator_name == "Z"
+    assert "newer" in caplog.text

@@ -1,0 +1,66 @@
+"""Start-up stays light: the GUI starts (and shows an image) without importing torch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from .conftest import make_sample_folder
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+    import gui.app
+
+    create = gui.app.create_application
+    state = {}
+
+    def check(app):
+        wins = [w for w in QApplication.topLevelWidgets() if hasattr(w, "samples_panel")]
+        win = wins[0]
+        if win.current_rgb is None or win.preview_panel.displayed is None:
+            state["tries"] = state.get("tries", 0) + 1
+            if state["tries"] < 200:
+                QTimer.singleShot(50, lambda: check(app))
+                return
+        print("TITLE", win.windowTitle())
+        print("SAMPLES", [s.sample_id for s in win.samples_panel.samples])
+        print("SHOWN", win.current_rgb is not None, win.preview_panel.displayed is not None)
+        print("TORCH", sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")
+                              or m.startswith("torchvision"))[:5])
+        win.close()
+
+    def create_application(argv):
+        app = create(argv)
+        QTimer.singleShot(100, lambda: check(app))
+        return app
+
+    gui.app.create_application = create_application
+    import main
+    print("RC", main.main(["gui", sys.argv[1]]))
+    """
+)
+
+
+def test_app_starts_without_importing_torch(tmp_path):
+    folder = make_sample_folder(tmp_path, "S-startup", count=2)
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(ROOT),
+               ALLSIGHT_CONFIG_DIR=str(tmp_path / "config"), ALLSIGHT_LOG_DIR=str(tmp_path / "logs"))
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(folder)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    out = proc.stdout
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "TITLE ALLSight " in out and "research use only" in out
+    assert "SAMPLES ['S-startup']" in out
+    assert "SHOWN True True" in out
+    assert "TORCH []" in out, out
+    assert "RC 0" in out
+    # logging went to the isolated folder
+    assert (tmp_path / "logs" / "allsight.log").is_file()

@@ -158,8 +158,8 @@ def _call(counts: dict[str, int], n: int, n_malignant: int, n_images: int, n_err
         head = f"{n_malignant} of {n} classified images ({_pct(n_malignant, n)}) show B-ALL subtypes"
         if (counts[top] - counts[second]) * MIXED_MAX_GAP[1] <= n * MIXED_MAX_GAP[0]:
             return (CALL_MIXED, "ALL_MIXED",
-                    f"{head}; {CLASS_DISPLAY_NAMES[top]} ({_pct(counts[top], n)}) and "
-                    f"{CLASS_DISPLAY_NAMES[second]} ({_pct(counts[second], n)}) are within 10 points.")
+                    (f"{head}; {CLASS_DISPLAY_NAMES[top]} ({_pct(counts[top], n)}) and "
+                     f"{CLASS_DISPLAY_NAMES[second]} ({_pct(counts[second], n)}) are within 10 points."))
         return (f"ALL suspected: {CLASS_DISPLAY_NAMES[top]}", f"ALL_{top.upper()}",
                 f"{head}; most frequent: {CLASS_DISPLAY_NAMES[top]} ({_pct(counts[top], n)}).")
     n_benign = counts[BENIGN_CLASS]
@@ -167,8 +167,8 @@ def _call(counts: dict[str, int], n: int, n_malignant: int, n_images: int, n_err
         return (CALL_BENIGN, "BENIGN",
                 f"{n_benign} of {n} classified images ({_pct(n_benign, n)}) are benign (hematogones).")
     return (CALL_INDETERMINATE_REVIEW, "INDETERMINATE",
-            f"No clear pattern: B-ALL subtypes {_pct(n_malignant, n)}, benign {_pct(n_benign, n)} "
-            f"of {n} classified images.")
+            (f"No clear pattern: B-ALL subtypes {_pct(n_malignant, n)}, benign {_pct(n_benign, n)} "
+             f"of {n} classified images."))
 
 
 __all__ = ["CALL_CODES", "RESEARCH_USE_NOTE", "SampleSummary", "summarize"]

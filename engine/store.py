@@ -393,7 +393,7 @@ class ResultStore:
                 finally:
                     self._conn = None
 
-    def __enter__(self) -> ResultStore:
+    def __enter__(self) -> ResultStore:  # noqa: PYI034 (Self needs Python 3.11)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -797,7 +797,19 @@ class ResultStore:
 
 
 __all__ = [
-    "AuditEntry", "DB_FILE_NAME", "EXCLUDED_CLASS", "ImageRecord", "MIGRATIONS", "PredictionRecord",
-    "REVIEW_CLASSES", "ResultStore", "SCHEMA_VERSION", "Sample", "SignOffError", "StoreError",
-    "default_db_path", "hash_file", "migrate",
+    "DB_FILE_NAME",
+    "EXCLUDED_CLASS",
+    "MIGRATIONS",
+    "REVIEW_CLASSES",
+    "SCHEMA_VERSION",
+    "AuditEntry",
+    "ImageRecord",
+    "PredictionRecord",
+    "ResultStore",
+    "Sample",
+    "SignOffError",
+    "StoreError",
+    "default_db_path",
+    "hash_file",
+    "migrate",
 ]

@@ -78,7 +78,7 @@ def placeholder_image(width: int, height: int, title: str, text: str = "",
         painter.drawText(title_rect, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter, title)
         if text:
             font.setBold(False)
-            font.setPixelSize(max(8, height // 12))
+            font.setPixelSize(max(9, height // 11))
             painter.setFont(font)
             painter.setPen(QColor("#37474f"))
             body = QRect(margin, margin + height // 4, width - 2 * margin, height - height // 4 - 2 * margin)

@@ -28,7 +28,7 @@ from engine.errors import AllSightError, ImageLoadError
 from gui.preview import PreviewPanel
 from gui.samples import UNREADABLE, Sample, SamplesPanel
 from gui.settings import Settings, load_settings, save_settings
-from gui.viewer import ViewerPanel
+from gui.viewer import ViewerPanel, crop_region
 from gui.workers import PRIORITY_INTERACTIVE, WorkerPool
 
 log = logging.getLogger("allsight.gui.main_window")
@@ -48,14 +48,6 @@ def _load_for_view(path: Path) -> np.ndarray | ImageLoadError:
         return load_image(path)
     except ImageLoadError as exc:
         return exc
-
-
-def _overlay_mask(rgb: np.ndarray, config) -> np.ndarray:
-    """Worker: the colour mask at the image's full resolution, with the preview's parameters."""
-    from engine.preprocess import color_mask, enhance_contrast
-
-    enhanced = enhance_contrast(rgb, config.clahe_clip_limit, config.clahe_tile_grid)
-    return color_mask(enhanced, config)
 
 
 class MainWindow(QMainWindow):
@@ -89,7 +81,7 @@ class MainWindow(QMainWindow):
         self.splitter.setStretchFactor(2, 0)
         self.samples_panel.setMinimumWidth(240)
         self.preview_panel.setMinimumWidth(360)
-        self.splitter.setSizes([330, 620, 450])
+        self.splitter.setSizes([360, 590, 450])
         self.setCentralWidget(self.splitter)
 
         # Current image state
@@ -98,7 +90,6 @@ class MainWindow(QMainWindow):
         self.current_path: Path | None = None
         self.current_rgb: np.ndarray | None = None
         self._image_request = 0
-        self._mask_request = 0
 
         self._build_actions()
         self._build_menus()
@@ -114,8 +105,7 @@ class MainWindow(QMainWindow):
         sp.status_message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         sp.operator_entered.connect(self._on_operator_entered)
         self.viewer_panel.navigate.connect(self.step_image)
-        self.viewer_panel.mask_toggled.connect(self._on_mask_toggled)
-        self.preview_panel.result_displayed.connect(lambda _result: self._refresh_mask_overlay())
+        self.preview_panel.result_displayed.connect(self._on_preview_result)
         self.workers.busy_changed.connect(self._on_busy_changed)
         self._closed = False
 
@@ -282,7 +272,6 @@ class MainWindow(QMainWindow):
         self.current_rgb = result
         self.viewer.set_image(result)
         self.preview_panel.set_image(result, sample.images[row].name)
-        self._refresh_mask_overlay()
 
     def _show_unreadable(self, path: Path, reason: str) -> None:
         self.viewer.set_image(None, placeholder=f"{path.name}\n\nunreadable: {reason}")
@@ -296,23 +285,14 @@ class MainWindow(QMainWindow):
             self._show_unreadable(image.path, image.error or "")
 
     # ------------------------------------------------------------------ mask overlay
-    def _on_mask_toggled(self, checked: bool) -> None:
-        if checked:
-            self._refresh_mask_overlay()
-
-    def _refresh_mask_overlay(self) -> None:
-        if not self.viewer_panel.act_mask.isChecked() or self.current_rgb is None:
+    def _on_preview_result(self, result) -> None:
+        """The viewer's colour-mask overlay is the preview's mask (the same computation the
+        model's input comes from), stretched over the part of the image the model sees."""
+        if self.current_rgb is None or result.stages is None:
             return
-        self._mask_request += 1
-        request, image_request = self._mask_request, self._image_request
-        self.workers.submit(_overlay_mask, self.current_rgb, self.preview_panel.config(),
-                            priority=PRIORITY_INTERACTIVE, name="mask overlay",
-                            on_result=lambda mask: self._on_mask_ready(request, image_request, mask))
-
-    def _on_mask_ready(self, request: int, image_request: int, mask: np.ndarray) -> None:
-        if request == self._mask_request and image_request == self._image_request:
-            self.viewer.set_mask(mask)
-            self.viewer.set_mask_visible(self.viewer_panel.act_mask.isChecked())
+        h, w = self.current_rgb.shape[:2]
+        self.viewer.set_mask(result.stages.mask, crop_region(w, h, result.config.crop))
+        self.viewer.set_mask_visible(self.viewer_panel.act_mask.isChecked())
 
     # ------------------------------------------------------------------ status, settings
     def _on_busy_changed(self, pending: int) -> None:

@@ -17,8 +17,8 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import (QButtonGroup, QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout,
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
+from PySide6.QtWidgets import (QButtonGroup, QComboBox, QDoubleSpinBox, QGridLayout,
                                QGroupBox, QHBoxLayout, QLabel, QPushButton, QScrollArea,
                                QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
 
@@ -126,6 +126,26 @@ class _RangeRow:
         return ColorRange(self.name, tuple(b.value() for b in self.lower), tuple(b.value() for b in self.upper))
 
 
+class _FittingScrollArea(QScrollArea):
+    """Asks for the whole height of its content (scrolls only when the window is too small)."""
+
+    def setWidget(self, widget: QWidget) -> None:
+        super().setWidget(widget)
+        widget.installEventFilter(self)
+
+    def eventFilter(self, watched, event) -> bool:
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()  # the content's size hint changed (e.g. once styled)
+        return super().eventFilter(watched, event)
+
+    def sizeHint(self) -> QSize:
+        widget = self.widget()
+        if widget is None:
+            return super().sizeHint()
+        hint = widget.sizeHint()
+        return QSize(hint.width(), hint.height() + 2 * self.frameWidth())
+
+
 class PreviewPanel(QWidget):
     """Stage selector + stage view + parameter controls + Reset to model."""
 
@@ -173,7 +193,7 @@ class PreviewPanel(QWidget):
         self.stage_view.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.stage_caption = QLabel(self)
         self.stage_caption.setStyleSheet("color: #546e7a;")
-        self.stage_caption.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.stage_caption.setWordWrap(True)
 
         # --- notices
         self.model_note = QLabel(self)
@@ -219,13 +239,21 @@ class PreviewPanel(QWidget):
         self.close_spin.setToolTip("Morphological closing of the mask (fills small holes)")
 
         enhance_box = QGroupBox("Contrast and input", self)
-        ef = QFormLayout(enhance_box)
-        ef.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        ef.addRow("CLAHE clip limit", self.clip_spin)
-        ef.addRow("CLAHE tile grid", self.tile_spin)
-        ef.addRow("LAB source", self.lab_combo)
-        ef.addRow("Model input", self.model_input_combo)
-        ef.addRow("Mask closing", self.close_spin)
+        eg = QGridLayout(enhance_box)
+        eg.setHorizontalSpacing(8)
+        eg.setVerticalSpacing(4)
+        eg.addWidget(QLabel("CLAHE clip limit", enhance_box), 0, 0)
+        eg.addWidget(self.clip_spin, 0, 1)
+        eg.addWidget(QLabel("Tile grid", enhance_box), 0, 2)
+        eg.addWidget(self.tile_spin, 0, 3)
+        eg.addWidget(QLabel("Model input", enhance_box), 1, 0)
+        eg.addWidget(self.model_input_combo, 1, 1)
+        eg.addWidget(QLabel("Mask closing", enhance_box), 1, 2)
+        eg.addWidget(self.close_spin, 1, 3)
+        eg.addWidget(QLabel("LAB source", enhance_box), 2, 0)
+        eg.addWidget(self.lab_combo, 2, 1, 1, 3)
+        eg.setColumnStretch(1, 1)
+        eg.setColumnStretch(3, 1)
 
         self.ranges_box = QGroupBox("Colour ranges (OpenCV LAB, 0–255)", self)
         self._ranges_grid = QGridLayout(self.ranges_box)
@@ -239,11 +267,13 @@ class PreviewPanel(QWidget):
         cl.addWidget(enhance_box)
         cl.addWidget(self.ranges_box)
         cl.addStretch(1)
-        self.controls_scroll = QScrollArea(self)
+        self.controls_scroll = _FittingScrollArea(self)
         self.controls_scroll.setWidget(controls)
         self.controls_scroll.setWidgetResizable(True)
         self.controls_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         self.controls_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # Preferred (not Expanding): the controls get their full height, the stage view the rest.
+        self.controls_scroll.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
 
         reset_row = QHBoxLayout()
         reset_row.addWidget(self.reset_button)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QSize, Qt, Signal
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
                                QLineEdit, QListView, QListWidget, QListWidgetItem, QSizePolicy,
                                QStackedWidget, QToolButton, QVBoxLayout, QWidget)
@@ -28,7 +28,7 @@ from gui.workers import PRIORITY_BACKGROUND, TaskError, WorkerPool
 
 log = logging.getLogger("allsight.gui.samples")
 
-THUMB_SIZE = 112
+THUMB_SIZE = 96
 
 PENDING, READY, UNREADABLE = "pending", "ready", "unreadable"
 
@@ -93,6 +93,13 @@ def scan_sample_paths(paths: list[Path]) -> ScanResult:
     return scan_paths(paths)
 
 
+def _icon(pixmap: QPixmap) -> QIcon:
+    icon = QIcon()
+    for mode in (QIcon.Mode.Normal, QIcon.Mode.Selected, QIcon.Mode.Active):
+        icon.addPixmap(pixmap, mode)
+    return icon
+
+
 class ThumbnailModel(QAbstractListModel):
     """The images of one sample, with their thumbnails (or a placeholder) as decoration."""
 
@@ -104,8 +111,8 @@ class ThumbnailModel(QAbstractListModel):
         super().__init__(parent)
         self.sample = sample
         self._thumbs: dict[int, QImage] = {}
-        self._pixmaps: dict[int, QPixmap] = {}
-        self._loading_pixmap: QPixmap | None = None
+        self._pixmaps: dict[int, QIcon] = {}
+        self._loading_icon: QIcon | None = None
 
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self.sample.images)
@@ -135,21 +142,24 @@ class ThumbnailModel(QAbstractListModel):
             return image.error
         return None
 
-    def _decoration(self, row: int, image: SampleImage) -> QPixmap:
-        pixmap = self._pixmaps.get(row)
-        if pixmap is not None:
-            return pixmap
+    def _decoration(self, row: int, image: SampleImage) -> QIcon:
+        # An icon with the same pixmap for the selected state: Qt would otherwise tint the
+        # thumbnail with the selection colour, hiding the very colours being screened.
+        icon = self._pixmaps.get(row)
+        if icon is not None:
+            return icon
         if image.state == READY and row in self._thumbs:
             pixmap = QPixmap.fromImage(self._thumbs[row])
         elif image.state == UNREADABLE:
             pixmap = QPixmap.fromImage(placeholder_image(THUMB_SIZE, THUMB_SIZE, "Unreadable",
                                                          image.error or "", error=True))
         else:
-            if self._loading_pixmap is None:
-                self._loading_pixmap = QPixmap.fromImage(placeholder_image(THUMB_SIZE, THUMB_SIZE, "Loading…"))
-            return self._loading_pixmap
-        self._pixmaps[row] = pixmap
-        return pixmap
+            if self._loading_icon is None:
+                self._loading_icon = _icon(QPixmap.fromImage(placeholder_image(THUMB_SIZE, THUMB_SIZE, "Loading…")))
+            return self._loading_icon
+        icon = _icon(pixmap)
+        self._pixmaps[row] = icon
+        return icon
 
     def row_of(self, path: Path) -> int:
         for row, image in enumerate(self.sample.images):
@@ -263,7 +273,7 @@ class SamplesPanel(QWidget):
         v = self.thumb_view
         v.setViewMode(QListView.ViewMode.IconMode)
         v.setIconSize(QSize(THUMB_SIZE, THUMB_SIZE))
-        v.setGridSize(QSize(THUMB_SIZE + 18, THUMB_SIZE + 40))
+        v.setGridSize(QSize(THUMB_SIZE + 14, THUMB_SIZE + 34))
         v.setResizeMode(QListView.ResizeMode.Adjust)
         v.setMovement(QListView.Movement.Static)
         v.setFlow(QListView.Flow.LeftToRight)

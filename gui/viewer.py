@@ -107,13 +107,15 @@ class ImageViewer(QGraphicsView):
         self.overlays_changed.emit()
         self.viewport().update()
 
-    def set_mask(self, mask: np.ndarray | None) -> None:
-        """The colour mask (0/255, any size: scaled over the whole image) or None."""
+    def set_mask(self, mask: np.ndarray | None,
+                 region: tuple[float, float, float, float] | None = None) -> None:
+        """The colour mask (0/255) or None, stretched over ``region`` = (x, y, width, height) in
+        image pixels (default: the whole image; the model's mask covers the centre crop)."""
         if mask is None or not self._has_image:
             self._mask_item.setPixmap(QPixmap())
             self._has_mask = False
         else:
-            self._place_overlay(self._mask_item, QPixmap.fromImage(mask_overlay(mask)), None)
+            self._place_overlay(self._mask_item, QPixmap.fromImage(mask_overlay(mask)), region)
             self._has_mask = True
         self._mask_item.setVisible(self._has_mask and self._mask_visible)
         self.overlays_changed.emit()
@@ -261,6 +263,15 @@ class ImageViewer(QGraphicsView):
             painter.end()
 
 
+def crop_region(width: int, height: int, crop: str = "center") -> tuple[int, int, int, int]:
+    """The part of a width x height image that preprocessing keeps (as engine.preprocess's
+    crop_and_resize does): the centred square for "center", everything for "resize"."""
+    if crop != "center" or width == height:
+        return (0, 0, width, height)
+    side = min(width, height)
+    return ((width - side) // 2, (height - side) // 2, side, side)
+
+
 def _action(parent: QWidget, text: str, shortcuts: list, tip: str, slot=None, *,
             checkable: bool = False) -> QAction:
     act = QAction(text, parent)
@@ -281,7 +292,7 @@ class ViewerPanel(QWidget):
     """Toolbar + :class:`ImageViewer` + caption; the actions are reused in the View menu."""
 
     navigate = Signal(int)
-    #: The colour-mask toggle changed (the owner computes the mask when it is switched on).
+    #: The colour-mask toggle changed.
     mask_toggled = Signal(bool)
 
     def __init__(self, parent: QWidget | None = None):
@@ -300,7 +311,7 @@ class ViewerPanel(QWidget):
         self.act_next = _action(self, "Next", ["Right", "PgDown"], "Next image",
                                 lambda: self.navigate.emit(+1))
         self.act_mask = _action(self, "Colour mask", ["M"],
-                                "Tint the pixels the colour mask selects (current preview parameters)",
+                                "Tint what the colour mask selects: the preview's mask, over the part the model sees",
                                 self._on_mask_toggled, checkable=True)
         self.act_heatmap = _action(self, "Heat map", ["H"],
                                    "Show the Grad-CAM heat map (available after classification)",

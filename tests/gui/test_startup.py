@@ -43,8 +43,9 @@ SCRIPT = textwrap.dedent(
         return app
 
     gui.app.create_application = create_application
-    import main
-    print("RC", main.main(["gui", sys.argv[1]]))
+    import main  # noqa: F401 - the real entry point's imports count too
+    import engine.cli  # noqa: F401
+    print("RC", gui.app.run_app([sys.argv[1]]))
     """
 )
 

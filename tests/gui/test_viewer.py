@@ -127,3 +127,23 @@ def test_navigation_signal(qtbot):
     qtbot.addWidget(stage_view)
     with qtbot.assertNotEmitted(stage_view.navigate):
         qtbot.keyClick(stage_view, Qt.Key.Key_Right)
+
+
+def test_crop_region_matches_engine_centre_crop():
+    from engine.preprocess import crop_and_resize
+
+    from gui.viewer import crop_region
+
+    rgb = np.arange(30 * 50 * 3, dtype=np.uint8).reshape(30, 50, 3)
+    x, y, w, h = crop_region(50, 30, "center")
+    assert (x, y, w, h) == (10, 0, 30, 30)
+    assert np.array_equal(crop_and_resize(rgb, 30, "center"), rgb[y:y + h, x:x + w])
+    assert crop_region(50, 30, "resize") == (0, 0, 50, 30)
+
+
+def test_mask_overlay_is_placed_over_region(panel):
+    v = panel.viewer
+    v.set_image(smear(200)[:, :150].copy())  # 150 x 200 (w x h)
+    v.set_mask(np.full((32, 32), 255, np.uint8), region=(0, 25, 150, 150))
+    rect = v._mask_item.sceneBoundingRect()
+    assert (rect.x(), rect.y(), rect.width(), rect.height()) == pytest.approx((0, 25, 150, 150))

@@ -27,11 +27,12 @@ import logging
 import os
 import tempfile
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, BinaryIO, Callable, Iterable, Mapping
+from typing import Any, BinaryIO
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -100,8 +101,9 @@ class ReportImage:
             object.__setattr__(self, "file_name", self.path.name)
         if self.status not in STATUSES:
             raise ReportError(f"{self.file_name}: status must be 'ok' or 'error', got {self.status!r}")
-        object.__setattr__(self, "model_class", _class_or_none(self.model_class, f"{self.file_name}: model_class"))
-        object.__setattr__(self, "final_class", _class_or_none(self.final_class, f"{self.file_name}: final_class"))
+        for name in ("model_class", "final_class"):
+            value = _class_or_none(getattr(self, name), f"{self.file_name}: {name}")
+            object.__setattr__(self, name, value)
         if self.confidence is not None:
             conf = float(self.confidence)
             if not 0.0 <= conf <= 1.0:
@@ -131,7 +133,7 @@ class ReportImage:
 
     @classmethod
     def from_result(cls, result: Any, *, final_class: str | None = None,
-                    reviewed_by: str | None = None) -> "ReportImage":
+                    reviewed_by: str | None = None) -> ReportImage:
         """Build from an ``engine.inference.ImageResult``-like object (duck-typed)."""
         path = Path(str(result.path))
         model_class = getattr(result, "predicted_class", None)
@@ -157,7 +159,7 @@ class ReportImage:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ReportImage":
+    def from_dict(cls, data: Mapping[str, Any]) -> ReportImage:
         return cls(
             path=Path(data["path"]), file_name=data.get("file_name") or "", status=data["status"],
             model_class=data.get("model_class"), confidence=data.get("confidence"),
@@ -182,7 +184,7 @@ class ReportModelInfo:
                 "preprocess": self.preprocess.to_dict()}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ReportModelInfo":
+    def from_dict(cls, data: Mapping[str, Any]) -> ReportModelInfo:
         return cls(id=data["id"], version=data["version"], sha256=data["sha256"],
                    preprocess=PreprocessConfig.from_dict(data.get("preprocess") or {}))
 
@@ -257,7 +259,8 @@ def summarize_images(images: Iterable[ReportImage]) -> dict[str, Any]:
     if not best:
         summary["call_class"] = None
         summary["call"] = "No call: no image could be classified (research use only)"
-        summary["call_rationale"] = f"No image could be classified ({_n_images(len(images))} in the sample).{extra}"
+        summary["call_rationale"] = (f"No image could be classified "
+                                     f"({_n_images(len(images))} in the sample).{extra}")
     elif len(best) > 1 and best[0][1] == best[1][1]:
         tied = sorted((c for c, n in best if n == best[0][1]), key=CLASS_IDS.index)
         names = " and ".join(display_name(c) for c in tied)
@@ -325,7 +328,7 @@ class SampleReport:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "SampleReport":
+    def from_dict(cls, data: Mapping[str, Any]) -> SampleReport:
         if data.get("schema") != JSON_SCHEMA:
             raise ReportError(f"not an ALLSight sample report (schema {data.get('schema')!r}, "
                               f"expected {JSON_SCHEMA!r})")
@@ -507,7 +510,7 @@ def _thumb_jpeg(rgb: np.ndarray, size: int = THUMB_PX) -> bytes:
 class _RowImages:
     """The thumbnails of one row, made on first use (when the row is drawn) and then dropped."""
 
-    __slots__ = ("path", "config", "heatmap_fn", "kinds", "check", "tick", "_jpegs", "_notes", "_left")
+    __slots__ = ("_jpegs", "_left", "_notes", "check", "config", "heatmap_fn", "kinds", "path", "tick")
 
     def __init__(self, path: Path, config: PreprocessConfig, heatmap_fn, kinds: tuple[str, ...],
                  check: Callable[[], None], tick: Callable[[], None]):
@@ -543,7 +546,7 @@ class _RowImages:
                     jpegs["heatmap"] = _thumb_jpeg(np.asarray(heat))
             except Cancelled:
                 raise
-            except Exception as exc:  # a failed heat map must not lose the report
+            except Exception as exc:  # noqa: BLE001 - a failed heat map must not lose the report
                 log.warning("report: no Grad-CAM for %s: %s", self.path, exc)
                 notes["heatmap"] = "unavailable"
         self._jpegs, self._notes, self._left = jpegs, notes, len(self.kinds)
@@ -587,7 +590,8 @@ def _pdf_classes():
                 c.drawCentredString(THUMB_PT / 2, THUMB_PT / 2 - 2, item)
 
     def numbered_canvas(report: SampleReport, check: Callable[[], None]):
-        header = f"ALLSight sample report \u2014 sample {report.sample_id} \u2014 patient {report.patient_id}"
+        header = (f"ALLSight sample report \u2014 sample {report.sample_id} "
+                  f"\u2014 patient {report.patient_id}")
 
         class NumberedCanvas(rl_canvas.Canvas):
             """Defers each page so that the footer can say "Page X of Y"."""
@@ -652,7 +656,7 @@ def _preprocess_text(cfg: PreprocessConfig) -> str:
             value = "(" + ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) + ")"
         parts.append(f"{name}={value}")
     ranges = "; ".join(
-        f"{r.name} L{r.lower[0]}\u2013{r.upper[0]} a{r.lower[1]}\u2013{r.upper[1]} b{r.lower[2]}\u2013{r.upper[2]}"
+        f"{r.name} " + " ".join(f"{ch}{lo}\u2013{hi}" for ch, lo, hi in zip("Lab", r.lower, r.upper))
         for r in cfg.color_ranges
     )
     return ", ".join(parts) + (f"; LAB colour ranges: {ranges}" if ranges else "")
@@ -678,7 +682,7 @@ def _story(report: SampleReport, *, thumbnails: bool, heatmap_fn, check, tick, T
     head_bg = colors.Color(0.90, 0.92, 0.95)
     width = A4[0] - 2 * _MARGIN
     s = report.summary
-    E = lambda text: escape(str(text))  # noqa: E731
+    E = lambda text: escape(str(text))
 
     def P(text: str, style=cell) -> Paragraph:
         return Paragraph(text, style)
@@ -724,7 +728,8 @@ def _story(report: SampleReport, *, thumbnails: bool, heatmap_fn, check, tick, T
         name = E(display_name(c))
         srows.append([P(f"<b>{name}</b>" if bold else name, body), str(counts.get(c, 0)),
                       _fmt_pct(fractions.get(c, 0.0))])
-    srows.append([P("<b>Classified images</b>", body), str(s.get("n_ok", 0)), _fmt_pct(1.0 if s.get("n_ok") else 0.0)])
+    n_ok = s.get("n_ok", 0)
+    srows.append([P("<b>Classified images</b>", body), str(n_ok), _fmt_pct(1.0 if n_ok else 0.0)])
     ctable = Table(srows, colWidths=[0.25 * width, 0.09 * width, 0.1 * width])
     ctable.setStyle(TableStyle([
         ("FONT", (0, 0), (-1, -1), "Helvetica", 8.5), ("ALIGN", (1, 0), (-1, -1), "RIGHT"),
@@ -732,19 +737,23 @@ def _story(report: SampleReport, *, thumbnails: bool, heatmap_fn, check, tick, T
         ("BACKGROUND", (0, 0), (-1, 0), head_bg), ("LINEABOVE", (0, -1), (-1, -1), 0.75, colors.black),
         ("TOPPADDING", (0, 0), (-1, -1), 2), ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
     ]))
+    unreviewed = s.get("n_needs_review_unreviewed", 0)
     flags = [
         ("Images needing review", f"{s.get('n_needs_review', 0)}"
-         + (f" ({s.get('n_needs_review_unreviewed', 0)} not yet reviewed)" if s.get("n_needs_review") else "")),
+         + (f" ({unreviewed} not yet reviewed)" if s.get("n_needs_review") else "")),
         ("Out-of-distribution images", str(s.get("n_ood", 0))),
         ("Failed images (not counted)", str(s.get("n_error", 0))),
         ("Reviewed by a person", f"{s.get('n_reviewed', 0)} ({s.get('n_overridden', 0)} overridden)"),
     ]
-    right = [P(f"<b>Call:</b> {E(s.get('call', ''))}", ParagraphStyle("call", parent=body, fontSize=9.5, leading=12)),
+    call_style = ParagraphStyle("call", parent=body, fontSize=9.5, leading=12)
+    right = [P(f"<b>Call:</b> {E(s.get('call', ''))}", call_style),
              Spacer(1, 3), P(E(s.get("call_rationale", "")), small), Spacer(1, 5)]
     ftable = Table([[P(E(k), small), P(f"<b>{E(v)}</b>", small)] for k, v in flags],
                    colWidths=[0.27 * width, 0.25 * width])
-    ftable.setStyle(TableStyle([("TOPPADDING", (0, 0), (-1, -1), 1), ("BOTTOMPADDING", (0, 0), (-1, -1), 1),
-                                ("LEFTPADDING", (0, 0), (-1, -1), 0), ("LINEBELOW", (0, 0), (-1, -1), 0.25, grid)]))
+    ftable.setStyle(TableStyle([
+        ("TOPPADDING", (0, 0), (-1, -1), 1), ("BOTTOMPADDING", (0, 0), (-1, -1), 1),
+        ("LEFTPADDING", (0, 0), (-1, -1), 0), ("LINEBELOW", (0, 0), (-1, -1), 0.25, grid),
+    ]))
     right.append(ftable)
     outer = Table([[ctable, right]], colWidths=[0.46 * width, 0.54 * width])
     outer.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (0, 0), 0)]))
@@ -760,9 +769,11 @@ def _story(report: SampleReport, *, thumbnails: bool, heatmap_fn, check, tick, T
         [P("<b>Software</b>", small), P(f"ALLSight {E(report.software_version)}", small)],
     ]
     mt = Table(mrows, colWidths=[0.17 * width, 0.83 * width])
-    mt.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LINEBELOW", (0, 0), (-1, -1), 0.25, grid),
-                            ("LEFTPADDING", (0, 0), (-1, -1), 2), ("TOPPADDING", (0, 0), (-1, -1), 1.5),
-                            ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5)]))
+    mt.setStyle(TableStyle([
+        ("VALIGN", (0, 0), (-1, -1), "TOP"), ("LINEBELOW", (0, 0), (-1, -1), 0.25, grid),
+        ("LEFTPADDING", (0, 0), (-1, -1), 0), ("TOPPADDING", (0, 0), (-1, -1), 1.5),
+        ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
+    ]))
     story.append(mt)
 
     # ---------------------------------------------------------------- images
@@ -777,7 +788,8 @@ def _story(report: SampleReport, *, thumbnails: bool, heatmap_fn, check, tick, T
     fixed = {"#": 22.0, "Model class": 74.0, "Conf.": 36.0, "Reviewer's class": 100.0, "Flags": 50.0}
     thumb_w = THUMB_PT + 6
     file_w = width - sum(fixed.values()) - thumb_w * len(kinds)
-    columns = ["#", "File"] + [thumb_titles[k] for k in kinds] + ["Model class", "Conf.", "Reviewer's class", "Flags"]
+    tail = ["Model class", "Conf.", "Reviewer's class", "Flags"]
+    columns = ["#", "File"] + [thumb_titles[k] for k in kinds] + tail
     widths = [fixed["#"], file_w] + [thumb_w] * len(kinds) + [fixed[c] for c in columns[2 + len(kinds):]]
     head = ParagraphStyle("head", parent=cell, fontName="Helvetica-Bold")
     data: list[list] = [[P(E(c), head) for c in columns]]
@@ -891,11 +903,13 @@ def write_pdf(report: SampleReport, path: str | Path, *, thumbnails: bool = True
     def render(fh: BinaryIO) -> None:
         doc = SimpleDocTemplate(
             fh, pagesize=A4, leftMargin=_MARGIN - _FRAME_PAD, rightMargin=_MARGIN - _FRAME_PAD,
-            topMargin=_MARGIN - 2, bottomMargin=_MARGIN + 2, title=f"ALLSight sample report {report.sample_id}",
-            author=report.lab_name, subject=f"Sample {report.sample_id}, patient {report.patient_id}. {NOTICE}",
+            topMargin=_MARGIN - 2, bottomMargin=_MARGIN + 2,
+            title=f"ALLSight sample report {report.sample_id}", author=report.lab_name,
+            subject=f"Sample {report.sample_id}, patient {report.patient_id}. {NOTICE}",
             creator=f"ALLSight {report.software_version}",
         )
-        story = _story(report, thumbnails=thumbnails, heatmap_fn=heatmap_fn, check=check, tick=tick, Thumb=Thumb)
+        story = _story(report, thumbnails=thumbnails, heatmap_fn=heatmap_fn, check=check, tick=tick,
+                       Thumb=Thumb)
         doc.build(story, canvasmaker=numbered_canvas(report, check))
 
     return _atomic_write(path, render, "PDF report")

@@ -61,6 +61,11 @@ def run_app(argv: list[str] | None = None) -> int:
         log.exception("the main window could not be created")
         show_error(None, f"ALLSight could not start: {error_message(exc)}", format_details(exc))
         return 1
+    screen = app.primaryScreen()
+    if screen is not None:  # a small laptop screen: stay inside it
+        available = screen.availableGeometry()
+        window.resize(min(window.width(), int(available.width() * 0.95)),
+                      min(window.height(), int(available.height() * 0.95)))
     window.show()
     # Qt takes its own options (-platform X, -style X...) out of app.arguments().
     args = app.arguments()[1:] if created else argv

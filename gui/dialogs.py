@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QFileSystemModel, QListView,
-                               QMessageBox, QTreeView, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QFileSystemModel,
+    QListView,
+    QMessageBox,
+    QTreeView,
+    QWidget,
+)
 
 from engine import CLASS_DISPLAY_NAMES, CLASS_IDS, __version__
 

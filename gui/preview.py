@@ -18,13 +18,30 @@ from dataclasses import dataclass
 
 import numpy as np
 from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
-from PySide6.QtWidgets import (QButtonGroup, QComboBox, QDoubleSpinBox, QGridLayout,
-                               QGroupBox, QHBoxLayout, QLabel, QPushButton, QScrollArea,
-                               QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QDoubleSpinBox,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from engine.errors import ConfigError
-from engine.preprocess import (STAGE_NAMES, ColorRange, PreprocessConfig, PreprocessStages,
-                               preprocess)
+from engine.preprocess import (
+    STAGE_NAMES,
+    ColorRange,
+    PreprocessConfig,
+    PreprocessStages,
+    preprocess,
+)
 from gui.viewer import ImageViewer
 from gui.workers import PRIORITY_PREVIEW, TaskError, WorkerPool
 

@@ -15,9 +15,10 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import platformdirs
 
@@ -43,7 +44,7 @@ class Settings:
     last_open_dir: str = ""
     last_export_dir: str = ""
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         return replace(self, **changes)
 
     def to_json_dict(self) -> dict[str, Any]:

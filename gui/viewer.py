@@ -14,10 +14,17 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import (QAction, QColor, QKeySequence, QPainter, QPixmap, QTransform,
-                           QWheelEvent)
-from PySide6.QtWidgets import (QGraphicsPixmapItem, QGraphicsScene, QGraphicsView, QLabel,
-                               QSizePolicy, QToolBar, QVBoxLayout, QWidget)
+from PySide6.QtGui import QAction, QColor, QKeySequence, QPainter, QPixmap, QTransform, QWheelEvent
+from PySide6.QtWidgets import (
+    QGraphicsPixmapItem,
+    QGraphicsScene,
+    QGraphicsView,
+    QLabel,
+    QSizePolicy,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
 
 from gui.imaging import array_to_qimage, heatmap_image, mask_overlay
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal, Slot
 
@@ -36,7 +37,7 @@ class TaskError:
 class Task(QRunnable):
     """One call of ``fn(*args, **kwargs)``; see :meth:`WorkerPool.submit`."""
 
-    def __init__(self, pool: "WorkerPool", fn: Callable[..., Any], args: tuple, kwargs: dict,
+    def __init__(self, pool: WorkerPool, fn: Callable[..., Any], args: tuple, kwargs: dict,
                  on_result: Callable[[Any], None] | None, on_error: Callable[[TaskError], None] | None,
                  name: str):
         super().__init__()

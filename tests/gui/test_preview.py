@@ -152,7 +152,8 @@ def test_window_uses_the_model_config_and_reset_restores_it(qtbot, tmp_path, sam
         preview.clip_spin.setValue(1.0)
         assert not preview.differs_notice.isHidden()
         assert "testmodel" in preview.differs_notice.text()
-        qtbot.waitUntil(lambda: preview.displayed.config.clahe_clip_limit == 1.0, timeout=10000)
+        qtbot.waitUntil(lambda: preview.displayed is not None
+                        and preview.displayed.config.clahe_clip_limit == 1.0, timeout=10000)
         preview.reset_button.click()
         assert preview.differs_notice.isHidden()
         assert preview.config() == model_config

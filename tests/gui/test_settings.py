@@ -5,8 +5,14 @@ from __future__ import annotations
 import json
 import os
 
-from gui.settings import (SETTINGS_SCHEMA_VERSION, Settings, config_dir, load_settings,
-                          save_settings, settings_path)
+from gui.settings import (
+    SETTINGS_SCHEMA_VERSION,
+    Settings,
+    config_dir,
+    load_settings,
+    save_settings,
+    settings_path,
+)
 
 
 def test_config_dir_honours_env(tmp_path):

@@ -131,7 +131,6 @@ def test_navigation_signal(qtbot):
 
 def test_crop_region_matches_engine_centre_crop():
     from engine.preprocess import crop_and_resize
-
     from gui.viewer import crop_region
 
     rgb = np.arange(30 * 50 * 3, dtype=np.uint8).reshape(30, 50, 3)

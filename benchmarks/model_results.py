@@ -91,7 +91,38 @@ def main() -> int:
                                                                    result["robustness"]["worst"] * 100))
             for k, v in shifted.items():
                 print(f"  {k:<20} {v * 100:6.2f} %")
+    write_tables(out)
     return 0
+
+
+def write_tables(out: Path) -> None:
+    """Markdown tables over every <id>.json in ``out`` (docs/results.md includes them)."""
+    results = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
+    lines = ["| model | split | input | n test | accuracy | macro-F1 | ECE | robust mean | robust worst | train time |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in results:
+        t, rob = r["test"], r["robustness"]
+        fmt = lambda v: "—" if v is None else f"{v * 100:.2f} %"  # noqa: E731
+        minutes = f"{r['train_seconds'] / 60:.1f} min" if r.get("train_seconds") else "—"
+        lines.append(f"| {r['model']['id']} | {r['split']} | {r['model_input']} {r['image_size']} px | {t['n']} | "
+                     f"{fmt(t['accuracy'])} | {t['macro_f1']:.4f} | {t['ece']:.4f} | {fmt(rob['mean'])} | "
+                     f"{fmt(rob['worst'])} | {minutes} |")
+    lines.append("")
+    for r in results:
+        t = r["test"]
+        lines += [f"### {r['model']['id']} — {r['split']} split", "",
+                  f"![confusion matrix]({'results/' + r['model']['id']}_confusion.png)", "",
+                  "| class | precision | recall | F1 | support |", "| --- | ---: | ---: | ---: | ---: |"]
+        for c in t["classes"]:
+            m = t["per_class"][c]
+            lines.append(f"| {c} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |")
+        lines += ["", "Confusion matrix (rows = true, columns = predicted: " + ", ".join(t["classes"]) + "):", "",
+                  "```"] + ["  ".join(f"{v:4d}" for v in row) for row in t["confusion_matrix"]] + ["```", ""]
+        if r["robustness"]["accuracy"]:
+            lines += ["| shift | accuracy |", "| --- | ---: |"]
+            lines += [f"| {k} | {v * 100:.2f} % |" for k, v in r["robustness"]["accuracy"].items()]
+            lines.append("")
+    (out / "tables.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -265,13 +266,14 @@ def summarize_images(images: Iterable[ReportImage]) -> dict[str, Any]:
         tied = sorted((c for c, n in best if n == best[0][1]), key=CLASS_IDS.index)
         names = " and ".join(display_name(c) for c in tied)
         summary["call_class"] = None
-        summary["call"] = f"No single majority class: tie between {names} (research use only)"
+        summary["call"] = f"No call: tie between {names} (research use only)"
         summary["call_rationale"] = (f"{names} each account for {best[0][1]} of {n_ok} classified "
                                      f"images. {basis}{extra}")
     else:
         cls, n = best[0]
         summary["call_class"] = cls
-        summary["call"] = f"{display_name(cls)} (majority class; research use only)"
+        summary["call"] = (f"{display_name(cls)} (most frequent class, {100.0 * n / n_ok:.1f}% of "
+                           "classified images; research use only)")
         summary["call_rationale"] = (f"{n} of {n_ok} classified images ({100.0 * n / n_ok:.1f}%) are "
                                      f"{display_name(cls)}, the most frequent class. {basis}{extra}")
     return summary
@@ -564,7 +566,88 @@ class _RowImages:
         return result
 
 
-def _pdf_classes():
+#: TrueType fonts (regular, bold) tried, in order, when a report holds text the PDF core fonts
+#: cannot show (anything outside Windows-1252: Cyrillic, Greek, CJK names...). ``ALLSIGHT_REPORT_FONT``
+#: (and optionally ``ALLSIGHT_REPORT_FONT_BOLD``) may name another TTF file.
+_UNICODE_FONTS: list[tuple[str, str]] = [
+    ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"),
+    ("/usr/share/fonts/dejavu/DejaVuSans.ttf", "/usr/share/fonts/dejavu/DejaVuSans-Bold.ttf"),
+    ("/usr/share/fonts/TTF/DejaVuSans.ttf", "/usr/share/fonts/TTF/DejaVuSans-Bold.ttf"),
+    ("/usr/share/fonts/truetype/noto/NotoSans-Regular.ttf", "/usr/share/fonts/truetype/noto/NotoSans-Bold.ttf"),
+    (os.path.join(os.environ.get("WINDIR", r"C:\Windows"), "Fonts", "arial.ttf"),
+     os.path.join(os.environ.get("WINDIR", r"C:\Windows"), "Fonts", "arialbd.ttf")),
+    ("/System/Library/Fonts/Supplemental/Arial.ttf", "/System/Library/Fonts/Supplemental/Arial Bold.ttf"),
+    ("/Library/Fonts/Arial Unicode.ttf", "/Library/Fonts/Arial Unicode.ttf"),
+]
+_font_lock = threading.Lock()
+_registered_font: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class _Fonts:
+    regular: str = "Helvetica"
+    bold: str = "Helvetica-Bold"
+    #: Applied to every text: identity, or (core fonts) replace what they cannot show with "?".
+    unicode: bool = False
+
+    def fix(self, text: Any) -> str:
+        text = str(text)
+        if self.unicode:
+            return text
+        return text.encode("cp1252", "replace").decode("cp1252")
+
+
+def _needs_unicode(report: SampleReport) -> bool:
+    texts = [report.lab_name, report.sample_id, report.patient_id, report.operator, report.reviewer or "",
+             report.signed_off_at or "", report.created_at, report.software_version, report.model.id,
+             report.model.version, str(report.summary.get("call", "")),
+             str(report.summary.get("call_rationale", ""))]
+    for im in report.images:
+        texts += [im.file_name, im.error or "", im.reviewed_by or ""]
+    try:
+        "\n".join(texts).encode("cp1252")
+        return False
+    except UnicodeEncodeError:
+        return True
+
+
+def _choose_fonts(report: SampleReport) -> _Fonts:
+    """Core fonts (fast, nothing embedded) unless the report needs more; then a system TTF."""
+    global _registered_font
+    if not _needs_unicode(report):
+        return _Fonts()
+    with _font_lock:
+        if _registered_font is None:
+            from reportlab.lib.fonts import addMapping
+            from reportlab.pdfbase import pdfmetrics
+            from reportlab.pdfbase.ttfonts import TTFont
+
+            env = os.environ.get("ALLSIGHT_REPORT_FONT")
+            candidates = ([(env, os.environ.get("ALLSIGHT_REPORT_FONT_BOLD") or env)] if env else [])
+            for regular, bold in candidates + _UNICODE_FONTS:
+                if not os.path.isfile(regular):
+                    continue
+                try:
+                    pdfmetrics.registerFont(TTFont("ALLSightSans", regular))
+                    bold_file = bold if os.path.isfile(bold) else regular
+                    pdfmetrics.registerFont(TTFont("ALLSightSans-Bold", bold_file))
+                except Exception as exc:  # noqa: BLE001 - a broken font file: try the next one
+                    log.warning("report: cannot use font %s: %s", regular, exc)
+                    continue
+                for bold_flag, italic, name in ((0, 0, "ALLSightSans"), (1, 0, "ALLSightSans-Bold"),
+                                                (0, 1, "ALLSightSans"), (1, 1, "ALLSightSans-Bold")):
+                    addMapping("ALLSightSans", bold_flag, italic, name)
+                _registered_font = ("ALLSightSans", "ALLSightSans-Bold")
+                break
+            else:
+                _registered_font = ("", "")
+    if not _registered_font[0]:
+        log.warning("report: no Unicode font found; characters outside Latin-1 are shown as '?'")
+        return _Fonts()
+    return _Fonts(*_registered_font, unicode=True)
+
+
+def _pdf_classes(fonts: _Fonts):
     """ReportLab is imported lazily: only the PDF writer needs it."""
     from reportlab.lib.utils import ImageReader
     from reportlab.pdfgen import canvas as rl_canvas
@@ -585,13 +668,13 @@ def _pdf_classes():
                 c.drawImage(ImageReader(io.BytesIO(item)), 0, 0, THUMB_PT, THUMB_PT,
                             preserveAspectRatio=True, anchor="c")
             else:
-                c.setFont("Helvetica", 6.5)
+                c.setFont(fonts.regular, 6.5)
                 c.setFillGray(0.4)
                 c.drawCentredString(THUMB_PT / 2, THUMB_PT / 2 - 2, item)
 
     def numbered_canvas(report: SampleReport, check: Callable[[], None]):
-        header = (f"ALLSight sample report \u2014 sample {report.sample_id} "
-                  f"\u2014 patient {report.patient_id}")
+        header = fonts.fix(f"ALLSight sample report \u2014 sample {report.sample_id} "
+                           f"\u2014 patient {report.patient_id}")
 
         class NumberedCanvas(rl_canvas.Canvas):
             """Defers each page so that the footer can say "Page X of Y"."""
@@ -623,10 +706,10 @@ def _pdf_classes():
                 self.setStrokeGray(0.6)
                 self.setLineWidth(0.5)
                 self.line(_MARGIN, 30, width - _MARGIN, 30)
-                self.setFont("Helvetica-Bold", 7.5)
+                self.setFont(fonts.bold, 7.5)
                 self.setFillGray(0.1)
                 self.drawString(_MARGIN, 20, NOTICE)
-                self.setFont("Helvetica", 7.5)
+                self.setFont(fonts.regular, 7.5)
                 self.drawRightString(width - _MARGIN, 20, f"Page {page} of {total}")
                 if page > 1:
                     self.setFillGray(0.35)
@@ -662,27 +745,28 @@ def _preprocess_text(cfg: PreprocessConfig) -> str:
     return ", ".join(parts) + (f"; LAB colour ranges: {ranges}" if ranges else "")
 
 
-def _story(report: SampleReport, *, thumbnails: bool, heatmap_fn, check, tick, Thumb) -> list:
+def _story(report: SampleReport, *, thumbnails: bool, heatmap_fn, check, tick, Thumb,
+           fonts: _Fonts) -> list:
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
     from reportlab.platypus import KeepTogether, Paragraph, Spacer, Table, TableStyle
 
     base = getSampleStyleSheet()
-    body = ParagraphStyle("body", parent=base["BodyText"], fontName="Helvetica", fontSize=8.5, leading=10.5,
+    body = ParagraphStyle("body", parent=base["BodyText"], fontName=fonts.regular, fontSize=8.5, leading=10.5,
                           spaceBefore=0, spaceAfter=0)
     small = ParagraphStyle("small", parent=body, fontSize=7.5, leading=9)
     cell = ParagraphStyle("cell", parent=body, fontSize=7, leading=8.5)
-    h1 = ParagraphStyle("h1", parent=base["Title"], fontName="Helvetica-Bold", fontSize=15, leading=18,
+    h1 = ParagraphStyle("h1", parent=base["Title"], fontName=fonts.bold, fontSize=15, leading=18,
                         alignment=0, spaceAfter=2)
-    h2 = ParagraphStyle("h2", parent=base["Heading2"], fontName="Helvetica-Bold", fontSize=10.5, leading=13,
+    h2 = ParagraphStyle("h2", parent=base["Heading2"], fontName=fonts.bold, fontSize=10.5, leading=13,
                         spaceBefore=9, spaceAfter=4)
     grey = colors.Color(0.45, 0.45, 0.45)
     grid = colors.Color(0.75, 0.75, 0.75)
     head_bg = colors.Color(0.90, 0.92, 0.95)
     width = A4[0] - 2 * _MARGIN
     s = report.summary
-    E = lambda text: escape(str(text))
+    E = lambda text: escape(fonts.fix(text))
 
     def P(text: str, style=cell) -> Paragraph:
         return Paragraph(text, style)
@@ -732,7 +816,7 @@ def _story(report: SampleReport, *, thumbnails: bool, heatmap_fn, check, tick, T
     srows.append([P("<b>Classified images</b>", body), str(n_ok), _fmt_pct(1.0 if n_ok else 0.0)])
     ctable = Table(srows, colWidths=[0.25 * width, 0.09 * width, 0.1 * width])
     ctable.setStyle(TableStyle([
-        ("FONT", (0, 0), (-1, -1), "Helvetica", 8.5), ("ALIGN", (1, 0), (-1, -1), "RIGHT"),
+        ("FONT", (0, 0), (-1, -1), fonts.regular, 8.5), ("ALIGN", (1, 0), (-1, -1), "RIGHT"),
         ("VALIGN", (0, 0), (-1, -1), "MIDDLE"), ("GRID", (0, 0), (-1, -1), 0.25, grid),
         ("BACKGROUND", (0, 0), (-1, 0), head_bg), ("LINEABOVE", (0, -1), (-1, -1), 0.75, colors.black),
         ("TOPPADDING", (0, 0), (-1, -1), 2), ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
@@ -791,11 +875,11 @@ def _story(report: SampleReport, *, thumbnails: bool, heatmap_fn, check, tick, T
     tail = ["Model class", "Conf.", "Reviewer's class", "Flags"]
     columns = ["#", "File"] + [thumb_titles[k] for k in kinds] + tail
     widths = [fixed["#"], file_w] + [thumb_w] * len(kinds) + [fixed[c] for c in columns[2 + len(kinds):]]
-    head = ParagraphStyle("head", parent=cell, fontName="Helvetica-Bold")
+    head = ParagraphStyle("head", parent=cell, fontName=fonts.bold)
     data: list[list] = [[P(E(c), head) for c in columns]]
     style: list = [
         ("VALIGN", (0, 0), (-1, -1), "MIDDLE"), ("GRID", (0, 0), (-1, -1), 0.25, grid),
-        ("BACKGROUND", (0, 0), (-1, 0), head_bg), ("FONT", (0, 0), (-1, -1), "Helvetica", 7),
+        ("BACKGROUND", (0, 0), (-1, 0), head_bg), ("FONT", (0, 0), (-1, -1), fonts.regular, 7),
         ("ALIGN", (0, 0), (0, -1), "RIGHT"), ("LEFTPADDING", (0, 0), (-1, -1), 3),
         ("RIGHTPADDING", (0, 0), (-1, -1), 3), ("TOPPADDING", (0, 0), (-1, -1), 2),
         ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
@@ -860,7 +944,7 @@ def _story(report: SampleReport, *, thumbnails: bool, heatmap_fn, check, tick, T
          P("<b>Date</b>", body), P(E(report.signed_off_at or ""), body)],
         [P("<b>Signature</b>", body), "", "", ""],
     ]
-    sig = Table(sig_rows, colWidths=[0.2 * width, 0.4 * width, 0.1 * width, 0.3 * width],
+    sig = Table(sig_rows, colWidths=[0.22 * width, 0.38 * width, 0.1 * width, 0.3 * width],
                 rowHeights=[None, 34])
     sig.setStyle(TableStyle([
         ("VALIGN", (0, 0), (-1, 0), "TOP"), ("VALIGN", (0, 1), (-1, 1), "BOTTOM"),
@@ -891,7 +975,8 @@ def write_pdf(report: SampleReport, path: str | Path, *, thumbnails: bool = True
         raise ReportError(f"write_pdf needs a SampleReport, got {type(report).__name__}")
     check = _cancel_check(cancel)
     check()
-    Thumb, numbered_canvas = _pdf_classes()
+    fonts = _choose_fonts(report)
+    Thumb, numbered_canvas = _pdf_classes(fonts)
     total = sum(im.ok for im in report.images) if (thumbnails or heatmap_fn) else 0
     done = [0]
 
@@ -909,7 +994,7 @@ def write_pdf(report: SampleReport, path: str | Path, *, thumbnails: bool = True
             creator=f"ALLSight {report.software_version}",
         )
         story = _story(report, thumbnails=thumbnails, heatmap_fn=heatmap_fn, check=check, tick=tick,
-                       Thumb=Thumb)
+                       Thumb=Thumb, fonts=fonts)
         doc.build(story, canvasmaker=numbered_canvas(report, check))
 
     return _atomic_write(path, render, "PDF report")

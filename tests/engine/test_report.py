@@ -78,7 +78,7 @@ def test_summary_counts_final_class_when_reviewed(tmp_path):
     assert s["n_images"] == 6 and s["n_ok"] == 5 and s["n_error"] == 1
     assert s["n_needs_review"] == 1 and s["n_ood"] == 1 and s["n_reviewed"] == 2 and s["n_overridden"] == 1
     assert abs(sum(s["fractions"].values()) - 1.0) < 1e-9
-    assert s["call_class"] is None and "tie" in s["call"] and "research use only" in s["call"]
+    assert s["call_class"] is None and "tie between" in s["call"] and "research use only" in s["call"]
 
 
 def test_summary_majority_and_empty(tmp_path):
@@ -187,6 +187,22 @@ def test_pdf_renders_with_pdftoppm(tmp_path):
                    check=True, timeout=60)
     pngs = list(tmp_path.glob("page*.png"))
     assert len(pngs) == 1 and pngs[0].read_bytes().startswith(b"\x89PNG")
+
+
+def test_pdf_non_latin_text(tmp_path, monkeypatch):
+    import engine.report as report_mod
+
+    rep = make_report(tmp_path / "imgs", 2)
+    rep = SampleReport(**{**rep.__dict__, "patient_id": "Пациент-7", "summary": None})
+    text = "\n".join(pdf_text(write_pdf(rep, tmp_path / "u.pdf")))
+    if report_mod._choose_fonts(rep).unicode:
+        assert "Пациент-7" in text
+    # without any Unicode font: a readable "?" rather than a failure
+    monkeypatch.setattr(report_mod, "_UNICODE_FONTS", [])
+    monkeypatch.setattr(report_mod, "_registered_font", None)
+    monkeypatch.delenv("ALLSIGHT_REPORT_FONT", raising=False)
+    text = "\n".join(pdf_text(write_pdf(rep, tmp_path / "v.pdf")))
+    assert "???????-7" in text and "Page 1 of 1" in text
 
 
 def test_unwritable_path_is_a_report_error(tmp_path):

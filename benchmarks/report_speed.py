@@ -24,9 +24,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine import CLASS_IDS  # noqa: E402
-from engine.preprocess import PreprocessConfig  # noqa: E402
-from engine.report import ReportImage, ReportModelInfo, SampleReport, write_pdf  # noqa: E402
+from engine import CLASS_IDS
+from engine.preprocess import PreprocessConfig
+from engine.report import ReportImage, ReportModelInfo, SampleReport, write_pdf
 
 
 def smear(label: int, size: int, seed: int) -> np.ndarray:

@@ -1,0 +1,420 @@
+"""The batch queue: samples waiting to be classified, run one after another in one thread.
+
+:class:`BatchQueue` owns one Python thread (``allsight-batch``) that takes the first queued
+:class:`BatchJob`, asks the result store which of the sample's images the active model has not
+classified yet (:meth:`engine.store.ResultStore.pending_paths` — so a re-run, or a run after a
+crash, resumes where it stopped), streams them through
+:meth:`engine.inference.Classifier.classify_paths`, and commits every result to the store as it
+arrives (the store is thread-safe). Results reach the GUI thread through a queue that a 100 ms
+timer drains, so the event loop handles a handful of grouped updates per second, whatever the
+throughput.
+
+Pause stops pulling results (the thread waits on an event between images); Resume releases it.
+Cancel stops the running job through its :class:`~engine.progress.CancelToken` and halts the
+queue (the jobs behind it stay queued; Start carries on). What was committed stays committed.
+:meth:`BatchQueue.shutdown` cancels and joins the thread; the main window calls it on close.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from engine.progress import CancelToken
+
+log = logging.getLogger("allsight.gui.batch")
+
+QUEUED, RUNNING, DONE, CANCELLED, FAILED = "queued", "running", "done", "cancelled", "failed"
+STATE_LABELS = {QUEUED: "Queued", RUNNING: "Running", DONE: "Done", CANCELLED: "Cancelled",
+                FAILED: "Failed"}
+#: States in which a job still has work to do when Start is pressed.
+RESTARTABLE = (QUEUED, CANCELLED, FAILED)
+
+#: How often results are handed to the GUI thread (ms).
+DRAIN_INTERVAL_MS = 100
+#: Images per network batch (small: pause and cancel take effect within one batch).
+BATCH_SIZE = 16
+
+_keys = itertools.count(1)
+
+
+@dataclass(eq=False)
+class BatchJob:
+    """One sample in the queue. Numbers are written by the batch thread and read by the GUI."""
+
+    sample: Any  # gui.samples.Sample
+    store_id: str
+    paths: list[str]
+    actor: str = ""
+    key: int = field(default_factory=lambda: next(_keys))
+    state: str = QUEUED
+    #: Images in the sample / with a prediction of the model (incl. before this run).
+    total: int = 0
+    done: int = 0
+    done_before: int = 0
+    errors: int = 0
+    #: Seconds spent classifying in this run (model loading and pauses excluded).
+    active_s: float = 0.0
+    message: str = ""
+    cancel: CancelToken = field(default_factory=CancelToken)
+
+    @property
+    def label(self) -> str:
+        return getattr(self.sample, "sample_id", self.store_id)
+
+    @property
+    def run_done(self) -> int:
+        return max(0, self.done - self.done_before)
+
+    @property
+    def rate(self) -> float | None:
+        """Images per second in this run (None until measurable)."""
+        if self.run_done < 1 or self.active_s < 0.2:
+            return None
+        return self.run_done / self.active_s
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.total - self.done) if self.total else len(self.paths)
+
+    @property
+    def eta_s(self) -> float | None:
+        rate = self.rate
+        return None if rate is None or self.state != RUNNING else self.remaining / rate
+
+    @property
+    def fraction(self) -> float:
+        if self.state == DONE:
+            return 1.0
+        return self.done / self.total if self.total else 0.0
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class BatchQueue(QObject):
+    """The queue of samples to classify and the thread that classifies them."""
+
+    #: Jobs were added, removed, reordered or changed state.
+    changed = Signal()
+    #: Progress numbers moved (emitted at most once per drain).
+    progress = Signal()
+    #: (job, [ImageResult, ...]) committed to the store since the last drain, in order.
+    results = Signal(object, object)
+    #: A job ended (done, cancelled or failed).
+    job_finished = Signal(object)
+    #: (ModelCard, device description) of the classifier a job runs with.
+    model_ready = Signal(object, str)
+    #: (message, details): a job failed; the queue halts.
+    failed = Signal(str, str)
+    #: The thread started (True) or ended (False).
+    running_changed = Signal(bool)
+
+    def __init__(self, store: Any, model_host: Any, parent: QObject | None = None, *,
+                 batch_size: int = BATCH_SIZE, decode_workers: int | None = None):
+        super().__init__(parent)
+        self.store = store
+        self.model_host = model_host
+        self.batch_size = batch_size
+        if decode_workers is None:
+            from gui.model_host import default_thread_count
+
+            decode_workers = max(1, min(4, default_thread_count()))
+        self.decode_workers = decode_workers
+        self.jobs: list[BatchJob] = []
+        self._lock = threading.Lock()
+        self._resume = threading.Event()
+        self._resume.set()
+        self._halt = False  # stop taking new jobs (cancel, failure, shutdown)
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._events: deque = deque()
+        self._draining = False
+        self._timer = QTimer(self)
+        self._timer.setInterval(DRAIN_INTERVAL_MS)
+        self._timer.timeout.connect(self.drain)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    @property
+    def paused(self) -> bool:
+        return not self._resume.is_set()
+
+    def current_job(self) -> BatchJob | None:
+        return next((j for j in self.jobs if j.state == RUNNING), None)
+
+    def job_for(self, sample: Any) -> BatchJob | None:
+        """The sample's job that is queued or running, if any."""
+        return next((j for j in self.jobs if j.sample is sample and j.state in (QUEUED, RUNNING)), None)
+
+    def is_active(self, sample: Any) -> bool:
+        return self.job_for(sample) is not None
+
+    def totals(self) -> tuple[int, int]:
+        """(images classified, images in all jobs) over the queue."""
+        done = total = 0
+        for j in self.jobs:
+            t = j.total or len(j.paths)
+            total += t
+            done += t if j.state == DONE else j.done
+        return done, total
+
+    # ------------------------------------------------------------------ editing the queue
+    def add(self, sample: Any, store_id: str, paths: list[str], actor: str = "") -> BatchJob:
+        """Queue a sample (again): an existing queued or running job for it is returned as is;
+        a finished, cancelled or failed one is replaced by a fresh job at the end."""
+        existing = self.job_for(sample)
+        if existing is not None:
+            return existing
+        with self._lock:
+            self.jobs = [j for j in self.jobs if j.sample is not sample]
+            job = BatchJob(sample, store_id, list(paths), actor)
+            self.jobs.append(job)
+        self.changed.emit()
+        return job
+
+    def remove(self, job: BatchJob) -> None:
+        """Take a job out of the queue (a running one is cancelled first)."""
+        if job.state == RUNNING:
+            job.cancel.cancel()
+            self._resume.set()
+        with self._lock:
+            if job in self.jobs:
+                self.jobs.remove(job)
+        self.changed.emit()
+
+    def move(self, job: BatchJob, delta: int) -> bool:
+        with self._lock:
+            if job not in self.jobs:
+                return False
+            i = self.jobs.index(job)
+            j = i + delta
+            if not 0 <= j < len(self.jobs):
+                return False
+            self.jobs[i], self.jobs[j] = self.jobs[j], self.jobs[i]
+        self.changed.emit()
+        return True
+
+    def clear_finished(self) -> None:
+        with self._lock:
+            self.jobs = [j for j in self.jobs if j.state in (QUEUED, RUNNING)]
+        self.changed.emit()
+
+    # ------------------------------------------------------------------ running
+    def start(self) -> bool:
+        """Run every job that still has work (cancelled and failed ones are queued again)."""
+        if self._closed:
+            return False
+        with self._lock:
+            for job in self.jobs:
+                if job.state in (CANCELLED, FAILED):
+                    job.state, job.cancel, job.message = QUEUED, CancelToken(), ""
+            has_work = any(j.state == QUEUED for j in self.jobs)
+            self._halt = False
+        self._resume.set()
+        self.changed.emit()
+        if self._thread is None and has_work:
+            self._thread = threading.Thread(target=self._run, name="allsight-batch", daemon=False)
+            self._thread.start()
+            self._timer.start()
+            self.running_changed.emit(True)
+        return has_work
+
+    def pause(self) -> None:
+        if self._thread is not None:
+            self._resume.clear()
+            self.changed.emit()
+
+    def resume(self) -> None:
+        self._resume.set()
+        self.changed.emit()
+
+    def cancel(self) -> None:
+        """Stop the running job (what it committed stays) and halt the queue."""
+        with self._lock:
+            self._halt = True
+            for job in self.jobs:
+                if job.state == RUNNING:
+                    job.cancel.cancel()
+        self._resume.set()
+        self.changed.emit()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Join the thread (tests); True when it has ended. Results are delivered by drain()."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def shutdown(self, timeout: float = 60.0) -> None:
+        """Cancel, join the thread and stop delivering (idempotent)."""
+        self._closed = True
+        self.cancel()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning("the batch thread did not stop within %.0f s", timeout)
+        self._timer.stop()
+        self._events.clear()
+        self._thread = None
+
+    # ------------------------------------------------------------------ GUI-thread delivery
+    def drain(self) -> None:
+        """Hand what the thread produced to the GUI (runs every DRAIN_INTERVAL_MS)."""
+        if self._draining or self._closed:
+            return
+        self._draining = True
+        try:
+            events = []
+            while self._events:
+                events.append(self._events.popleft())
+            grouped: list[list] = []  # consecutive results of one job -> one signal
+            for event in events:
+                if event[0] == "result" and grouped and grouped[-1][0] == "results" and grouped[-1][1] is event[1]:
+                    grouped[-1][2].append(event[2])
+                elif event[0] == "result":
+                    grouped.append(["results", event[1], [event[2]]])
+                else:
+                    grouped.append(list(event))
+            stopped = False
+            for event in grouped:
+                kind = event[0]
+                if kind == "results":
+                    self.results.emit(event[1], event[2])
+                elif kind == "state":
+                    self.changed.emit()
+                elif kind == "model":
+                    self.model_ready.emit(event[1], event[2])
+                elif kind == "finished":
+                    self.changed.emit()
+                    self.job_finished.emit(event[1])
+                elif kind == "failed":
+                    self.failed.emit(event[1], event[2])
+                elif kind == "stopped":
+                    stopped = True
+            if self._thread is not None:
+                self.progress.emit()
+            if stopped and self._thread is not None:
+                self._thread.join(5.0)
+                self._thread = None
+                self._timer.stop()
+                self.changed.emit()
+                self.running_changed.emit(False)
+        finally:
+            self._draining = False
+
+    # ------------------------------------------------------------------ the batch thread
+    def _post(self, *event: Any) -> None:
+        self._events.append(event)
+
+    def _take_next(self) -> BatchJob | None:
+        with self._lock:
+            if self._halt or self._closed:
+                return None
+            for job in self.jobs:
+                if job.state == QUEUED:
+                    job.state = RUNNING
+                    return job
+        return None
+
+    def _finish(self, job: BatchJob, state: str, message: str = "") -> None:
+        with self._lock:
+            job.state, job.message = state, message
+        self._post("finished", job)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                job = self._take_next()
+                if job is None:
+                    break
+                self._post("state", job)
+                self._run_job(job)
+        finally:
+            self._post("stopped")
+
+    def _wait_while_paused(self, job: BatchJob) -> None:
+        while not self._resume.wait(0.1):
+            if job.cancel.cancelled or self._closed:
+                return
+
+    def _run_job(self, job: BatchJob) -> None:
+        from engine.errors import AllSightError, Cancelled
+
+        store = self.store
+        gen = None
+        try:
+            classifier = self.model_host.get()
+            card = classifier.card
+            from gui.model_host import describe_device
+
+            self._post("model", card, describe_device(classifier.device))
+            job.cancel.raise_if_cancelled()
+            store.add_images(job.store_id, job.paths, actor=job.actor)
+            pending = store.pending_paths(job.store_id, card.weights_sha256)
+            sample = store.get_sample(job.store_id)
+            job.total = sample.n_images if sample is not None else len(pending)
+            job.done_before = job.done = job.total - len(pending)
+            job.errors, job.active_s = 0, 0.0
+            self._post("state", job)
+            log.info("classifying %d of %d image(s) of sample %s with %s %s", len(pending), job.total,
+                     job.store_id, card.id, card.version)
+            gen = classifier.classify_paths(pending, batch_size=self.batch_size, workers=self.decode_workers,
+                                            cancel=job.cancel)
+            lock = self.model_host.infer_lock
+            while True:
+                self._wait_while_paused(job)
+                job.cancel.raise_if_cancelled()
+                t0 = time.perf_counter()
+                with lock:
+                    result = next(gen, None)
+                if result is None:
+                    job.active_s += time.perf_counter() - t0
+                    break
+                store.record_prediction(job.store_id, result.path, result, card.id, card.version,
+                                        card.weights_sha256, actor=job.actor)
+                job.active_s += time.perf_counter() - t0
+                job.done += 1
+                job.errors += result.status != "ok"
+                self._post("result", job, result)
+        except Cancelled:
+            log.info("classification of sample %s cancelled after %d image(s)", job.store_id, job.run_done)
+            self._finish(job, CANCELLED, "Cancelled")
+        except AllSightError as exc:
+            log.warning("classification of sample %s failed: %s", job.store_id, exc)
+            with self._lock:
+                self._halt = True
+            self._finish(job, FAILED, str(exc))
+            self._post("failed", f"Sample {job.label}: {exc}",
+                       "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        except BaseException as exc:  # noqa: BLE001 - reported through the one error path
+            log.exception("classification of sample %s failed unexpectedly", job.store_id)
+            with self._lock:
+                self._halt = True
+            self._finish(job, FAILED, f"{type(exc).__name__}: {exc}")
+            self._post("failed", f"Sample {job.label}: an unexpected error occurred: {type(exc).__name__}: {exc}",
+                       "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        else:
+            self._finish(job, DONE, f"{job.run_done} classified" + (f", {job.errors} error(s)" if job.errors else ""))
+        finally:
+            if gen is not None:
+                gen.close()

@@ -1,0 +1,120 @@
+"""The active model, loaded once and shared by the batch runner and the Grad-CAM requests.
+
+:class:`ModelHost` is Qt-free and thread-safe. Nothing here imports torch until
+:meth:`ModelHost.get` is first called — from a worker thread (the batch runner or the worker
+pool), never at start-up. The model is (re)loaded when the settings that define it change
+(model, device, review threshold override) and kept otherwise.
+
+The network is shared: classification (which hooks the feature layer to collect the pooled
+features for the out-of-distribution score) and Grad-CAM (which hooks the same layer) must not
+run at the same time on it, so both take :attr:`ModelHost.infer_lock` around each call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("allsight.gui.model_host")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What defines the loaded model: the settings it came from."""
+
+    model: str
+    device: str = "auto"
+    review_threshold: float | None = None
+
+
+def default_thread_count() -> int:
+    """Torch threads for the GUI: every core but one (the event loop keeps a core), unless
+    ``ALLSIGHT_THREADS`` says otherwise."""
+    env = os.environ.get("ALLSIGHT_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+def describe_device(device: Any) -> str:
+    """``cpu`` -> "CPU"; ``cuda`` -> "CUDA (GPU name)"; ``mps`` -> "MPS (Apple GPU)"."""
+    kind = getattr(device, "type", str(device))
+    if kind == "cuda":
+        try:
+            import torch
+
+            return f"CUDA ({torch.cuda.get_device_name(device)})"
+        except Exception:  # noqa: BLE001 - a label only
+            return "CUDA"
+    if kind == "mps":
+        return "MPS (Apple GPU)"
+    return kind.upper()
+
+
+class ModelHost:
+    """Loads the classifier for a :class:`ModelSpec` on first use (thread-safe)."""
+
+    def __init__(self, spec: ModelSpec):
+        self._spec = spec
+        self._lock = threading.Lock()  # guards loading and the fields below
+        self.infer_lock = threading.Lock()  # one forward pass on the shared network at a time
+        self._classifier = None
+        self._loaded_spec: ModelSpec | None = None
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self._spec
+
+    def configure(self, spec: ModelSpec) -> bool:
+        """Use ``spec`` from the next :meth:`get` on (a running batch keeps its classifier).
+        Returns True when it differs from the loaded one."""
+        with self._lock:
+            self._spec = spec
+            changed = spec != self._loaded_spec
+            if changed and self._classifier is not None:
+                self._classifier = None  # released when the last user drops it
+                self._loaded_spec = None
+            return changed
+
+    def loaded(self):
+        """The classifier if loaded for the current spec, else None (never loads)."""
+        with self._lock:
+            return self._classifier if self._loaded_spec == self._spec else None
+
+    def get(self):
+        """The classifier for the current spec, loading it if needed (call in a worker thread).
+
+        Raises the engine's :class:`~engine.errors.ModelError` (no such model, corrupt weights,
+        device unavailable...) for the caller's error path.
+        """
+        with self._lock:
+            if self._classifier is not None and self._loaded_spec == self._spec:
+                return self._classifier
+            spec = self._spec
+            from engine.inference import Classifier, configure_threads
+
+            configure_threads(default_thread_count())
+            log.info("loading model %s on %s", spec.model, spec.device)
+            classifier = Classifier(spec.model, spec.device)
+            if spec.review_threshold is not None:
+                classifier.card = dataclasses.replace(classifier.card, review_threshold=float(spec.review_threshold))
+            log.info("model %s %s loaded on %s (review threshold %.3f)", classifier.card.id,
+                     classifier.card.version, classifier.device, classifier.card.review_threshold)
+            self._classifier, self._loaded_spec = classifier, spec
+            return classifier
+
+    def heatmap(self, path: str | Path, class_id: str | None = None):
+        """Grad-CAM of one image: ``(resized original, heat, overlay)`` (worker thread)."""
+        classifier = self.get()
+        with self.infer_lock:
+            return classifier.heatmap(path, class_id)
+
+    def release(self) -> None:
+        with self._lock:
+            self._classifier = None
+            self._loaded_spec = None

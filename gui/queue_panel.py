@@ -1,0 +1,219 @@
+"""The batch-queue panel (a dock): the queued samples with their progress, and the controls.
+
+It only displays :class:`gui.batch.BatchQueue` and calls its methods; adding a sample goes
+through the main window (``add_requested``), which knows the store and the current sample.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gui.batch import CANCELLED, DONE, FAILED, QUEUED, RUNNING, STATE_LABELS, BatchJob, BatchQueue, format_eta
+
+COLUMNS = ("Sample", "Status", "Progress", "Images/s", "ETA")
+
+
+def _bar(parent: QWidget) -> QProgressBar:
+    bar = QProgressBar(parent)
+    bar.setRange(0, 1000)
+    bar.setTextVisible(True)
+    bar.setMaximumHeight(18)
+    return bar
+
+
+class QueuePanel(QWidget):
+    """Jobs table + Start/Pause/Resume/Cancel/Remove/Up/Down + overall progress."""
+
+    #: The user asked to queue the current sample (the main window decides how).
+    add_requested = Signal()
+    #: A job row was double-clicked: show that sample.
+    job_activated = Signal(object)
+
+    def __init__(self, queue: BatchQueue, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.queue = queue
+        self.table = QTableWidget(0, len(COLUMNS), self)
+        t = self.table
+        t.setHorizontalHeaderLabels(COLUMNS)
+        t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        t.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        t.verticalHeader().hide()
+        t.verticalHeader().setDefaultSectionSize(22)
+        header = t.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        for col in (1, 3, 4):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        t.itemSelectionChanged.connect(self._update_buttons)
+        t.cellDoubleClicked.connect(self._on_double_click)
+
+        def button(text: str, tip: str, slot) -> QPushButton:
+            b = QPushButton(text, self)
+            b.setToolTip(tip)
+            b.clicked.connect(slot)
+            return b
+
+        self.add_button = button("Add sample", "Queue the selected sample", self.add_requested.emit)
+        self.start_button = button("Start", "Classify the queued samples, one after another", self.queue.start)
+        self.pause_button = button("Pause", "Stop after the current image; Resume carries on", self.queue.pause)
+        self.resume_button = button("Resume", "Carry on after a pause", self.queue.resume)
+        self.cancel_button = button("Cancel", "Stop the running sample (what is classified is kept; "
+                                              "Start resumes where it stopped)", self.queue.cancel)
+        self.remove_button = button("Remove", "Take the selected sample out of the queue", self._remove)
+        self.up_button = button("▲", "Move up", lambda: self._move(-1))
+        self.down_button = button("▼", "Move down", lambda: self._move(+1))
+        for b in (self.up_button, self.down_button):
+            b.setMaximumWidth(32)
+        buttons = QHBoxLayout()
+        for b in (self.add_button, self.start_button, self.pause_button, self.resume_button, self.cancel_button,
+                  self.remove_button, self.up_button, self.down_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+
+        self.overall_bar = _bar(self)
+        self.overall_label = QLabel("Queue empty", self)
+        self.overall_label.setStyleSheet("color: #455a64;")
+        overall = QHBoxLayout()
+        overall.addWidget(QLabel("Overall", self))
+        overall.addWidget(self.overall_bar, 1)
+        overall.addWidget(self.overall_label, 2)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 4)
+        layout.addLayout(buttons)
+        layout.addWidget(self.table, 1)
+        layout.addLayout(overall)
+
+        self._rows: list[BatchJob] = []
+        self._bars: list[QProgressBar] = []
+        self.can_add = lambda: True
+        queue.changed.connect(self.refresh)
+        queue.progress.connect(self.update_progress)
+        queue.running_changed.connect(lambda _running: self.refresh())
+        self.refresh()
+
+    # ------------------------------------------------------------------ actions
+    def selected_job(self) -> BatchJob | None:
+        rows = self.table.selectionModel().selectedRows()
+        if not rows:
+            return None
+        row = rows[0].row()
+        return self._rows[row] if 0 <= row < len(self._rows) else None
+
+    def _remove(self) -> None:
+        job = self.selected_job()
+        if job is not None:
+            self.queue.remove(job)
+
+    def _move(self, delta: int) -> None:
+        job = self.selected_job()
+        if job is not None and self.queue.move(job, delta):
+            self.select_job(job)
+
+    def select_job(self, job: BatchJob) -> None:
+        if job in self._rows:
+            self.table.selectRow(self._rows.index(job))
+
+    def _on_double_click(self, row: int, _col: int) -> None:
+        if 0 <= row < len(self._rows):
+            self.job_activated.emit(self._rows[row])
+
+    # ------------------------------------------------------------------ display
+    def refresh(self) -> None:
+        """Rebuild the rows (the queue changed shape or state)."""
+        selected = self.selected_job()
+        jobs = list(self.queue.jobs)
+        t = self.table
+        t.setRowCount(len(jobs))
+        self._rows = jobs
+        self._bars = []
+        for row, job in enumerate(jobs):
+            t.setItem(row, 0, QTableWidgetItem(job.label))
+            t.item(row, 0).setToolTip(str(getattr(job.sample, "folder", "") or ""))
+            bar = t.cellWidget(row, 2)
+            if not isinstance(bar, QProgressBar):
+                bar = _bar(t)
+                t.setCellWidget(row, 2, bar)
+            self._bars.append(bar)
+            for col in (1, 3, 4):
+                if t.item(row, col) is None:
+                    t.setItem(row, col, QTableWidgetItem(""))
+        if selected in jobs:
+            t.selectRow(jobs.index(selected))
+        self.update_progress()
+
+    def _status_text(self, job: BatchJob) -> str:
+        if job.state == RUNNING and self.queue.paused:
+            return "Paused"
+        if job.state == RUNNING and job.total == 0:
+            return "Starting…"
+        text = STATE_LABELS.get(job.state, job.state)
+        if job.state in (DONE, FAILED, CANCELLED) and job.message:
+            text += f" — {job.message}"
+        return text
+
+    def update_progress(self) -> None:
+        """Refresh the numbers (called on every drain while running)."""
+        t = self.table
+        for row, job in enumerate(self._rows):
+            if row >= t.rowCount():
+                break
+            total = job.total or len(job.paths)
+            done = total if job.state == DONE else job.done
+            bar = self._bars[row]
+            bar.setValue(int(1000 * done / total) if total else 0)
+            bar.setFormat(f"{done}/{total}" + (f"  ({job.errors} err)" if job.errors else ""))
+            status = t.item(row, 1)
+            status.setText(self._status_text(job))
+            status.setForeground(Qt.GlobalColor.darkRed if job.state == FAILED else Qt.GlobalColor.black)
+            if job.state == FAILED:
+                status.setToolTip(job.message)
+            rate = job.rate
+            t.item(row, 3).setText("—" if rate is None else f"{rate:.1f}")
+            t.item(row, 4).setText(format_eta(job.eta_s) if job.state == RUNNING else "")
+        done, total = self.queue.totals()
+        self.overall_bar.setValue(int(1000 * done / total) if total else 0)
+        self.overall_bar.setFormat(f"{done}/{total}")
+        current = self.queue.current_job()
+        if not self._rows:
+            text = "Queue empty — select a sample and press Classify (or Add sample)."
+        elif current is not None:
+            rate = current.rate
+            left = sum((j.total or len(j.paths)) - j.done for j in self._rows if j.state in (QUEUED, RUNNING))
+            eta = None if rate is None else left / rate
+            state = "Paused" if self.queue.paused else f"Classifying {current.label}"
+            text = (f"{state} · {done}/{total} images"
+                    + (f" · {rate:.1f} images/s · ETA {format_eta(eta)}" if rate is not None else ""))
+        else:
+            waiting = sum(1 for j in self._rows if j.state == QUEUED)
+            text = f"{done}/{total} images classified" + (f" · {waiting} sample(s) waiting" if waiting else "")
+        self.overall_label.setText(text)
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        q = self.queue
+        has_running = q.current_job() is not None
+        restartable = any(j.state in (QUEUED, CANCELLED, FAILED) for j in self._rows)
+        self.add_button.setEnabled(bool(self.can_add()))
+        self.start_button.setEnabled(restartable and not has_running)
+        self.pause_button.setEnabled(has_running and not q.paused)
+        self.resume_button.setEnabled(has_running and q.paused)
+        self.cancel_button.setEnabled(has_running)
+        job = self.selected_job()
+        self.remove_button.setEnabled(job is not None)
+        index = self._rows.index(job) if job in self._rows else -1
+        self.up_button.setEnabled(index > 0)
+        self.down_button.setEnabled(0 <= index < len(self._rows) - 1)

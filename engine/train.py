@@ -63,6 +63,9 @@ class TrainConfig:
     fp16_weights: bool = True
     review_precision: float = 0.995
     ood_quantile: float = 0.975
+    #: Re-estimate batch-norm statistics on this many clean (unaugmented) training images before
+    #: each validation: the running statistics otherwise describe augmented images.
+    precise_bn_images: int = 512
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -132,6 +135,24 @@ def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
         return base * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return base * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+@torch.no_grad()
+def _recompute_batchnorm(net: nn.Module, images: np.ndarray, pp: PreprocessConfig, batch_size: int) -> None:
+    """"Precise BN": replace running statistics by exact averages over clean training images."""
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or len(images) == 0:
+        return
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average = exact mean over the batches
+    net.train()
+    for start in range(0, len(images), batch_size):
+        net(torch.from_numpy(preprocess_batch(images[start:start + batch_size], pp)))
+    for m, momentum in zip(norms, saved):
+        m.momentum = momentum
+    net.eval()
 
 
 def _labels(samples) -> np.ndarray:
@@ -258,6 +279,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, cancel: CancelToken | None 
                 "epoch": epoch + 1, "epochs": cfg.epochs, "loss": running / seen,
                 "eta_s": elapsed / done * remaining,
             })
+        if cfg.mode == "finetune" and cfg.precise_bn_images > 0:
+            _recompute_batchnorm(net, train_imgs[order[: cfg.precise_bn_images]], pp, cfg.batch_size)
         val_logits, _ = run_network(net, val_x, batch_size=128)
         val_loss = float(nn.functional.cross_entropy(torch.from_numpy(val_logits), torch.from_numpy(val_y)))
         val_acc = float((val_logits.argmax(1) == val_y).mean())

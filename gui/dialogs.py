@@ -1,4 +1,8 @@
-"""Small dialogs: choosing sample folders, the About box."""
+"""Small dialogs: choosing folders and files, asking for a line of text, the About box.
+
+Every dialog the main window opens goes through a function here, so tests can replace it
+(``monkeypatch.setattr(gui.dialogs, "ask_text", ...)``) instead of clicking a modal dialog.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from pathlib import Path
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
+    QInputDialog,
+    QLineEdit,
     QFileSystemModel,
     QListView,
     QMessageBox,
@@ -48,3 +54,73 @@ def show_about(parent: QWidget | None, log_file: str | None = None) -> None:
         f"<p>Classes:</p><ul>{classes}</ul>"
         + (f"<p>Log file: {log_file}</p>" if log_file else ""),
     )
+
+
+def choose_model_file(parent: QWidget | None, start_dir: str = "") -> str:
+    """A ``.safetensors`` model file, or "" when cancelled."""
+    dialog = QFileDialog(parent, "Choose a model file", start_dir or str(Path.home()),
+                         "ALLSight models (*.safetensors)")
+    dialog.setFileMode(QFileDialog.FileMode.ExistingFile)
+    dialog.setOption(QFileDialog.Option.DontUseNativeDialog, True)
+    if not dialog.exec():
+        return ""
+    files = dialog.selectedFiles()
+    return files[0] if files else ""
+
+
+#: Export formats: (file-dialog filter, suffix).
+EXPORT_FILTERS: tuple[tuple[str, str], ...] = (
+    ("PDF report (*.pdf)", ".pdf"),
+    ("CSV table (*.csv)", ".csv"),
+    ("JSON (*.json)", ".json"),
+)
+
+
+def choose_export_file(parent: QWidget | None, start_dir: str, base_name: str) -> str:
+    """Where to save a report; the format follows the chosen filter/suffix. "" when cancelled."""
+    dialog = QFileDialog(parent, "Export sample report", str(Path(start_dir or Path.home()) / f"{base_name}.pdf"))
+    dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+    dialog.setNameFilters([f for f, _ in EXPORT_FILTERS])
+    dialog.setOption(QFileDialog.Option.DontUseNativeDialog, True)
+
+    def filter_changed(name: str) -> None:
+        suffix = dict(EXPORT_FILTERS).get(name, ".pdf")
+        current = dialog.selectedFiles()
+        stem = Path(current[0]).stem if current else base_name
+        dialog.selectFile(stem + suffix)
+
+    dialog.filterSelected.connect(filter_changed)
+    if not dialog.exec():
+        return ""
+    files = dialog.selectedFiles()
+    if not files:
+        return ""
+    path = Path(files[0])
+    if path.suffix.lower() not in {s for _, s in EXPORT_FILTERS}:
+        path = path.with_name(path.name + dict(EXPORT_FILTERS).get(dialog.selectedNameFilter(), ".pdf"))
+    return str(path)
+
+
+def ask_text(parent: QWidget | None, title: str, label: str, text: str = "") -> str | None:
+    """One line of text from the user (stripped), or None when cancelled."""
+    dialog = QInputDialog(parent)
+    dialog.setWindowTitle(title)
+    dialog.setLabelText(label)
+    dialog.setTextValue(text)
+    dialog.setTextEchoMode(QLineEdit.EchoMode.Normal)
+    if not dialog.exec():
+        return None
+    return dialog.textValue().strip()
+
+
+def edit_settings(parent: QWidget | None, settings):
+    """The settings dialog: the edited Settings, or None when cancelled."""
+    from gui.settings_dialog import SettingsDialog
+
+    dialog = SettingsDialog(settings, parent)
+    try:
+        if not dialog.exec():
+            return None
+        return dialog.settings()
+    finally:
+        dialog.deleteLater()

@@ -1,8 +1,9 @@
 """The one error-reporting path of the GUI.
 
 Every error a person must see goes through :func:`show_error` (or :func:`report_error` from any
-thread): it writes the message and details to the log, then shows one modal dialog with the
-details folded away. If further errors arrive while that dialog is open they are appended to it
+thread): it writes the message and details to the log, tells the listeners (the main window's
+status-bar error indicator, which lists the recent errors with their details), then shows one
+modal dialog with the details folded away. If further errors arrive while that dialog is open they are appended to it
 instead of stacking more dialogs. :func:`install_exception_hooks` routes uncaught exceptions (in
 slots, event handlers and Python threads) here, so the app never crashes silently.
 """
@@ -12,7 +13,9 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 
@@ -26,6 +29,21 @@ log = logging.getLogger("allsight.gui.errors")
 #: The dialog currently open, if any (only touched in the GUI thread).
 _open_box: QMessageBox | None = None
 _extra_count = 0
+
+#: The latest errors (time, message, details), newest last, for the status-bar error list.
+RECENT_ERRORS: deque[tuple[float, str, str]] = deque(maxlen=50)
+_listeners: list[Callable[[str, str], None]] = []
+
+
+def add_listener(fn: Callable[[str, str], None]) -> None:
+    """Call ``fn(message, details)`` (GUI thread) for every error shown, e.g. a status indicator."""
+    if fn not in _listeners:
+        _listeners.append(fn)
+
+
+def remove_listener(fn: Callable[[str, str], None]) -> None:
+    if fn in _listeners:
+        _listeners.remove(fn)
 
 
 def _log_file_hint() -> str:
@@ -42,6 +60,12 @@ def show_error(parent: QWidget | None, message: str, details: str | None = None,
     """Log ``message`` (+ ``details``) and show it in one dialog. Call in the GUI thread."""
     global _open_box, _extra_count
     log.error("%s%s", message, f"\n{details}" if details else "")
+    RECENT_ERRORS.append((time.time(), message, details or ""))
+    for listener in list(_listeners):
+        try:
+            listener(message, details or "")
+        except Exception:  # noqa: BLE001 - the error path must never raise itself
+            log.exception("error listener failed")
     if QApplication.instance() is None:
         return  # no GUI (e.g. a crash before the application exists): the log has it
     if _open_box is not None:
@@ -161,3 +185,29 @@ def uninstall_exception_hooks() -> None:
     if _previous_hooks is not None:
         sys.excepthook, threading.excepthook = _previous_hooks
         _previous_hooks = None
+
+
+def show_recent_errors(parent: QWidget | None) -> None:
+    """The list of recent errors with their details (the status-bar indicator opens it)."""
+    from datetime import datetime
+
+    if not RECENT_ERRORS:
+        return
+    lines = []
+    for ts, message, details in reversed(RECENT_ERRORS):
+        lines.append(f"[{datetime.fromtimestamp(ts):%Y-%m-%d %H:%M:%S}] {message}")
+        if details:
+            lines.append(details.rstrip())
+        lines.append("")
+    latest = RECENT_ERRORS[-1][1]
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Icon.Warning)
+    box.setWindowTitle("ALLSight — recent errors")
+    box.setText(f"{len(RECENT_ERRORS)} recent error(s). Latest: {latest}")
+    box.setInformativeText(_log_file_hint())
+    box.setDetailedText("\n".join(lines))
+    box.setStandardButtons(QMessageBox.StandardButton.Ok)
+    try:
+        box.exec()
+    finally:
+        box.deleteLater()

@@ -71,6 +71,19 @@ class Sample:
     operator: str = ""
     #: Files in the folder that are not images (by extension), as reported by the scan.
     skipped: tuple[SkippedFile, ...] = ()
+    #: The sample's id in the result store (None until registered; follows renames).
+    store_id: str | None = None
+    #: Set when the store says the sample is signed off (no edits until reopened).
+    signed_off_by: str | None = None
+    signed_off_at: str | None = None
+    #: Loaded from the result history at start-up (not opened in this session).
+    from_history: bool = False
+    #: A short state shown after the name in the sample list ("12/40 classified", "signed off").
+    status_note: str = ""
+
+    @property
+    def signed_off(self) -> bool:
+        return self.signed_off_at is not None
 
     @property
     def unreadable_count(self) -> int:
@@ -215,6 +228,8 @@ class SamplesPanel(QWidget):
     sample_updated = Signal(object)
     #: The operator typed a name: the new default for the next samples.
     operator_entered = Signal(str)
+    #: The user finished editing the sample ID, patient ID or operator of a sample (Sample).
+    sample_edited = Signal(object)
     #: A short message for the status bar.
     status_message = Signal(str)
 
@@ -224,6 +239,10 @@ class SamplesPanel(QWidget):
         self.default_operator = default_operator
         self.samples: list[Sample] = []
         self._models: dict[int, ThumbnailModel] = {}  # id(sample) -> model
+        self._thumbs_requested: set[int] = set()  # id(sample) whose thumbnails were asked for
+        #: Why a sample's fields cannot be edited now ("" = editable); the main window extends it.
+        self.lock_reason = lambda sample: (f"Signed off by {sample.signed_off_by}: reopen the sample to edit it."
+                                           if sample.signed_off else "")
 
         # Header
         title = QLabel("<b>Samples</b>", self)
@@ -235,7 +254,8 @@ class SamplesPanel(QWidget):
         header.addWidget(self.open_button)
 
         self.sample_list = QListWidget(self)
-        self.sample_list.setMaximumHeight(110)
+        self.sample_list.setMaximumHeight(170)
+        self.sample_list.setToolTip("Samples opened now and earlier (the result history)")
         self.sample_list.setAcceptDrops(False)
         self.sample_list.currentRowChanged.connect(self._on_sample_row_changed)
 
@@ -269,6 +289,12 @@ class SamplesPanel(QWidget):
         self.operator_edit.textEdited.connect(self._on_operator_edited)
         self.operator_edit.editingFinished.connect(
             lambda: self.operator_entered.emit(self.operator_edit.text().strip()))
+        for edit in (self.sample_id_edit, self.patient_id_edit, self.operator_edit):
+            edit.editingFinished.connect(self._on_field_finished)
+        self.lock_label = QLabel(self)
+        self.lock_label.setWordWrap(True)
+        self.lock_label.setStyleSheet("color: #2e7d32;")
+        self.lock_label.hide()
 
         self.details = QGroupBox("Sample", self)
         form = QFormLayout(self.details)
@@ -278,6 +304,14 @@ class SamplesPanel(QWidget):
         form.addRow("Patient ID", self.patient_id_edit)
         form.addRow("Operator", self.operator_edit)
         form.addRow("Folder", self.folder_label)
+        form.addRow("", self.lock_label)
+        self.classify_button = QToolButton(self)
+        self.classify_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.classify_button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.classify_button.setMinimumHeight(30)
+        self.classify_button.setStyleSheet("QToolButton { font-weight: bold; }")
+        self.classify_button.hide()  # shown once an action is set
+        form.addRow(self.classify_button)
 
         self.images_label = QLabel(self)
         self.images_label.setWordWrap(True)
@@ -321,6 +355,10 @@ class SamplesPanel(QWidget):
     # ------------------------------------------------------------------ adding samples
     def set_open_action(self, action) -> None:
         self.open_button.setDefaultAction(action)
+
+    def set_classify_action(self, action) -> None:
+        self.classify_button.setDefaultAction(action)
+        self.classify_button.show()
 
     def find_sample(self, folder: Path) -> Sample | None:
         folder = Path(folder).resolve()
@@ -377,25 +415,62 @@ class SamplesPanel(QWidget):
         )
         self.add_sample(sample)
 
-    def add_sample(self, sample: Sample) -> Sample:
-        self.samples.append(sample)
-        model = ThumbnailModel(sample, self)
-        self._models[id(sample)] = model
+    def add_sample(self, sample: Sample, *, select: bool = True) -> Sample:
+        """Add a sample opened now: at the top of the list (newest first), thumbnails decoded at
+        once, selected."""
+        self._insert(sample, 0)
+        self.pages.setCurrentIndex(1)
+        self._ensure_thumbnails(sample)
+        self.sample_added.emit(sample)
+        if select:
+            self.select_sample(sample)
+        self.status_message.emit(f"Opened sample {sample.sample_id}: {len(sample.images)} image(s).")
+        return sample
+
+    def add_history(self, samples: list[Sample]) -> None:
+        """Add samples from the result history at the end of the list (they are older than what
+        was opened in this session). Their thumbnails are decoded when first selected."""
+        for sample in samples:
+            self._insert(sample, len(self.samples))
+        if samples and self._current is None:
+            self.empty_hint.setText("Select a sample above, or open a folder\n(File ▸ Open folder(s)… or drop "
+                                    "folders onto the window).")
+
+    def _insert(self, sample: Sample, row: int) -> None:
+        self.samples.insert(row, sample)
+        self._models[id(sample)] = ThumbnailModel(sample, self)
         item = QListWidgetItem(self._sample_label(sample))
         item.setToolTip(str(sample.folder or ""))
-        self.sample_list.addItem(item)
-        self.sample_list.setVisible(len(self.samples) > 1)
-        self.pages.setCurrentIndex(1)
+        self.sample_list.blockSignals(True)  # the current row moves with the insert, not the sample
+        self.sample_list.insertItem(row, item)
+        if self._current is not None:
+            self.sample_list.setCurrentRow(self._row_of(self._current))
+        self.sample_list.blockSignals(False)
+        self.sample_list.setVisible(len(self.samples) > 1 or any(s.from_history for s in self.samples))
+
+    def _ensure_thumbnails(self, sample: Sample) -> None:
+        if id(sample) in self._thumbs_requested:
+            return
+        self._thumbs_requested.add(id(sample))
+        model = self._models[id(sample)]
         for row, image in enumerate(sample.images):
             self._workers.submit(
                 make_thumbnail, image.path, THUMB_SIZE, priority=PRIORITY_BACKGROUND, name="thumbnail",
                 on_result=lambda res, m=model, r=row: self._on_thumbnail(m, r, res),
                 on_error=lambda err, m=model, r=row: self._on_thumbnail_error(m, r, err),
             )
-        self.sample_added.emit(sample)
-        self.select_sample(sample)
-        self.status_message.emit(f"Opened sample {sample.sample_id}: {len(sample.images)} image(s).")
-        return sample
+
+    def refresh_sample(self, sample: Sample) -> None:
+        """The sample's label, IDs or lock state changed outside the panel."""
+        row = self._row_of(sample)
+        if row >= 0:
+            self.sample_list.item(row).setText(self._sample_label(sample))
+        if sample is self._current:
+            for edit, value in ((self.sample_id_edit, sample.sample_id), (self.patient_id_edit, sample.patient_id),
+                                (self.operator_edit, sample.operator)):
+                if edit.text() != value and not edit.hasFocus():
+                    edit.setText(value)
+            self._apply_lock(sample)
 
     def _on_thumbnail(self, model: ThumbnailModel, row: int, result: ThumbnailResult) -> None:
         if result.image is not None:
@@ -467,6 +542,9 @@ class SamplesPanel(QWidget):
         self.folder_label.setText(str(sample.folder or ""))
         self.folder_label.setToolTip(str(sample.folder or ""))
         self.id_warning.hide()
+        self._apply_lock(sample)
+        self.pages.setCurrentIndex(1)
+        self._ensure_thumbnails(sample)
         model = self.model_for(sample)
         old_selection = self.thumb_view.selectionModel()
         self.thumb_view.setModel(model)
@@ -505,9 +583,19 @@ class SamplesPanel(QWidget):
         self.current_image_changed.emit(self._current, current.row() if current.isValid() else -1)
 
     # ------------------------------------------------------------------ editing
+    def _apply_lock(self, sample: Sample) -> None:
+        reason = self.lock_reason(sample)
+        for edit in (self.sample_id_edit, self.patient_id_edit, self.operator_edit):
+            edit.setReadOnly(bool(reason))
+        self.lock_label.setText(reason)
+        self.lock_label.setVisible(bool(reason))
+
+    def _on_field_finished(self) -> None:
+        if self._current is not None and not self.lock_reason(self._current):
+            self.sample_edited.emit(self._current)
     def _on_sample_id_edited(self, text: str) -> None:
         sample = self._current
-        if sample is None:
+        if sample is None or self.lock_reason(sample):
             return
         text = text.strip()
         clash = any(s.sample_id == text for s in self.samples if s is not sample)
@@ -533,18 +621,23 @@ class SamplesPanel(QWidget):
         self.id_warning.hide()
 
     def _on_patient_id_edited(self, text: str) -> None:
-        if self._current is not None:
+        if self._current is not None and not self.lock_reason(self._current):
             self._current.patient_id = text.strip()
 
     def _on_operator_edited(self, text: str) -> None:
-        if self._current is not None:
+        if self._current is not None and not self.lock_reason(self._current):
             self._current.operator = text.strip()
 
     # ------------------------------------------------------------------ labels
     @staticmethod
     def _sample_label(sample: Sample) -> str:
         bad = sample.unreadable_count
-        return f"{sample.sample_id}  ({len(sample.images)} images{f', {bad} unreadable' if bad else ''})"
+        label = f"{sample.sample_id}  ({len(sample.images)} images{f', {bad} unreadable' if bad else ''})"
+        if sample.signed_off:
+            label += "  ✔ signed off"
+        elif sample.status_note:
+            label += f"  · {sample.status_note}"
+        return label
 
     def _update_images_label(self) -> None:
         sample = self._current

@@ -301,6 +301,9 @@ class ViewerPanel(QWidget):
     navigate = Signal(int)
     #: The colour-mask toggle changed.
     mask_toggled = Signal(bool)
+    #: The heat-map toggle is on for an image that can have one but has none yet: compute it
+    #: and hand it to :meth:`show_heatmap`.
+    heatmap_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -320,9 +323,12 @@ class ViewerPanel(QWidget):
         self.act_mask = _action(self, "Colour mask", ["M"],
                                 "Tint what the colour mask selects: the preview's mask, over the part the model sees",
                                 self._on_mask_toggled, checkable=True)
+        self._heat_available = False  # the image is classified: a heat map can be computed
+        self._heat_wanted = False  # the user switched the heat map on (kept from image to image)
         self.act_heatmap = _action(self, "Heat map", ["H"],
-                                   "Show the Grad-CAM heat map (available after classification)",
-                                   v.set_heatmap_visible, checkable=True)
+                                   "Show the Grad-CAM heat map: where the model looked (classified images; "
+                                   "computed on request)",
+                                   self._on_heatmap_toggled, checkable=True)
         self.act_heatmap.setEnabled(False)
         v.navigate.connect(self.navigate)
         v.overlays_changed.connect(self._sync_overlay_actions)
@@ -363,11 +369,40 @@ class ViewerPanel(QWidget):
         self.viewer.set_mask_visible(checked)
         self.mask_toggled.emit(checked)
 
+    def _on_heatmap_toggled(self, checked: bool) -> None:
+        self._heat_wanted = checked
+        if checked and not self.viewer.has_heatmap() and self._heat_available:
+            self.heatmap_requested.emit()
+        self.viewer.set_heatmap_visible(checked)
+
+    def _set_heatmap_checked(self, checked: bool) -> None:
+        """Change the toggle's look without changing what the user asked for."""
+        self.act_heatmap.blockSignals(True)
+        self.act_heatmap.setChecked(checked)
+        self.act_heatmap.blockSignals(False)
+
+    def set_heatmap_available(self, available: bool) -> None:
+        """Whether the image on show can have a heat map (it has been classified). When the user
+        has the heat map switched on, this asks for it (``heatmap_requested``)."""
+        self._heat_available = bool(available)
+        self._sync_overlay_actions()
+        if self._heat_available and self._heat_wanted and not self.viewer.has_heatmap():
+            self._set_heatmap_checked(True)
+            self.heatmap_requested.emit()
+
+    def heatmap_wanted(self) -> bool:
+        return self._heat_wanted
+
+    def show_heatmap(self, overlay: np.ndarray | None, region: tuple[float, float, float, float] | None = None) -> None:
+        """Set the computed heat map; it is visible when the toggle is on."""
+        self.viewer.set_heatmap(overlay, region)
+        self.viewer.set_heatmap_visible(self.act_heatmap.isChecked())
+
     def _sync_overlay_actions(self) -> None:
         v = self.viewer
-        self.act_heatmap.setEnabled(v.has_heatmap())
-        if not v.has_heatmap() and self.act_heatmap.isChecked():
-            self.act_heatmap.setChecked(False)
+        self.act_heatmap.setEnabled(v.has_heatmap() or self._heat_available)
+        if not v.has_heatmap() and self.act_heatmap.isChecked() and not self._heat_available:
+            self._set_heatmap_checked(False)
         has_image = v.has_image()
         for act in (self.act_zoom_in, self.act_zoom_out, self.act_fit, self.act_actual, self.act_mask):
             act.setEnabled(has_image)

@@ -160,3 +160,20 @@ def test_cli_train_bad_layout_is_one_line(tmp_path):
     assert run.returncode == 2
     assert run.stderr.strip().startswith("error:") and "not a folder" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_precise_batchnorm_uses_exact_statistics_of_clean_images():
+    import numpy as np
+    import torch
+
+    from engine.preprocess import PreprocessConfig
+    from engine.train import _recompute_batchnorm
+
+    net = torch.nn.Sequential(torch.nn.BatchNorm2d(3))
+    pp = PreprocessConfig(image_size=16, model_input="original", mean=(0, 0, 0), std=(1, 1, 1))
+    images = np.stack([np.full((16, 16, 3), v, np.uint8) for v in (0, 51, 102, 153)])
+    net[0].running_mean.fill_(7.0)
+    _recompute_batchnorm(net, images, pp, batch_size=2)
+    expected = images.astype(np.float32).mean() / 255.0
+    assert torch.allclose(net[0].running_mean, torch.full((3,), expected), atol=1e-5)
+    assert net[0].momentum == 0.1 and not net.training

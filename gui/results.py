@@ -1,0 +1,879 @@
+"""The Results tab: one row per classified image, the sample summary, review and sign-off.
+
+* :class:`ResultRow` — one image's model output and its current review (built from the store's
+  :class:`~engine.store.PredictionRecord` or from a fresh :class:`~engine.inference.ImageResult`).
+* :class:`ResultsModel` / :class:`ResultsFilter` — the table and its class/flag filter + sorting.
+* :class:`SummaryBox` — counts and fractions per class, the sample-level call and its rationale
+  (:func:`engine.sample_summary.summarize`), and how many images need a look.
+* :class:`ResultsPanel` — all of the above plus the review controls (buttons, context menu and
+  keys: Enter confirms the model's class, 1–4 pick Benign/Early/Pre/Pro, X excludes the image,
+  N jumps to the next flagged image) and the Sign off / Reopen / Export buttons.
+
+The panel never writes to the store itself: it emits requests that the main window carries out
+(and then updates the rows), so every write goes through one place.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QItemSelectionModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSortFilterProxyModel,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QAction, QColor, QFont, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMenu,
+    QPushButton,
+    QSizePolicy,
+    QSplitter,
+    QTableView,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine import CLASS_DISPLAY_NAMES, CLASS_IDS
+from engine.store import EXCLUDED_CLASS
+
+ERROR_KEY = "__error__"
+
+#: Review keys: (final class, label, shortcuts).
+REVIEW_KEYS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("Benign", "Benign", ("1",)),
+    ("Early", "Early", ("2",)),
+    ("Pre", "Pre", ("3",)),
+    ("Pro", "Pro", ("4",)),
+    (EXCLUDED_CLASS, "Exclude", ("X",)),
+)
+
+
+def class_name(class_id: str | None) -> str:
+    if class_id is None:
+        return ""
+    if class_id == EXCLUDED_CLASS:
+        return "Excluded"
+    return CLASS_DISPLAY_NAMES.get(class_id, class_id)
+
+
+@dataclass(eq=False)
+class ResultRow:
+    """One classified image: the model's output (never changed) and the current review."""
+
+    path: str
+    file_name: str
+    position: int
+    status: str
+    predicted_class: str | None = None
+    confidence: float | None = None
+    probabilities: dict[str, float] | None = None
+    needs_review: bool = False
+    out_of_distribution: bool = False
+    ood_score: float | None = None
+    ood_reason: str = ""
+    error: str | None = None
+    #: The reviewer's class (None while not reviewed).
+    final_class: str | None = None
+    reviewed_by: str | None = None
+    reviewed_at: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_record(cls, record: Any) -> ResultRow:
+        reviewed = record.reviewed_by is not None
+        return cls(path=record.path, file_name=record.file_name, position=record.position, status=record.status,
+                   predicted_class=record.predicted_class, confidence=record.confidence,
+                   probabilities=record.probabilities, needs_review=record.needs_review,
+                   out_of_distribution=record.out_of_distribution, ood_score=record.ood_score,
+                   ood_reason=record.ood_reason or "", error=record.error,
+                   final_class=record.final_class if reviewed else None,
+                   reviewed_by=record.reviewed_by, reviewed_at=record.reviewed_at)
+
+    @classmethod
+    def from_result(cls, result: Any, position: int = 0) -> ResultRow:
+        import os
+
+        path = os.path.abspath(str(result.path))
+        return cls(path=path, file_name=os.path.basename(path), position=position, status=result.status,
+                   predicted_class=result.predicted_class, confidence=result.confidence,
+                   probabilities=result.probabilities, needs_review=bool(result.needs_review),
+                   out_of_distribution=bool(result.out_of_distribution), ood_score=result.ood_score,
+                   ood_reason=getattr(result, "ood_reason", "") or "", error=result.error)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def reviewed(self) -> bool:
+        return self.reviewed_by is not None
+
+    @property
+    def overridden(self) -> bool:
+        return self.reviewed and self.final_class != self.predicted_class
+
+    @property
+    def flagged(self) -> bool:
+        """Needs a person's look before sign-off (as the store decides it)."""
+        return self.needs_review or self.out_of_distribution or not self.ok
+
+    @property
+    def to_review(self) -> bool:
+        return self.flagged and not self.reviewed
+
+    @property
+    def effective_class(self) -> str:
+        """What the row counts as: the reviewer's class, else the model's; errors as ERROR_KEY."""
+        if self.reviewed and self.final_class is not None:
+            return self.final_class
+        return self.predicted_class if self.ok and self.predicted_class else ERROR_KEY
+
+
+COLUMNS = ("File", "Model class", "Confidence", "Needs review", "OOD", "Final class", "Reviewed by", "Overridden")
+COL_FILE, COL_CLASS, COL_CONF, COL_REVIEW, COL_OOD, COL_FINAL, COL_BY, COL_OVERRIDDEN = range(len(COLUMNS))
+
+SortRole = Qt.ItemDataRole.UserRole + 1
+RowRole = Qt.ItemDataRole.UserRole + 2
+
+_BG_TO_REVIEW = QColor("#fff3e0")
+_BG_ERROR = QColor("#fdecea")
+_FG_ERROR = QColor("#b71c1c")
+_FG_MUTED = QColor("#78909c")
+
+
+class ResultsModel(QAbstractTableModel):
+    """The rows of one sample, in image order."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.rows: list[ResultRow] = []
+        self._by_path: dict[str, int] = {}
+        self._bold = QFont()
+        self._bold.setBold(True)
+
+    # -------------------------------------------------------------- Qt model
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section]
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
+            return {
+                COL_CLASS: "The model's class (never changed by a review)",
+                COL_CONF: "The model's calibrated probability of its class",
+                COL_REVIEW: "Low confidence or out of distribution: a person must look at it",
+                COL_OOD: "Out of distribution: unlike the images the model was trained on (hover for why)",
+                COL_FINAL: "The reviewer's class (what counts in the summary)",
+            }.get(section)
+        return None
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self.rows):
+            return None
+        r = self.rows[index.row()]
+        col = index.column()
+        if role == RowRole:
+            return r
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._display(r, col)
+        if role == SortRole:
+            return self._sort_key(r, col)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if not r.ok:
+                return f"{r.path}\nError: {r.error}"
+            if col == COL_OOD and r.out_of_distribution:
+                return f"Out of distribution: {r.ood_reason or 'unlike the training images'}"
+            if col in (COL_CLASS, COL_CONF) and r.probabilities:
+                return "\n".join(f"{class_name(c)}: {100 * p:.1f} %" for c, p in
+                                 sorted(r.probabilities.items(), key=lambda kv: -kv[1]))
+            if col == COL_FILE:
+                return r.path
+            return None
+        if role == Qt.ItemDataRole.BackgroundRole:
+            if not r.ok and not r.reviewed:
+                return _BG_ERROR
+            if r.to_review:
+                return _BG_TO_REVIEW
+            return None
+        if role == Qt.ItemDataRole.ForegroundRole:
+            if not r.ok and col == COL_CLASS:
+                return _FG_ERROR
+            if col == COL_FINAL and not r.reviewed:
+                return _FG_MUTED
+            return None
+        if role == Qt.ItemDataRole.FontRole and col == COL_FINAL and r.reviewed:
+            return self._bold
+        if role == Qt.ItemDataRole.TextAlignmentRole and col == COL_CONF:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    @staticmethod
+    def _display(r: ResultRow, col: int) -> str:
+        if col == COL_FILE:
+            return r.file_name
+        if col == COL_CLASS:
+            return class_name(r.predicted_class) if r.ok else "Error"
+        if col == COL_CONF:
+            return "" if r.confidence is None else f"{100 * r.confidence:.1f} %"
+        if col == COL_REVIEW:
+            if not r.ok:
+                return "⚑ error"
+            return "⚑ yes" if r.needs_review else ""
+        if col == COL_OOD:
+            return "OOD" if r.out_of_distribution else ""
+        if col == COL_FINAL:
+            return class_name(r.final_class) if r.reviewed else "—"
+        if col == COL_BY:
+            return r.reviewed_by or ""
+        if col == COL_OVERRIDDEN:
+            return "overridden" if r.overridden else ""
+        return ""
+
+    @staticmethod
+    def _sort_key(r: ResultRow, col: int) -> Any:
+        if col == COL_FILE:
+            return r.position
+        if col == COL_CLASS:
+            return CLASS_IDS.index(r.predicted_class) if r.ok and r.predicted_class in CLASS_IDS else 99
+        if col == COL_CONF:
+            return -1.0 if r.confidence is None else r.confidence
+        if col == COL_REVIEW:
+            return int(r.needs_review) + 2 * int(not r.ok)
+        if col == COL_OOD:
+            return r.ood_score if r.out_of_distribution and r.ood_score is not None else (
+                1e18 if r.out_of_distribution else -1.0)
+        if col == COL_FINAL:
+            return class_name(r.final_class) if r.reviewed else ""
+        if col == COL_BY:
+            return r.reviewed_by or ""
+        if col == COL_OVERRIDDEN:
+            return int(r.overridden)
+        return 0
+
+    # -------------------------------------------------------------- content
+    def set_rows(self, rows: list[ResultRow]) -> None:
+        self.beginResetModel()
+        self.rows = list(rows)
+        self._by_path = {r.path: i for i, r in enumerate(self.rows)}
+        self.endResetModel()
+
+    def upsert(self, rows: list[ResultRow]) -> None:
+        """Add new rows at the end (one insert for all of them) and replace known ones."""
+        new = []
+        for r in rows:
+            i = self._by_path.get(r.path)
+            if i is None:
+                new.append(r)
+            else:
+                old = self.rows[i]
+                if old.reviewed and not r.reviewed:  # a fresh model result keeps the review
+                    r.final_class, r.reviewed_by, r.reviewed_at = old.final_class, old.reviewed_by, old.reviewed_at
+                self.rows[i] = r
+                self.dataChanged.emit(self.index(i, 0), self.index(i, len(COLUMNS) - 1))
+        if new:
+            first = len(self.rows)
+            self.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
+            for k, r in enumerate(new):
+                self._by_path[r.path] = first + k
+                self.rows.append(r)
+            self.endInsertRows()
+
+    def row_of(self, path: str) -> int:
+        return self._by_path.get(path, -1)
+
+    def row_data(self, row: int) -> ResultRow | None:
+        return self.rows[row] if 0 <= row < len(self.rows) else None
+
+    def set_review(self, path: str, final_class: str, reviewer: str, when: str | None = None) -> bool:
+        i = self._by_path.get(path)
+        if i is None:
+            return False
+        r = self.rows[i]
+        r.final_class, r.reviewed_by, r.reviewed_at = final_class, reviewer, when
+        self.dataChanged.emit(self.index(i, 0), self.index(i, len(COLUMNS) - 1))
+        return True
+
+
+CLASS_FILTERS: tuple[tuple[str, str | None], ...] = (
+    ("All classes", None),
+    *((class_name(c), c) for c in CLASS_IDS),
+    ("Excluded", EXCLUDED_CLASS),
+    ("Errors", ERROR_KEY),
+)
+FLAG_FILTERS: tuple[tuple[str, str], ...] = (
+    ("All images", "all"),
+    ("Flagged, not reviewed", "to_review"),
+    ("Flagged", "flagged"),
+    ("Needs review", "needs_review"),
+    ("Out of distribution", "ood"),
+    ("Errors", "errors"),
+    ("Reviewed", "reviewed"),
+    ("Overridden", "overridden"),
+)
+
+
+class ResultsFilter(QSortFilterProxyModel):
+    """Filter rows by class (the final class: the reviewer's where reviewed) and by flag."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.class_filter: str | None = None
+        self.flag_filter = "all"
+        self.setSortRole(SortRole)
+        self.setDynamicSortFilter(True)
+
+    def set_class_filter(self, value: str | None) -> None:
+        self.beginFilterChange()
+        self.class_filter = value
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+
+    def set_flag_filter(self, value: str) -> None:
+        self.beginFilterChange()
+        self.flag_filter = value
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+
+    @staticmethod
+    def matches(r: ResultRow, class_filter: str | None, flag_filter: str) -> bool:
+        if class_filter is not None and r.effective_class != class_filter:
+            return False
+        return {
+            "all": True,
+            "to_review": r.to_review,
+            "flagged": r.flagged,
+            "needs_review": r.needs_review,
+            "ood": r.out_of_distribution,
+            "errors": not r.ok,
+            "reviewed": r.reviewed,
+            "overridden": r.overridden,
+        }.get(flag_filter, True)
+
+    def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex | QPersistentModelIndex) -> bool:
+        model = self.sourceModel()
+        r = model.row_data(source_row) if isinstance(model, ResultsModel) else None
+        return r is None or self.matches(r, self.class_filter, self.flag_filter)
+
+
+def _call_colour(code: str) -> str:
+    if code.startswith("ALL_"):
+        return "#b71c1c"
+    if code == "BENIGN":
+        return "#2e7d32"
+    return "#e65100"
+
+
+class SummaryBox(QGroupBox):
+    """Counts and fractions per class, the call and its rationale, and what still needs a look."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__("Sample summary", parent)
+        self.call_label = QLabel(self)
+        font = self.call_label.font()
+        font.setPointSizeF(font.pointSizeF() * 1.15)
+        font.setBold(True)
+        self.call_label.setFont(font)
+        self.call_label.setWordWrap(True)
+        self.rationale_label = QLabel(self)
+        self.rationale_label.setWordWrap(True)
+        self.rationale_label.setStyleSheet("color: #455a64;")
+        self.rationale_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.note_label = QLabel("Research use only — not a diagnosis. A qualified person must review the images.",
+                                 self)
+        self.note_label.setStyleSheet("color: #8d6e63; font-size: 11px;")
+        self.note_label.setWordWrap(True)
+
+        grid = QGridLayout()
+        grid.setHorizontalSpacing(14)
+        grid.setVerticalSpacing(1)
+        for col, text in enumerate(("Class", "Images", "Fraction", "Model said")):
+            head = QLabel(f"<b>{text}</b>", self)
+            head.setStyleSheet("color: #546e7a;")
+            grid.addWidget(head, 0, col, Qt.AlignmentFlag.AlignRight if col else Qt.AlignmentFlag.AlignLeft)
+        self.count_labels: dict[str, tuple[QLabel, QLabel, QLabel]] = {}
+        for row, cls in enumerate((*CLASS_IDS, EXCLUDED_CLASS), start=1):
+            grid.addWidget(QLabel(class_name(cls), self), row, 0)
+            labels = tuple(QLabel("", self) for _ in range(3))
+            for col, label in enumerate(labels, start=1):
+                grid.addWidget(label, row, col, Qt.AlignmentFlag.AlignRight)
+            self.count_labels[cls] = labels  # type: ignore[assignment]
+        grid.setColumnStretch(4, 1)
+        self.flags_label = QLabel(self)
+        self.flags_label.setWordWrap(True)
+        self.flags_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 6, 8, 6)
+        layout.setSpacing(4)
+        layout.addWidget(self.call_label)
+        layout.addWidget(self.rationale_label)
+        layout.addLayout(grid)
+        layout.addWidget(self.flags_label)
+        layout.addWidget(self.note_label)
+        self.summary = None
+        self.set_summary(None)
+
+    def set_summary(self, summary: Any, n_images: int = 0, n_pending: int = 0) -> None:
+        """Show ``engine.sample_summary.SampleSummary`` (None: nothing classified yet)."""
+        self.summary = summary
+        if summary is None:
+            self.call_label.setText("Not classified yet")
+            self.call_label.setStyleSheet("color: #607d8b;")
+            self.rationale_label.setText(
+                f"{n_images} image(s). Press Classify to classify them." if n_images else "No sample selected.")
+            for labels in self.count_labels.values():
+                for label in labels:
+                    label.setText("")
+            self.flags_label.setText("")
+            return
+        self.call_label.setText(html.escape(summary.call))
+        self.call_label.setStyleSheet(f"color: {_call_colour(summary.call_code)};")
+        self.rationale_label.setText(summary.rationale)
+        for cls, (count, frac, model) in self.count_labels.items():
+            if cls == EXCLUDED_CLASS:
+                count.setText(str(summary.n_excluded))
+                frac.setText("")
+                model.setText("")
+            else:
+                count.setText(str(summary.counts.get(cls, 0)))
+                frac.setText(f"{100 * summary.fractions.get(cls, 0.0):.0f} %" if summary.n_classified else "—")
+                model.setText(str(summary.model_counts.get(cls, 0)))
+        parts = [f"{n_images or summary.n_images} images", f"{summary.n_classified} classified"]
+        if n_pending:
+            parts.append(f"<b>{n_pending} not classified yet</b>")
+        if summary.n_error:
+            parts.append(f"<span style='color:#b71c1c'>{summary.n_error} error(s)</span>")
+        parts.append(f"{summary.n_needs_review} need review")
+        parts.append(f"{summary.n_ood} OOD")
+        parts.append(f"{summary.n_reviewed} reviewed ({summary.n_overridden} overridden)")
+        left = summary.n_flagged_unreviewed
+        parts.append(f"<b style='color:#e65100'>{left} flagged left to review</b>" if left
+                     else "<span style='color:#2e7d32'>all flagged images reviewed</span>")
+        self.flags_label.setText(" · ".join(parts))
+
+
+class ResultsPanel(QWidget):
+    """Table + filters + summary + review controls + sign-off, for the selected sample."""
+
+    #: The selected row changed (ResultRow or None).
+    current_row_changed = Signal(object)
+    #: (path, final class): the reviewer decided.
+    review_requested = Signal(str, str)
+    sign_off_requested = Signal()
+    reopen_requested = Signal()
+    export_requested = Signal()
+    #: A short message for the status bar.
+    status_message = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.model = ResultsModel(self)
+        self.proxy = ResultsFilter(self)
+        self.proxy.setSourceModel(self.model)
+        self.locked = False
+        self.n_images = 0
+        self.summary = None
+
+        # Header
+        self.title_label = QLabel("No sample selected", self)
+        font = self.title_label.font()
+        font.setBold(True)
+        self.title_label.setFont(font)
+        self.title_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.export_button = QPushButton("Export…", self)
+        self.export_button.setToolTip("Save this sample's report as PDF, CSV or JSON")
+        self.export_button.clicked.connect(self.export_requested.emit)
+        header = QHBoxLayout()
+        header.addWidget(self.title_label, 1)
+        header.addWidget(self.export_button)
+
+        self.summary_box = SummaryBox(self)
+
+        # Filters
+        self.class_combo = QComboBox(self)
+        for text, value in CLASS_FILTERS:
+            self.class_combo.addItem(text, value)
+        self.class_combo.setToolTip("Show one class only (the reviewer's class where reviewed)")
+        self.flag_combo = QComboBox(self)
+        for text, value in FLAG_FILTERS:
+            self.flag_combo.addItem(text, value)
+        self.class_combo.currentIndexChanged.connect(
+            lambda _i: self.proxy.set_class_filter(self.class_combo.currentData()))
+        self.flag_combo.currentIndexChanged.connect(
+            lambda _i: self.proxy.set_flag_filter(self.flag_combo.currentData()))
+        self.shown_label = QLabel(self)
+        self.shown_label.setStyleSheet("color: #546e7a;")
+        filters = QHBoxLayout()
+        filters.addWidget(QLabel("Show", self))
+        filters.addWidget(self.class_combo)
+        filters.addWidget(self.flag_combo)
+        filters.addStretch(1)
+        filters.addWidget(self.shown_label)
+
+        # Table
+        self.table = QTableView(self)
+        t = self.table
+        t.setModel(self.proxy)
+        t.setSortingEnabled(True)
+        t.sortByColumn(COL_FILE, Qt.SortOrder.AscendingOrder)
+        t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        t.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        t.setAlternatingRowColors(False)
+        t.setWordWrap(False)
+        t.verticalHeader().hide()
+        t.verticalHeader().setDefaultSectionSize(22)
+        t.horizontalHeader().setStretchLastSection(False)
+        t.horizontalHeader().setSectionResizeMode(COL_FILE, QHeaderView.ResizeMode.Stretch)
+        for col, width in ((COL_CLASS, 118), (COL_CONF, 78), (COL_REVIEW, 92), (COL_OOD, 44), (COL_FINAL, 118),
+                           (COL_BY, 86), (COL_OVERRIDDEN, 80)):
+            t.setColumnWidth(col, width)
+        t.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        t.customContextMenuRequested.connect(self._context_menu)
+        t.selectionModel().currentRowChanged.connect(self._on_current_changed)
+        for signal in (self.proxy.rowsInserted, self.proxy.rowsRemoved, self.proxy.modelReset,
+                       self.proxy.layoutChanged):
+            signal.connect(self._update_shown)
+
+        # Review
+        self.model_output_label = QLabel(self)
+        self.model_output_label.setWordWrap(True)
+        self.model_output_label.setTextFormat(Qt.TextFormat.RichText)
+        self.model_output_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.actions_review: dict[str, QAction] = {}
+        self.act_confirm = self._action("Confirm", ("Return", "Enter"),
+                                        "Confirm the model's class for this image", self.confirm_current)
+        review_buttons = QHBoxLayout()
+        review_buttons.setSpacing(4)
+        review_buttons.addWidget(self._tool_button(self.act_confirm))
+        for cls, text, keys in REVIEW_KEYS:
+            act = self._action(text, keys, f"Set the final class to {class_name(cls)}",
+                               lambda _checked=False, c=cls: self.review_current(c))
+            self.actions_review[cls] = act
+            review_buttons.addWidget(self._tool_button(act))
+        self.act_next_flagged = self._action("Next flagged", ("N",), "Go to the next flagged image not reviewed yet",
+                                             self.next_flagged)
+        review_buttons.addSpacing(8)
+        review_buttons.addWidget(self._tool_button(self.act_next_flagged))
+        review_buttons.addStretch(1)
+        self.auto_advance = QCheckBox("Then go to the next flagged image", self)
+        self.auto_advance.setChecked(True)
+        self.review_box = QGroupBox("Review", self)
+        rl = QVBoxLayout(self.review_box)
+        rl.setContentsMargins(8, 6, 8, 6)
+        rl.setSpacing(4)
+        rl.addWidget(self.model_output_label)
+        rl.addLayout(review_buttons)
+        rl.addWidget(self.auto_advance)
+
+        # Sign-off
+        self.sign_state_label = QLabel(self)
+        self.sign_state_label.setWordWrap(True)
+        self.sign_state_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.sign_off_button = QPushButton("Sign off", self)
+        self.sign_off_button.setToolTip("Record that you reviewed this sample (needs every flagged image reviewed)")
+        self.sign_off_button.clicked.connect(self.sign_off_requested.emit)
+        self.reopen_button = QPushButton("Reopen…", self)
+        self.reopen_button.setToolTip("Undo the sign-off to change reviews (a reason is required)")
+        self.reopen_button.clicked.connect(self.reopen_requested.emit)
+        sign = QHBoxLayout()
+        sign.addWidget(self.sign_state_label, 1)
+        sign.addWidget(self.reopen_button)
+        sign.addWidget(self.sign_off_button)
+
+        top = QWidget(self)
+        tl = QVBoxLayout(top)
+        tl.setContentsMargins(0, 0, 0, 0)
+        tl.addLayout(header)
+        tl.addWidget(self.summary_box)
+        bottom = QWidget(self)
+        bl = QVBoxLayout(bottom)
+        bl.setContentsMargins(0, 0, 0, 0)
+        bl.addLayout(filters)
+        bl.addWidget(self.table, 1)
+        bl.addWidget(self.review_box)
+        bl.addLayout(sign)
+        self.splitter = QSplitter(Qt.Orientation.Vertical, self)
+        self.splitter.addWidget(top)
+        self.splitter.addWidget(bottom)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.setStretchFactor(0, 0)
+        self.splitter.setStretchFactor(1, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addWidget(self.splitter)
+        self._signed_text = ""
+        self._has_sample = False
+        self._busy = False
+        self._update_review_box()
+        self._update_sign_off()
+
+    # ------------------------------------------------------------------ construction helpers
+    def _action(self, text: str, keys: tuple[str, ...], tip: str, slot) -> QAction:
+        act = QAction(text, self)
+        act.setShortcuts([QKeySequence(k) for k in keys])
+        act.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        hint = "/".join(QKeySequence(k).toString(QKeySequence.SequenceFormat.NativeText) for k in keys)
+        act.setToolTip(f"{tip} ({hint})")
+        act.setIconText(f"{text} [{hint}]")
+        act.triggered.connect(slot)
+        self.addAction(act)
+        return act
+
+    def _tool_button(self, act: QAction) -> QToolButton:
+        b = QToolButton(self)
+        b.setDefaultAction(act)
+        b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        return b
+
+    def _context_menu(self, pos) -> None:
+        index = self.table.indexAt(pos)
+        if index.isValid():
+            self.table.setCurrentIndex(index)
+        menu = QMenu(self)
+        menu.addAction(self.act_confirm)
+        for act in self.actions_review.values():
+            menu.addAction(act)
+        menu.addSeparator()
+        menu.addAction(self.act_next_flagged)
+        menu.exec(self.table.viewport().mapToGlobal(pos))
+
+    # ------------------------------------------------------------------ content
+    def set_sample(self, title: str, rows: list[ResultRow], n_images: int) -> None:
+        """Show a sample's rows (replacing what was there)."""
+        self._has_sample = True
+        self.title_label.setText(title)
+        self.title_label.setToolTip(title)
+        self.n_images = n_images
+        self.model.set_rows(rows)
+        self.refresh_summary()
+        self._update_review_box()
+
+    def clear(self, message: str = "No sample selected") -> None:
+        self._has_sample = False
+        self.title_label.setText(message)
+        self.n_images = 0
+        self.model.set_rows([])
+        self.set_sign_state(None, None)
+        self.refresh_summary()
+
+    def set_title(self, title: str) -> None:
+        self.title_label.setText(title)
+
+    def add_results(self, rows: list[ResultRow]) -> None:
+        self.model.upsert(rows)
+        self.refresh_summary()
+        if self.current_result() is None:
+            self._update_review_box()
+
+    def set_review(self, path: str, final_class: str, reviewer: str, when: str | None = None) -> None:
+        self.model.set_review(path, final_class, reviewer, when)
+        self.refresh_summary()
+        self._update_review_box()
+
+    def refresh_summary(self) -> None:
+        from engine.sample_summary import summarize
+
+        rows = self.model.rows
+        self.summary = summarize(rows) if rows else None
+        self.summary_box.set_summary(self.summary, self.n_images, self.n_pending)
+        self._update_shown()
+        self._update_sign_off()
+
+    @property
+    def n_pending(self) -> int:
+        return max(0, self.n_images - len(self.model.rows))
+
+    def _update_shown(self, *_args) -> None:
+        total = self.model.rowCount()
+        shown = self.proxy.rowCount()
+        self.shown_label.setText(f"{shown} of {total} shown" if shown != total else f"{total} image(s)")
+
+    # ------------------------------------------------------------------ selection
+    def current_result(self) -> ResultRow | None:
+        index = self.table.currentIndex()
+        if not index.isValid():
+            return None
+        return self.proxy.data(index, RowRole)
+
+    def select_path(self, path: str) -> bool:
+        """Make the row of ``path`` current (when shown by the filter)."""
+        row = self.model.row_of(path)
+        if row < 0:
+            return False
+        index = self.proxy.mapFromSource(self.model.index(row, 0))
+        if not index.isValid():
+            return False
+        current = self.table.currentIndex()
+        if current.isValid() and current.row() == index.row():
+            return True
+        self.table.selectionModel().setCurrentIndex(
+            index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
+        self.table.scrollTo(index)
+        return True
+
+    def select_proxy_row(self, row: int) -> None:
+        index = self.proxy.index(row, 0)
+        self.table.selectionModel().setCurrentIndex(
+            index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
+        self.table.scrollTo(index)
+
+    def _on_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        self._update_review_box()
+        self.current_row_changed.emit(self.proxy.data(current, RowRole) if current.isValid() else None)
+
+    def next_flagged(self) -> bool:
+        """Go to the next flagged image not reviewed yet (after the current row, wrapping)."""
+        n = self.proxy.rowCount()
+        if n == 0:
+            return False
+        current = self.table.currentIndex()
+        start = current.row() if current.isValid() else -1
+        for k in range(1, n + 1):
+            row = (start + k) % n
+            r = self.proxy.data(self.proxy.index(row, 0), RowRole)
+            if r is not None and r.to_review:
+                self.select_proxy_row(row)
+                self.table.setFocus()
+                return True
+        self.status_message.emit("No flagged image left to review" + (
+            " in this view." if self.proxy.rowCount() != self.model.rowCount() else "."))
+        return False
+
+    # ------------------------------------------------------------------ review
+    def confirm_current(self) -> None:
+        r = self.current_result()
+        if r is None:
+            return
+        if not r.ok:
+            self.status_message.emit(f"{r.file_name} could not be classified: exclude it (X) instead.")
+            return
+        self.review_current(r.predicted_class)
+
+    def review_current(self, final_class: str) -> None:
+        r = self.current_result()
+        if r is None or self.locked:
+            if self.locked:
+                self.status_message.emit("This sample is signed off; reopen it to change reviews.")
+            return
+        if not r.ok and final_class != EXCLUDED_CLASS:
+            self.status_message.emit(f"{r.file_name} could not be classified: it can only be excluded (X).")
+            return
+        self.review_requested.emit(r.path, final_class)
+
+    def after_review(self) -> None:
+        """Called by the main window once a review is stored."""
+        if self.auto_advance.isChecked():
+            r = self.current_result()
+            if r is not None and not r.to_review:
+                self.next_flagged()
+
+    def _update_review_box(self) -> None:
+        r = self.current_result()
+        can_review = r is not None and not self.locked and not self._busy
+        self.act_confirm.setEnabled(can_review and r.ok)
+        for cls, act in self.actions_review.items():
+            act.setEnabled(can_review and (r.ok or cls == EXCLUDED_CLASS))
+        self.act_next_flagged.setEnabled(self._has_sample and self.model.rowCount() > 0)
+        if r is None:
+            self.model_output_label.setText(
+                "<span style='color:#607d8b'>Select an image (N: next flagged). Keys: Enter confirms the "
+                "model's class, 1 Benign · 2 Early · 3 Pre · 4 Pro · X exclude.</span>")
+            return
+        parts = [f"<b>{html.escape(r.file_name)}</b>"]
+        if r.ok:
+            probs = ""
+            if r.probabilities:
+                top = sorted(r.probabilities.items(), key=lambda kv: -kv[1])[:3]
+                probs = " · ".join(f"{html.escape(class_name(c))} {100 * p:.0f} %" for c, p in top)
+            parts.append(f"Model: <b>{html.escape(class_name(r.predicted_class))}</b> ({probs})")
+            flags = []
+            if r.needs_review:
+                flags.append("low confidence" if not r.out_of_distribution else "needs review")
+            if r.out_of_distribution:
+                flags.append("out of distribution: " + html.escape(r.ood_reason or "unlike the training images"))
+            if flags:
+                parts.append("<span style='color:#e65100'>⚑ " + "; ".join(flags) + "</span>")
+        else:
+            parts.append(f"<span style='color:#b71c1c'>Error: {html.escape(r.error or '')}</span>")
+        if r.reviewed:
+            who = html.escape(r.reviewed_by or "")
+            verdict = "overrides the model" if r.overridden else "confirms the model"
+            parts.append(f"Final: <b>{html.escape(class_name(r.final_class))}</b> by {who} ({verdict})")
+        else:
+            parts.append("<span style='color:#607d8b'>Not reviewed</span>")
+        self.model_output_label.setText("<br>".join(parts))
+
+    # ------------------------------------------------------------------ sign-off
+    def set_busy(self, busy: bool) -> None:
+        """The sample is being classified: no sign-off meanwhile."""
+        self._busy = busy
+        self._update_review_box()
+        self._update_sign_off()
+
+    def set_sign_state(self, signed_off_by: str | None, signed_off_at: str | None) -> None:
+        self.locked = signed_off_at is not None
+        self._signed_text = (f"✔ Signed off by {signed_off_by} at {format_time(signed_off_at)}. "
+                             "Reopen to change reviews." if self.locked else "")
+        self._update_review_box()
+        self._update_sign_off()
+
+    def sign_off_blockers(self) -> str:
+        """Why the sample cannot be signed off now ("" when it can)."""
+        if not self._has_sample:
+            return "No sample selected."
+        if self._busy:
+            return "Classification is running."
+        if self.n_images == 0:
+            return "The sample has no images."
+        if self.n_pending:
+            return f"{self.n_pending} image(s) not classified yet."
+        if self.summary is not None and self.summary.n_flagged_unreviewed:
+            return f"{self.summary.n_flagged_unreviewed} flagged image(s) left to review."
+        return ""
+
+    def _update_sign_off(self) -> None:
+        self.reopen_button.setVisible(self.locked)
+        self.sign_off_button.setVisible(not self.locked)
+        self.export_button.setEnabled(self._has_sample and self.model.rowCount() > 0)
+        if self.locked:
+            self.sign_state_label.setText(f"<span style='color:#2e7d32'>{html.escape(self._signed_text)}</span>")
+            return
+        blockers = self.sign_off_blockers()
+        self.sign_off_button.setEnabled(not blockers)
+        self.sign_off_button.setToolTip(blockers or "Record that you reviewed this sample")
+        if not self._has_sample:
+            self.sign_state_label.setText("")
+        elif blockers:
+            self.sign_state_label.setText(f"<span style='color:#e65100'>Not signed off: {html.escape(blockers)}</span>")
+        else:
+            self.sign_state_label.setText("Ready to sign off.")
+
+
+def format_time(iso: str | None) -> str:
+    """An ISO 8601 UTC timestamp shown in local time, to the minute."""
+    if not iso:
+        return ""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return iso

@@ -1,0 +1,187 @@
+"""Edit ▸ Settings…: the active model, the device, the review threshold, operator and lab names.
+
+The dialog edits a copy of :class:`gui.settings.Settings`; :meth:`SettingsDialog.settings`
+returns the edited copy, which the main window saves (``gui.settings.save_settings``) and
+applies. Nothing here loads a model: the card (a small JSON file) is read to say which model a
+choice means and what its own review threshold is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtGui import QDoubleValidator
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gui.settings import DEVICES, Settings
+
+SHIPPED_CHOICES: tuple[tuple[str, str], ...] = (
+    ("ResNet-18 (shipped, default)", "resnet18"),
+    ("Baseline CNN (shipped, smaller and faster)", "baseline"),
+)
+FILE_CHOICE = "__file__"
+DEVICE_LABELS = {"auto": "Automatic (GPU if available)", "cpu": "CPU", "cuda": "NVIDIA GPU (CUDA)",
+                 "mps": "Apple GPU (MPS)"}
+
+
+def describe_model(model: str) -> tuple[str, float | None]:
+    """A line about ``model`` (id, version, architecture or why it cannot be used) and its card's
+    review threshold (None when unknown)."""
+    from engine.checkpoint import resolve_model_card
+    from engine.errors import AllSightError
+
+    try:
+        card = resolve_model_card(model)
+    except (AllSightError, OSError) as exc:
+        return f"⚠ Not available: {exc}", None
+    return (f"{card.id} {card.version} · {card.architecture}, {card.image_size} px · "
+            f"review threshold {card.review_threshold:.3f}"), card.review_threshold
+
+
+class SettingsDialog(QDialog):
+    def __init__(self, settings: Settings, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("ALLSight — settings")
+        self.setMinimumWidth(560)
+        self._original = settings
+
+        self.model_combo = QComboBox(self)
+        for text, value in SHIPPED_CHOICES:
+            self.model_combo.addItem(text, value)
+        self.model_combo.addItem("A model file (.safetensors)…", FILE_CHOICE)
+        self.model_path_edit = QLineEdit(self)
+        self.model_path_edit.setPlaceholderText("path to a .safetensors model (its .json card beside it)")
+        self.browse_button = QPushButton("Browse…", self)
+        self.browse_button.clicked.connect(self._browse)
+        path_row = QHBoxLayout()
+        path_row.addWidget(self.model_path_edit, 1)
+        path_row.addWidget(self.browse_button)
+        self.model_info = QLabel(self)
+        self.model_info.setWordWrap(True)
+        self.model_info.setStyleSheet("color: #546e7a;")
+
+        self.device_combo = QComboBox(self)
+        for device in DEVICES:
+            self.device_combo.addItem(DEVICE_LABELS.get(device, device), device)
+
+        self.threshold_edit = QLineEdit(self)
+        validator = QDoubleValidator(0.0, 1.0, 4, self)
+        validator.setNotation(QDoubleValidator.Notation.StandardNotation)
+        self.threshold_edit.setValidator(validator)
+        self.threshold_edit.setToolTip("Images whose confidence is below this are flagged for review. "
+                                       "Leave blank to use the model card's value.")
+        self.operator_edit = QLineEdit(self)
+        self.operator_edit.setPlaceholderText("recorded with every review and sign-off")
+        self.lab_edit = QLineEdit(self)
+        self.lab_edit.setPlaceholderText("printed on reports")
+
+        form = QFormLayout()
+        form.addRow("Active model", self.model_combo)
+        form.addRow("", path_row)
+        form.addRow("", self.model_info)
+        form.addRow("Device", self.device_combo)
+        form.addRow("Review threshold", self.threshold_edit)
+        form.addRow("Operator name", self.operator_edit)
+        form.addRow("Lab name", self.lab_edit)
+        self.error_label = QLabel(self)
+        self.error_label.setStyleSheet("color: #c62828;")
+        self.error_label.hide()
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel,
+                                        self)
+        self.buttons.accepted.connect(self._accept)
+        self.buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.error_label)
+        layout.addWidget(self.buttons)
+
+        self.model_combo.currentIndexChanged.connect(self._model_choice_changed)
+        self.model_path_edit.editingFinished.connect(self._update_model_info)
+        self._load(settings)
+
+    # ------------------------------------------------------------------ values
+    def _load(self, s: Settings) -> None:
+        index = self.model_combo.findData(s.active_model)
+        if index < 0:
+            index = self.model_combo.findData(FILE_CHOICE)
+            self.model_path_edit.setText(s.active_model)
+        self.model_combo.setCurrentIndex(index)
+        self.device_combo.setCurrentIndex(max(0, self.device_combo.findData(s.device)))
+        self.threshold_edit.setText("" if s.review_threshold_override is None else f"{s.review_threshold_override:g}")
+        self.operator_edit.setText(s.operator_name)
+        self.lab_edit.setText(s.lab_name)
+        self._model_choice_changed()
+
+    def chosen_model(self) -> str:
+        value = self.model_combo.currentData()
+        return self.model_path_edit.text().strip() if value == FILE_CHOICE else value
+
+    def _model_choice_changed(self, *_args) -> None:
+        is_file = self.model_combo.currentData() == FILE_CHOICE
+        self.model_path_edit.setEnabled(is_file)
+        self.browse_button.setEnabled(is_file)
+        self._update_model_info()
+
+    def _update_model_info(self) -> None:
+        model = self.chosen_model()
+        if not model:
+            self.model_info.setText("Choose a model file.")
+            self.threshold_edit.setPlaceholderText("blank = the model card's")
+            return
+        text, threshold = describe_model(model)
+        self.model_info.setText(text)
+        self.threshold_edit.setPlaceholderText(
+            f"blank = the model card's ({threshold:.3f})" if threshold is not None else "blank = the model card's")
+
+    def _browse(self) -> None:
+        from gui import dialogs
+
+        current = self.model_path_edit.text().strip()
+        start = str(Path(current).parent) if current else ""
+        path = dialogs.choose_model_file(self, start)
+        if path:
+            self.model_path_edit.setText(path)
+            self._update_model_info()
+
+    def _problem(self) -> str:
+        if self.model_combo.currentData() == FILE_CHOICE and not self.model_path_edit.text().strip():
+            return "Choose a model file, or one of the shipped models."
+        text = self.threshold_edit.text().strip()
+        if text:
+            try:
+                value = float(text.replace(",", "."))
+            except ValueError:
+                return "The review threshold must be a number between 0 and 1 (or blank)."
+            if not 0.0 <= value <= 1.0:
+                return "The review threshold must be between 0 and 1 (or blank)."
+        return ""
+
+    def _accept(self) -> None:
+        problem = self._problem()
+        if problem:
+            self.error_label.setText(problem)
+            self.error_label.show()
+            return
+        self.accept()
+
+    def settings(self) -> Settings:
+        """The edited settings (call after the dialog was accepted)."""
+        text = self.threshold_edit.text().strip().replace(",", ".")
+        return self._original.replace(
+            active_model=self.chosen_model() or self._original.active_model,
+            device=self.device_combo.currentData(),
+            review_threshold_override=float(text) if text else None,
+            operator_name=self.operator_edit.text().strip(),
+            lab_name=self.lab_edit.text().strip(),
+        )

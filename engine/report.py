@@ -126,6 +126,11 @@ class ReportImage:
         return self.final_class is not None
 
     @property
+    def predicted_class(self) -> str | None:
+        """The model's class under the name :mod:`engine.sample_summary` reads."""
+        return self.model_class
+
+    @property
     def effective_class(self) -> str | None:
         """The class that counts: the reviewer's when reviewed, else the model's (None on error)."""
         if not self.ok:
@@ -224,13 +229,16 @@ def summarize_images(images: Iterable[ReportImage]) -> dict[str, Any]:
 
     Each successfully classified ("ok") image counts once, under the reviewer's final class when
     it has been reviewed and under the model's class otherwise; failed images are counted apart.
-    The call is the most frequent class (no call on a tie or when no image was classified) and
-    is always worded as research use only.
+    The call and its rationale come from :func:`engine.sample_summary.summarize`, the one call
+    rule the GUI, the CLI and every export share.
     """
+    from engine.sample_summary import summarize
+
     images = list(images)
     ok = [im for im in images if im.ok]
     counts = Counter(im.effective_class for im in ok)
     n_ok = len(ok)
+    shared = summarize(images)
     summary: dict[str, Any] = {
         "n_images": len(images),
         "n_ok": n_ok,
@@ -242,40 +250,12 @@ def summarize_images(images: Iterable[ReportImage]) -> dict[str, Any]:
         "n_overridden": sum(im.reviewed and im.overridden for im in ok),
         "counts": {c: int(counts.get(c, 0)) for c in CLASS_IDS},
         "fractions": {c: (counts.get(c, 0) / n_ok if n_ok else 0.0) for c in CLASS_IDS},
+        "call": f"{shared.call} (research use only)",
+        "call_code": shared.call_code,
+        "call_rationale": shared.rationale,
     }
-    basis = ("Each classified image counts under the reviewer's final class where reviewed "
-             f"({summary['n_reviewed']} of {n_ok}), otherwise under the model's class.")
-    extras = []
-    if summary["n_error"]:
-        extras.append(f"{_n_images(summary['n_error'])} could not be read and "
-                      f"{_verb(summary['n_error'], 'is', 'are')} not counted")
-    if summary["n_needs_review_unreviewed"]:
-        n = summary["n_needs_review_unreviewed"]
-        extras.append(f"{_n_images(n)} flagged for review {_verb(n, 'is', 'are')} not yet reviewed")
-    if summary["n_ood"]:
-        extras.append(f"{_n_images(summary['n_ood'])} {_verb(summary['n_ood'], 'looks', 'look')} "
-                      "out of distribution")
-    extra = (" " + "; ".join(extras) + ".") if extras else ""
-    best = counts.most_common()
-    if not best:
-        summary["call_class"] = None
-        summary["call"] = "No call: no image could be classified (research use only)"
-        summary["call_rationale"] = (f"No image could be classified "
-                                     f"({_n_images(len(images))} in the sample).{extra}")
-    elif len(best) > 1 and best[0][1] == best[1][1]:
-        tied = sorted((c for c, n in best if n == best[0][1]), key=CLASS_IDS.index)
-        names = " and ".join(display_name(c) for c in tied)
-        summary["call_class"] = None
-        summary["call"] = f"No call: tie between {names} (research use only)"
-        summary["call_rationale"] = (f"{names} each account for {best[0][1]} of {n_ok} classified "
-                                     f"images. {basis}{extra}")
-    else:
-        cls, n = best[0]
-        summary["call_class"] = cls
-        summary["call"] = (f"{display_name(cls)} (most frequent class, {100.0 * n / n_ok:.1f}% of "
-                           "classified images; research use only)")
-        summary["call_rationale"] = (f"{n} of {n_ok} classified images ({100.0 * n / n_ok:.1f}%) are "
-                                     f"{display_name(cls)}, the most frequent class. {basis}{extra}")
+    top = counts.most_common(1)
+    summary["call_class"] = top[0][0] if top and shared.call_code != "INDETERMINATE" else None
     return summary
 
 

@@ -78,7 +78,8 @@ def test_summary_counts_final_class_when_reviewed(tmp_path):
     assert s["n_images"] == 6 and s["n_ok"] == 5 and s["n_error"] == 1
     assert s["n_needs_review"] == 1 and s["n_ood"] == 1 and s["n_reviewed"] == 2 and s["n_overridden"] == 1
     assert abs(sum(s["fractions"].values()) - 1.0) < 1e-9
-    assert s["call_class"] is None and "tie between" in s["call"] and "research use only" in s["call"]
+    # 2 Benign, 2 Pre, 1 Pro: malignant 60 % with Pre ahead of Pro by 20 points (shared call rule)
+    assert s["call_code"] == "ALL_PRE" and "research use only" in s["call"]
 
 
 def test_summary_majority_and_empty(tmp_path):
@@ -86,11 +87,11 @@ def test_summary_majority_and_empty(tmp_path):
     ims = [ReportImage(p, "a", "ok", "Pre", 0.9), ReportImage(p, "b", "ok", "Pre", 0.8),
            ReportImage(p, "c", "ok", "Early", 0.7, final_class="Pre", overridden=True)]
     s = summarize_images(ims)
-    assert s["call_class"] == "Pre" and s["call"].startswith("Pre-B ALL")
-    assert "research use only" in s["call"]
-    assert "3 of 3" in s["call_rationale"]
+    assert s["call_class"] == "Pre" and s["call"].startswith("ALL suspected: Pre-B ALL")
+    assert "research use only" in s["call"] and s["call_code"] == "ALL_PRE"
+    assert s["call_rationale"]
     empty = summarize_images([ReportImage(p, "d", "error", error="bad")])
-    assert empty["call_class"] is None and empty["n_ok"] == 0 and "No call" in empty["call"]
+    assert empty["call_class"] is None and empty["n_ok"] == 0 and empty["call"].startswith("Indeterminate")
     assert empty["fractions"] == {c: 0.0 for c in CLASS_IDS}
 
 
@@ -153,7 +154,7 @@ def test_pdf_multipage_content(tmp_path):
     # the failed image is a row with its reason, never dropped
     assert "WBC-004.jpg" in text and "truncated or incomplete image data" in text
     assert "overridden by Dr. Rev" in text and "confirmed by Dr. Rev" in text
-    assert "needs review" in text and "out of distribution" in text
+    assert "Images needing review" in text and "Out-of-distribution images" in text
     confidences = {f"{100 * im.confidence:.1f}%" for im in rep.images if im.ok}
     assert all(c in text for c in confidences)
     assert SHA[:12] in text and "Research use only" in text and "Signature" in text

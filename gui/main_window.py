@@ -1,39 +1,70 @@
-"""The main window: samples on the left, the image in the middle, the preprocessing preview on
-the right, status along the bottom.
+"""The main window: samples on the left, the image in the middle, results and review (and the
+preprocessing preview) on the right, the batch queue along the bottom, status at the foot.
 
-Layout (attribute names in brackets, for the work that adds the batch queue, results and
-review)::
+Layout (attribute names in brackets)::
 
-    [menuBar: file_menu, view_menu, help_menu]
-    [splitter: samples_panel | center_tabs (tab "Image" = viewer_panel) | preview_panel]
-    [statusBar: message · busy_label · model_label · ruo_label]
+    [menuBar: file_menu, edit_menu, sample_menu, view_menu, help_menu]   [toolbar]
+    [splitter: samples_panel | center_tabs ("Image" = viewer_panel) |
+               side_tabs ("Results" = results_panel, "Preprocessing" = preview_panel)]
+    [queue_dock: queue_panel]
+    [statusBar: message · error_button · busy_label · device_label · model_label · ruo_label]
 
-``center_tabs`` is where the results table and review screens go (``add_center_tab``); docks
-for the queue can be added with ``addDockWidget`` (dock nesting is enabled). All background work
-goes through ``self.workers`` (:class:`gui.workers.WorkerPool`), which ``shutdown()`` stops.
+Work off the GUI thread:
+
+* ``self.workers`` (:class:`gui.workers.WorkerPool`): image decoding, thumbnails, the preview,
+  reading a sample's results from the store, Grad-CAM, exports.
+* ``self.batch`` (:class:`gui.batch.BatchQueue`): one thread classifying the queued samples
+  with the shared classifier of ``self.model_host`` (loaded there, on first use: torch is never
+  imported at start-up) and committing each result to ``self.store`` as it arrives.
+
+``self.store`` (:class:`engine.store.ResultStore`, at :func:`engine.store.default_db_path`) is the
+persistent history: samples are registered in it when first classified; their predictions,
+reviews, sign-offs and ID edits are written there (each write audited by the store), and the
+samples panel lists the stored samples at start-up. Short writes (a review, a sign-off, an ID
+edit) run in the GUI thread: each is one small SQLite transaction.
+
+Every error a person must see goes through :func:`gui.errors.show_error` (dialog + log + the
+status bar's error indicator).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import QLabel, QMainWindow, QSplitter, QTabWidget, QWidget
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QLabel,
+    QMainWindow,
+    QSplitter,
+    QTabWidget,
+    QToolBar,
+    QToolButton,
+    QWidget,
+)
 
 from engine import __version__
 from engine.errors import AllSightError, ImageLoadError
+from gui import errors as gui_errors
+from gui.batch import BatchQueue
+from gui.model_host import ModelHost, ModelSpec
 from gui.preview import PreviewPanel
-from gui.samples import UNREADABLE, Sample, SamplesPanel
+from gui.queue_panel import QueuePanel
+from gui.results import ResultRow, ResultsPanel
+from gui.samples import UNREADABLE, Sample, SampleImage, SamplesPanel
 from gui.settings import Settings, load_settings, save_settings
 from gui.viewer import ViewerPanel, crop_region
-from gui.workers import PRIORITY_INTERACTIVE, WorkerPool
+from gui.workers import PRIORITY_INTERACTIVE, TaskError, WorkerPool
 
 log = logging.getLogger("allsight.gui.main_window")
 
-DEFAULT_SIZE = (1400, 900)
+DEFAULT_SIZE = (1440, 920)
 
 
 def window_title() -> str:
@@ -50,66 +81,155 @@ def _load_for_view(path: Path) -> np.ndarray | ImageLoadError:
         return exc
 
 
+def _norm(path: str | Path) -> str:
+    return os.path.abspath(os.fspath(path))
+
+
+def read_history(store: Any, model_sha256: str | None) -> list[dict[str, Any]]:
+    """Worker: every stored sample with its image paths and how many the active model has left."""
+    out = []
+    for s in store.list_samples():
+        paths = [im.path for im in store.images(s.sample_id)]
+        pending = len(store.pending_paths(s.sample_id, model_sha256)) if model_sha256 else None
+        out.append({"sample": s, "paths": paths, "pending": pending})
+    return out
+
+
+def read_records(store: Any, sample_id: str) -> list[Any]:
+    """Worker: a sample's latest prediction per image with its current review."""
+    return store.predictions(sample_id)
+
+
 class MainWindow(QMainWindow):
-    def __init__(self, settings: Settings | None = None, parent: QWidget | None = None):
+    def __init__(self, settings: Settings | None = None, parent: QWidget | None = None, *,
+                 store: Any = None):
         super().__init__(parent)
         self.settings = settings if settings is not None else load_settings()
         self.setWindowTitle(window_title())
         self.resize(*DEFAULT_SIZE)
         self.setAcceptDrops(True)
         self.setDockNestingEnabled(True)
+        self._closed = False
 
         self.workers = WorkerPool(self)
         self.workers.default_error_parent = self
 
+        # The result history (a small SQLite file: opening it takes milliseconds).
+        self.store = store
+        self.store_error: str | None = None
+        self._owns_store = store is None
+        if self.store is None:
+            self._open_store()
+
+        self.model_card = None
+        self.model_error: str | None = None
+        self.model_host = ModelHost(self._model_spec())
+        self.batch = BatchQueue(self.store, self.model_host, self)
+
         # Panels
         self.samples_panel = SamplesPanel(self.workers, self, default_operator=self.settings.operator_name)
+        self.samples_panel.lock_reason = self._lock_reason
         self.viewer_panel = ViewerPanel(self)
         self.viewer = self.viewer_panel.viewer
         self.preview_panel = PreviewPanel(self.workers, self)
+        self.results_panel = ResultsPanel(self)
         self.center_tabs = QTabWidget(self)
         self.center_tabs.setDocumentMode(True)
         self.center_tabs.addTab(self.viewer_panel, "Image")
+        self.side_tabs = QTabWidget(self)
+        self.side_tabs.setDocumentMode(True)
+        self.side_tabs.addTab(self.results_panel, "Results")
+        self.side_tabs.addTab(self.preview_panel, "Preprocessing")
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
         self.splitter.setChildrenCollapsible(False)
         self.splitter.addWidget(self.samples_panel)
         self.splitter.addWidget(self.center_tabs)
-        self.splitter.addWidget(self.preview_panel)
+        self.splitter.addWidget(self.side_tabs)
         self.splitter.setStretchFactor(0, 0)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setStretchFactor(2, 0)
         self.samples_panel.setMinimumWidth(240)
-        self.preview_panel.setMinimumWidth(360)
-        self.splitter.setSizes([360, 590, 450])
+        self.side_tabs.setMinimumWidth(380)
+        self.splitter.setSizes([260, 470, 710])
         self.setCentralWidget(self.splitter)
 
-        # Current image state
+        self.queue_panel = QueuePanel(self.batch, self)
+        self.queue_panel.can_add = lambda: self.samples_panel.current_sample() is not None
+        self.queue_dock = QDockWidget("Batch queue", self)
+        self.queue_dock.setObjectName("queue_dock")
+        self.queue_dock.setWidget(self.queue_panel)
+        self.queue_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                                    | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                                    | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.queue_dock)
+        self.resizeDocks([self.queue_dock], [150], Qt.Orientation.Vertical)
+
+        # Current image / results state
         self.current_sample: Sample | None = None
         self.current_row = -1
         self.current_path: Path | None = None
         self.current_rgb: np.ndarray | None = None
         self._image_request = 0
+        self.results_sample: Sample | None = None
+        self._results_request = 0
+        self._results_loading = False
+        self._positions: dict[int, dict[str, int]] = {}
+        self.history_loaded = False
 
         self._build_actions()
         self._build_menus()
         self._build_status_bar()
-        self.model_card = None
-        self.model_error: str | None = None
         self.load_model_info()
 
         sp = self.samples_panel
         sp.set_open_action(self.act_open)
+        sp.set_classify_action(self.act_classify)
         sp.current_image_changed.connect(self._on_current_image_changed)
+        sp.current_sample_changed.connect(self._on_current_sample_changed)
         sp.sample_updated.connect(self._on_sample_updated)
-        sp.status_message.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        sp.sample_edited.connect(self._on_sample_edited)
+        sp.status_message.connect(self.show_message)
         sp.operator_entered.connect(self._on_operator_entered)
         self.viewer_panel.navigate.connect(self.step_image)
+        self.viewer_panel.heatmap_requested.connect(self._request_heatmap)
         self.preview_panel.result_displayed.connect(self._on_preview_result)
         self.workers.busy_changed.connect(self._on_busy_changed)
-        self._closed = False
+
+        rp = self.results_panel
+        rp.current_row_changed.connect(self._on_result_row_selected)
+        rp.review_requested.connect(self.review)
+        rp.sign_off_requested.connect(self.sign_off)
+        rp.reopen_requested.connect(self.reopen)
+        rp.export_requested.connect(self.export_current)
+        rp.status_message.connect(self.show_message)
+
+        self.batch.results.connect(self._on_batch_results)
+        self.batch.job_finished.connect(self._on_job_finished)
+        self.batch.model_ready.connect(self._on_model_ready)
+        self.batch.failed.connect(lambda message, details: gui_errors.show_error(self, message, details or None))
+        self.batch.changed.connect(self._on_queue_changed)
+        self.queue_panel.add_requested.connect(self.queue_current)
+        self.queue_panel.job_activated.connect(lambda job: self.samples_panel.select_sample(job.sample))
+        gui_errors.add_listener(self._on_error_shown)
+
+        self._update_actions()
+        if self.store is not None:
+            self.workers.submit(read_history, self.store, self._model_sha(), priority=PRIORITY_INTERACTIVE,
+                                name="read history", on_result=self._on_history)
+        else:
+            self.history_loaded = True
 
     # ------------------------------------------------------------------ construction
+    def _open_store(self) -> None:
+        from engine.store import ResultStore, StoreError, default_db_path
+
+        try:
+            self.store = ResultStore.open(default_db_path())
+        except StoreError as exc:
+            self.store, self.store_error = None, str(exc)
+            log.error("result history unavailable: %s", exc)
+
     def _build_actions(self) -> None:
         self.act_open = QAction("Open folder(s)…", self)
         self.act_open.setShortcut(QKeySequence.StandardKey.Open)
@@ -122,44 +242,101 @@ class MainWindow(QMainWindow):
         self.act_about = QAction("About ALLSight", self)
         self.act_about.setMenuRole(QAction.MenuRole.AboutRole)
         self.act_about.triggered.connect(self._show_about)
+        self.act_classify = QAction("Classify", self)
+        self.act_classify.setShortcut(QKeySequence("Ctrl+R"))
+        self.act_classify.setToolTip("Classify the selected sample (Ctrl+R): queued and started at once; "
+                                     "a sample classified before resumes where it stopped")
+        self.act_classify.triggered.connect(self.classify_current)
+        self.act_export = QAction("Export report…", self)
+        self.act_export.setShortcut(QKeySequence("Ctrl+E"))
+        self.act_export.setToolTip("Save the selected sample's report as PDF, CSV or JSON (Ctrl+E)")
+        self.act_export.triggered.connect(self.export_current)
+        self.act_settings = QAction("Settings…", self)
+        self.act_settings.setShortcut(QKeySequence.StandardKey.Preferences)
+        self.act_settings.setMenuRole(QAction.MenuRole.PreferencesRole)
+        self.act_settings.triggered.connect(self.open_settings)
+        self.act_sign_off = QAction("Sign off", self)
+        self.act_sign_off.triggered.connect(self.sign_off)
+        self.act_reopen = QAction("Reopen…", self)
+        self.act_reopen.triggered.connect(self.reopen)
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
         self.file_menu = bar.addMenu("&File")
         self.file_menu.addAction(self.act_open)
+        self.file_menu.addAction(self.act_export)
         self.file_menu.addSeparator()
         self.file_menu.addAction(self.act_quit)
+        self.edit_menu = bar.addMenu("&Edit")
+        self.edit_menu.addAction(self.act_settings)
+        self.sample_menu = bar.addMenu("&Sample")
+        for act in (self.act_classify, self.act_sign_off, self.act_reopen, self.act_export):
+            self.sample_menu.addAction(act)
         self.view_menu = bar.addMenu("&View")
         for act in self.viewer_panel.actions_for_menu():
             if act is None:
                 self.view_menu.addSeparator()
             else:
                 self.view_menu.addAction(act)
+        self.view_menu.addSeparator()
+        self.view_menu.addAction(self.queue_dock.toggleViewAction())
         self.help_menu = bar.addMenu("&Help")
         self.help_menu.addAction(self.act_about)
 
+        self.toolbar = QToolBar("Main", self)
+        self.toolbar.setObjectName("main_toolbar")
+        self.toolbar.setMovable(False)
+        self.toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        for act in (self.act_open, self.act_classify, self.act_export, self.act_settings):
+            self.toolbar.addAction(act)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.toolbar)
+
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
+        self.error_button = QToolButton(self)
+        self.error_button.setAutoRaise(True)
+        self.error_button.setStyleSheet("color: #c62828; font-weight: bold;")
+        self.error_button.setToolTip("Errors since start-up: click for the details (also in the log file)")
+        self.error_button.clicked.connect(lambda: gui_errors.show_recent_errors(self))
+        self.error_button.hide()
+        self._error_count = 0
         self.busy_label = QLabel("", self)
         self.busy_label.setStyleSheet("color: #546e7a; padding: 0 6px;")
+        self.device_label = QLabel("", self)
+        self.device_label.setStyleSheet("padding: 0 6px;")
         self.model_label = QLabel("", self)
         self.model_label.setStyleSheet("padding: 0 6px;")
         self.ruo_label = QLabel("Research use only — not for diagnosis", self)
         self.ruo_label.setStyleSheet("color: #8d6e63; padding: 0 6px;")
+        bar.addPermanentWidget(self.error_button)
         bar.addPermanentWidget(self.busy_label)
+        bar.addPermanentWidget(self.device_label)
         bar.addPermanentWidget(self.model_label)
         bar.addPermanentWidget(self.ruo_label)
+        if self.store_error:
+            self.show_message(f"Result history unavailable: {self.store_error}", 0)
 
     def add_center_tab(self, widget: QWidget, title: str) -> int:
-        """For later screens (results table, review)."""
         return self.center_tabs.addTab(widget, title)
 
+    def show_message(self, text: str, msecs: int = 8000) -> None:
+        self.statusBar().showMessage(text, msecs)
+
     # ------------------------------------------------------------------ model
+    def _model_spec(self) -> ModelSpec:
+        s = self.settings
+        return ModelSpec(s.active_model, s.device, s.review_threshold_override)
+
+    def _model_sha(self) -> str | None:
+        return getattr(self.model_card, "weights_sha256", None) or None
+
     def load_model_info(self) -> None:
         """Read the active model's card (cheap: JSON only, no torch). No model installed is a
         normal state: the status bar says so and the preview uses the research defaults."""
         from engine.checkpoint import resolve_model_card
 
+        self.model_host.configure(self._model_spec())
+        self._set_device_label(None)
         model = self.settings.active_model
         try:
             card = resolve_model_card(model)
@@ -170,17 +347,34 @@ class MainWindow(QMainWindow):
             self.model_label.setStyleSheet("color: #c62828; padding: 0 6px;")
             self.model_label.setToolTip(
                 f"The active model “{model}” cannot be used:\n{exc}\n\n"
-                "Classification needs an installed model; image viewing and the preview work without one.")
+                "Classification needs an installed model (Edit ▸ Settings… to choose one); image viewing "
+                "and the preview work without one.")
             self.preview_panel.set_model_config(
                 None, None, f"No model installed (“{model}”): the preview starts from the default "
                             "parameters of the original research.")
+            self._update_actions()
             return
         self.model_card, self.model_error = card, None
+        threshold = self.settings.review_threshold_override
         self.model_label.setText(f"Model: {card.id} {card.version}")
         self.model_label.setStyleSheet("padding: 0 6px;")
-        self.model_label.setToolTip(f"{card.path}\nArchitecture: {card.architecture}, "
-                                    f"input {card.image_size} px")
+        self.model_label.setToolTip(
+            f"{card.path}\nArchitecture: {card.architecture}, input {card.image_size} px\n"
+            f"Review threshold: {card.review_threshold:.3f}"
+            + (f" — overridden in the settings: {threshold:.3f}" if threshold is not None else ""))
         self.preview_panel.set_model_config(card.preprocess, f"{card.id} {card.version}")
+        self._update_actions()
+
+    def _set_device_label(self, text: str | None) -> None:
+        if text is None:
+            self.device_label.setText(f"Device: {self.settings.device}")
+            self.device_label.setToolTip("The model is loaded when a sample is first classified")
+        else:
+            self.device_label.setText(f"Device: {text}")
+            self.device_label.setToolTip("Where the model runs")
+
+    def _on_model_ready(self, card: Any, device: str) -> None:
+        self._set_device_label(device)
 
     # ------------------------------------------------------------------ samples
     def open_folders_dialog(self) -> None:
@@ -235,6 +429,433 @@ class MainWindow(QMainWindow):
             self.samples_panel.default_operator = name
             self.update_settings(operator_name=name)
 
+    def _lock_reason(self, sample: Sample) -> str:
+        if sample.signed_off:
+            return f"✔ Signed off by {sample.signed_off_by}: reopen the sample to edit it."
+        if self.batch.is_active(sample):
+            return "Being classified: the IDs can be edited when it has finished (or is cancelled)."
+        return ""
+
+    # ------------------------------------------------------------------ history (the store)
+    def _on_history(self, entries: list[dict[str, Any]]) -> None:
+        panel = self.samples_panel
+        added = []
+        for entry in entries:
+            stored = entry["sample"]
+            if any(s.store_id == stored.sample_id for s in panel.samples):
+                continue
+            folder = Path(stored.folder) if stored.folder else None
+            open_sample = panel.find_sample(folder) if folder is not None else None
+            if open_sample is not None and open_sample.store_id is None:
+                # Opened in this session before the history arrived: it is the stored sample.
+                self._adopt(open_sample, stored)
+                continue
+            sample = Sample(sample_id=stored.sample_id, folder=folder,
+                            images=[SampleImage(Path(p)) for p in entry["paths"]],
+                            patient_id=stored.patient_id, operator=stored.operator, store_id=stored.sample_id,
+                            signed_off_by=stored.signed_off_by, signed_off_at=stored.signed_off_at,
+                            from_history=True)
+            pending = entry["pending"]
+            n = len(sample.images)
+            if pending is not None and n and pending < n:
+                sample.status_note = f"{n - pending}/{n} classified" if pending else "classified"
+            added.append(sample)
+        panel.add_history(added)
+        self.history_loaded = True
+        if added:
+            log.info("result history: %d sample(s) from %s", len(added), self.store.path)
+
+    def _adopt(self, sample: Sample, stored: Any) -> None:
+        sample.sample_id = sample.store_id = stored.sample_id
+        sample.patient_id = stored.patient_id or sample.patient_id
+        sample.operator = stored.operator or sample.operator
+        sample.signed_off_by, sample.signed_off_at = stored.signed_off_by, stored.signed_off_at
+        self.samples_panel.refresh_sample(sample)
+        if sample is self.results_sample:
+            self._show_results_of(sample)
+
+    def _ensure_registered(self, sample: Sample) -> bool:
+        """Give the sample its row in the store (first classification); False if impossible."""
+        from engine.store import StoreError
+
+        if sample.store_id is not None:
+            return True
+        if self.store is None:
+            gui_errors.show_error(self, f"The result history cannot be used, so results could not be saved: "
+                                        f"{self.store_error}")
+            return False
+        panel = self.samples_panel
+        folder = _norm(sample.folder) if sample.folder is not None else ""
+        base, sid, n = sample.sample_id, sample.sample_id, 2
+        try:
+            while True:
+                taken = any(s.sample_id == sid and s is not sample for s in panel.samples)
+                stored = None if taken else self.store.get_sample(sid)
+                if not taken and stored is None:
+                    self.store.create_or_get_sample(sid, folder, sample.patient_id,
+                                                    sample.operator or self.settings.operator_name)
+                    break
+                if (stored is not None and folder and stored.folder == folder
+                        and not any(s.store_id == sid for s in panel.samples)):
+                    self._adopt(sample, stored)
+                    return True
+                sid, n = f"{base} ({n})", n + 1
+        except StoreError as exc:
+            gui_errors.show_error(self, str(exc), gui_errors.format_details(exc))
+            return False
+        if sid != sample.sample_id:
+            self.show_message(f"Sample ID {sample.sample_id} is already in the result history; saved as {sid}.")
+            sample.sample_id = sid
+        sample.store_id = sid
+        panel.refresh_sample(sample)
+        return True
+
+    def _on_sample_edited(self, sample: Sample) -> None:
+        """Save the sample's IDs and operator to the store (audited there)."""
+        from engine.store import StoreError
+
+        if sample.store_id is None or self.store is None:
+            return
+        stored = self.store.get_sample(sample.store_id)
+        if stored is None:
+            return
+        changes = {}
+        if sample.sample_id != stored.sample_id:
+            changes["new_sample_id"] = sample.sample_id
+        if sample.patient_id != stored.patient_id:
+            changes["patient_id"] = sample.patient_id
+        if sample.operator != stored.operator:
+            changes["operator"] = sample.operator
+        if not changes:
+            return
+        actor = self.settings.operator_name or sample.operator or stored.operator or "operator"
+        try:
+            updated = self.store.update_sample(sample.store_id, actor=actor, **changes)
+        except StoreError as exc:
+            gui_errors.show_error(self, f"The change to sample {stored.sample_id} could not be saved: {exc}",
+                                  gui_errors.format_details(exc))
+            sample.sample_id, sample.patient_id, sample.operator = (stored.sample_id, stored.patient_id,
+                                                                    stored.operator)
+        else:
+            sample.store_id = updated.sample_id
+            self.show_message(f"Saved sample {updated.sample_id}.", 4000)
+        self.samples_panel.refresh_sample(sample)
+        if sample is self.results_sample:
+            self.results_panel.set_title(self._results_title(sample))
+
+    # ------------------------------------------------------------------ classification
+    def _can_classify(self, sample: Sample | None, *, quiet: bool = False) -> bool:
+        def say(text: str) -> bool:
+            if not quiet:
+                self.show_message(text)
+            return False
+
+        if sample is None:
+            return say("Open or select a sample first.")
+        if self.model_card is None:
+            if not quiet:
+                gui_errors.show_error(self, f"No model available to classify with: {self.model_error}\n\n"
+                                            "Choose a model in Edit ▸ Settings….")
+            return False
+        if sample.signed_off:
+            return say(f"Sample {sample.sample_id} is signed off; reopen it to classify it again.")
+        if not sample.images:
+            return say(f"Sample {sample.sample_id} has no images.")
+        return True
+
+    def queue_sample(self, sample: Sample | None, *, start: bool = False) -> Any:
+        """Put a sample in the batch queue (registering it in the store first)."""
+        if not self._can_classify(sample) or not self._ensure_registered(sample):
+            return None
+        paths = [_norm(im.path) for im in sample.images]
+        actor = self.settings.operator_name or sample.operator
+        job = self.batch.add(sample, sample.store_id, paths, actor)
+        if start:
+            self.batch.start()
+            if self.batch.paused:
+                self.batch.resume()
+        self.queue_dock.show()
+        self.samples_panel.refresh_sample(sample)
+        if sample is self.results_sample:
+            self.results_panel.set_busy(True)
+        return job
+
+    def queue_current(self) -> Any:
+        return self.queue_sample(self.samples_panel.current_sample())
+
+    def classify_current(self) -> Any:
+        """One click: queue the selected sample and start."""
+        job = self.queue_sample(self.samples_panel.current_sample(), start=True)
+        if job is not None:
+            self.side_tabs.setCurrentWidget(self.results_panel)
+            self.show_message(f"Classifying {job.label}…", 4000)
+        return job
+
+    def _positions_of(self, sample: Sample) -> dict[str, int]:
+        positions = self._positions.get(id(sample))
+        if positions is None or len(positions) != len(sample.images):
+            positions = {_norm(im.path): i for i, im in enumerate(sample.images)}
+            self._positions[id(sample)] = positions
+        return positions
+
+    def _on_batch_results(self, job: Any, results: list[Any]) -> None:
+        sample = job.sample
+        positions = self._positions_of(sample)
+        rows = [ResultRow.from_result(r, positions.get(_norm(r.path), 0)) for r in results]
+        if sample is self.results_sample:
+            self.results_panel.add_results(rows)
+            if self.current_path is not None and self.current_rgb is not None:
+                current = _norm(self.current_path)
+                if any(r.path == current and r.ok for r in rows):
+                    self.viewer_panel.set_heatmap_available(True)
+                    self.results_panel.select_path(current)
+        if job.total:
+            sample.status_note = f"{job.done}/{job.total} classified"
+            self.samples_panel.refresh_sample(sample)
+
+    def _on_job_finished(self, job: Any) -> None:
+        sample = job.sample
+        n = job.total or len(job.paths)
+        if job.state == "done":
+            left = self.results_panel.summary.n_flagged_unreviewed if (
+                sample is self.results_sample and self.results_panel.summary is not None) else None
+            sample.status_note = f"{left} to review" if left else "classified"
+            self.show_message(f"Sample {job.label}: {job.message}.", 8000)
+        elif job.state == "cancelled":
+            sample.status_note = f"{job.done}/{n} classified (stopped)"
+            self.show_message(f"Sample {job.label}: stopped after {job.done}/{n}; Classify resumes it.", 8000)
+        else:
+            sample.status_note = "failed"
+        self.samples_panel.refresh_sample(sample)
+
+    def _on_queue_changed(self) -> None:
+        sample = self.results_sample
+        if sample is not None:
+            self.results_panel.set_busy(self.batch.is_active(sample))
+        current = self.samples_panel.current_sample()
+        if current is not None:
+            self.samples_panel.refresh_sample(current)
+        self._update_actions()
+
+    # ------------------------------------------------------------------ results
+    def _results_title(self, sample: Sample) -> str:
+        parts = [f"Sample {sample.sample_id}"]
+        if sample.patient_id:
+            parts.append(f"patient {sample.patient_id}")
+        parts.append(f"{len(sample.images)} images")
+        return " · ".join(parts)
+
+    def _on_current_sample_changed(self, sample: Sample | None) -> None:
+        self._show_results_of(sample)
+        self._update_actions()
+
+    def _show_results_of(self, sample: Sample | None) -> None:
+        self.results_sample = sample
+        self._results_request += 1
+        rp = self.results_panel
+        if sample is None:
+            self._results_loading = False
+            rp.clear()
+            return
+        rp.set_sample(self._results_title(sample), [], len(sample.images))
+        rp.set_sign_state(sample.signed_off_by, sample.signed_off_at)
+        rp.set_busy(self.batch.is_active(sample))
+        if sample.store_id is None or self.store is None:
+            self._results_loading = False
+            return
+        self._results_loading = True
+        request = self._results_request
+        self.workers.submit(read_records, self.store, sample.store_id, priority=PRIORITY_INTERACTIVE,
+                            name="read results",
+                            on_result=lambda records: self._on_records(request, sample, records),
+                            on_error=lambda err: self._on_records_error(request, err))
+
+    def _on_records(self, request: int, sample: Sample, records: list[Any]) -> None:
+        if request != self._results_request:
+            return
+        self._results_loading = False
+        rows = [ResultRow.from_record(r) for r in records]
+        known = {r.path for r in rows}
+        newer = [r for r in self.results_panel.model.rows if r.path not in known]  # arrived meanwhile
+        rp = self.results_panel
+        rp.set_sample(self._results_title(sample), rows, len(sample.images))
+        if newer:
+            rp.add_results(newer)
+        if self.store is not None and sample.store_id is not None:
+            stored = self.store.get_sample(sample.store_id)
+            if stored is not None:
+                sample.signed_off_by, sample.signed_off_at = stored.signed_off_by, stored.signed_off_at
+        rp.set_sign_state(sample.signed_off_by, sample.signed_off_at)
+        rp.set_busy(self.batch.is_active(sample))
+        if rows:
+            self.side_tabs.setCurrentWidget(rp)
+            self._update_note_from_summary(sample)
+        if self.current_path is not None:
+            current = _norm(self.current_path)
+            rp.select_path(current)
+            if self.current_rgb is not None:
+                row = rp.model.row_data(rp.model.row_of(current))
+                self.viewer_panel.set_heatmap_available(row is not None and row.ok)
+
+    def _on_records_error(self, request: int, err: TaskError) -> None:
+        if request == self._results_request:
+            self._results_loading = False
+        gui_errors.show_error(self, f"The stored results could not be read: {gui_errors.error_message(err.exc)}",
+                              err.details)
+
+    def _update_note_from_summary(self, sample: Sample) -> None:
+        summary = self.results_panel.summary
+        if summary is None or self.batch.is_active(sample):
+            return
+        n = len(sample.images)
+        pending = self.results_panel.n_pending
+        if pending:
+            sample.status_note = f"{n - pending}/{n} classified"
+        elif summary.n_flagged_unreviewed:
+            sample.status_note = f"{summary.n_flagged_unreviewed} to review"
+        else:
+            sample.status_note = "reviewed"
+        self.samples_panel.refresh_sample(sample)
+
+    def _on_result_row_selected(self, row: ResultRow | None) -> None:
+        sample = self.results_sample
+        if row is None or sample is None or sample is not self.samples_panel.current_sample():
+            return
+        index = self._positions_of(sample).get(row.path, -1)
+        if index >= 0 and index != self.samples_panel.current_row():
+            self.samples_panel.set_current_row(index)
+
+    # ------------------------------------------------------------------ review and sign-off
+    def reviewer_name(self) -> str | None:
+        """Who reviews: the operator name from the settings (asked once if there is none)."""
+        name = self.settings.operator_name.strip()
+        if name:
+            return name
+        from gui import dialogs
+
+        name = (dialogs.ask_text(self, "Your name", "Reviews and sign-offs are recorded under your name:") or "")
+        if not name:
+            self.show_message("A name is needed to record reviews (Edit ▸ Settings… ▸ Operator name).")
+            return None
+        self.update_settings(operator_name=name)
+        self.samples_panel.default_operator = name
+        return name
+
+    def review(self, path: str, final_class: str) -> bool:
+        """Record the reviewer's class for one image of the results sample."""
+        from engine.store import SignOffError, StoreError
+
+        sample = self.results_sample
+        if sample is None or sample.store_id is None or self.store is None:
+            return False
+        reviewer = self.reviewer_name()
+        if reviewer is None:
+            return False
+        try:
+            self.store.record_review(sample.store_id, path, final_class, reviewer)
+        except SignOffError as exc:
+            self.show_message(str(exc))
+            return False
+        except StoreError as exc:
+            gui_errors.show_error(self, f"The review could not be saved: {exc}", gui_errors.format_details(exc))
+            return False
+        when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.results_panel.set_review(path, final_class, reviewer, when)
+        self._update_note_from_summary(sample)
+        self.results_panel.after_review()
+        return True
+
+    def sign_off(self) -> bool:
+        from engine.store import SignOffError, StoreError
+
+        sample = self.results_sample
+        rp = self.results_panel
+        if sample is None or sample.store_id is None or self.store is None:
+            self.show_message("Classify the sample before signing it off.")
+            return False
+        blockers = rp.sign_off_blockers()
+        if blockers:
+            self.show_message(f"Cannot sign off yet: {blockers}")
+            return False
+        reviewer = self.reviewer_name()
+        if reviewer is None:
+            return False
+        try:
+            stored = self.store.sign_off(sample.store_id, reviewer)
+        except SignOffError as exc:
+            self.show_message(str(exc), 12000)
+            rp.sign_state_label.setText(f"<span style='color:#e65100'>{exc}</span>")
+            return False
+        except StoreError as exc:
+            gui_errors.show_error(self, f"The sign-off could not be saved: {exc}", gui_errors.format_details(exc))
+            return False
+        sample.signed_off_by, sample.signed_off_at = stored.signed_off_by, stored.signed_off_at
+        rp.set_sign_state(stored.signed_off_by, stored.signed_off_at)
+        self.samples_panel.refresh_sample(sample)
+        self._update_actions()
+        self.show_message(f"Sample {sample.sample_id} signed off by {reviewer}.")
+        return True
+
+    def reopen(self) -> bool:
+        from engine.store import StoreError
+        from gui import dialogs
+
+        sample = self.results_sample
+        if sample is None or not sample.signed_off or self.store is None or sample.store_id is None:
+            return False
+        reason = dialogs.ask_text(self, "Reopen sample",
+                                  f"Why reopen sample {sample.sample_id}? (kept in the audit log)")
+        if not reason:
+            self.show_message("Not reopened: a reason is required.")
+            return False
+        actor = self.reviewer_name()
+        if actor is None:
+            return False
+        try:
+            self.store.reopen(sample.store_id, actor, reason)
+        except StoreError as exc:
+            gui_errors.show_error(self, f"The sample could not be reopened: {exc}", gui_errors.format_details(exc))
+            return False
+        sample.signed_off_by = sample.signed_off_at = None
+        self.results_panel.set_sign_state(None, None)
+        self.samples_panel.refresh_sample(sample)
+        self._update_note_from_summary(sample)
+        self._update_actions()
+        self.show_message(f"Sample {sample.sample_id} reopened.")
+        return True
+
+    # ------------------------------------------------------------------ export
+    def export_current(self) -> bool:
+        from gui import dialogs, export
+
+        sample = self.results_sample
+        if sample is None or sample.store_id is None or self.store is None or not self.results_panel.model.rows:
+            self.show_message("Classify the sample before exporting its report.")
+            return False
+        if not export.export_available():
+            gui_errors.show_error(self, "Report export is not available in this installation "
+                                        "(engine.report is missing).")
+            return False
+        start = self.settings.last_export_dir if Path(self.settings.last_export_dir or "").is_dir() else ""
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in sample.sample_id)
+        path = dialogs.choose_export_file(self, start, f"{safe}_report")
+        if not path:
+            return False
+        folder = str(Path(path).parent)
+        if folder != self.settings.last_export_dir:
+            self.update_settings(last_export_dir=folder)
+        self.show_message(f"Exporting {Path(path).name}…", 0)
+        self.workers.submit(export.export_sample, self.store, sample.store_id, path,
+                            lab_name=self.settings.lab_name, model_card=self.model_card, name="export",
+                            on_result=lambda p: self.show_message(f"Report saved: {p}", 12000),
+                            on_error=lambda err: self._export_failed(path, err))
+        return True
+
+    def _export_failed(self, path: str, err: TaskError) -> None:
+        self.show_message("Export failed.", 8000)
+        gui_errors.show_error(self, f"The report could not be saved to {path}: "
+                                    f"{gui_errors.error_message(err.exc)}", err.details)
+
     # ------------------------------------------------------------------ current image
     def step_image(self, delta: int) -> None:
         self.samples_panel.step_image(delta)
@@ -243,6 +864,7 @@ class MainWindow(QMainWindow):
         self.current_sample, self.current_row = sample, row
         self._image_request += 1
         self.current_rgb = None
+        self.viewer_panel.set_heatmap_available(False)
         if sample is None or row < 0:
             self.current_path = None
             self.viewer.set_image(None, placeholder="Open a sample folder (File ▸ Open folder…) "
@@ -253,6 +875,8 @@ class MainWindow(QMainWindow):
         image = sample.images[row]
         self.current_path = image.path
         self.viewer_panel.set_title(f"{row + 1}/{len(sample.images)}   {image.name}")
+        if sample is self.results_sample:
+            self.results_panel.select_path(_norm(image.path))
         if image.state == UNREADABLE:
             self._show_unreadable(image.path, image.error or "")
             return
@@ -272,6 +896,14 @@ class MainWindow(QMainWindow):
         self.current_rgb = result
         self.viewer.set_image(result)
         self.preview_panel.set_image(result, sample.images[row].name)
+        self.viewer_panel.set_heatmap_available(self._current_result_ok())
+
+    def _current_result_ok(self) -> bool:
+        if self.current_path is None or self.current_sample is not self.results_sample or self.model_card is None:
+            return False
+        model = self.results_panel.model
+        row = model.row_data(model.row_of(_norm(self.current_path)))
+        return row is not None and row.ok
 
     def _show_unreadable(self, path: Path, reason: str) -> None:
         self.viewer.set_image(None, placeholder=f"{path.name}\n\nunreadable: {reason}")
@@ -283,6 +915,31 @@ class MainWindow(QMainWindow):
                 and sample.images[self.current_row].state == UNREADABLE and self.current_rgb is None):
             image = sample.images[self.current_row]
             self._show_unreadable(image.path, image.error or "")
+
+    # ------------------------------------------------------------------ heat map
+    def _request_heatmap(self) -> None:
+        if self.current_path is None or self.current_rgb is None or not self._current_result_ok():
+            return
+        request = self._image_request
+        self.show_message("Computing the heat map…", 0)
+        self.workers.submit(self.model_host.heatmap, str(self.current_path), priority=PRIORITY_INTERACTIVE,
+                            name="heat map", on_result=lambda res: self._on_heatmap(request, res),
+                            on_error=self._on_heatmap_error)
+
+    def _on_heatmap(self, request: int, result: tuple) -> None:
+        self.statusBar().clearMessage()
+        if request != self._image_request or self.current_rgb is None:
+            return
+        _rgb, _heat, overlay = result
+        h, w = self.current_rgb.shape[:2]
+        crop = self.model_card.preprocess.crop if self.model_card is not None else "center"
+        self.viewer_panel.show_heatmap(overlay, crop_region(w, h, crop))
+
+    def _on_heatmap_error(self, err: TaskError) -> None:
+        self.statusBar().clearMessage()
+        self.viewer_panel.act_heatmap.setChecked(False)
+        gui_errors.show_error(self, f"The heat map could not be computed: {gui_errors.error_message(err.exc)}",
+                              err.details)
 
     # ------------------------------------------------------------------ mask overlay
     def _on_preview_result(self, result) -> None:
@@ -298,13 +955,64 @@ class MainWindow(QMainWindow):
     def _on_busy_changed(self, pending: int) -> None:
         self.busy_label.setText(f"Working… ({pending})" if pending else "")
 
+    def _on_error_shown(self, message: str, _details: str) -> None:
+        self._error_count += 1
+        self.error_button.setText(f"⚠ {self._error_count} error{'s' if self._error_count > 1 else ''}")
+        self.error_button.setToolTip(f"Latest: {message}\nClick for the details (also in the log file).")
+        self.error_button.show()
+        self.show_message(f"Error: {message}", 15000)
+
+    def _update_actions(self) -> None:
+        sample = self.samples_panel.current_sample() if hasattr(self, "samples_panel") else None
+        if not hasattr(self, "act_classify"):
+            return
+        ok = self._can_classify(sample, quiet=True) and not (sample is not None and self.batch.is_active(sample))
+        self.act_classify.setEnabled(ok)
+        if sample is not None and sample.signed_off:
+            self.act_classify.setToolTip("Signed off: reopen the sample to classify it again")
+        elif self.model_card is None:
+            self.act_classify.setToolTip(f"No model available: {self.model_error}")
+        else:
+            self.act_classify.setToolTip("Classify the selected sample (Ctrl+R)")
+        rs = self.results_sample
+        self.act_sign_off.setEnabled(rs is not None and not rs.signed_off)
+        self.act_reopen.setEnabled(rs is not None and rs.signed_off)
+        self.act_export.setEnabled(rs is not None and rs.store_id is not None)
+        self.queue_panel._update_buttons()
+
     def update_settings(self, **changes) -> None:
         self.settings = self.settings.replace(**changes)
         try:
             save_settings(self.settings)
         except OSError as exc:
             log.warning("settings could not be saved: %s", exc)
-            self.statusBar().showMessage(f"Settings could not be saved: {exc}", 10000)
+            self.show_message(f"Settings could not be saved: {exc}", 10000)
+
+    def open_settings(self) -> bool:
+        from dataclasses import asdict
+
+        from gui import dialogs
+
+        edited = dialogs.edit_settings(self, self.settings)
+        if edited is None:
+            return False
+        self.apply_settings(edited)
+        return True
+
+    def apply_settings(self, new: Settings) -> None:
+        """Save edited settings and apply what changed (model, device, threshold, names)."""
+        old = self.settings
+        self.update_settings(active_model=new.active_model, device=new.device,
+                             review_threshold_override=new.review_threshold_override,
+                             operator_name=new.operator_name, lab_name=new.lab_name)
+        if new.operator_name != old.operator_name:
+            self.samples_panel.default_operator = new.operator_name
+        if (new.active_model, new.device, new.review_threshold_override) != (
+                old.active_model, old.device, old.review_threshold_override):
+            self.load_model_info()
+            self.show_message("Settings saved. The new model settings apply from the next sample classified.")
+        else:
+            self.show_message("Settings saved.", 4000)
 
     def _show_about(self) -> None:
         from engine.logging_setup import log_dir
@@ -314,14 +1022,20 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ closing
     def shutdown(self) -> None:
-        """Stop background work (idempotent). Called on close; tests call it in teardown."""
+        """Stop background work and close the store (idempotent). Called on close; tests call it
+        in teardown. A batch in progress stops; what it classified is already saved, and
+        classifying the sample again resumes it."""
         if self._closed:
             return
         self._closed = True
+        gui_errors.remove_listener(self._on_error_shown)
         self.preview_panel._timer.stop()
+        self.batch.shutdown()
         self.workers.shutdown()
+        self.model_host.release()
+        if self.store is not None and self._owns_store:
+            self.store.close()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.shutdown()
         super().closeEvent(event)
-

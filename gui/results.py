@@ -71,6 +71,12 @@ def class_name(class_id: str | None) -> str:
     return CLASS_DISPLAY_NAMES.get(class_id, class_id)
 
 
+def short_class_name(class_id: str | None) -> str:
+    """The display name without its parenthesis ("Benign (hematogones)" -> "Benign"), for the
+    table's narrow columns (the tooltip has the full name)."""
+    return class_name(class_id).split(" (")[0]
+
+
 @dataclass(eq=False)
 class ResultRow:
     """One classified image: the model's output (never changed) and the current review."""
@@ -144,7 +150,7 @@ class ResultRow:
         return self.predicted_class if self.ok and self.predicted_class else ERROR_KEY
 
 
-COLUMNS = ("File", "Model class", "Confidence", "Needs review", "OOD", "Final class", "Reviewed by", "Overridden")
+COLUMNS = ("File", "Model class", "Confidence", "Review", "OOD", "Final class", "Reviewed by", "Overridden")
 COL_FILE, COL_CLASS, COL_CONF, COL_REVIEW, COL_OOD, COL_FINAL, COL_BY, COL_OVERRIDDEN = range(len(COLUMNS))
 
 SortRole = Qt.ItemDataRole.UserRole + 1
@@ -180,7 +186,7 @@ class ResultsModel(QAbstractTableModel):
             return {
                 COL_CLASS: "The model's class (never changed by a review)",
                 COL_CONF: "The model's calibrated probability of its class",
-                COL_REVIEW: "Low confidence or out of distribution: a person must look at it",
+                COL_REVIEW: "Needs review: low confidence or out of distribution, a person must look at it",
                 COL_OOD: "Out of distribution: unlike the images the model was trained on (hover for why)",
                 COL_FINAL: "The reviewer's class (what counts in the summary)",
             }.get(section)
@@ -202,6 +208,9 @@ class ResultsModel(QAbstractTableModel):
                 return f"{r.path}\nError: {r.error}"
             if col == COL_OOD and r.out_of_distribution:
                 return f"Out of distribution: {r.ood_reason or 'unlike the training images'}"
+            if col == COL_FINAL and r.reviewed:
+                when = f" at {format_time(r.reviewed_at)}" if r.reviewed_at else ""
+                return f"{class_name(r.final_class)} — reviewed by {r.reviewed_by}{when}"
             if col in (COL_CLASS, COL_CONF) and r.probabilities:
                 return "\n".join(f"{class_name(c)}: {100 * p:.1f} %" for c, p in
                                  sorted(r.probabilities.items(), key=lambda kv: -kv[1]))
@@ -231,7 +240,7 @@ class ResultsModel(QAbstractTableModel):
         if col == COL_FILE:
             return r.file_name
         if col == COL_CLASS:
-            return class_name(r.predicted_class) if r.ok else "Error"
+            return short_class_name(r.predicted_class) if r.ok else "Error"
         if col == COL_CONF:
             return "" if r.confidence is None else f"{100 * r.confidence:.1f} %"
         if col == COL_REVIEW:
@@ -241,7 +250,7 @@ class ResultsModel(QAbstractTableModel):
         if col == COL_OOD:
             return "OOD" if r.out_of_distribution else ""
         if col == COL_FINAL:
-            return class_name(r.final_class) if r.reviewed else "—"
+            return short_class_name(r.final_class) if r.reviewed else "—"
         if col == COL_BY:
             return r.reviewed_by or ""
         if col == COL_OVERRIDDEN:
@@ -402,7 +411,7 @@ class SummaryBox(QGroupBox):
 
         grid = QGridLayout()
         grid.setHorizontalSpacing(14)
-        grid.setVerticalSpacing(1)
+        grid.setVerticalSpacing(3)
         for col, text in enumerate(("Class", "Images", "Fraction", "Model said")):
             head = QLabel(f"<b>{text}</b>", self)
             head.setStyleSheet("color: #546e7a;")
@@ -542,8 +551,8 @@ class ResultsPanel(QWidget):
         t.verticalHeader().setDefaultSectionSize(22)
         t.horizontalHeader().setStretchLastSection(False)
         t.horizontalHeader().setSectionResizeMode(COL_FILE, QHeaderView.ResizeMode.Stretch)
-        for col, width in ((COL_CLASS, 118), (COL_CONF, 78), (COL_REVIEW, 92), (COL_OOD, 44), (COL_FINAL, 118),
-                           (COL_BY, 86), (COL_OVERRIDDEN, 80)):
+        for col, width in ((COL_CLASS, 104), (COL_CONF, 70), (COL_REVIEW, 58), (COL_OOD, 40), (COL_FINAL, 104),
+                           (COL_BY, 88), (COL_OVERRIDDEN, 76)):
             t.setColumnWidth(col, width)
         t.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         t.customContextMenuRequested.connect(self._context_menu)

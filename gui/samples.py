@@ -255,6 +255,9 @@ class SamplesPanel(QWidget):
 
         self.sample_list = QListWidget(self)
         self.sample_list.setMaximumHeight(170)
+        self.sample_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.sample_list.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.sample_list.setUniformItemSizes(True)
         self.sample_list.setToolTip("Samples opened now and earlier (the result history)")
         self.sample_list.setAcceptDrops(False)
         self.sample_list.currentRowChanged.connect(self._on_sample_row_changed)
@@ -447,6 +450,8 @@ class SamplesPanel(QWidget):
             self.sample_list.setCurrentRow(self._row_of(self._current))
         self.sample_list.blockSignals(False)
         self.sample_list.setVisible(len(self.samples) > 1 or any(s.from_history for s in self.samples))
+        rows = max(2, min(8, len(self.samples)))  # as tall as its rows, up to eight
+        self.sample_list.setMaximumHeight(rows * max(18, self.sample_list.sizeHintForRow(0)) + 6)
 
     def _ensure_thumbnails(self, sample: Sample) -> None:
         if id(sample) in self._thumbs_requested:
@@ -634,9 +639,9 @@ class SamplesPanel(QWidget):
         bad = sample.unreadable_count
         label = f"{sample.sample_id}  ({len(sample.images)} images{f', {bad} unreadable' if bad else ''})"
         if sample.signed_off:
-            label += "  ✔ signed off"
+            label += " · ✔ signed off"
         elif sample.status_note:
-            label += f"  · {sample.status_note}"
+            label += f" · {sample.status_note}"
         return label
 
     def _update_images_label(self) -> None:

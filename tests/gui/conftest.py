@@ -12,9 +12,10 @@ from tests.conftest import synthetic_smear, write_image
 
 @pytest.fixture(autouse=True)
 def isolated_user_dirs(tmp_path, monkeypatch):
-    """Settings and logs go to tmp folders, never the real home."""
+    """Settings, logs and the result database go to tmp folders, never the real home."""
     monkeypatch.setenv("ALLSIGHT_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("ALLSIGHT_LOG_DIR", str(tmp_path / "logs"))
+    monkeypatch.setenv("ALLSIGHT_DATA_DIR", str(tmp_path / "data"))
     return tmp_path
 
 
@@ -94,3 +95,69 @@ def wait_image_shown(qtbot, window, row: int):
 
 def smear(size: int = 128, label: int = 1, seed: int = 3) -> np.ndarray:
     return synthetic_smear(label, size, seed)
+
+
+# ---------------------------------------------------------------------------- the workflow
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory) -> Path:
+    """One tiny baseline model (32 px, random weights) shared by the GUI workflow tests."""
+    from tests.conftest import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("gui-models")).weights_path
+
+
+@pytest.fixture
+def wf_settings(tiny_model_path):
+    from gui.settings import Settings
+
+    return Settings(active_model=str(tiny_model_path), device="cpu", operator_name="T. Tester")
+
+
+def make_window(qtbot, settings):
+    from gui.main_window import MainWindow
+
+    win = MainWindow(settings)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    qtbot.waitUntil(lambda: win.history_loaded, timeout=10000)
+    return win
+
+
+@pytest.fixture
+def wf_window(qtbot, wf_settings):
+    win = make_window(qtbot, wf_settings)
+    yield win
+    win.shutdown()
+
+
+def open_sample(qtbot, window, folder: Path, count: int = 1):
+    window.open_paths([folder])
+    wait_sample_loaded(qtbot, window, count)
+    return window.samples_panel.current_sample()
+
+
+def wait_classified(qtbot, window, sample, timeout: int = 30000):
+    """Wait until the sample's job is over and its results are in the table."""
+    def done():
+        assert not window.batch.running
+        job = next(j for j in window.batch.jobs if j.sample is sample)
+        assert job.state == "done", job.message
+        assert window.results_panel.model.rowCount() == len(sample.images)
+
+    qtbot.waitUntil(done, timeout=timeout)
+
+
+def slow_classification(monkeypatch, seconds: float = 0.05):
+    """Make each network batch take a while, so pause/cancel can be tested mid-run."""
+    import time
+
+    from engine.inference import Classifier
+
+    original = Classifier._classify_prepared
+
+    def slow(self, batch):
+        time.sleep(seconds)
+        return original(self, batch)
+
+    monkeypatch.setattr(Classifier, "_classify_prepared", slow)

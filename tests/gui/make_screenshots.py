@@ -1,6 +1,14 @@
 """Regenerate docs/screenshots/*.png from synthetic smears (no patient data).
 
     QT_QPA_PLATFORM=offscreen python -m tests.gui.make_screenshots [OUT_DIR]
+
+Writes main_window.png and preview.png (the preprocessing preview), queue_running.png (a batch
+in progress), results_summary.png (a classified sample with its summary) and review.png (review
+in progress, with the Grad-CAM heat map). The classification screenshots use the shipped
+ResNet-18 when it is installed, otherwise a small demo model trained here in a few seconds on
+synthetic images (so the numbers in those screenshots mean nothing). For the queue screenshot
+the demo model is slowed to about the speed of the ResNet-18 on a laptop CPU, so the batch is
+still running when the picture is taken.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from tests.conftest import synthetic_smear, write_image
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _wait(app, condition, timeout: float = 20.0) -> None:
+def _wait(app, condition, timeout: float = 60.0) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         app.processEvents()
@@ -26,17 +34,55 @@ def _wait(app, condition, timeout: float = 20.0) -> None:
     raise TimeoutError("the GUI did not reach the expected state")
 
 
+def _settle(app, seconds: float = 0.3) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def demo_model(tmp: Path) -> str:
+    """The shipped ResNet-18 if installed, else a small baseline trained on synthetic smears."""
+    from engine.checkpoint import SHIPPED_MODELS_DIR
+
+    if (SHIPPED_MODELS_DIR / "resnet18.json").is_file():
+        return "resnet18"
+    from engine.train import TrainConfig, train
+
+    data = tmp / "train-data"
+    for label, name in enumerate(("Benign", "Early", "Pre", "Pro")):
+        for i in range(40):
+            write_image(data / name / f"WBC-{name}-{i + 1:03d}.jpg", synthetic_smear(label, 256, 100 + i), quality=92)
+    cfg = TrainConfig(data_dir=str(data), arch="baseline", epochs=12, image_size=48, batch_size=32,
+                      out_dir=str(tmp / "demo-model"), model_id="demo", model_version="0.1.0-demo", workers=1,
+                      precise_bn_images=64, patience=50)
+    last = None
+    for progress in train(cfg):
+        last = progress
+    return str(last.metrics["model_path"])
+
+
 def main(out_dir: str | None = None) -> int:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     out = Path(out_dir) if out_dir else ROOT / "docs" / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        os.environ["ALLSIGHT_CONFIG_DIR"] = str(Path(tmp) / "config")
-        os.environ["ALLSIGHT_LOG_DIR"] = str(Path(tmp) / "logs")
-        folder = Path(tmp) / "S-2024-017"
-        for i in range(7):
-            write_image(folder / f"WBC-{i + 1:03d}.jpg", synthetic_smear(i % 4, 480, i), quality=92)
-        (folder / "WBC-008.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated upload")
+        tmp_path = Path(tmp)
+        os.environ["ALLSIGHT_CONFIG_DIR"] = str(tmp_path / "config")
+        os.environ["ALLSIGHT_LOG_DIR"] = str(tmp_path / "logs")
+        os.environ["ALLSIGHT_DATA_DIR"] = str(tmp_path / "data")
+        folder = tmp_path / "S-2024-017"
+        for i in range(11):
+            write_image(folder / f"WBC-{i + 1:03d}.jpg", synthetic_smear((1, 1, 2, 0, 1, 3)[i % 6], 256, i), quality=92)
+        (folder / "WBC-012.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated upload")
+        model = demo_model(tmp_path)
+        big = tmp_path / "S-2024-018"
+        for i in range(120):
+            write_image(big / f"WBC-{i + 1:03d}.jpg", synthetic_smear((0, 0, 0, 1, 0, 2)[i % 6], 256, 500 + i),
+                        quality=90)
+        third = tmp_path / "S-2024-019"
+        for i in range(40):
+            write_image(third / f"WBC-{i + 1:03d}.jpg", synthetic_smear(i % 4, 256, 900 + i), quality=90)
 
         from gui.app import create_application
         from gui.main_window import MainWindow
@@ -44,19 +90,22 @@ def main(out_dir: str | None = None) -> int:
         from gui.settings import Settings
 
         app = create_application([])
-        win = MainWindow(Settings(operator_name="J. Smith"))
+        win = MainWindow(Settings(operator_name="J. Smith", active_model=model, lab_name="Demo Lab",
+                                  review_threshold_override=0.6))
         win.show()
+        _wait(app, lambda: win.history_loaded)
         win.open_paths([folder])
         panel = win.samples_panel
         _wait(app, lambda: panel.samples and all(im.state != PENDING for im in panel.samples[0].images))
         panel.patient_id_edit.setText("P-88213")
         panel.patient_id_edit.textEdited.emit("P-88213")
         panel.set_current_row(1)
+        win.side_tabs.setCurrentWidget(win.preview_panel)
         _wait(app, lambda: win.current_row == 1 and win.current_rgb is not None
               and win.preview_panel.displayed is not None
               and win.preview_panel.displayed.request == win.preview_panel.latest_request)
         win.preview_panel.set_stage("mask")
-        app.processEvents()
+        _settle(app)
         win.grab().save(str(out / "main_window.png"))
 
         preview = win.preview_panel
@@ -64,8 +113,57 @@ def main(out_dir: str | None = None) -> int:
         _wait(app, lambda: preview.displayed.config.clahe_clip_limit == 4.0)
         win.viewer_panel.act_mask.setChecked(True)
         _wait(app, win.viewer.has_mask)
-        app.processEvents()
+        _settle(app)
         win.grab().save(str(out / "preview.png"))
+        win.viewer_panel.act_mask.setChecked(False)
+        preview.set_stage("original")
+
+        # Classify the first sample; results with the summary.
+        small = panel.current_sample()
+        win.classify_current()
+        _wait(app, lambda: not win.batch.running and win.results_panel.model.rowCount() == len(small.images))
+        panel.set_current_row(0)
+        _wait(app, lambda: win.current_row == 0 and win.current_rgb is not None)
+        _settle(app, 0.5)
+        win.grab().save(str(out / "results_summary.png"))
+
+        # Review in progress: two images reviewed, the next flagged one selected, heat map on.
+        rp = win.results_panel
+        flagged = [r for r in rp.model.rows if r.to_review and r.ok]
+        for r in flagged[:2]:
+            win.review(r.path, r.predicted_class if r is flagged[0] else "Pre")
+        rp.table.setFocus()
+        rp.next_flagged()
+        _wait(app, lambda: win.current_rgb is not None and rp.current_result() is not None
+              and win.current_path is not None and str(win.current_path).endswith(rp.current_result().file_name))
+        win.viewer_panel.act_heatmap.setChecked(True)
+        _wait(app, win.viewer.has_heatmap)
+        _settle(app, 0.5)
+        win.grab().save(str(out / "review.png"))
+        win.viewer_panel.act_heatmap.setChecked(False)
+
+        # A batch in progress: a bigger sample (and a third one waiting behind it).
+        if model != "resnet18":
+            from engine.inference import Classifier
+
+            original = Classifier._classify_prepared
+
+            def resnet_speed(self, batch):
+                time.sleep(0.035 * len(batch))
+                return original(self, batch)
+
+            Classifier._classify_prepared = resnet_speed
+        win.batch.batch_size = 8
+        win.open_paths([big])
+        _wait(app, lambda: len(panel.samples) == 2 and panel.current_sample().sample_id == "S-2024-018")
+        job = win.classify_current()
+        win.open_paths([third])
+        _wait(app, lambda: len(panel.samples) == 3 and panel.current_sample().sample_id == "S-2024-019")
+        win.queue_current()
+        panel.select_sample(panel.samples[1])
+        _wait(app, lambda: job.done >= 48, timeout=120)
+        _settle(app, 0.25)
+        win.grab().save(str(out / "queue_running.png"))
         win.close()
     print(f"screenshots written to {out}")
     return 0

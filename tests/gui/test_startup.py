@@ -53,7 +53,8 @@ SCRIPT = textwrap.dedent(
 def test_app_starts_without_importing_torch(tmp_path):
     folder = make_sample_folder(tmp_path, "S-startup", count=2)
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(ROOT),
-               ALLSIGHT_CONFIG_DIR=str(tmp_path / "config"), ALLSIGHT_LOG_DIR=str(tmp_path / "logs"))
+               ALLSIGHT_CONFIG_DIR=str(tmp_path / "config"), ALLSIGHT_LOG_DIR=str(tmp_path / "logs"),
+               ALLSIGHT_DATA_DIR=str(tmp_path / "data"))
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(folder)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     out = proc.stdout

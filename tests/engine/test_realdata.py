@@ -1,0 +1,37 @@
+"""Checks on the real ALL image set and the shipped models (skipped when the data is absent)."""
+
+import pytest
+
+from engine.checkpoint import SHIPPED_MODELS_DIR, load_model
+from engine.data import discover_dataset, split_dataset
+
+pytestmark = pytest.mark.realdata
+
+
+def test_the_data_set_has_the_documented_layout(real_data):
+    ds = discover_dataset(real_data)
+    assert ds.counts() == {"Benign": 423, "Early": 828, "Pre": 809, "Pro": 675}
+
+
+def test_block_split_test_files_are_far_from_training_numbers(real_data):
+    ds = discover_dataset(real_data)
+    parts = split_dataset(ds, "block", seed=0)
+    for label in range(4):
+        train = {s.number for s in parts["train"] if s.label == label}
+        test = sorted(s.number for s in parts["test"] if s.label == label)
+        # a test image's direct neighbours are mostly test (or val) images too
+        neighbours_in_train = sum((n - 1 in train) + (n + 1 in train) for n in test)
+        assert neighbours_in_train <= 8, (label, neighbours_in_train)
+
+
+@pytest.mark.parametrize("model_id, minimum", [("resnet18", 0.99), ("baseline", 0.90)])
+def test_shipped_model_classifies_its_own_test_split(real_data, model_id, minimum):
+    from engine.evaluate import evaluate_samples, split_samples
+
+    if not (SHIPPED_MODELS_DIR / f"{model_id}.json").is_file():
+        pytest.skip(f"shipped model {model_id} not installed")
+    loaded = load_model(model_id)
+    samples = split_samples(loaded.card, real_data, "test")
+    report = evaluate_samples(loaded, samples)["clean"]
+    assert report["n"] == len(samples) > 400
+    assert report["accuracy"] >= minimum

@@ -100,7 +100,7 @@ class BatchJob:
 def format_eta(seconds: float | None) -> str:
     if seconds is None:
         return "—"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
@@ -406,7 +406,7 @@ class BatchQueue(QObject):
             self._finish(job, FAILED, str(exc))
             self._post("failed", f"Sample {job.label}: {exc}",
                        "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-        except BaseException as exc:  # noqa: BLE001 - reported through the one error path
+        except BaseException as exc:
             log.exception("classification of sample %s failed unexpectedly", job.store_id)
             with self._lock:
                 self._halt = True

@@ -11,9 +11,9 @@ from pathlib import Path
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
+    QFileSystemModel,
     QInputDialog,
     QLineEdit,
-    QFileSystemModel,
     QListView,
     QMessageBox,
     QTreeView,

@@ -61,10 +61,10 @@ def show_error(parent: QWidget | None, message: str, details: str | None = None,
     global _open_box, _extra_count
     log.error("%s%s", message, f"\n{details}" if details else "")
     RECENT_ERRORS.append((time.time(), message, details or ""))
-    for listener in list(_listeners):
+    for listener in tuple(_listeners):  # a listener may remove itself (a window closing)
         try:
             listener(message, details or "")
-        except Exception:  # noqa: BLE001 - the error path must never raise itself
+        except Exception:
             log.exception("error listener failed")
     if QApplication.instance() is None:
         return  # no GUI (e.g. a crash before the application exists): the log has it

@@ -43,11 +43,11 @@ def _report_image(report, record: Any):
 
     reviewed = record.reviewed_by is not None
     final = record.final_class if reviewed else None
-    kwargs = dict(path=Path(record.path), file_name=record.file_name, status=record.status,
-                  model_class=record.predicted_class if record.status == "ok" else None,
-                  confidence=record.confidence, needs_review=record.needs_review,
-                  out_of_distribution=record.out_of_distribution, final_class=final,
-                  reviewed_by=record.reviewed_by, overridden=bool(record.overridden), error=record.error)
+    kwargs = {"path": Path(record.path), "file_name": record.file_name, "status": record.status,
+              "model_class": record.predicted_class if record.status == "ok" else None,
+              "confidence": record.confidence, "needs_review": record.needs_review,
+              "out_of_distribution": record.out_of_distribution, "final_class": final,
+              "reviewed_by": record.reviewed_by, "overridden": bool(record.overridden), "error": record.error}
     if record.status != "ok" and final is not None and final != EXCLUDED_CLASS:
         kwargs["final_class"] = None
     try:
@@ -85,14 +85,14 @@ def build_report(store: Any, sample_id: str, *, lab_name: str = "", model_card: 
         preprocess = model_card.preprocess
     model = report.ReportModelInfo(id=latest.model_id, version=latest.model_version, sha256=latest.model_sha256,
                                    preprocess=preprocess)
+    # The store's records carry the reviewers' "Excluded", which ReportImage cannot: the counts
+    # and the call come from the records (the same engine.sample_summary rule the report uses).
     s = summarize(records)
-    call_class = None
-    if s.call_code == "BENIGN":
-        call_class = "Benign"
-    elif s.call_code in ("ALL_EARLY", "ALL_PRE", "ALL_PRO"):
-        call_class = s.call_code[4:].capitalize()
+    top = max(s.counts.items(), key=lambda kv: kv[1]) if s.n_classified else None
+    call_class = top[0] if top is not None and s.call_code != "INDETERMINATE" else None
     summary = {
-        "call": s.call, "call_rationale": s.rationale, "call_class": call_class, "call_code": s.call_code,
+        "call": f"{s.call} (research use only)", "call_rationale": s.rationale, "call_class": call_class,
+        "call_code": s.call_code,
         "counts": dict(s.counts), "fractions": dict(s.fractions), "n_excluded": s.n_excluded,
         "n_classified": s.n_classified, "n_reviewed": s.n_reviewed, "n_overridden": s.n_overridden,
         "n_flagged_unreviewed": s.n_flagged_unreviewed,

@@ -163,7 +163,7 @@ class MainWindow(QMainWindow):
                                     | QDockWidget.DockWidgetFeature.DockWidgetFloatable
                                     | QDockWidget.DockWidgetFeature.DockWidgetClosable)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.queue_dock)
-        self.resizeDocks([self.queue_dock], [150], Qt.Orientation.Vertical)
+        self.resizeDocks([self.queue_dock], [140], Qt.Orientation.Vertical)
 
         # Current image / results state
         self.current_sample: Sample | None = None
@@ -570,6 +570,8 @@ class MainWindow(QMainWindow):
         paths = [_norm(im.path) for im in sample.images]
         actor = self.settings.operator_name or sample.operator
         job = self.batch.add(sample, sample.store_id, paths, actor)
+        if job.state == "queued" and not start:
+            sample.status_note = "queued"
         if start:
             self.batch.start()
             if self.batch.paused:
@@ -588,7 +590,11 @@ class MainWindow(QMainWindow):
         job = self.queue_sample(self.samples_panel.current_sample(), start=True)
         if job is not None:
             self.side_tabs.setCurrentWidget(self.results_panel)
-            self.show_message(f"Classifying {job.label}…", 4000)
+            if self.model_host.loaded() is None:
+                self.show_message(f"Loading the model ({self.settings.active_model}) — the first classification "
+                                  "takes a few seconds longer…", 8000)
+            else:
+                self.show_message(f"Classifying {job.label}…", 4000)
         return job
 
     def _positions_of(self, sample: Sample) -> dict[str, int]:
@@ -615,6 +621,8 @@ class MainWindow(QMainWindow):
 
     def _on_job_finished(self, job: Any) -> None:
         sample = job.sample
+        if sample is self.results_sample:
+            self.results_panel.flush()
         n = job.total or len(job.paths)
         if job.state == "done":
             left = self.results_panel.summary.n_flagged_unreviewed if (
@@ -773,6 +781,7 @@ class MainWindow(QMainWindow):
         if sample is None or sample.store_id is None or self.store is None:
             self.show_message("Classify the sample before signing it off.")
             return False
+        rp.flush()
         blockers = rp.sign_off_blockers()
         if blockers:
             self.show_message(f"Cannot sign off yet: {blockers}")
@@ -989,7 +998,6 @@ class MainWindow(QMainWindow):
             self.show_message(f"Settings could not be saved: {exc}", 10000)
 
     def open_settings(self) -> bool:
-        from dataclasses import asdict
 
         from gui import dialogs
 

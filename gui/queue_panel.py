@@ -6,23 +6,45 @@ through the main window (``add_requested``), which knows the store and the curre
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+import time
+
+from PySide6.QtCore import QRect, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionProgressBar,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from gui.batch import CANCELLED, DONE, FAILED, QUEUED, RUNNING, STATE_LABELS, BatchJob, BatchQueue, format_eta
+from gui.batch import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    STATE_LABELS,
+    BatchJob,
+    BatchQueue,
+    format_eta,
+)
 
 COLUMNS = ("Sample", "Status", "Progress", "Images/s", "ETA")
+
+
+#: The overall bar is redrawn at most this often (QProgressBar repaints synchronously).
+OVERALL_REFRESH_S = 0.3
+ProgressRole = Qt.ItemDataRole.UserRole + 1
 
 
 def _bar(parent: QWidget) -> QProgressBar:
@@ -31,6 +53,27 @@ def _bar(parent: QWidget) -> QProgressBar:
     bar.setTextVisible(True)
     bar.setMaximumHeight(18)
     return bar
+
+
+class ProgressDelegate(QStyledItemDelegate):
+    """Draws a row's progress (ProgressRole: 0..1000) as a progress bar, in the view's normal
+    (coalesced) repaint instead of a widget per row."""
+
+    def paint(self, painter, option, index) -> None:
+        value = index.data(ProgressRole)
+        if value is None:
+            super().paint(painter, option, index)
+            return
+        opt = QStyleOptionProgressBar()
+        opt.rect = QRect(option.rect.adjusted(2, 2, -2, -2))
+        opt.minimum, opt.maximum, opt.progress = 0, 1000, int(value)
+        opt.text = index.data(Qt.ItemDataRole.DisplayRole) or ""
+        opt.textVisible = True
+        opt.textAlignment = Qt.AlignmentFlag.AlignCenter
+        opt.state = option.state | QStyle.StateFlag.State_Horizontal
+        opt.palette = option.palette
+        style = option.widget.style() if option.widget is not None else QApplication.style()
+        style.drawControl(QStyle.ControlElement.CE_ProgressBar, opt, painter, option.widget)
 
 
 class QueuePanel(QWidget):
@@ -59,6 +102,7 @@ class QueuePanel(QWidget):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         t.itemSelectionChanged.connect(self._update_buttons)
         t.cellDoubleClicked.connect(self._on_double_click)
+        t.setItemDelegateForColumn(2, ProgressDelegate(t))
 
         def button(text: str, tip: str, slot) -> QPushButton:
             b = QPushButton(text, self)
@@ -81,24 +125,25 @@ class QueuePanel(QWidget):
         for b in (self.add_button, self.start_button, self.pause_button, self.resume_button, self.cancel_button,
                   self.remove_button, self.up_button, self.down_button):
             buttons.addWidget(b)
-        buttons.addStretch(1)
+        buttons.addSpacing(12)
 
         self.overall_bar = _bar(self)
+        self.overall_bar.setMinimumWidth(160)
         self.overall_label = QLabel("Queue empty", self)
         self.overall_label.setStyleSheet("color: #455a64;")
-        overall = QHBoxLayout()
-        overall.addWidget(QLabel("Overall", self))
-        overall.addWidget(self.overall_bar, 1)
-        overall.addWidget(self.overall_label, 2)
+        self.overall_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        buttons.addWidget(QLabel("Overall", self))
+        buttons.addWidget(self.overall_bar, 1)
+        buttons.addWidget(self.overall_label, 2)
 
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(6, 4, 6, 4)
+        layout.setContentsMargins(6, 2, 6, 4)
+        layout.setSpacing(3)
         layout.addLayout(buttons)
         layout.addWidget(self.table, 1)
-        layout.addLayout(overall)
 
         self._rows: list[BatchJob] = []
-        self._bars: list[QProgressBar] = []
+        self._overall_at = 0.0
         self.can_add = lambda: True
         queue.changed.connect(self.refresh)
         queue.progress.connect(self.update_progress)
@@ -139,21 +184,15 @@ class QueuePanel(QWidget):
         t = self.table
         t.setRowCount(len(jobs))
         self._rows = jobs
-        self._bars = []
         for row, job in enumerate(jobs):
             t.setItem(row, 0, QTableWidgetItem(job.label))
             t.item(row, 0).setToolTip(str(getattr(job.sample, "folder", "") or ""))
-            bar = t.cellWidget(row, 2)
-            if not isinstance(bar, QProgressBar):
-                bar = _bar(t)
-                t.setCellWidget(row, 2, bar)
-            self._bars.append(bar)
-            for col in (1, 3, 4):
+            for col in (1, 2, 3, 4):
                 if t.item(row, col) is None:
                     t.setItem(row, col, QTableWidgetItem(""))
         if selected in jobs:
             t.selectRow(jobs.index(selected))
-        self.update_progress()
+        self.update_progress(force=True)
 
     def _status_text(self, job: BatchJob) -> str:
         if job.state == RUNNING and self.queue.paused:
@@ -165,7 +204,7 @@ class QueuePanel(QWidget):
             text += f" — {job.message}"
         return text
 
-    def update_progress(self) -> None:
+    def update_progress(self, force: bool = False) -> None:
         """Refresh the numbers (called on every drain while running)."""
         t = self.table
         for row, job in enumerate(self._rows):
@@ -173,9 +212,9 @@ class QueuePanel(QWidget):
                 break
             total = job.total or len(job.paths)
             done = total if job.state == DONE else job.done
-            bar = self._bars[row]
-            bar.setValue(int(1000 * done / total) if total else 0)
-            bar.setFormat(f"{done}/{total}" + (f"  ({job.errors} err)" if job.errors else ""))
+            bar = t.item(row, 2)
+            bar.setData(ProgressRole, int(1000 * done / total) if total else 0)
+            bar.setText(f"{done}/{total}" + (f"  ({job.errors} err)" if job.errors else ""))
             status = t.item(row, 1)
             status.setText(self._status_text(job))
             status.setForeground(Qt.GlobalColor.darkRed if job.state == FAILED else Qt.GlobalColor.black)
@@ -185,8 +224,11 @@ class QueuePanel(QWidget):
             t.item(row, 3).setText("—" if rate is None else f"{rate:.1f}")
             t.item(row, 4).setText(format_eta(job.eta_s) if job.state == RUNNING else "")
         done, total = self.queue.totals()
-        self.overall_bar.setValue(int(1000 * done / total) if total else 0)
-        self.overall_bar.setFormat(f"{done}/{total}")
+        now = time.monotonic()
+        if force or now - self._overall_at >= OVERALL_REFRESH_S or done == total:
+            self._overall_at = now
+            self.overall_bar.setValue(int(1000 * done / total) if total else 0)
+            self.overall_bar.setFormat(f"{done}/{total}")
         current = self.queue.current_job()
         if not self._rows:
             text = "Queue empty — select a sample and press Classify (or Add sample)."
@@ -195,7 +237,7 @@ class QueuePanel(QWidget):
             left = sum((j.total or len(j.paths)) - j.done for j in self._rows if j.state in (QUEUED, RUNNING))
             eta = None if rate is None else left / rate
             state = "Paused" if self.queue.paused else f"Classifying {current.label}"
-            text = (f"{state} · {done}/{total} images"
+            text = (f"{state} · {done}/{total}"
                     + (f" · {rate:.1f} images/s · ETA {format_eta(eta)}" if rate is not None else ""))
         else:
             waiting = sum(1 for j in self._rows if j.state == QUEUED)

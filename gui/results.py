@@ -26,6 +26,7 @@ from PySide6.QtCore import (
     QPersistentModelIndex,
     QSortFilterProxyModel,
     Qt,
+    QTimer,
     Signal,
 )
 from PySide6.QtGui import QAction, QColor, QFont, QKeySequence
@@ -41,7 +42,6 @@ from PySide6.QtWidgets import (
     QMenu,
     QPushButton,
     QSizePolicy,
-    QSplitter,
     QTableView,
     QToolButton,
     QVBoxLayout,
@@ -52,6 +52,8 @@ from engine import CLASS_DISPLAY_NAMES, CLASS_IDS
 from engine.store import EXCLUDED_CLASS
 
 ERROR_KEY = "__error__"
+#: While a batch streams rows in, the summary is recomputed at most this often.
+SUMMARY_REFRESH_MS = 300
 
 #: Review keys: (final class, label, shortcuts).
 REVIEW_KEYS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -98,6 +100,8 @@ class ResultRow:
     reviewed_by: str | None = None
     reviewed_at: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The table's display strings (cached by the model; reset when the row changes).
+    _display: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_record(cls, record: Any) -> ResultRow:
@@ -153,8 +157,16 @@ class ResultRow:
 COLUMNS = ("File", "Model class", "Confidence", "Review", "OOD", "Final class", "Reviewed by", "Overridden")
 COL_FILE, COL_CLASS, COL_CONF, COL_REVIEW, COL_OOD, COL_FINAL, COL_BY, COL_OVERRIDDEN = range(len(COLUMNS))
 
-SortRole = Qt.ItemDataRole.UserRole + 1
-RowRole = Qt.ItemDataRole.UserRole + 2
+SortRole = int(Qt.ItemDataRole.UserRole) + 1
+RowRole = int(Qt.ItemDataRole.UserRole) + 2
+_DISPLAY = int(Qt.ItemDataRole.DisplayRole)
+_TOOLTIP = int(Qt.ItemDataRole.ToolTipRole)
+_BACKGROUND = int(Qt.ItemDataRole.BackgroundRole)
+_FOREGROUND = int(Qt.ItemDataRole.ForegroundRole)
+_FONT = int(Qt.ItemDataRole.FontRole)
+_ALIGN = int(Qt.ItemDataRole.TextAlignmentRole)
+_RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+_NO_PARENT = QModelIndex()
 
 _BG_TO_REVIEW = QColor("#fff3e0")
 _BG_ERROR = QColor("#fdecea")
@@ -173,10 +185,10 @@ class ResultsModel(QAbstractTableModel):
         self._bold.setBold(True)
 
     # -------------------------------------------------------------- Qt model
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = _NO_PARENT) -> int:
         return 0 if parent.isValid() else len(self.rows)
 
-    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = _NO_PARENT) -> int:
         return 0 if parent.isValid() else len(COLUMNS)
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):
@@ -192,47 +204,57 @@ class ResultsModel(QAbstractTableModel):
             }.get(section)
         return None
 
-    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or not 0 <= index.row() < len(self.rows):
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = _DISPLAY) -> Any:
+        # Called for every visible cell and role on each repaint: kept cheap (int roles, cached
+        # display strings, a dispatch on the few roles the table uses).
+        row = index.row()
+        rows = self.rows
+        if not 0 <= row < len(rows):
             return None
-        r = self.rows[index.row()]
+        role = int(role)
+        r = rows[row]
         col = index.column()
-        if role == RowRole:
-            return r
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self._display(r, col)
-        if role == SortRole:
-            return self._sort_key(r, col)
-        if role == Qt.ItemDataRole.ToolTipRole:
-            if not r.ok:
-                return f"{r.path}\nError: {r.error}"
-            if col == COL_OOD and r.out_of_distribution:
-                return f"Out of distribution: {r.ood_reason or 'unlike the training images'}"
-            if col == COL_FINAL and r.reviewed:
-                when = f" at {format_time(r.reviewed_at)}" if r.reviewed_at else ""
-                return f"{class_name(r.final_class)} — reviewed by {r.reviewed_by}{when}"
-            if col in (COL_CLASS, COL_CONF) and r.probabilities:
-                return "\n".join(f"{class_name(c)}: {100 * p:.1f} %" for c, p in
-                                 sorted(r.probabilities.items(), key=lambda kv: -kv[1]))
-            if col == COL_FILE:
-                return r.path
-            return None
-        if role == Qt.ItemDataRole.BackgroundRole:
+        if role == _DISPLAY:
+            cached = r._display
+            if cached is None:
+                cached = r._display = tuple(self._display(r, c) for c in range(len(COLUMNS)))
+            return cached[col]
+        if role == _BACKGROUND:
             if not r.ok and not r.reviewed:
                 return _BG_ERROR
-            if r.to_review:
-                return _BG_TO_REVIEW
-            return None
-        if role == Qt.ItemDataRole.ForegroundRole:
-            if not r.ok and col == COL_CLASS:
+            return _BG_TO_REVIEW if r.to_review else None
+        if role == _FOREGROUND:
+            if col == COL_CLASS and not r.ok:
                 return _FG_ERROR
             if col == COL_FINAL and not r.reviewed:
                 return _FG_MUTED
             return None
-        if role == Qt.ItemDataRole.FontRole and col == COL_FINAL and r.reviewed:
-            return self._bold
-        if role == Qt.ItemDataRole.TextAlignmentRole and col == COL_CONF:
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == _FONT:
+            return self._bold if col == COL_FINAL and r.reviewed else None
+        if role == _ALIGN:
+            return _RIGHT if col == COL_CONF else None
+        if role == RowRole:
+            return r
+        if role == SortRole:
+            return self._sort_key(r, col)
+        if role == _TOOLTIP:
+            return self._tooltip(r, col)
+        return None
+
+    @staticmethod
+    def _tooltip(r: ResultRow, col: int) -> str | None:
+        if not r.ok:
+            return f"{r.path}\nError: {r.error}"
+        if col == COL_OOD and r.out_of_distribution:
+            return f"Out of distribution: {r.ood_reason or 'unlike the training images'}"
+        if col == COL_FINAL and r.reviewed:
+            when = f" at {format_time(r.reviewed_at)}" if r.reviewed_at else ""
+            return f"{class_name(r.final_class)} — reviewed by {r.reviewed_by}{when}"
+        if col in (COL_CLASS, COL_CONF) and r.probabilities:
+            return "\n".join(f"{class_name(c)}: {100 * p:.1f} %" for c, p in
+                             sorted(r.probabilities.items(), key=lambda kv: -kv[1]))
+        if col == COL_FILE:
+            return r.path
         return None
 
     @staticmethod
@@ -296,6 +318,7 @@ class ResultsModel(QAbstractTableModel):
                 old = self.rows[i]
                 if old.reviewed and not r.reviewed:  # a fresh model result keeps the review
                     r.final_class, r.reviewed_by, r.reviewed_at = old.final_class, old.reviewed_by, old.reviewed_at
+                r._display = None
                 self.rows[i] = r
                 self.dataChanged.emit(self.index(i, 0), self.index(i, len(COLUMNS) - 1))
         if new:
@@ -318,6 +341,7 @@ class ResultsModel(QAbstractTableModel):
             return False
         r = self.rows[i]
         r.final_class, r.reviewed_by, r.reviewed_at = final_class, reviewer, when
+        r._display = None
         self.dataChanged.emit(self.index(i, 0), self.index(i, len(COLUMNS) - 1))
         return True
 
@@ -551,8 +575,8 @@ class ResultsPanel(QWidget):
         t.verticalHeader().setDefaultSectionSize(22)
         t.horizontalHeader().setStretchLastSection(False)
         t.horizontalHeader().setSectionResizeMode(COL_FILE, QHeaderView.ResizeMode.Stretch)
-        for col, width in ((COL_CLASS, 104), (COL_CONF, 70), (COL_REVIEW, 58), (COL_OOD, 40), (COL_FINAL, 104),
-                           (COL_BY, 88), (COL_OVERRIDDEN, 76)):
+        for col, width in ((COL_CLASS, 104), (COL_CONF, 80), (COL_REVIEW, 58), (COL_OOD, 40), (COL_FINAL, 112),
+                           (COL_BY, 88), (COL_OVERRIDDEN, 82)):
             t.setColumnWidth(col, width)
         t.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         t.customContextMenuRequested.connect(self._context_menu)
@@ -607,30 +631,25 @@ class ResultsPanel(QWidget):
         sign.addWidget(self.reopen_button)
         sign.addWidget(self.sign_off_button)
 
-        top = QWidget(self)
-        tl = QVBoxLayout(top)
-        tl.setContentsMargins(0, 0, 0, 0)
-        tl.addLayout(header)
-        tl.addWidget(self.summary_box)
-        bottom = QWidget(self)
-        bl = QVBoxLayout(bottom)
-        bl.setContentsMargins(0, 0, 0, 0)
-        bl.addLayout(filters)
-        bl.addWidget(self.table, 1)
-        bl.addWidget(self.review_box)
-        bl.addLayout(sign)
-        self.splitter = QSplitter(Qt.Orientation.Vertical, self)
-        self.splitter.addWidget(top)
-        self.splitter.addWidget(bottom)
-        self.splitter.setChildrenCollapsible(False)
-        self.splitter.setStretchFactor(0, 0)
-        self.splitter.setStretchFactor(1, 1)
+        self.summary_box.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        self.review_box.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        self.table.setMinimumHeight(120)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
-        layout.addWidget(self.splitter)
+        layout.setSpacing(5)
+        layout.addLayout(header)
+        layout.addWidget(self.summary_box)
+        layout.addLayout(filters)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.review_box)
+        layout.addLayout(sign)
         self._signed_text = ""
         self._has_sample = False
         self._busy = False
+        self._summary_timer = QTimer(self)
+        self._summary_timer.setSingleShot(True)
+        self._summary_timer.setInterval(SUMMARY_REFRESH_MS)
+        self._summary_timer.timeout.connect(self.refresh_summary)
         self._update_review_box()
         self._update_sign_off()
 
@@ -687,8 +706,12 @@ class ResultsPanel(QWidget):
         self.title_label.setText(title)
 
     def add_results(self, rows: list[ResultRow]) -> None:
+        """New rows from a running batch. The summary follows at most every
+        SUMMARY_REFRESH_MS (a batch delivers rows ten times a second)."""
         self.model.upsert(rows)
-        self.refresh_summary()
+        self._update_shown()
+        if not self._summary_timer.isActive():
+            self._summary_timer.start()
         if self.current_result() is None:
             self._update_review_box()
 
@@ -697,9 +720,15 @@ class ResultsPanel(QWidget):
         self.refresh_summary()
         self._update_review_box()
 
+    def flush(self) -> None:
+        """Bring a pending summary refresh forward (before reading ``summary``)."""
+        if self._summary_timer.isActive():
+            self.refresh_summary()
+
     def refresh_summary(self) -> None:
         from engine.sample_summary import summarize
 
+        self._summary_timer.stop()
         rows = self.model.rows
         self.summary = summarize(rows) if rows else None
         self.summary_box.set_summary(self.summary, self.n_images, self.n_pending)
@@ -796,7 +825,7 @@ class ResultsPanel(QWidget):
 
     def _update_review_box(self) -> None:
         r = self.current_result()
-        can_review = r is not None and not self.locked and not self._busy
+        can_review = r is not None and not self.locked
         self.act_confirm.setEnabled(can_review and r.ok)
         for cls, act in self.actions_review.items():
             act.setEnabled(can_review and (r.ok or cls == EXCLUDED_CLASS))
@@ -832,7 +861,7 @@ class ResultsPanel(QWidget):
 
     # ------------------------------------------------------------------ sign-off
     def set_busy(self, busy: bool) -> None:
-        """The sample is being classified: no sign-off meanwhile."""
+        """The sample is being classified: reviews may go on, but no sign-off meanwhile."""
         self._busy = busy
         self._update_review_box()
         self._update_sign_off()

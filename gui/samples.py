@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QSize, Qt, Signal
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSize,
+    Qt,
+    QTimer,
+    Signal,
+)
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -42,6 +50,7 @@ from gui.workers import PRIORITY_BACKGROUND, TaskError, WorkerPool
 log = logging.getLogger("allsight.gui.samples")
 
 THUMB_SIZE = 96
+LABEL_REFRESH_MS = 100
 
 PENDING, READY, UNREADABLE = "pending", "ready", "unreadable"
 
@@ -139,6 +148,9 @@ class ThumbnailModel(QAbstractListModel):
         self._thumbs: dict[int, QImage] = {}
         self._pixmaps: dict[int, QIcon] = {}
         self._loading_icon: QIcon | None = None
+        self._counts = {PENDING: 0, READY: 0, UNREADABLE: 0}  # kept up to date: no O(n) recount
+        for im in sample.images:
+            self._counts[im.state] = self._counts.get(im.state, 0) + 1
 
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self.sample.images)
@@ -193,16 +205,23 @@ class ThumbnailModel(QAbstractListModel):
                 return row
         return -1
 
+    def _set_state(self, entry: SampleImage, state: str) -> None:
+        self._counts[entry.state] -= 1
+        self._counts[state] = self._counts.get(state, 0) + 1
+        entry.state = state
+
     def set_thumbnail(self, row: int, image: QImage, size: tuple[int, int] | None) -> None:
         entry = self.sample.images[row]
-        entry.state, entry.error = READY, None
+        self._set_state(entry, READY)
+        entry.error = None
         entry.size = size or entry.size
         self._thumbs[row] = image
         self._changed(row)
 
     def set_unreadable(self, row: int, reason: str) -> None:
         entry = self.sample.images[row]
-        entry.state, entry.error = UNREADABLE, reason
+        self._set_state(entry, UNREADABLE)
+        entry.error = reason
         self._thumbs.pop(row, None)
         self._changed(row)
 
@@ -212,7 +231,7 @@ class ThumbnailModel(QAbstractListModel):
         self.dataChanged.emit(index, index)
 
     def count(self, state: str) -> int:
-        return sum(1 for im in self.sample.images if im.state == state)
+        return self._counts.get(state, 0)
 
 
 class SamplesPanel(QWidget):
@@ -240,6 +259,11 @@ class SamplesPanel(QWidget):
         self.samples: list[Sample] = []
         self._models: dict[int, ThumbnailModel] = {}  # id(sample) -> model
         self._thumbs_requested: set[int] = set()  # id(sample) whose thumbnails were asked for
+        self._dirty: set[int] = set()  # id(sample) whose labels need refreshing
+        self._label_timer = QTimer(self)
+        self._label_timer.setSingleShot(True)
+        self._label_timer.setInterval(LABEL_REFRESH_MS)
+        self._label_timer.timeout.connect(self._refresh_dirty_labels)
         #: Why a sample's fields cannot be edited now ("" = editable); the main window extends it.
         self.lock_reason = lambda sample: (f"Signed off by {sample.signed_off_by}: reopen the sample to edit it."
                                            if sample.signed_off else "")
@@ -494,13 +518,27 @@ class SamplesPanel(QWidget):
                                   f"{error.exc}", error.details)
 
     def _sample_progress(self, sample: Sample) -> None:
-        row = self._row_of(sample)
-        if row >= 0:
-            self.sample_list.item(row).setText(self._sample_label(sample))
-        if sample is self._current:
-            self._update_images_label()
-            # The image on show may have turned out unreadable.
+        # Labels are refreshed at most every LABEL_REFRESH_MS (a folder of 1,000 images sends
+        # 1,000 thumbnails); the signal goes at once (the image on show may be unreadable).
+        self._dirty.add(id(sample))
+        model = self._models.get(id(sample))
+        if model is not None and model.count(PENDING) == 0:
+            self._label_timer.stop()
+            self._refresh_dirty_labels()  # the last one: show the final state at once
+        elif not self._label_timer.isActive():
+            self._label_timer.start()
         self.sample_updated.emit(sample)
+
+    def _refresh_dirty_labels(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        for sample in self.samples:
+            if id(sample) in dirty:
+                row = self._row_of(sample)
+                text = self._sample_label(sample)
+                if row >= 0 and self.sample_list.item(row).text() != text:
+                    self.sample_list.item(row).setText(text)
+                if sample is self._current:
+                    self._update_images_label()
 
     # ------------------------------------------------------------------ selection
     def model_for(self, sample: Sample) -> ThumbnailModel:
@@ -593,6 +631,7 @@ class SamplesPanel(QWidget):
         for edit in (self.sample_id_edit, self.patient_id_edit, self.operator_edit):
             edit.setReadOnly(bool(reason))
         self.lock_label.setText(reason)
+        self.lock_label.setStyleSheet("color: #2e7d32;" if sample.signed_off else "color: #546e7a;")
         self.lock_label.setVisible(bool(reason))
 
     def _on_field_finished(self) -> None:
@@ -634,9 +673,9 @@ class SamplesPanel(QWidget):
             self._current.operator = text.strip()
 
     # ------------------------------------------------------------------ labels
-    @staticmethod
-    def _sample_label(sample: Sample) -> str:
-        bad = sample.unreadable_count
+    def _sample_label(self, sample: Sample) -> str:
+        model = self._models.get(id(sample))
+        bad = model.count(UNREADABLE) if model is not None else sample.unreadable_count
         label = f"{sample.sample_id}  ({len(sample.images)} images{f', {bad} unreadable' if bad else ''})"
         if sample.signed_off:
             label += " · ✔ signed off"

@@ -330,6 +330,10 @@ class ViewerPanel(QWidget):
                                    "computed on request)",
                                    self._on_heatmap_toggled, checkable=True)
         self.act_heatmap.setEnabled(False)
+        # Short toolbar labels (the menus keep the full text): all fit beside a narrow viewer.
+        for act, short in ((self.act_prev, "◀"), (self.act_next, "▶"), (self.act_zoom_out, "−"),
+                           (self.act_zoom_in, "+"), (self.act_mask, "Mask")):
+            act.setIconText(short)
         v.navigate.connect(self.navigate)
         v.overlays_changed.connect(self._sync_overlay_actions)
         v.zoom_changed.connect(self._update_caption)

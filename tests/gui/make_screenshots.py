@@ -91,7 +91,7 @@ def main(out_dir: str | None = None) -> int:
 
         app = create_application([])
         win = MainWindow(Settings(operator_name="J. Smith", active_model=model, lab_name="Demo Lab",
-                                  review_threshold_override=0.6))
+                                  review_threshold_override=0.8))
         win.show()
         _wait(app, lambda: win.history_loaded)
         win.open_paths([folder])
@@ -131,9 +131,11 @@ def main(out_dir: str | None = None) -> int:
         rp = win.results_panel
         flagged = [r for r in rp.model.rows if r.to_review and r.ok]
         for r in flagged[:2]:
-            win.review(r.path, r.predicted_class if r is flagged[0] else "Pre")
+            other = next(c for c in ("Pre", "Early", "Benign") if c != r.predicted_class)
+            win.review(r.path, r.predicted_class if r is flagged[0] else other)
         rp.table.setFocus()
-        rp.next_flagged()
+        remaining = [r for r in rp.model.rows if r.ok and r.to_review] or [r for r in rp.model.rows if r.ok]
+        rp.select_path(remaining[0].path)
         _wait(app, lambda: win.current_rgb is not None and rp.current_result() is not None
               and win.current_path is not None and str(win.current_path).endswith(rp.current_result().file_name))
         win.viewer_panel.act_heatmap.setChecked(True)

@@ -9,7 +9,13 @@ from PySide6.QtCore import Qt
 
 from engine.store import ResultStore, default_db_path
 
-from .conftest import make_sample_folder, make_window, open_sample, slow_classification, wait_classified
+from .conftest import (
+    make_sample_folder,
+    make_window,
+    open_sample,
+    slow_classification,
+    wait_classified,
+)
 
 
 def _store_predictions(sample_id):
@@ -142,7 +148,7 @@ def test_review_with_keyboard_then_sign_off(qtbot, wf_window, tmp_path, monkeypa
     assert not win.samples_panel.sample_id_edit.isReadOnly()
     with ResultStore.open(default_db_path()) as store:
         actions = [a.action for a in store.audit("S-review")]
-        reopen = [a for a in store.audit("S-review") if a.action == "reopen"][0]
+        reopen = next(a for a in store.audit("S-review") if a.action == "reopen")
     assert actions.count("record_review") == 5 and "sign_off" in actions
     assert reopen.details["reason"] == "second opinion"
 
@@ -423,7 +429,8 @@ def test_export_csv_json_pdf(qtbot, wf_window, tmp_path, monkeypatch):
     data = json.loads((out / "S-exp.json").read_text())
     assert data["sample_id"] == "S-exp" and data["lab_name"] == "Haematology Lab"
     assert len(data["images"]) == 3
-    assert data["summary"]["call"] == win.results_panel.summary.call
+    assert data["summary"]["call"].startswith(win.results_panel.summary.call)
+    assert data["summary"]["counts"] == win.results_panel.summary.counts  # the excluded image not counted
     assert (out / "S-exp.pdf").read_bytes()[:5] == b"%PDF-"
     assert "S-exp" in (out / "S-exp.csv").read_text()
     assert load_settings().last_export_dir == str(out)
@@ -440,3 +447,19 @@ def test_close_while_classifying_stops_cleanly(qtbot, wf_settings, tmp_path, mon
     win.close()
     assert time.perf_counter() - t0 < 5
     assert not win.batch.running and win.workers.pending == 0
+
+
+def test_unusable_result_database_still_opens_the_window(qtbot, wf_settings, tmp_path, monkeypatch, dialogs):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the data folder should be")
+    monkeypatch.setenv("ALLSIGHT_DATA_DIR", str(blocker))
+    win = make_window(qtbot, wf_settings)
+    try:
+        assert win.store is None and win.store_error
+        assert "Result history unavailable" in win.statusBar().currentMessage()
+        open_sample(qtbot, win, make_sample_folder(tmp_path, "S-nostore", count=1, size=40))
+        assert win.classify_current() is None
+        assert dialogs and "result history cannot be used" in dialogs[-1]["text"]
+        assert win.isVisible()
+    finally:
+        win.shutdown()

@@ -1,0 +1,234 @@
+"""Desktop-app responsiveness: event-loop stalls during a 1,000-image batch, and start-up time.
+
+    QT_QPA_PLATFORM=offscreen python benchmarks/gui_responsiveness.py [--n 1000] [--model PATH|resnet18]
+
+1. Writes ``--n`` synthetic smear images (64–224 px, JPEG and PNG) to a temporary folder, starts
+   the real :class:`gui.main_window.MainWindow` (offscreen, fresh profile and result database),
+   opens the folder as a sample and presses Classify — the thumbnails are still being decoded,
+   as when a technician opens a folder and starts at once. A ``QTimer`` firing every 10 ms
+   records when it actually fires; the largest gap between two ticks, from the click until the
+   last result is in the results table, is the longest the event loop was blocked (a gap of
+   10 ms is no stall at all). Prints the max and 99th-percentile gap and the throughput.
+2. Measures launch to window shown: ``python main.py`` as a fresh process with a fresh profile
+   (empty config, log and data folders), from process start to the first paint of the main
+   window (median of ``--launches`` runs).
+
+The model is the shipped ResNet-18 when ``resources/models/resnet18.safetensors`` exists,
+otherwise a tiny randomly initialised 32 px model (the engine's test model), unless ``--model``
+says otherwise. Prints a Markdown summary for docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+TICK_MS = 10
+
+
+def write_images(folder: Path, n: int, seed: int = 0) -> None:
+    import numpy as np
+
+    from tests.conftest import synthetic_smear, write_image
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        size = int(rng.integers(64, 225))
+        rgb = synthetic_smear(i % 4, size, i)
+        if i % 2:
+            write_image(folder / f"WBC-{i + 1:05d}.jpg", rgb, quality=90)
+        else:
+            write_image(folder / f"WBC-{i + 1:05d}.png", rgb)
+
+
+def choose_model(arg: str | None, tmp: Path) -> tuple[str, str]:
+    from engine.checkpoint import SHIPPED_MODELS_DIR
+
+    if arg:
+        return arg, arg
+    if (SHIPPED_MODELS_DIR / "resnet18.safetensors").is_file():
+        return "resnet18", "shipped resnet18"
+    # Made in a separate process: the app's own process must start without torch, as it does
+    # for a technician (the first Classify then imports it: that cost is part of the measure).
+    out = tmp / "models"
+    code = ("import sys; from tests.conftest import save_tiny_model; "
+            "print(save_tiny_model(sys.argv[1], arch='baseline', image_size=32, model_id='tiny').weights_path)")
+    proc = subprocess.run([sys.executable, "-c", code, str(out)], cwd=REPO, capture_output=True, text=True,
+                          check=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    return proc.stdout.strip().splitlines()[-1], "tiny baseline, 32 px, random weights"
+
+
+def run_batch(n: int, model: str, tmp: Path) -> dict:
+    os.environ["ALLSIGHT_CONFIG_DIR"] = str(tmp / "config")
+    os.environ["ALLSIGHT_LOG_DIR"] = str(tmp / "logs")
+    os.environ["ALLSIGHT_DATA_DIR"] = str(tmp / "data")
+    from PySide6.QtCore import QTimer
+
+    from engine.logging_setup import setup_logging
+    from gui.app import create_application
+    from gui.main_window import MainWindow
+    from gui.settings import Settings
+
+    setup_logging()
+    folder = tmp / "S-bench"
+    write_images(folder, n)
+    app = create_application([])
+    win = MainWindow(Settings(active_model=model, operator_name="bench"))
+    win.show()
+
+    def pump_until(condition, timeout: float) -> None:
+        deadline = time.perf_counter() + timeout
+        while not condition():
+            if time.perf_counter() > deadline:
+                raise TimeoutError("the GUI did not reach the expected state")
+            app.processEvents()
+            time.sleep(0.002)
+
+    pump_until(lambda: win.history_loaded, 30)
+    win.open_paths([folder])
+    pump_until(lambda: win.samples_panel.current_sample() is not None, 60)
+    sample = win.samples_panel.current_sample()
+
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.setInterval(TICK_MS)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    finished = {}
+    win.batch.model_ready.connect(lambda *_: finished.setdefault("model_ready", time.perf_counter()))
+    win.batch.results.connect(lambda *_: finished.setdefault("first_result", time.perf_counter()))
+
+    def check_done() -> None:
+        job = next((j for j in win.batch.jobs if j.sample is sample), None)
+        if (job is not None and job.state == "done" and not win.batch.running
+                and win.results_panel.model.rowCount() == n):
+            finished["t"] = time.perf_counter()
+            finished["job"] = job
+            app.quit()
+        elif job is not None and job.state in ("failed", "cancelled"):
+            finished["error"] = job.message
+            app.quit()
+
+    poll = QTimer()
+    poll.setInterval(50)
+    poll.timeout.connect(check_done)
+    timer.start()
+    poll.start()
+    start = time.perf_counter()
+    ticks.append(start)
+    QTimer.singleShot(0, win.act_classify.trigger)
+    app.exec()  # the real event loop, until the batch is done
+    timer.stop()
+    poll.stop()
+    if "error" in finished:
+        raise SystemExit(f"the batch did not finish: {finished['error']}")
+    end = finished["t"]
+    pairs = list(itertools.pairwise(ticks))
+    gaps = sorted((b - a) * 1000 for a, b in pairs)
+    # Once the first result is in: the batch proper, the one-off model load (torch import) excluded.
+    steady = sorted((b - a) * 1000 for a, b in pairs if a >= finished["first_result"])
+    job = finished["job"]
+    result = {
+        "n": n, "seconds": end - start, "images_per_s": n / (end - start),
+        "job_images_per_s": job.rate, "ticks": len(ticks),
+        "max_gap_ms": gaps[-1], "p99_gap_ms": gaps[int(0.99 * (len(gaps) - 1))],
+        "median_gap_ms": statistics.median(gaps), "device": win.device_label.text(),
+        "steady_max_gap_ms": steady[-1], "steady_p99_gap_ms": steady[int(0.99 * (len(steady) - 1))],
+        "model_load_s": finished.get("model_ready", start) - start,
+        "first_result_s": finished["first_result"] - start,
+        "thumbnails_pending": sum(1 for im in sample.images if im.state == "pending"),
+    }
+    win.close()
+    return result
+
+
+CHILD = r"""
+import sys, time
+from PySide6.QtCore import QEvent, QObject, QTimer
+from PySide6.QtWidgets import QApplication
+import gui.app
+
+create = gui.app.create_application
+
+class FirstPaint(QObject):
+    def eventFilter(self, obj, event):
+        if event.type() == QEvent.Type.Paint and hasattr(obj, "samples_panel"):
+            print("SHOWN", repr(time.time()), flush=True)
+            QApplication.instance().removeEventFilter(self)
+            QTimer.singleShot(0, obj.close)
+        return False
+
+def create_application(argv):
+    app = create(argv)
+    app._first_paint = FirstPaint()
+    app.installEventFilter(app._first_paint)
+    return app
+
+gui.app.create_application = create_application
+import main
+sys.exit(main.main([]))
+"""
+
+
+def launch_time(tmp: Path, runs: int) -> list[float]:
+    times = []
+    for i in range(runs):
+        profile = tmp / f"profile{i}"
+        env = dict(os.environ, QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"),
+                   PYTHONPATH=str(REPO), ALLSIGHT_CONFIG_DIR=str(profile / "config"),
+                   ALLSIGHT_LOG_DIR=str(profile / "logs"), ALLSIGHT_DATA_DIR=str(profile / "data"))
+        t0 = time.time()
+        proc = subprocess.run([sys.executable, "-c", CHILD], cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=120, check=False)
+        shown = [line for line in proc.stdout.splitlines() if line.startswith("SHOWN ")]
+        if not shown:
+            raise SystemExit(f"the app did not show its window:\n{proc.stdout}\n{proc.stderr[-2000:]}")
+        times.append(float(shown[0].split()[1]) - t0)
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=1000, help="images in the batch (default 1000)")
+    parser.add_argument("--model", default=None, help="model id or .safetensors path (default: see above)")
+    parser.add_argument("--launches", type=int, default=3, help="fresh-process launches to time (default 3)")
+    args = parser.parse_args()
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    with tempfile.TemporaryDirectory(prefix="allsight-gui-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        launches = launch_time(tmp, args.launches)
+        model, model_text = choose_model(args.model, tmp)
+        r = run_batch(args.n, model, tmp)
+    print(f"model: {model_text}; {r['device']}; {os.cpu_count()} CPU core(s)")
+    print(f"batch: {r['n']} images in {r['seconds']:.1f} s = {r['images_per_s']:.1f} images/s end to end "
+          f"(classifier {r['job_images_per_s']:.1f} images/s while running)")
+    print(f"first result {r['first_result_s']:.2f} s after the click (model loaded in "
+          f"{r['model_load_s']:.2f} s, importing torch in the batch thread)")
+    print(f"event loop during the batch (first result to last): max gap {r['steady_max_gap_ms']:.1f} ms, "
+          f"p99 {r['steady_p99_gap_ms']:.1f} ms (stall target: max gap <= 50 ms) -> "
+          f"{'PASS' if r['steady_max_gap_ms'] <= 50 else 'FAIL'}")
+    print(f"event loop from the click (model load included): {r['ticks']} ticks of {TICK_MS} ms; max gap "
+          f"{r['max_gap_ms']:.1f} ms, p99 {r['p99_gap_ms']:.1f} ms, median {r['median_gap_ms']:.1f} ms")
+    try:
+        load = os.getloadavg()[0]
+        print(f"machine load average at the end: {load:.1f} on {os.cpu_count()} core(s)")
+    except OSError:
+        pass
+    print(f"launch to window shown (fresh process, fresh profile): median {statistics.median(launches):.2f} s "
+          f"(runs: {', '.join(f'{t:.2f}' for t in launches)}; target <= 2 s) -> "
+          f"{'PASS' if statistics.median(launches) <= 2 else 'FAIL'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -176,62 +176,6 @@ def check_report_path(path: Path) -> None:
     os.unlink(tmp)
 
 
-def report_image_from_record(record: Any) -> Any:
-    """A :class:`engine.report.ReportImage` from an :class:`engine.store.PredictionRecord`.
-
-    An image a reviewer excluded from the counts becomes a failed row naming the reviewer, so
-    it is shown but not counted (the PDF has no "excluded" class).
-    """
-    from engine.report import ReportImage, display_name
-    from engine.store import EXCLUDED_CLASS
-
-    path = Path(record.path)
-    if record.reviewed and record.final_class == EXCLUDED_CLASS:
-        reason = f"excluded from the counts by {record.reviewed_by}"
-        if record.review_note:
-            reason += f" ({record.review_note})"
-        if record.ok:
-            reason += f"; the model said {display_name(record.predicted_class)}"
-        elif record.error:
-            reason += f"; {record.error}"
-        return ReportImage(path, record.file_name, "error", needs_review=record.needs_review,
-                           out_of_distribution=record.out_of_distribution, error=reason)
-    reviewed = record.reviewed and record.final_class is not None
-    return ReportImage(
-        path, record.file_name, record.status, model_class=record.predicted_class if record.ok else None,
-        confidence=record.confidence if record.ok else None, needs_review=record.needs_review,
-        out_of_distribution=record.out_of_distribution,
-        final_class=record.final_class if reviewed else None,
-        reviewed_by=record.reviewed_by if reviewed else None,
-        overridden=bool(reviewed and record.overridden), error=record.error)
-
-
-def sample_report_from_store(store: Any, sample_id: str, card: Any, *, lab_name: str = "",
-                             operator: str = "") -> Any:
-    """The :class:`engine.report.SampleReport` of one stored sample: every image of the sample in
-    its stored order, with ``card``'s prediction and the current review. Images without a
-    prediction from this model are failed rows saying so (never dropped)."""
-    from engine.report import ReportImage, ReportModelInfo, SampleReport
-
-    sample = store.get_sample(sample_id)
-    if sample is None:
-        raise AllSightError(f"no sample {sample_id!r} in {store.path}")
-    records = {r.path: r for r in store.predictions(sample_id, card.weights_sha256)}
-    images = []
-    for im in store.images(sample_id):
-        record = records.get(im.path)
-        if record is None:
-            images.append(ReportImage(Path(im.path), im.file_name, "error",
-                                      error=f"not classified with model {card.id} {card.version}"))
-        else:
-            images.append(report_image_from_record(record))
-    return SampleReport(
-        lab_name=lab_name, sample_id=sample.sample_id, patient_id=sample.patient_id,
-        operator=sample.operator or operator, reviewer=sample.signed_off_by,
-        signed_off_at=sample.signed_off_at, created_at=sample.created_at, images=tuple(images),
-        model=ReportModelInfo(card.id, card.version, card.weights_sha256, card.preprocess))
-
-
 # ------------------------------------------------------------------------------------ command
 @dataclass
 class _Entry:
@@ -515,7 +459,7 @@ class _Run:
         return heatmap
 
     def write_reports(self, report_path: Path, groups: list[SampleGroup]) -> list[Path]:
-        from engine.report import ReportImage, ReportModelInfo, SampleReport, write_pdf
+        from engine.report import ReportImage, ReportModelInfo, SampleReport, sample_report_from_store, write_pdf
 
         card = self.classifier.card
         lab, operator = self.args.lab_name or "", self.args.operator or ""
@@ -532,7 +476,7 @@ class _Run:
         written = []
         targets = report_targets(report_path, [g.sample_id for g in groups])
         for sample_id, target in targets.items():
-            report = sample_report_from_store(self.store, sample_id, card, lab_name=lab, operator=operator)
+            report = sample_report_from_store(self.store, sample_id, card=card, lab_name=lab, operator=operator)
             written.append(write_pdf(report, target, heatmap_fn=heatmap_fn))
         return written
 

@@ -27,7 +27,6 @@ import logging
 import os
 import tempfile
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -62,16 +61,22 @@ class ReportError(AllSightError):
 
 
 # ======================================================================================= input
-def _class_or_none(value: Any, what: str) -> str | None:
+#: A reviewer's verdict for an image that must not count (unreadable, not a smear, ...).
+EXCLUDED = "Excluded"
+
+
+def _class_or_none(value: Any, what: str, allowed: tuple[str, ...] = CLASS_IDS) -> str | None:
     if value is None or value == "":
         return None
-    if value not in CLASS_IDS:
-        raise ReportError(f"{what} must be one of {', '.join(CLASS_IDS)} or empty, got {value!r}")
+    if value not in allowed:
+        raise ReportError(f"{what} must be one of {', '.join(allowed)} or empty, got {value!r}")
     return str(value)
 
 
 def display_name(class_id: str | None) -> str:
     """``"Pre"`` -> ``"Pre-B ALL"``; ``None`` -> ``""``."""
+    if class_id == EXCLUDED:
+        return "Excluded (not counted)"
     return "" if class_id is None else CLASS_DISPLAY_NAMES.get(class_id, class_id)
 
 
@@ -102,9 +107,9 @@ class ReportImage:
             object.__setattr__(self, "file_name", self.path.name)
         if self.status not in STATUSES:
             raise ReportError(f"{self.file_name}: status must be 'ok' or 'error', got {self.status!r}")
-        for name in ("model_class", "final_class"):
-            value = _class_or_none(getattr(self, name), f"{self.file_name}: {name}")
-            object.__setattr__(self, name, value)
+        object.__setattr__(self, "model_class", _class_or_none(self.model_class, f"{self.file_name}: model_class"))
+        object.__setattr__(self, "final_class", _class_or_none(
+            self.final_class, f"{self.file_name}: final_class", (*CLASS_IDS, EXCLUDED)))
         if self.confidence is not None:
             conf = float(self.confidence)
             if not 0.0 <= conf <= 1.0:
@@ -236,7 +241,6 @@ def summarize_images(images: Iterable[ReportImage]) -> dict[str, Any]:
 
     images = list(images)
     ok = [im for im in images if im.ok]
-    counts = Counter(im.effective_class for im in ok)
     n_ok = len(ok)
     shared = summarize(images)
     summary: dict[str, Any] = {
@@ -248,15 +252,67 @@ def summarize_images(images: Iterable[ReportImage]) -> dict[str, Any]:
         "n_ood": sum(im.out_of_distribution for im in ok),
         "n_reviewed": sum(im.reviewed for im in ok),
         "n_overridden": sum(im.reviewed and im.overridden for im in ok),
-        "counts": {c: int(counts.get(c, 0)) for c in CLASS_IDS},
-        "fractions": {c: (counts.get(c, 0) / n_ok if n_ok else 0.0) for c in CLASS_IDS},
+        "n_excluded": shared.n_excluded,
+        "counts": dict(shared.counts),
+        "fractions": dict(shared.fractions),
         "call": f"{shared.call} (research use only)",
         "call_code": shared.call_code,
         "call_rationale": shared.rationale,
     }
-    top = counts.most_common(1)
-    summary["call_class"] = top[0][0] if top and shared.call_code != "INDETERMINATE" else None
+    top = max(shared.counts.items(), key=lambda kv: kv[1]) if shared.n_classified else None
+    summary["call_class"] = top[0] if top and shared.call_code != "INDETERMINATE" else None
     return summary
+
+
+# ============================================================================ from the store
+def report_image_from_record(record: Any) -> "ReportImage":
+    """A :class:`ReportImage` from an :class:`engine.store.PredictionRecord` (model output and
+    the current review side by side; a reviewer's "Excluded" is kept and not counted)."""
+    reviewed = record.reviewed and record.final_class is not None
+    ok = record.status == "ok"
+    return ReportImage(
+        Path(record.path), record.file_name, record.status,
+        model_class=record.predicted_class if ok else None, confidence=record.confidence if ok else None,
+        needs_review=record.needs_review, out_of_distribution=record.out_of_distribution,
+        final_class=record.final_class if reviewed and (ok or record.final_class == EXCLUDED) else None,
+        reviewed_by=record.reviewed_by if reviewed else None,
+        overridden=bool(reviewed and record.overridden), error=record.error)
+
+
+def sample_report_from_store(store: Any, sample_id: str, *, card: Any = None, lab_name: str = "",
+                             operator: str = "") -> "SampleReport":
+    """The :class:`SampleReport` of one stored sample, every image in stored order.
+
+    With ``card`` (a :class:`~engine.checkpoint.ModelCard`): that model's predictions, and images
+    it has not classified become failed rows saying so (never dropped). Without: each image's
+    latest prediction, described by the latest model's id/version/sha256.
+    """
+    from engine.preprocess import PreprocessConfig
+
+    sample = store.get_sample(sample_id)
+    if sample is None:
+        raise ReportError(f"no sample {sample_id!r} in the result history")
+    records = store.predictions(sample_id, card.weights_sha256 if card is not None else None)
+    if card is not None:
+        model = ReportModelInfo(card.id, card.version, card.weights_sha256, card.preprocess)
+    elif records:
+        latest = records[-1]
+        model = ReportModelInfo(latest.model_id, latest.model_version, latest.model_sha256, PreprocessConfig())
+    else:
+        raise ReportError(f"sample {sample_id} has not been classified yet: nothing to report")
+    by_path = {r.path: r for r in records}
+    images = []
+    for im in store.images(sample_id):
+        record = by_path.get(im.path)
+        if record is None:
+            images.append(ReportImage(Path(im.path), im.file_name, "error",
+                                      error=f"not classified with model {model.id} {model.version}"))
+        else:
+            images.append(report_image_from_record(record))
+    return SampleReport(
+        lab_name=lab_name, sample_id=sample.sample_id, patient_id=sample.patient_id,
+        operator=sample.operator or operator, reviewer=sample.signed_off_by,
+        signed_off_at=sample.signed_off_at, created_at=sample.created_at, images=tuple(images), model=model)
 
 
 @dataclass(frozen=True)
@@ -880,7 +936,8 @@ def _story(report: SampleReport, *, thumbnails: bool, heatmap_fn, check, tick, T
             reason = im.error or "unknown error"
             if len(reason) > MAX_REASON_CHARS:
                 reason = reason[:MAX_REASON_CHARS] + "\u2026"
-            data.append([str(i), name, P(f"<b>Failed \u2014 not classified:</b> {E(reason)}", cell)]
+            verdict = f" \u2014 excluded by {E(im.reviewed_by or 'the reviewer')}" if im.final_class == EXCLUDED else ""
+            data.append([str(i), name, P(f"<b>Failed \u2014 not classified:</b> {E(reason)}{verdict}", cell)]
                         + [""] * (len(columns) - 3))
             style += [("SPAN", (2, r), (-1, r)), ("BACKGROUND", (0, r), (-1, r), error_bg)]
             continue
@@ -982,7 +1039,8 @@ def write_pdf(report: SampleReport, path: str | Path, *, thumbnails: bool = True
 
 __all__ = [
     "CSV_COLUMNS", "JSON_SCHEMA", "NOTICE", "ReportError", "ReportImage", "ReportModelInfo",
-    "SampleReport", "csv_rows", "display_name", "read_json", "summarize_images", "write_csv",
+    "SampleReport", "csv_rows", "display_name", "read_json", "report_image_from_record",
+    "sample_report_from_store", "summarize_images", "write_csv",
     "write_fhir", "write_json", "write_pdf",
 ]
 

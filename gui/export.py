@@ -34,73 +34,24 @@ def export_available() -> bool:
     return report_module() is not None
 
 
-def _report_image(report, record: Any):
-    """One ReportImage; a reviewer's "Excluded" is kept if the report accepts it, otherwise the
-    image is shown as reviewed-and-excluded in the reviewer field (and not counted in the
-    summary, which comes from the app)."""
-    from engine.errors import AllSightError
-    from engine.store import EXCLUDED_CLASS
-
-    reviewed = record.reviewed_by is not None
-    final = record.final_class if reviewed else None
-    kwargs = {"path": Path(record.path), "file_name": record.file_name, "status": record.status,
-              "model_class": record.predicted_class if record.status == "ok" else None,
-              "confidence": record.confidence, "needs_review": record.needs_review,
-              "out_of_distribution": record.out_of_distribution, "final_class": final,
-              "reviewed_by": record.reviewed_by, "overridden": bool(record.overridden), "error": record.error}
-    if record.status != "ok" and final is not None and final != EXCLUDED_CLASS:
-        kwargs["final_class"] = None
-    try:
-        return report.ReportImage(**kwargs)
-    except AllSightError:
-        if final != EXCLUDED_CLASS:
-            raise
-        kwargs.update(final_class=None, reviewed_by=f"{record.reviewed_by} (excluded)")
-        return report.ReportImage(**kwargs)
-
-
 def build_report(store: Any, sample_id: str, *, lab_name: str = "", model_card: Any = None):
-    """The :class:`engine.report.SampleReport` of one sample as stored now."""
+    """The :class:`engine.report.SampleReport` of one sample as stored now (each image's latest
+    prediction; the active model's preprocessing is named when it made those predictions)."""
     from engine.errors import AllSightError
-    from engine.preprocess import PreprocessConfig
-    from engine.sample_summary import summarize
 
     report = report_module()
     if report is None:
         raise AllSightError("Report export is not available in this installation (engine.report is missing).")
-    sample = store.get_sample(sample_id)
-    if sample is None:
-        raise AllSightError(f"No sample {sample_id!r} in the result history.")
     records = store.predictions(sample_id)
-    if not records:
-        raise AllSightError(f"Sample {sample_id} has not been classified yet: nothing to export.")
-    images = [_report_image(report, r) for r in records]
-    latest = records[-1]
     shas = {r.model_sha256 for r in records}
     if len(shas) > 1:
         log.warning("sample %s mixes predictions of %d model files; the report names the latest", sample_id,
                     len(shas))
-    preprocess = PreprocessConfig()
-    if model_card is not None and getattr(model_card, "weights_sha256", None) == latest.model_sha256:
-        preprocess = model_card.preprocess
-    model = report.ReportModelInfo(id=latest.model_id, version=latest.model_version, sha256=latest.model_sha256,
-                                   preprocess=preprocess)
-    # The store's records carry the reviewers' "Excluded", which ReportImage cannot: the counts
-    # and the call come from the records (the same engine.sample_summary rule the report uses).
-    s = summarize(records)
-    top = max(s.counts.items(), key=lambda kv: kv[1]) if s.n_classified else None
-    call_class = top[0] if top is not None and s.call_code != "INDETERMINATE" else None
-    summary = {
-        "call": f"{s.call} (research use only)", "call_rationale": s.rationale, "call_class": call_class,
-        "call_code": s.call_code,
-        "counts": dict(s.counts), "fractions": dict(s.fractions), "n_excluded": s.n_excluded,
-        "n_classified": s.n_classified, "n_reviewed": s.n_reviewed, "n_overridden": s.n_overridden,
-        "n_flagged_unreviewed": s.n_flagged_unreviewed,
-    }
-    return report.SampleReport(
-        lab_name=lab_name, sample_id=sample.sample_id, patient_id=sample.patient_id, operator=sample.operator,
-        reviewer=sample.signed_off_by, signed_off_at=sample.signed_off_at, created_at=sample.created_at,
-        images=tuple(images), model=model, summary=summary)
+    card = model_card
+    if card is None or not records or getattr(card, "weights_sha256", None) != records[-1].model_sha256 \
+            or len(shas) > 1:
+        card = None
+    return report.sample_report_from_store(store, sample_id, card=card, lab_name=lab_name)
 
 
 def export_sample(store: Any, sample_id: str, path: str | Path, *, lab_name: str = "",

@@ -13,8 +13,8 @@ COMMON=(--init scratch --image-size 128 --batch-size 64 --seed 0 --model-input e
 
 $PY main.py train "$DATA" --arch resnet18 --split random --epochs 35 --patience 10 "${COMMON[@]}" --out runs/resnet18-random --id resnet18
 $PY main.py train "$DATA" --arch resnet18 --split block  --epochs 35 --patience 10 "${COMMON[@]}" --out runs/resnet18-block --id resnet18-block
-$PY main.py train "$DATA" --arch baseline --split random --epochs 40 --patience 10 "${COMMON[@]}" --out runs/baseline-random --id baseline
-$PY main.py train "$DATA" --arch baseline --split block  --epochs 40 --patience 10 "${COMMON[@]}" --out runs/baseline-block --id baseline-block
+$PY main.py train "$DATA" --arch baseline --split random --epochs 30 --patience 10 "${COMMON[@]}" --out runs/baseline-random --id baseline
+$PY main.py train "$DATA" --arch baseline --split block  --epochs 30 --patience 10 "${COMMON[@]}" --out runs/baseline-block --id baseline-block
 
 $PY benchmarks/model_results.py "$DATA" runs/resnet18-random/resnet18.safetensors runs/resnet18-block/resnet18-block.safetensors \
     runs/baseline-random/baseline.safetensors runs/baseline-block/baseline-block.safetensors --out docs/results

@@ -174,7 +174,7 @@ def test_signed_off_sample_is_not_modified(tmp_path, tiny_model, env):
     assert by_name["late.png"]["status"] == "error" and "signed off" in by_name["late.png"]["error"]
     text = pdf_text(tmp_path / "s.pdf")
     assert "S-009" in text and "Dr. Sign" in text and "final (signed off)" in text
-    assert "excluded from the counts by Dr. Sign" in text  # the broken image, as a failed row
+    assert "excluded by Dr. Sign" in text  # the broken image: a failed row with the reviewer's verdict
     assert "late.png" not in text  # the report is the signed-off sample
 
 

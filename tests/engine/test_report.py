@@ -366,3 +366,17 @@ def test_writers_create_missing_folders_and_leave_no_temp(tmp_path):
     mode = os.stat(out / "r.json").st_mode & 0o777
     assert mode & 0o044  # shareable, not mkstemp's 0600
     assert np.isfinite(rep.summary["fractions"]["Pre"])
+
+
+def test_a_reviewers_exclusion_is_shown_and_not_counted(tmp_path):
+    p = tmp_path / "x.jpg"
+    ims = [ReportImage(p, "a", "ok", "Pre", 0.9), ReportImage(p, "b", "ok", "Pre", 0.8),
+           ReportImage(p, "c", "ok", "Benign", 0.4, final_class="Excluded", reviewed_by="R", overridden=True)]
+    s = summarize_images(ims)
+    assert s["counts"] == {"Benign": 0, "Early": 0, "Pre": 2, "Pro": 0} and s["n_excluded"] == 1
+    assert s["fractions"]["Pre"] == 1.0
+    rep = SampleReport(lab_name="L", sample_id="S", patient_id="P", operator="O", reviewer=None,
+                       signed_off_at=None, created_at="2026-12-01", images=tuple(ims),
+                       model=ReportModelInfo("m", "1", SHA, PreprocessConfig(image_size=32)))
+    out = write_pdf(rep, tmp_path / "r.pdf", thumbnails=False)
+    assert "Excluded (not counted)" in "".join(pdf_text(out))

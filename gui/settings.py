@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import platformdirs
+
+from engine.fsutil import atomic_write_bytes
 
 log = logging.getLogger("allsight.gui.settings")
 
@@ -141,14 +142,5 @@ def save_settings(settings: Settings, path: str | Path | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = settings.replace(schema_version=SETTINGS_SCHEMA_VERSION).to_json_dict()
     data = (json.dumps(payload, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data)
     return path

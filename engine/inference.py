@@ -36,7 +36,7 @@ from engine.errors import ConfigError, ImageLoadError, ModelError
 from engine.imageio import load_image
 from engine.models import feature_layer
 from engine.predict import mahalanobis_score, pooled_features, softmax
-from engine.preprocess import preprocess, to_chw_float
+from engine.preprocess import model_input_only, preprocess, to_chw_float
 from engine.progress import CancelToken
 
 log = logging.getLogger(__name__)
@@ -217,9 +217,9 @@ class Classifier:
 
     # ----------------------------------------------------------------------- preprocessing
     def _prepare_rgb(self, name: str, rgb: np.ndarray) -> _Prepared:
-        stages = preprocess(rgb, self.card.preprocess)
-        chw = to_chw_float(stages.model_input, self.card.preprocess)
-        return _Prepared(name, chw, "; ".join(image_level_ood(stages.original)))
+        original, model_input = model_input_only(rgb, self.card.preprocess)
+        chw = to_chw_float(model_input, self.card.preprocess)
+        return _Prepared(name, chw, "; ".join(image_level_ood(original)))
 
     def _prepare_path(self, path: str | Path) -> _Prepared:
         name = str(path)

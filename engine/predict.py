@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.preprocess import PreprocessConfig, preprocess, to_chw_float
+from engine.preprocess import PreprocessConfig, model_input_only, to_chw_float
 
 
 @contextmanager
@@ -32,7 +32,7 @@ def pooled_features(net: nn.Module, layer: nn.Module) -> Iterator[list[torch.Ten
 
 def preprocess_batch(originals: np.ndarray | Sequence[np.ndarray], config: PreprocessConfig) -> np.ndarray:
     """Resized originals (N, S, S, 3) uint8 -> normalised float32 model inputs (N, 3, S, S)."""
-    inputs = np.stack([preprocess(img, config).model_input for img in originals])
+    inputs = np.stack([model_input_only(img, config)[1] for img in originals])
     return to_chw_float(inputs, config)
 
 

@@ -183,9 +183,22 @@ def preprocess(rgb: np.ndarray, config: PreprocessConfig) -> PreprocessStages:
     return PreprocessStages(original, enhanced, mask, masked, model_input)
 
 
-def model_input_only(rgb: np.ndarray, config: PreprocessConfig) -> np.ndarray:
-    """Fast path for training/inference: the model input without keeping the other stages."""
-    return preprocess(rgb, config).model_input
+def model_input_only(rgb: np.ndarray, config: PreprocessConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``(original, model_input)`` computing only the stages the model input needs.
+
+    The hot path of training and inference: with ``model_input="enhanced"`` the colour masks are
+    not computed at all. Built from the same stage functions as :func:`preprocess`, so the
+    result is identical (a test checks it).
+    """
+    if config.model_input == "masked":
+        stages = preprocess(rgb, config)
+        return stages.original, stages.model_input
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ConfigError(f"preprocess expects an (H, W, 3) uint8 RGB image, got {rgb.shape} {rgb.dtype}")
+    original = crop_and_resize(rgb, config.image_size, config.crop)
+    if config.model_input == "original":
+        return original, original
+    return original, enhance_contrast(original, config.clahe_clip_limit, config.clahe_tile_grid)
 
 
 def to_chw_float(images: np.ndarray, config: PreprocessConfig) -> np.ndarray:

@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -32,7 +32,7 @@ from engine.predict import (
     fit_mahalanobis, fit_temperature, mahalanobis_score, preprocess_batch, review_threshold,
     run_network, softmax,
 )
-from engine.preprocess import PreprocessConfig, preprocess, to_chw_float
+from engine.preprocess import PreprocessConfig, model_input_only, to_chw_float
 from engine.progress import CancelToken, Progress
 
 log = logging.getLogger(__name__)
@@ -260,7 +260,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, cancel: CancelToken | None 
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             if len(idx) < 2:
                 continue
-            batch = np.stack([preprocess(augment(train_imgs[i], rng, cfg.augment), pp).model_input for i in idx])
+            batch = np.stack([model_input_only(augment(train_imgs[i], rng, cfg.augment), pp)[1] for i in idx])
             x = torch.from_numpy(to_chw_float(batch, pp))
             y = torch.from_numpy(train_y[idx])
             step = epoch * steps_per_epoch + b

@@ -309,3 +309,15 @@ def test_to_chw_float_normalises():
     assert x.shape == (3, 16, 16) and x.dtype == np.float32
     assert np.allclose(x[0], 1.0) and np.allclose(x[1], -2.0) and np.allclose(x[2], -1.0)
     assert to_chw_float(np.stack([img, img]), cfg).shape == (2, 3, 16, 16)
+
+
+@pytest.mark.parametrize("model_input", ["masked", "enhanced", "original"])
+def test_fast_path_gives_exactly_the_full_pipelines_model_input(model_input):
+    from engine.preprocess import model_input_only
+    from tests.conftest import synthetic_smear
+
+    config = PreprocessConfig(image_size=48, model_input=model_input)
+    rgb = synthetic_smear(2, 80, 3)[:, :70]
+    full = preprocess(rgb, config)
+    original, fast = model_input_only(rgb, config)
+    assert np.array_equal(original, full.original) and np.array_equal(fast, full.model_input)

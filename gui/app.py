@@ -10,6 +10,7 @@ opened as samples (one per folder).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -75,6 +76,12 @@ def run_app(argv: list[str] | None = None) -> int:
         window.statusBar().showMessage("Not found: " + ", ".join(str(p) for p in missing), 10000)
     if paths := [p for p in paths if p.exists()]:
         window.open_paths(paths)
+    if os.environ.get("ALLSIGHT_NO_WARMUP") != "1":
+        # Load the model once the window is up and idle: the one-off torch import (which holds
+        # the GIL for a moment) then happens before the user's first Classify, not during it.
+        from PySide6.QtCore import QTimer
+
+        QTimer.singleShot(1000, window.warm_up_model)
     try:
         return int(app.exec())
     finally:

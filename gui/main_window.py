@@ -1029,6 +1029,13 @@ class MainWindow(QMainWindow):
         dialogs.show_about(self, str(log_dir() / "allsight.log"))
 
     # ------------------------------------------------------------------ closing
+    def warm_up_model(self) -> None:
+        """Load the active model in the background (idle time), if one is installed."""
+        if self.model_card is None or self.model_host.loaded() is not None:
+            return
+        self.workers.submit(self.model_host.get, name="warm up model",
+                            on_error=lambda err: log.info("model warm-up failed: %s", err))
+
     def shutdown(self) -> None:
         """Stop background work and close the store (idempotent). Called on close; tests call it
         in teardown. A batch in progress stops; what it classified is already saved, and

@@ -54,7 +54,9 @@ def test_app_starts_without_importing_torch(tmp_path):
     folder = make_sample_folder(tmp_path, "S-startup", count=2)
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(ROOT),
                ALLSIGHT_CONFIG_DIR=str(tmp_path / "config"), ALLSIGHT_LOG_DIR=str(tmp_path / "logs"),
-               ALLSIGHT_DATA_DIR=str(tmp_path / "data"))
+               ALLSIGHT_DATA_DIR=str(tmp_path / "data"),
+               # the idle-time model warm-up (1 s after launch) would import torch by design
+               ALLSIGHT_NO_WARMUP="1")
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(folder)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
     out = proc.stdout

@@ -463,3 +463,13 @@ def test_unusable_result_database_still_opens_the_window(qtbot, wf_settings, tmp
         assert win.isVisible()
     finally:
         win.shutdown()
+
+
+def test_model_warm_up_loads_the_active_model_in_the_background(qtbot, wf_window):
+    assert wf_window.model_host.loaded() is None
+    wf_window.warm_up_model()
+    qtbot.waitUntil(lambda: wf_window.model_host.loaded() is not None, timeout=30000)
+    assert wf_window.model_host.loaded().card.id == "tiny"
+    loaded = wf_window.model_host.loaded()
+    wf_window.warm_up_model()  # already loaded: nothing more to do
+    assert wf_window.model_host.loaded() is loaded

@@ -82,16 +82,14 @@ _REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_preview]
 COMMANDS: set[str] = {"preview", "train", "evaluate", "classify"}
 
 
-def _register_optional() -> None:
-    # Commands whose modules import torch are registered lazily, keeping --version instant.
-    from engine import cli_models
+def _register_commands() -> None:
+    # The command modules import torch, OpenCV etc. only inside their functions, so registering
+    # them costs ~50 ms and --help lists every command.
+    from engine import cli_classify, cli_models
 
-    _REGISTRARS.extend(cli_models.REGISTRARS)
-    try:
-        from engine import cli_classify
-    except ImportError:  # the classify command arrives with the inference module
-        return
-    _REGISTRARS.extend(cli_classify.REGISTRARS)
+    for register in (*cli_models.REGISTRARS, *cli_classify.REGISTRARS):
+        if register not in _REGISTRARS:
+            _REGISTRARS.append(register)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,11 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     from engine.logging_setup import setup_logging
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in ("--version", "-h", "--help", "preview"):
-        try:
-            _register_optional()
-        except ImportError:  # not written yet in early builds; preview keeps working
-            log.debug("optional CLI commands unavailable", exc_info=True)
+    _register_commands()
     parser = build_parser()
     args = parser.parse_args(argv)
     log_path = setup_logging(logging.DEBUG if args.verbose else logging.INFO)

@@ -158,3 +158,11 @@ def test_preview_usage_errors_are_one_error_line(tmp_path, args):
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, proc.stderr
+
+
+def test_help_lists_every_command():
+    run = subprocess.run([sys.executable, "main.py", "--help"], cwd=REPO, capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert run.returncode == 0
+    for command in ("preview", "train", "evaluate", "classify"):
+        assert command in run.stdout

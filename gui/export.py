@@ -5,8 +5,8 @@
 writes it, choosing the writer from the file's suffix. Both are plain functions (no Qt) so the
 main window runs them in the worker pool and tests call them directly.
 
-The sample-level call in the report is the one the app shows and the store audits at sign-off
-(:func:`engine.sample_summary.summarize`), given to the report as its summary.
+The sample-level call in the report is the one the app shows and the store audits at sign-off:
+:mod:`engine.report` takes it from :func:`engine.sample_summary.summarize`.
 """
 
 from __future__ import annotations
@@ -20,28 +20,11 @@ log = logging.getLogger("allsight.gui.export")
 FORMATS = {".pdf": "write_pdf", ".csv": "write_csv", ".json": "write_json"}
 
 
-def report_module():
-    """``engine.report`` if it is installed and has what the export needs, else None."""
-    try:
-        from engine import report
-    except ImportError:
-        return None
-    needed = ("SampleReport", "ReportImage", "ReportModelInfo", *FORMATS.values())
-    return report if all(hasattr(report, name) for name in needed) else None
-
-
-def export_available() -> bool:
-    return report_module() is not None
-
-
 def build_report(store: Any, sample_id: str, *, lab_name: str = "", model_card: Any = None):
     """The :class:`engine.report.SampleReport` of one sample as stored now (each image's latest
     prediction; the active model's preprocessing is named when it made those predictions)."""
-    from engine.errors import AllSightError
+    from engine.report import sample_report_from_store
 
-    report = report_module()
-    if report is None:
-        raise AllSightError("Report export is not available in this installation (engine.report is missing).")
     records = store.predictions(sample_id)
     shas = {r.model_sha256 for r in records}
     if len(shas) > 1:
@@ -51,19 +34,19 @@ def build_report(store: Any, sample_id: str, *, lab_name: str = "", model_card: 
     if card is None or not records or getattr(card, "weights_sha256", None) != records[-1].model_sha256 \
             or len(shas) > 1:
         card = None
-    return report.sample_report_from_store(store, sample_id, card=card, lab_name=lab_name)
+    return sample_report_from_store(store, sample_id, card=card, lab_name=lab_name)
 
 
 def export_sample(store: Any, sample_id: str, path: str | Path, *, lab_name: str = "",
                   model_card: Any = None) -> Path:
     """Build the report and write it to ``path`` (format from the suffix: .pdf, .csv, .json)."""
+    from engine import report
     from engine.errors import AllSightError
 
     path = Path(path)
     writer_name = FORMATS.get(path.suffix.lower())
     if writer_name is None:
         raise AllSightError(f"{path}: unknown report format {path.suffix!r}; use .pdf, .csv or .json")
-    report = report_module()
     rep = build_report(store, sample_id, lab_name=lab_name, model_card=model_card)
     getattr(report, writer_name)(rep, path)
     log.info("exported sample %s to %s", sample_id, path)

@@ -841,10 +841,6 @@ class MainWindow(QMainWindow):
         if sample is None or sample.store_id is None or self.store is None or not self.results_panel.model.rows:
             self.show_message("Classify the sample before exporting its report.")
             return False
-        if not export.export_available():
-            gui_errors.show_error(self, "Report export is not available in this installation "
-                                        "(engine.report is missing).")
-            return False
         start = self.settings.last_export_dir if Path(self.settings.last_export_dir or "").is_dir() else ""
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in sample.sample_id)
         path = dialogs.choose_export_file(self, start, f"{safe}_report")

@@ -23,6 +23,22 @@ def _store_predictions(sample_id):
         return store.predictions(sample_id)
 
 
+def record_classified_paths(monkeypatch) -> list[list]:
+    """Spy on Classifier.classify_paths: returns the list each call's paths are appended to."""
+    from engine.inference import Classifier
+
+    seen: list[list] = []
+    original = Classifier.classify_paths
+
+    def spy(self, paths, **kwargs):
+        paths = list(paths)
+        seen.append(paths)
+        return original(self, paths, **kwargs)
+
+    monkeypatch.setattr(Classifier, "classify_paths", spy)
+    return seen
+
+
 def _classify(qtbot, window, folder, count=1):
     sample = open_sample(qtbot, window, folder, count)
     job = window.classify_current()
@@ -215,24 +231,13 @@ def test_pause_resume_and_cancel(qtbot, wf_window, tmp_path, monkeypatch):
     assert len(_store_predictions("S-long")) == stopped_at == win.results_panel.model.rowCount()
     assert "stopped" in win.samples_panel.sample_list.item(0).text() or sample.status_note.endswith("(stopped)")
     # Start carries on with what is left only
-    seen = []
-    from engine.inference import Classifier
-
-    original = Classifier.classify_paths
-
-    def spy(self, paths, **kwargs):
-        paths = list(paths)
-        seen.append(paths)
-        return original(self, paths, **kwargs)
-
-    monkeypatch.setattr(Classifier, "classify_paths", spy)
+    seen = record_classified_paths(monkeypatch)
     qtbot.mouseClick(qp.start_button, Qt.MouseButton.LeftButton)
     wait_classified(qtbot, win, sample)
     assert len(seen) == 1 and len(seen[0]) == 12 - stopped_at
 
 
 def test_crash_mid_batch_resumes_only_pending_images(qtbot, wf_settings, tmp_path, monkeypatch):
-    from engine.inference import Classifier
 
     slow_classification(monkeypatch, 0.15)
     folder = make_sample_folder(tmp_path, "S-crash", count=10, size=40)
@@ -246,15 +251,7 @@ def test_crash_mid_batch_resumes_only_pending_images(qtbot, wf_settings, tmp_pat
     k = len(_store_predictions("S-crash"))
     assert 3 <= k < 10
 
-    seen = []
-    original = Classifier.classify_paths
-
-    def spy(self, paths, **kwargs):
-        paths = list(paths)
-        seen.append(paths)
-        return original(self, paths, **kwargs)
-
-    monkeypatch.setattr(Classifier, "classify_paths", spy)
+    seen = record_classified_paths(monkeypatch)
     win2 = make_window(qtbot, wf_settings)
     try:
         back = win2.samples_panel.samples[0]

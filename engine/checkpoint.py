@@ -197,11 +197,8 @@ def resolve_model_card(model: str | Path | None) -> ModelCard:
     return read_card(card_path)
 
 
-def load_tensors(card: ModelCard) -> dict[str, Any]:
-    """Read and verify the weights of ``card``; refuses files whose sha256 differs."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
+def read_verified_weights(card: ModelCard) -> bytes:
+    """The bytes of ``card``'s weights file, refused unless their sha256 matches the card's."""
     path = card.weights_path
     try:
         blob = path.read_bytes()
@@ -213,11 +210,35 @@ def load_tensors(card: ModelCard) -> dict[str, Any]:
             f"{path}: weights file is corrupt or has been tampered with (sha256 {digest[:12]}... "
             f"does not match the model card's {card.weights_sha256[:12]}...); refusing to load it."
         )
+    return blob
+
+
+def load_tensors(card: ModelCard) -> dict[str, Any]:
+    """Read and verify the weights of ``card`` as float torch tensors; refuses files whose sha256
+    differs."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    blob = read_verified_weights(card)
     try:
         tensors = load(blob)
     except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise ModelError(f"{path}: not a valid safetensors file ({exc})") from None
+        raise ModelError(f"{card.weights_path}: not a valid safetensors file ({exc})") from None
     return {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
+
+
+def load_arrays(card: ModelCard, prefix: str = "") -> dict[str, Any]:
+    """Like :func:`load_tensors` but as NumPy arrays, without importing torch; only the keys
+    starting with ``prefix`` (e.g. ``"ood."``). The file's hash is verified all the same."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    blob = read_verified_weights(card)
+    try:
+        arrays = load(blob)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"{card.weights_path}: not a valid safetensors file ({exc})") from None
+    return {k: v for k, v in arrays.items() if k.startswith(prefix)}
 
 
 @dataclass

@@ -221,7 +221,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
     from engine.inference import CSV_COLUMNS, Classifier  # torch: only once the inputs are known
 
-    classifier = Classifier(args.model, device=args.device)
+    classifier = Classifier(args.model, device=args.device, backend=args.backend)
     groups = group_samples(args.inputs, scan.images)
 
     store = None
@@ -329,7 +329,7 @@ class _Run:
         card = classifier.card
         n_todo = sum(e.stored is None and e.refused is None for e in self.entries)
         n_stored = sum(e.stored is not None for e in self.entries)
-        print(f"model {card.id} {card.version} (sha256 {card.weights_sha256[:12]}) on {classifier.device}; "
+        print(f"model {card.id} {card.version} (sha256 {card.weights_sha256[:12]}) on {classifier.runtime}; "
               f"{len(self.entries)} image(s)" + (f", {n_todo} to classify" if self.store is not None else ""),
               file=sys.stderr)
         writer = csv.DictWriter(self.csv_file, fieldnames=list(self.columns), lineterminator="\n")
@@ -390,6 +390,7 @@ class _Run:
             doc: dict[str, Any] = {
                 "model": {"id": card.id, "version": card.version, "sha256": card.weights_sha256},
                 "device": str(classifier.device),
+                "backend": classifier.backend.name,
                 "results": records,
                 "summary": summary,
             }
@@ -529,6 +530,9 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--operator", default="", metavar="NAME", help="operator named in the store and the report")
     p.add_argument("--lab-name", default="", metavar="TEXT", help="lab name printed on the report")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    p.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto",
+                   help="what runs the network: auto = ONNX Runtime on the CPU (exported from the "
+                        "weights once and cached), torch on a GPU")
     p.add_argument("--batch-size", type=_positive_int, default=32, metavar="N")
     p.add_argument("--workers", type=_positive_int, default=2, metavar="N", help="image decoding threads")
     p.set_defaults(func=cmd_classify)

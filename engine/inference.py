@@ -17,7 +17,6 @@ out-of-distribution images and for confidences below the card's review threshold
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -27,17 +26,19 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
-import torch
 
 from engine import CLASS_IDS
-from engine.checkpoint import LoadedModel, ModelCard, load_model
-from engine.errors import ConfigError, ImageLoadError, ModelError
+from engine.checkpoint import LoadedModel, ModelCard, load_arrays, load_model, resolve_model_card
+from engine.errors import ConfigError, ImageLoadError, ModelError, ModelIntegrityError
 from engine.imageio import load_image
-from engine.models import feature_layer
-from engine.predict import mahalanobis_score, pooled_features, softmax
 from engine.preprocess import model_input_only, preprocess, to_chw_float
 from engine.progress import CancelToken
+from engine.runtime import (  # noqa: F401 - select_device/configure_threads are part of this API
+    Backend, OnnxBackend, TorchBackend, configure_threads, resolve_backend, resolve_device, select_device,
+)
+from engine.scoring import mahalanobis_score, softmax
 
 log = logging.getLogger(__name__)
 
@@ -52,60 +53,6 @@ CSV_COLUMNS: tuple[str, ...] = (
 #: (max - min of R, G, B) of 65+; these limits leave a wide margin.
 BLANK_MAX_CHANNEL_STD = 4.0
 GRAYSCALE_MAX_CHROMA_P99 = 12.0
-
-
-# ------------------------------------------------------------------------------------ devices
-def select_device(pref: str | torch.device = "auto") -> torch.device:
-    """``auto``: CUDA if available, else Apple MPS, else CPU. An explicit GPU that is not
-    available raises :class:`ModelError` instead of silently falling back."""
-    if isinstance(pref, torch.device):
-        pref = str(pref)
-    pref = (pref or "auto").strip().lower()
-    mps_ok = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
-    if pref == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if mps_ok:
-            return torch.device("mps")
-        return torch.device("cpu")
-    if pref == "cpu":
-        return torch.device("cpu")
-    if pref == "cuda" or pref.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            build = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-            raise ModelError(f"device {pref!r} was requested but PyTorch sees no usable CUDA GPU "
-                             f"(torch {torch.__version__}, {build}); use --device cpu or auto")
-        index = int(pref.split(":", 1)[1]) if ":" in pref else 0
-        if index >= torch.cuda.device_count():
-            raise ModelError(f"device {pref!r} was requested but only {torch.cuda.device_count()} "
-                             f"CUDA GPU(s) are available")
-        return torch.device(pref)
-    if pref == "mps":
-        if not mps_ok:
-            raise ModelError("device 'mps' was requested but Apple Metal (MPS) is not available to "
-                             "PyTorch on this machine; use --device cpu or auto")
-        return torch.device("mps")
-    raise ConfigError(f"unknown device {pref!r}; use auto, cpu, cuda or mps")
-
-
-_threads_lock = threading.Lock()
-_threads_configured: int | None = None
-
-
-def configure_threads(n: int | None = None) -> int:
-    """Set torch's intra-op thread count once per process (later calls change nothing).
-
-    ``n`` defaults to ``ALLSIGHT_THREADS`` or the number of CPU cores. Returns the count in use.
-    """
-    global _threads_configured
-    with _threads_lock:
-        if _threads_configured is None:
-            if n is None:
-                env = os.environ.get("ALLSIGHT_THREADS", "")
-                n = int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
-            torch.set_num_threads(max(1, int(n)))
-            _threads_configured = torch.get_num_threads()
-        return _threads_configured
 
 
 # ------------------------------------------------------------------------------------ results
@@ -165,19 +112,31 @@ class _Prepared:
     """A preprocessed image ready for the network, or the reason it is not."""
 
     path: str
-    chw: np.ndarray | None = None  # (3, S, S) float32
+    pixels: np.ndarray | None = None  # (S, S, 3) uint8 model input
     image_flags: str = ""  # image-level OOD reasons, "; "-joined
     error: str | None = None
+
+
+def _percentile_uint8(values: np.ndarray, q: float) -> float:
+    """``np.percentile(values, q)`` (linear interpolation) for uint8 data, from a histogram:
+    O(n) instead of a sort."""
+    counts = np.bincount(values.ravel(), minlength=256)
+    cumulative = np.cumsum(counts)
+    rank = q / 100.0 * (values.size - 1)
+    lo, frac = int(np.floor(rank)), rank - np.floor(rank)
+    lo_value = int(np.searchsorted(cumulative, lo + 1))  # the value at 0-based rank lo
+    hi_value = int(np.searchsorted(cumulative, min(lo + 2, values.size)))
+    return lo_value + frac * (hi_value - lo_value)
 
 
 def image_level_ood(original: np.ndarray) -> list[str]:
     """Reasons an (S, S, 3) uint8 image is unlike any stained smear (empty list if none)."""
     reasons = []
-    pixels = original.reshape(-1, 3)
-    if float(pixels.std(axis=0).max()) < BLANK_MAX_CHANNEL_STD:
+    _, std = cv2.meanStdDev(original)
+    if float(std.max()) < BLANK_MAX_CHANNEL_STD:
         reasons.append("near-blank image")
-    chroma = pixels.max(axis=1).astype(np.int16) - pixels.min(axis=1).astype(np.int16)
-    if float(np.percentile(chroma, 99)) < GRAYSCALE_MAX_CHROMA_P99:
+    chroma = cv2.subtract(original.max(axis=2), original.min(axis=2))
+    if _percentile_uint8(chroma, 99) < GRAYSCALE_MAX_CHROMA_P99:
         reasons.append("grayscale image (no stain colour)")
     return reasons
 
@@ -187,39 +146,72 @@ class Classifier:
     """One model on one device: classify files or arrays, explain with Grad-CAM.
 
     ``model`` is a shipped model id, a path to a ``.safetensors``/``.json`` model, a
-    :class:`ModelCard`, a :class:`LoadedModel`, or ``None`` for the default model. A given
-    :class:`LoadedModel`'s network is moved to the device (and to channels-last on CPU) in place.
+    :class:`ModelCard`, a :class:`LoadedModel`, or ``None`` for the default model.
+
+    ``backend`` is ``auto`` (ONNX Runtime on the CPU when installed, else torch), ``onnx`` or
+    ``torch`` (see :mod:`engine.runtime`). With ONNX Runtime, torch is imported only if the
+    model's ONNX copy is not cached yet (``isolate_export=True`` exports it in a child process
+    instead, for the desktop app) and for Grad-CAM. If the ONNX path fails for any reason but
+    corrupt weights, ``auto`` falls back to torch and logs why.
     """
 
     def __init__(self, model: str | Path | ModelCard | LoadedModel | None = None,
-                 device: str | torch.device = "auto") -> None:
-        self.device = select_device(device)
-        if self.device.type == "cpu":
-            configure_threads()
-        loaded = model if isinstance(model, LoadedModel) else load_model(model)
-        self.card: ModelCard = loaded.card
-        self.arch = self.card.architecture
-        self.net = loaded.net.to(self.device).eval()
-        #: NHWC on CPU: measured 28 % (ResNet18, 224 px) and 38 % (baseline, 128 px) faster there.
-        self.channels_last = self.device.type == "cpu"
-        if self.channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
-        self.feature_layer = feature_layer(self.net, self.arch)
-        means, precision = loaded.extras.get("ood.means"), loaded.extras.get("ood.precision")
-        self.ood_means = None if means is None else means.detach().cpu().double().numpy()
-        self.ood_precision = None if precision is None else precision.detach().cpu().double().numpy()
+                 device: Any = "auto", backend: str = "auto", *, isolate_export: bool = False) -> None:
+        self.device: str = resolve_device(device)
+        threads = configure_threads() if self.device == "cpu" else 1
+        self._loaded: LoadedModel | None = model if isinstance(model, LoadedModel) else None
+        if self._loaded is not None:
+            card = self._loaded.card
+        else:
+            card = model if isinstance(model, ModelCard) else resolve_model_card(model)
+        self.card: ModelCard = card
+        self.arch = card.architecture
+        self._torch_lock = threading.Lock()
+        self.backend: Backend = None  # type: ignore[assignment]
+        extras: dict[str, Any] = {}
+        kind = resolve_backend(backend, self.device)
+        if kind == "onnx":
+            try:
+                extras = self._loaded_extras() if self._loaded is not None else load_arrays(card, "ood.")
+                from engine.onnx_export import ensure_cached, ensure_cached_isolated
+
+                graph = (ensure_cached_isolated(card) if isolate_export and self._loaded is None
+                         else ensure_cached(card, self._loaded))
+                self.backend = OnnxBackend(graph, threads)
+            except ModelIntegrityError:
+                raise
+            except ModelError as exc:
+                if (backend or "auto").strip().lower() == "onnx":
+                    raise
+                log.warning("ONNX Runtime cannot run %s (%s); using torch instead", card.id, exc)
+        if self.backend is None:
+            if self._loaded is None:
+                self._loaded = load_model(card)
+            extras = self._loaded_extras()
+            self.backend = TorchBackend(self._loaded, self.device)
+        means, precision = extras.get("ood.means"), extras.get("ood.precision")
+        self.ood_means = None if means is None else np.asarray(means, np.float64)
+        self.ood_precision = None if precision is None else np.asarray(precision, np.float64)
         threshold = self.card.ood.get("threshold") if self.card.ood else None
         self.ood_threshold = None if threshold is None else float(threshold)
+
+    def _loaded_extras(self) -> dict[str, np.ndarray]:
+        assert self._loaded is not None
+        return {k: v.detach().cpu().double().numpy() for k, v in self._loaded.extras.items()}
 
     @property
     def classes(self) -> tuple[str, ...]:
         return self.card.classes
 
+    @property
+    def runtime(self) -> str:
+        """What runs the network, for people: "CPU, ONNX Runtime", "CUDA, torch"."""
+        return f"{self.device.split(':')[0].upper()}, {'ONNX Runtime' if self.backend.name == 'onnxruntime' else 'torch'}"
+
     # ----------------------------------------------------------------------- preprocessing
     def _prepare_rgb(self, name: str, rgb: np.ndarray) -> _Prepared:
         original, model_input = model_input_only(rgb, self.card.preprocess)
-        chw = to_chw_float(model_input, self.card.preprocess)
-        return _Prepared(name, chw, "; ".join(image_level_ood(original)))
+        return _Prepared(name, model_input, "; ".join(image_level_ood(original)))
 
     def _prepare_path(self, path: str | Path) -> _Prepared:
         name = str(path)
@@ -236,20 +228,10 @@ class Classifier:
         good = [p for p in batch if p.error is None]
         by_id: dict[int, ImageResult] = {}
         if good:
-            x = torch.from_numpy(np.stack([p.chw for p in good])).to(self.device)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            want_features = self.ood_means is not None and self.ood_precision is not None
-            with torch.inference_mode():
-                if want_features:
-                    with pooled_features(self.net, self.feature_layer) as store:
-                        logits = self.net(x)
-                    feats = store[0].cpu().numpy()
-                else:
-                    logits = self.net(x)
-                logits = logits.float().cpu().numpy()
+            logits, feats = self.backend.run(np.stack([p.pixels for p in good]))
             probs = softmax(logits.astype(np.float64), self.card.temperature)
-            scores = mahalanobis_score(feats, self.ood_means, self.ood_precision) if want_features else None
+            want_scores = self.ood_means is not None and self.ood_precision is not None
+            scores = mahalanobis_score(feats, self.ood_means, self.ood_precision) if want_scores else None
             for i, p in enumerate(good):
                 k = int(probs[i].argmax())
                 conf = float(probs[i, k])
@@ -334,12 +316,25 @@ class Classifier:
         """
         from engine.gradcam import gradcam, overlay
 
+        import torch
+
         rgb = load_image(image) if isinstance(image, (str, Path)) else np.asarray(image)
         stages = preprocess(rgb, self.card.preprocess)
-        x = torch.from_numpy(to_chw_float(stages.model_input, self.card.preprocess)[None]).to(self.device)
+        net, device = self._torch_network()
+        x = torch.from_numpy(to_chw_float(stages.model_input, self.card.preprocess)[None]).to(device)
         if isinstance(class_index, str):
             if class_index not in self.classes:
                 raise ConfigError(f"unknown class {class_index!r}; the model has {', '.join(self.classes)}")
             class_index = self.classes.index(class_index)
-        heat = gradcam(self.net, self.arch, x, class_index)
+        heat = gradcam(net, self.arch, x, class_index)
         return stages.original, heat, overlay(stages.original, heat)
+
+    def _torch_network(self):
+        """The torch network (Grad-CAM needs gradients): the torch backend's own, or loaded on
+        first use beside the ONNX Runtime session."""
+        if isinstance(self.backend, TorchBackend):
+            return self.backend.net, self.backend.device
+        with self._torch_lock:
+            if self._loaded is None:
+                self._loaded = load_model(self.card)
+            return self._loaded.net.to(self.device).eval(), self.device

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from engine.preprocess import PreprocessConfig, model_input_only, to_chw_float
+from engine.scoring import mahalanobis_score, softmax  # noqa: F401 - re-exported for callers
 
 
 @contextmanager
@@ -59,13 +60,6 @@ def run_network(
     return all_logits, (np.concatenate(features) if features else None)
 
 
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = logits / max(temperature, 1e-6)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """Temperature scaling (Guo et al. 2017): minimise validation NLL over log T."""
     lg = torch.from_numpy(np.asarray(logits, np.float64))
@@ -93,16 +87,6 @@ def fit_mahalanobis(features: np.ndarray, labels: np.ndarray, n_classes: int, sh
     cov += shrinkage * np.trace(cov) / cov.shape[0] * np.eye(cov.shape[0])
     precision = np.linalg.inv(cov)
     return means.astype(np.float32), precision.astype(np.float32)
-
-
-def mahalanobis_score(features: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
-    """Minimum over classes of the squared Mahalanobis distance (higher = less familiar)."""
-    f = features.astype(np.float64)
-    best = np.full(len(f), np.inf)
-    for mu in means.astype(np.float64):
-        d = f - mu
-        best = np.minimum(best, np.einsum("ij,jk,ik->i", d, precision.astype(np.float64), d))
-    return best
 
 
 def review_threshold(probs: np.ndarray, labels: np.ndarray, target_precision: float = 0.995) -> float:

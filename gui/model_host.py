@@ -45,9 +45,12 @@ def default_thread_count() -> int:
     return max(1, (os.cpu_count() or 1) - 1)
 
 
-def describe_device(device: Any) -> str:
-    """``cpu`` -> "CPU"; ``cuda`` -> "CUDA (GPU name)"; ``mps`` -> "MPS (Apple GPU)"."""
-    kind = getattr(device, "type", str(device))
+def describe_device(device: Any, backend: str = "") -> str:
+    """``cpu`` -> "CPU"; ``cuda`` -> "CUDA (GPU name)"; ``mps`` -> "MPS (Apple GPU)"; with
+    ``backend="onnxruntime"``, "CPU (ONNX Runtime)"."""
+    kind = getattr(device, "type", str(device).split(":")[0])
+    if backend == "onnxruntime":
+        return f"{kind.upper()} (ONNX Runtime)"
     if kind == "cuda":
         try:
             import torch
@@ -102,16 +105,20 @@ class ModelHost:
                 if self._classifier is not None and self._loaded_spec == self._spec:
                     return self._classifier
                 spec = self._spec
-            preload_torch_libraries()  # first use: keeps the GUI thread from freezing on import
             from engine.inference import Classifier, configure_threads
+            from engine.runtime import resolve_backend, resolve_device
 
             configure_threads(default_thread_count())
+            if resolve_backend("auto", resolve_device(spec.device)) == "torch":
+                preload_torch_libraries()  # keeps the GUI thread from freezing on import
             log.info("loading model %s on %s", spec.model, spec.device)
-            classifier = Classifier(spec.model, spec.device)
+            # A model's ONNX copy is exported in a child process: importing torch here would
+            # hold the GIL long enough to freeze the window.
+            classifier = Classifier(spec.model, spec.device, isolate_export=True)
             if spec.review_threshold is not None:
                 classifier.card = dataclasses.replace(classifier.card, review_threshold=float(spec.review_threshold))
             log.info("model %s %s loaded on %s (review threshold %.3f)", classifier.card.id,
-                     classifier.card.version, classifier.device, classifier.card.review_threshold)
+                     classifier.card.version, classifier.runtime, classifier.card.review_threshold)
             with self._lock:
                 if self._spec == spec:  # still wanted (the settings may have changed meanwhile)
                     self._classifier, self._loaded_spec = classifier, spec

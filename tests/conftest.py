@@ -6,6 +6,7 @@ No test depends on the real data set except those marked ``realdata`` (skipped w
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from pathlib import Path
 
@@ -13,6 +14,9 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Exported ONNX graphs go to a throw-away cache, never the user's (shared by the whole run: the
+# tiny test models are deterministic, so their graphs are reused across tests).
+os.environ["ALLSIGHT_CACHE_DIR"] = tempfile.mkdtemp(prefix="allsight-test-cache-")
 
 REAL_DATA_CANDIDATES = [
     os.environ.get("ALLSIGHT_DATA", ""),

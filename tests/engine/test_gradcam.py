@@ -86,4 +86,4 @@ def test_classifier_heatmap_from_path_and_array(tmp_path, tiny_model):
     assert np.array_equal(rgb, rgb2)
     _, heat3, _ = clf.heatmap(path, class_index=3)
     np.testing.assert_allclose(heat2, heat3, atol=1e-6)
-    assert _no_hooks(clf.net)
+    assert _no_hooks(clf._torch_network()[0])

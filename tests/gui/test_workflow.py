@@ -63,7 +63,7 @@ def test_classify_folder_with_a_broken_image(qtbot, wf_window, tmp_path, dialogs
     stored = _store_predictions("S-100")
     assert len(stored) == 5 and {p.model_id for p in stored} == {"tiny"}
     # the status bar names the device; the queue shows the finished job
-    assert win.device_label.text() == "Device: CPU"
+    assert win.device_label.text() == "Device: CPU (ONNX Runtime)"
     assert win.queue_panel.overall_bar.format() == "5/5"
     assert "Done" in win.queue_panel.table.item(0, 1).text()
     assert dialogs == []  # a broken image is an error row, not a dialog

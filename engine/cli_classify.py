@@ -533,7 +533,7 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto",
                    help="what runs the network: auto = ONNX Runtime on the CPU (exported from the "
                         "weights once and cached), torch on a GPU")
-    p.add_argument("--batch-size", type=_positive_int, default=32, metavar="N")
+    p.add_argument("--batch-size", type=_positive_int, default=64, metavar="N")
     p.add_argument("--workers", type=_positive_int, default=2, metavar="N", help="image decoding threads")
     p.set_defaults(func=cmd_classify)
 

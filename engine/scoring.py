@@ -16,11 +16,17 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 
 def mahalanobis_score(features: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
-    """Minimum over classes of the squared Mahalanobis distance (higher = less familiar)."""
-    f = features.astype(np.float64)
-    p = precision.astype(np.float64)
-    best = np.full(len(f), np.inf)
-    for mu in means.astype(np.float64):
-        d = f - mu
-        best = np.minimum(best, np.einsum("ij,jk,ik->i", d, p, d))
-    return best
+    """Minimum over classes of the squared Mahalanobis distance (higher = less familiar).
+
+    Expanded as f'Pf - 2 mu'Pf + mu'P mu so the one large product, F @ P, is done once for all
+    classes by BLAS (a per-class einsum cost ~1 ms per image for 512-d features).
+    """
+    f = np.asarray(features, np.float64)
+    p = np.asarray(precision, np.float64)
+    mu = np.asarray(means, np.float64)
+    fp = f @ p  # (N, D)
+    quad = np.einsum("ij,ij->i", fp, f)  # f' P f
+    cross = fp @ mu.T  # (N, K): mu_k' P f (P is symmetric)
+    const = np.einsum("kj,jl,kl->k", mu, p, mu)  # mu_k' P mu_k
+    distances = quad[:, None] - 2.0 * cross + const[None, :]
+    return np.maximum(distances.min(axis=1), 0.0) if len(f) else np.zeros(0)

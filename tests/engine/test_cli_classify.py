@@ -158,7 +158,7 @@ def test_json_and_heatmaps(tmp_path, tiny_model):
                     "--heatmaps", heat, "--device", "cpu", "--workers", "1")
     assert proc.returncode == 3, proc.stderr
     doc = json.loads(js.read_text())
-    assert set(doc) == {"model", "device", "results", "summary"}
+    assert set(doc) == {"model", "device", "backend", "results", "summary"}
     assert doc["model"]["id"] == "tiny" and doc["model"]["version"] == "0.0.1"
     assert len(doc["model"]["sha256"]) == 64
     assert doc["device"] == "cpu"

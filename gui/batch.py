@@ -212,6 +212,19 @@ class BatchQueue(QObject):
         self.changed.emit()
         return True
 
+    def move_to(self, job: BatchJob, index: int) -> bool:
+        """Put ``job`` at position ``index`` of the queue (clamped); True when it moved."""
+        with self._lock:
+            if job not in self.jobs:
+                return False
+            i = self.jobs.index(job)
+            index = max(0, min(int(index), len(self.jobs) - 1))
+            if index == i:
+                return False
+            self.jobs.insert(index, self.jobs.pop(i))
+        self.changed.emit()
+        return True
+
     def clear_finished(self) -> None:
         with self._lock:
             self.jobs = [j for j in self.jobs if j.state in (QUEUED, RUNNING)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from PySide6.QtCore import QRect, Qt, Signal
+from PySide6.QtCore import QPoint, QRect, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -47,6 +47,48 @@ OVERALL_REFRESH_S = 0.3
 ProgressRole = Qt.ItemDataRole.UserRole + 1
 
 
+class JobTable(QTableWidget):
+    """The jobs table; rows can be dragged to a new place in the queue.
+
+    Qt's own internal move would shuffle the table's items behind the queue's back, so the drop
+    is turned into a ``row_dropped(from_row, to_row)`` request and the table is rebuilt from
+    the queue."""
+
+    row_dropped = Signal(int, int)
+
+    def __init__(self, rows: int, columns: int, parent: QWidget | None = None):
+        super().__init__(rows, columns, parent)
+        self.setDragEnabled(True)
+        self.setAcceptDrops(True)
+        self.viewport().setAcceptDrops(True)
+        self.setDragDropMode(QAbstractItemView.DragDropMode.InternalMove)
+        self.setDefaultDropAction(Qt.DropAction.MoveAction)
+        self.setDropIndicatorShown(True)
+        self.setDragDropOverwriteMode(False)
+
+    def drop_target_row(self, pos: QPoint) -> int:
+        """The row a drop at ``pos`` (viewport coordinates) puts the dragged row at."""
+        index = self.indexAt(pos)
+        if not index.isValid():
+            return self.rowCount() - 1  # below the last row: to the end
+        rect = self.visualRect(index)
+        return index.row() + (1 if pos.y() > rect.center().y() else 0)
+
+    def dropEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        rows = self.selectionModel().selectedRows()
+        if event.source() not in (self, None) or not rows:
+            event.ignore()
+            return
+        source = rows[0].row()
+        target = self.drop_target_row(event.position().toPoint())
+        if target > source:
+            target -= 1  # the dragged row leaves its old place first
+        event.setDropAction(Qt.DropAction.IgnoreAction)  # the queue, not Qt, moves the row
+        event.accept()
+        if target != source:
+            self.row_dropped.emit(source, target)
+
+
 def _bar(parent: QWidget) -> QProgressBar:
     bar = QProgressBar(parent)
     bar.setRange(0, 1000)
@@ -77,7 +119,8 @@ class ProgressDelegate(QStyledItemDelegate):
 
 
 class QueuePanel(QWidget):
-    """Jobs table + Start/Pause/Resume/Cancel/Remove/Up/Down + overall progress."""
+    """Jobs table (rows can be dragged to reorder) + Start/Pause/Resume/Cancel/Remove/Up/Down +
+    overall progress."""
 
     #: The user asked to queue the current sample (the main window decides how).
     add_requested = Signal()
@@ -87,7 +130,7 @@ class QueuePanel(QWidget):
     def __init__(self, queue: BatchQueue, parent: QWidget | None = None):
         super().__init__(parent)
         self.queue = queue
-        self.table = QTableWidget(0, len(COLUMNS), self)
+        self.table = JobTable(0, len(COLUMNS), self)
         t = self.table
         t.setHorizontalHeaderLabels(COLUMNS)
         t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -103,6 +146,7 @@ class QueuePanel(QWidget):
         t.itemSelectionChanged.connect(self._update_buttons)
         t.cellDoubleClicked.connect(self._on_double_click)
         t.setItemDelegateForColumn(2, ProgressDelegate(t))
+        t.row_dropped.connect(self._move_row)
 
         def button(text: str, tip: str, slot) -> QPushButton:
             b = QPushButton(text, self)
@@ -167,6 +211,12 @@ class QueuePanel(QWidget):
         job = self.selected_job()
         if job is not None and self.queue.move(job, delta):
             self.select_job(job)
+
+    def _move_row(self, source: int, target: int) -> None:
+        if 0 <= source < len(self._rows):
+            job = self._rows[source]
+            if self.queue.move_to(job, target):
+                self.select_job(job)
 
     def select_job(self, job: BatchJob) -> None:
         if job in self._rows:

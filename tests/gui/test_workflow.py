@@ -7,7 +7,7 @@ import time
 
 from PySide6.QtCore import Qt
 
-from engine.store import ResultStore, default_db_path
+from engine.store import ResultStore, StoreError, default_db_path
 
 from .conftest import (
     make_sample_folder,
@@ -291,6 +291,41 @@ def test_queue_add_reorder_remove(qtbot, wf_window, tmp_path):
         assert store.predictions("Q-A") == []
 
 
+def _drop_on_row(table, row: int, lower_half: bool) -> None:
+    """Drop the selected row of ``table`` on ``row`` (its upper or lower half), as a mouse
+    drag would end."""
+    from PySide6.QtCore import QPoint
+    from PySide6.QtGui import QDropEvent
+
+    rect = table.visualRect(table.model().index(row, 0))
+    y = rect.bottom() - 2 if lower_half else rect.top() + 2
+    mime = table.model().mimeData(table.selectionModel().selectedIndexes())
+    event = QDropEvent(QPoint(rect.center().x(), y).toPointF(), Qt.DropAction.MoveAction, mime,
+                       Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    table.dropEvent(event)
+
+
+def test_queue_rows_can_be_dragged_to_reorder(qtbot, wf_window, tmp_path):
+    win = wf_window
+    samples = []
+    for i, name in enumerate(("D-A", "D-B", "D-C")):
+        samples.append(open_sample(qtbot, win, make_sample_folder(tmp_path, name, count=1, size=40), i + 1))
+        win.queue_current()
+    a, b, c = samples
+    qp = win.queue_panel
+    assert [j.sample for j in win.batch.jobs] == [a, b, c]
+    qp.select_job(win.batch.jobs[0])
+    _drop_on_row(qp.table, 2, lower_half=True)  # A below C: to the end
+    assert [j.sample for j in win.batch.jobs] == [b, c, a]
+    assert qp.selected_job().sample is a  # the moved row stays selected
+    assert [qp.table.item(r, 0).text() for r in range(3)] == [j.label for j in win.batch.jobs]
+    _drop_on_row(qp.table, 0, lower_half=False)  # A above B: to the front
+    assert [j.sample for j in win.batch.jobs] == [a, b, c]
+    qp.select_job(win.batch.jobs[1])
+    _drop_on_row(qp.table, 1, lower_half=True)  # B onto itself: nothing moves
+    assert [j.sample for j in win.batch.jobs] == [a, b, c]
+
+
 def test_heatmap_is_computed_on_request(qtbot, wf_window, tmp_path):
     win = wf_window
     _classify(qtbot, win, make_sample_folder(tmp_path, "S-heat", count=2, size=64))
@@ -470,3 +505,103 @@ def test_model_warm_up_loads_the_active_model_in_the_background(qtbot, wf_window
     loaded = wf_window.model_host.loaded()
     wf_window.warm_up_model()  # already loaded: nothing more to do
     assert wf_window.model_host.loaded() is loaded
+
+
+_KILLED_APP = r"""
+import sys, time
+from PySide6.QtCore import QTimer
+from engine.inference import Classifier
+
+original = Classifier._classify_prepared
+
+def slow(self, batch):  # slow enough to be killed mid-batch
+    time.sleep(0.25)
+    return original(self, batch)
+
+Classifier._classify_prepared = slow
+from gui.app import create_application
+from gui.main_window import MainWindow
+from gui.settings import Settings
+
+app = create_application([])
+win = MainWindow(Settings(active_model=sys.argv[1], device="cpu", operator_name="T. Tester"))
+win.batch.batch_size = 2
+win.show()
+
+def step():
+    if not win.history_loaded:
+        QTimer.singleShot(50, step)
+    elif win.samples_panel.current_sample() is None:
+        if not getattr(win, "_opened", False):
+            win._opened = True
+            win.open_paths([sys.argv[2]])
+        QTimer.singleShot(50, step)
+    else:
+        win.classify_current()
+        print("CLASSIFYING", flush=True)
+
+QTimer.singleShot(0, step)
+app.exec()
+"""
+
+
+def test_killed_app_loses_no_stored_result_and_resumes(qtbot, wf_settings, tmp_path, monkeypatch):
+    """SIGKILL the real app process mid-batch; a new app shows every committed result and
+    classifies only the rest."""
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    folder = make_sample_folder(tmp_path, "S-kill", count=12, size=40)
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root), QT_QPA_PLATFORM="offscreen", ALLSIGHT_NO_WARMUP="1")
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_APP, wf_settings.active_model, str(folder)],
+                            cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        k = 0
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                k = len(_store_predictions("S-kill"))
+            except StoreError:  # no database or no such sample yet
+                k = 0
+            if k >= 3:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, f"the app exited early: {proc.stderr.read()[-2000:]}"
+        assert k >= 3, "the app never stored a result"
+        os.kill(proc.pid, signal.SIGKILL)  # no shutdown code runs
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+
+    db = sqlite3.connect(default_db_path())
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        db.close()
+    stored = {p.path for p in _store_predictions("S-kill")}
+    assert 3 <= len(stored) < 12  # committed as they came; the kill came mid-batch
+
+    seen = record_classified_paths(monkeypatch)
+    win = make_window(qtbot, wf_settings)
+    try:
+        back = win.samples_panel.samples[0]
+        assert back.store_id == "S-kill"
+        assert f"{len(stored)}/12 classified" in win.samples_panel.sample_list.item(0).text()
+        win.samples_panel.select_sample(back)
+        win.classify_current()
+        wait_classified(qtbot, win, back)
+        assert len(seen) == 1 and len(seen[0]) == 12 - len(stored)
+        assert not {str(p) for p in seen[0]} & stored  # nothing stored is classified again
+        assert len({p.path for p in _store_predictions("S-kill")}) == 12
+    finally:
+        win.shutdown()

@@ -10,6 +10,12 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    if getattr(sys, "frozen", False):
+        # The packaged app exports a model's ONNX copy in a child process (multiprocessing
+        # "spawn"); in a PyInstaller executable that child starts here and must branch off.
+        import multiprocessing
+
+        multiprocessing.freeze_support()
     argv = list(sys.argv[1:] if argv is None else argv)
     from engine.cli import COMMANDS, main as cli_main
 

@@ -62,6 +62,21 @@ def zoom(img: np.ndarray, scale: float, rng: np.random.Generator) -> np.ndarray:
     return cv2.resize(img[top:top + side, left:left + side], (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def color_cast(img: np.ndarray, gains: tuple[float, float, float]) -> np.ndarray:
+    """Multiply R, G, B by ``gains``: another lamp, filter or camera white balance (e.g. the
+    yellow-green background of some fields in the data set)."""
+    return cv2.convertScaleAbs(img.astype(np.float32) * np.asarray(gains, np.float32))
+
+
+def zoom_out(img: np.ndarray, scale: float) -> np.ndarray:
+    """Lower magnification: shrink to ``scale`` and fill the border by reflection."""
+    h, w = img.shape[:2]
+    sh, sw = max(8, int(h * scale)), max(8, int(w * scale))
+    small = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA)
+    top, left = (h - sh) // 2, (w - sw) // 2
+    return cv2.copyMakeBorder(small, top, h - sh - top, left, w - sw - left, cv2.BORDER_REFLECT_101)
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
     """Training augmentation strength; stored in the model card's training recipe."""
@@ -73,6 +88,23 @@ class AugmentConfig:
     p_jpeg: float = 0.25
     p_zoom: float = 0.3
     hue_degrees: float = 8.0
+    #: Per-channel gain (white balance) change, each gain in 1 ± ``cast_strength``.
+    p_color_cast: float = 0.0
+    cast_strength: float = 0.15
+    #: Magnification lowered to 0.65-0.95 of the field.
+    p_zoom_out: float = 0.0
+
+    @classmethod
+    def preset(cls, name: str) -> "AugmentConfig":
+        """``standard`` (the first shipped recipe), ``microscope`` (standard + white-balance
+        casts and lower magnification: what a different microscope or camera does), ``none``."""
+        if name == "standard":
+            return cls()
+        if name == "microscope":
+            return cls(p_color_cast=0.5, p_zoom_out=0.25)
+        if name == "none":
+            return cls(geometric=False, p_photometric=0, p_blur=0, p_downscale=0, p_jpeg=0, p_zoom=0)
+        raise ValueError(f"unknown augmentation preset {name!r}; use standard, microscope or none")
 
 
 def augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
@@ -80,10 +112,15 @@ def augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np
         img = flip_rotate(img, rng)
     if rng.random() < cfg.p_zoom:
         img = zoom(img, rng.uniform(0.8, 1.0), rng)
+    elif cfg.p_zoom_out and rng.random() < cfg.p_zoom_out:
+        img = zoom_out(img, rng.uniform(0.65, 0.95))
     if rng.random() < cfg.p_photometric:
         img = brightness_contrast(img, rng.uniform(0.8, 1.2), rng.uniform(-20, 20))
         img = gamma(img, float(np.exp(rng.uniform(np.log(0.7), np.log(1.4)))))
         img = hue_saturation(img, rng.uniform(-cfg.hue_degrees, cfg.hue_degrees), rng.uniform(0.8, 1.2))
+    if cfg.p_color_cast and rng.random() < cfg.p_color_cast:
+        k = cfg.cast_strength
+        img = color_cast(img, tuple(float(g) for g in rng.uniform(1 - k, 1 + k, 3)))
     if rng.random() < cfg.p_blur:
         img = blur(img, rng.uniform(0.3, 1.5))
     if rng.random() < cfg.p_downscale:

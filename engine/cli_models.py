@@ -28,8 +28,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         image_size=args.image_size, batch_size=args.batch_size, split=args.split, seed=args.seed,
         out_dir=args.out, model_id=args.id or "", model_version=args.model_version, lr=args.lr,
         patience=args.patience, model_input=args.model_input, skip_broken=args.skip_broken,
-        augment=AugmentConfig() if not args.no_augment else AugmentConfig(
-            geometric=False, p_photometric=0, p_blur=0, p_downscale=0, p_jpeg=0, p_zoom=0),
+        augment=AugmentConfig.preset("none" if args.no_augment else args.augment),
     )
     bar = None
     phase = None
@@ -76,7 +75,11 @@ def _add_train(sub) -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--patience", type=int, default=8, help="early stopping: epochs without validation gain")
     p.add_argument("--model-input", choices=["masked", "enhanced", "original"], default="masked")
-    p.add_argument("--no-augment", action="store_true", help="disable augmentation (for ablations)")
+    p.add_argument("--augment", choices=["standard", "microscope", "none"], default="standard",
+                   help="augmentation preset: standard (flips, 90-degree rotations, zoom-in, "
+                        "brightness/contrast/gamma/hue, blur, lower resolution, JPEG); microscope "
+                        "(standard + white-balance casts and lower magnification); none")
+    p.add_argument("--no-augment", action="store_true", help="same as --augment none (for ablations)")
     p.add_argument("--out", default="runs/model", metavar="DIR")
     p.add_argument("--id", help="model id (default ARCH-SPLIT)")
     p.add_argument("--model-version", default="1.0.0")

@@ -208,7 +208,8 @@ def test_pause_resume_and_cancel(qtbot, wf_window, tmp_path, monkeypatch):
     slow_classification(monkeypatch, 0.15)
     win = wf_window
     win.batch.batch_size = 2
-    sample = open_sample(qtbot, win, make_sample_folder(tmp_path, "S-long", count=12, size=40))
+    n = 40  # several seconds of work: a loaded machine must not finish it before Cancel lands
+    sample = open_sample(qtbot, win, make_sample_folder(tmp_path, "S-long", count=n, size=40))
     job = win.classify_current()
     qp = win.queue_panel
     qtbot.waitUntil(lambda: job.run_done >= 2, timeout=20000)
@@ -217,7 +218,7 @@ def test_pause_resume_and_cancel(qtbot, wf_window, tmp_path, monkeypatch):
     qtbot.wait(400)  # the image in progress may finish
     held = job.done
     qtbot.wait(500)
-    assert job.done == held < 12
+    assert job.done == held < n
     qtbot.waitUntil(lambda: qp.table.item(0, 1).text() == "Paused", timeout=3000)
     assert "images/s" in qp.overall_label.text() or "Paused" in qp.overall_label.text()
     qtbot.mouseClick(qp.resume_button, Qt.MouseButton.LeftButton)
@@ -227,20 +228,20 @@ def test_pause_resume_and_cancel(qtbot, wf_window, tmp_path, monkeypatch):
     qtbot.waitUntil(lambda: not win.batch.running, timeout=10000)
     assert job.state == "cancelled"
     stopped_at = job.done
-    assert stopped_at < 12
+    assert stopped_at < n
     assert len(_store_predictions("S-long")) == stopped_at == win.results_panel.model.rowCount()
     assert "stopped" in win.samples_panel.sample_list.item(0).text() or sample.status_note.endswith("(stopped)")
     # Start carries on with what is left only
     seen = record_classified_paths(monkeypatch)
     qtbot.mouseClick(qp.start_button, Qt.MouseButton.LeftButton)
     wait_classified(qtbot, win, sample)
-    assert len(seen) == 1 and len(seen[0]) == 12 - stopped_at
+    assert len(seen) == 1 and len(seen[0]) == n - stopped_at
 
 
 def test_crash_mid_batch_resumes_only_pending_images(qtbot, wf_settings, tmp_path, monkeypatch):
 
     slow_classification(monkeypatch, 0.15)
-    folder = make_sample_folder(tmp_path, "S-crash", count=10, size=40)
+    folder = make_sample_folder(tmp_path, "S-crash", count=24, size=40)  # seconds of work
     win = make_window(qtbot, wf_settings)
     win.batch.batch_size = 2
     sample = open_sample(qtbot, win, folder)
@@ -249,20 +250,20 @@ def test_crash_mid_batch_resumes_only_pending_images(qtbot, wf_settings, tmp_pat
     win.shutdown()  # the app goes away mid-batch (the store has every result committed so far)
     win.hide()
     k = len(_store_predictions("S-crash"))
-    assert 3 <= k < 10
+    assert 3 <= k < 24
 
     seen = record_classified_paths(monkeypatch)
     win2 = make_window(qtbot, wf_settings)
     try:
         back = win2.samples_panel.samples[0]
-        assert back.store_id == "S-crash" and f"{k}/10 classified" in win2.samples_panel.sample_list.item(0).text()
+        assert back.store_id == "S-crash" and f"{k}/24 classified" in win2.samples_panel.sample_list.item(0).text()
         win2.samples_panel.select_sample(back)
         qtbot.waitUntil(lambda: win2.results_panel.model.rowCount() == k, timeout=10000)
         win2.classify_current()
         wait_classified(qtbot, win2, back)
-        assert len(seen) == 1 and len(seen[0]) == 10 - k
+        assert len(seen) == 1 and len(seen[0]) == 24 - k
         done_before = {p.path for p in _store_predictions("S-crash")}
-        assert len(done_before) == 10
+        assert len(done_before) == 24
     finally:
         win2.shutdown()
     assert sample.store_id == "S-crash"
@@ -555,7 +556,7 @@ def test_killed_app_loses_no_stored_result_and_resumes(qtbot, wf_settings, tmp_p
     import sys
     from pathlib import Path
 
-    folder = make_sample_folder(tmp_path, "S-kill", count=12, size=40)
+    folder = make_sample_folder(tmp_path, "S-kill", count=24, size=40)
     root = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONPATH=str(root), QT_QPA_PLATFORM="offscreen", ALLSIGHT_NO_WARMUP="1")
     proc = subprocess.Popen([sys.executable, "-c", _KILLED_APP, wf_settings.active_model, str(folder)],
@@ -589,19 +590,19 @@ def test_killed_app_loses_no_stored_result_and_resumes(qtbot, wf_settings, tmp_p
     finally:
         db.close()
     stored = {p.path for p in _store_predictions("S-kill")}
-    assert 3 <= len(stored) < 12  # committed as they came; the kill came mid-batch
+    assert 3 <= len(stored) < 24  # committed as they came; the kill came mid-batch
 
     seen = record_classified_paths(monkeypatch)
     win = make_window(qtbot, wf_settings)
     try:
         back = win.samples_panel.samples[0]
         assert back.store_id == "S-kill"
-        assert f"{len(stored)}/12 classified" in win.samples_panel.sample_list.item(0).text()
+        assert f"{len(stored)}/24 classified" in win.samples_panel.sample_list.item(0).text()
         win.samples_panel.select_sample(back)
         win.classify_current()
         wait_classified(qtbot, win, back)
-        assert len(seen) == 1 and len(seen[0]) == 12 - len(stored)
+        assert len(seen) == 1 and len(seen[0]) == 24 - len(stored)
         assert not {str(p) for p in seen[0]} & stored  # nothing stored is classified again
-        assert len({p.path for p in _store_predictions("S-kill")}) == 12
+        assert len({p.path for p in _store_predictions("S-kill")}) == 24
     finally:
         win.shutdown()

@@ -3,7 +3,7 @@
 Two backends run the same network and return the same numbers (a test holds them to 1e-4):
 
 * :class:`OnnxBackend` — ONNX Runtime on the CPU, from the cached ONNX copy of the model
-  (:mod:`engine.onnx_export`). The default on the CPU: measured 1.3-1.4 × torch's throughput
+  (:mod:`engine.onnx_export`). The default on the CPU: measured 1.5 × torch's throughput
   for the 128-px ResNet18 on the 2-core build machine (`benchmarks/inference.py`), and it
   starts without importing torch.
 * :class:`TorchBackend` — PyTorch, for CUDA and Apple MPS, and on the CPU when ONNX Runtime is

@@ -27,7 +27,7 @@ from engine.fsutil import atomic_write_bytes
 from engine.data import Dataset, Sample, discover_dataset, load_resized, split_dataset
 from engine.errors import ConfigError, DataLayoutError
 from engine.metrics import classification_report
-from engine.models import build_model, feature_layer
+from engine.models import build_model, feature_layer, get_spec
 from engine.predict import (
     fit_mahalanobis, fit_temperature, mahalanobis_score, preprocess_batch, review_threshold,
     run_network, softmax,
@@ -341,7 +341,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, cancel: CancelToken | None 
         preprocess=pp,
         temperature=temperature,
         review_threshold=threshold,
-        ood={"method": "mahalanobis", "feature_layer": layer.__class__.__name__,
+        ood={"method": "mahalanobis", "feature_layer": get_spec(cfg.arch).feature_layer,
              "threshold": ood_threshold, "quantile": cfg.ood_quantile,
              "tensors": ["ood.means", "ood.precision"]},
         training={

@@ -42,6 +42,7 @@ def test_training_writes_a_complete_verified_model(class_dataset, tmp_path):
     assert card["calibration"]["temperature"] > 0
     assert "test_random" in card["metrics"] and card["metrics"]["test_random"]["n"] == 12
     assert card["ood"]["method"] == "mahalanobis" and "threshold" in card["ood"]
+    assert card["ood"]["feature_layer"] == "features.4"  # the registry's layer name, not a class name
 
 
 def test_same_seed_gives_identical_weights(class_dataset, tmp_path):

@@ -1,0 +1,36 @@
+"""The model host's native-library preloading (run in fresh interpreters: the test process has
+long imported both libraries)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+_CHECK = r"""
+import sys
+from gui import model_host
+name = sys.argv[1]
+preload = {"onnxruntime": model_host.preload_onnxruntime_library,
+           "torch": model_host.preload_torch_libraries}[name]
+assert name not in sys.modules
+ok = preload()
+maps = open("/proc/self/maps").read()
+mapped = {"onnxruntime": "onnxruntime_pybind11_state", "torch": "libtorch_global_deps"}[name] in maps
+assert name not in sys.modules  # mapped, not imported
+__import__(name)  # the real import still works on top of the preloaded library
+print(ok, mapped, preload())  # a second call: already imported, nothing to do
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="preloading is a Linux-only measure")
+@pytest.mark.parametrize("package", ["onnxruntime", "torch"])
+def test_native_library_is_mapped_before_the_import(package):
+    out = subprocess.run([sys.executable, "-c", _CHECK, package], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True", "False"]

@@ -278,7 +278,7 @@ class Classifier:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
         source = iter(paths)
         n_workers = max(1, int(workers))
-        whole_batches = self.parallel_batches > 1 or isinstance(self.backend, OnnxBackend)
+        whole_batches = isinstance(self.backend, OnnxBackend)  # its sessions are re-entrant
         if whole_batches:
             n_workers = max(1, min(n_workers, self.parallel_batches))
         pool = ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="allsight-classify")

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import logging
 import os
 import re
 import sys
 import tempfile
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -221,11 +223,14 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
     from engine.inference import CSV_COLUMNS, Classifier  # torch: only once the inputs are known
 
-    classifier = Classifier(args.model, device=args.device, backend=args.backend)
+    # The network loads in the background while the first batches are decoded.
+    classifier = Classifier(args.model, device=args.device, backend=args.backend, background=True)
     groups = group_samples(args.inputs, scan.images)
 
     store = None
     files: list[IO[str]] = []
+    running: Generator[Any, None, None] | None = None
+    results: Iterator[Any] | None = None
     try:
         entries = [_Entry(p) for p in scan.images]
         if args.db:
@@ -233,7 +238,15 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
             store = ResultStore.open(_db_path(args.db))
             entries = _prepare_store(store, groups, scan.images, classifier.card, args.operator or "")
-        # Open every output before the first image, so an unwritable path fails at once.
+        todo = [e.path for e in entries if e.stored is None and e.refused is None]
+        if todo:
+            running = classifier.classify_paths(todo, batch_size=args.batch_size, workers=args.workers)
+            # The first result waits for the model: a missing or corrupt model fails here,
+            # before any output file is touched. Decoding has been running meanwhile.
+            results = itertools.chain([next(running)], running)
+        else:
+            classifier.wait_ready()
+        # Open every output before the first image is written, so an unwritable path fails at once.
         csv_file = _open_output(args.out, "CSV") if args.out and args.out != "-" else sys.stdout
         if csv_file is not sys.stdout:
             files.append(csv_file)
@@ -247,7 +260,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise AllSightError(f"cannot create the heat-map folder {heat_dir}: {exc.strerror or exc}") from None
         run = _Run(args, entries, classifier, csv_file, json_file, heat_dir, CSV_COLUMNS, store)
-        code = run.execute()
+        code = run.execute(results)
         for f in files:
             f.close()
         files.clear()
@@ -258,6 +271,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
         code = max(code, EXIT_PARTIAL if missing else EXIT_OK)
         return code
     finally:
+        if running is not None:
+            running.close()  # stops the workers if the run ended early
         for f in files:
             f.close()
         if store is not None:
@@ -322,7 +337,8 @@ class _Run:
         self.heat_failed = 0
         self.refused_samples: set[str] = set()
 
-    def execute(self) -> int:
+    def execute(self, results: Iterator[Any] | None) -> int:
+        """Write a row per entry; ``results`` yields the classified entries' results in order."""
         from tqdm import tqdm
 
         args, classifier = self.args, self.classifier
@@ -340,8 +356,7 @@ class _Run:
         n_ok = n_error = n_review = n_ood = 0
         used_names: set[str] = set()
         records: list[dict[str, Any]] = []
-        todo = [e.path for e in self.entries if e.stored is None and e.refused is None]
-        gen = classifier.classify_paths(todo, batch_size=args.batch_size, workers=args.workers) if todo else None
+        gen = results
         bar = tqdm(total=len(self.entries), desc="classify", unit="img", dynamic_ncols=True, file=sys.stderr,
                    disable=not sys.stderr.isatty())
         try:
@@ -381,8 +396,6 @@ class _Run:
                 bar.update(1)
         finally:
             bar.close()
-            if gen is not None:
-                gen.close()
 
         summary = {"n_images": n_ok + n_error, "counts": counts, "n_ok": n_ok, "n_error": n_error,
                    "n_needs_review": n_review, "n_ood": n_ood}

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -155,12 +154,18 @@ class Classifier:
     model's ONNX copy is not cached yet (``isolate_export=True`` exports it in a child process
     instead, for the desktop app) and for Grad-CAM. If the ONNX path fails for any reason but
     corrupt weights, ``auto`` falls back to torch and logs why.
+
+    ``background=True`` returns as soon as the model card is read and loads the network in a
+    thread (verifying the weights, creating the session); :meth:`classify_paths` starts decoding
+    at once and runs the network when it is ready. A load error is then raised where the
+    backend is first needed (:meth:`wait_ready`, :attr:`backend`, the first result).
     """
 
     def __init__(self, model: str | Path | ModelCard | LoadedModel | None = None,
-                 device: Any = "auto", backend: str = "auto", *, isolate_export: bool = False) -> None:
+                 device: Any = "auto", backend: str = "auto", *, isolate_export: bool = False,
+                 background: bool = False) -> None:
         self.device: str = resolve_device(device)
-        threads = configure_threads() if self.device == "cpu" else 1
+        self._threads = configure_threads() if self.device == "cpu" else 1
         self._loaded: LoadedModel | None = model if isinstance(model, LoadedModel) else None
         if self._loaded is not None:
             card = self._loaded.card
@@ -169,40 +174,81 @@ class Classifier:
         self.card: ModelCard = card
         self.arch = card.architecture
         self._torch_lock = threading.Lock()
-        self.backend: Backend = None  # type: ignore[assignment]
         #: How many batches may run through the network at once (1: the network is not
         #: re-entrant or uses every core by itself).
         self.parallel_batches = 1
-        extras: dict[str, Any] = {}
-        kind = resolve_backend(backend, self.device)
-        if kind == "onnx":
-            try:
-                extras = self._loaded_extras() if self._loaded is not None else load_arrays(card, "ood.")
-                from engine.onnx_export import ensure_cached, ensure_cached_isolated
-
-                graph = (ensure_cached_isolated(card) if isolate_export and self._loaded is None
-                         else ensure_cached(card, self._loaded))
-                # One compute thread per session call, and up to ``threads`` batches in flight
-                # at once (see classify_paths): measured 183 vs 150 images/s end to end on
-                # 2 cores, as no core idles while another decodes.
-                self.backend = OnnxBackend(graph, 1)
-                self.parallel_batches = threads
-            except ModelIntegrityError:
-                raise
-            except ModelError as exc:
-                if (backend or "auto").strip().lower() == "onnx":
-                    raise
-                log.warning("ONNX Runtime cannot run %s (%s); using torch instead", card.id, exc)
-        if self.backend is None:
-            if self._loaded is None:
-                self._loaded = load_model(card)
-            extras = self._loaded_extras()
-            self.backend = TorchBackend(self._loaded, self.device)
-        means, precision = extras.get("ood.means"), extras.get("ood.precision")
-        self.ood_means = None if means is None else np.asarray(means, np.float64)
-        self.ood_precision = None if precision is None else np.asarray(precision, np.float64)
+        self._network_slots = threading.BoundedSemaphore(1)
+        self.ood_means: np.ndarray | None = None
+        self.ood_precision: np.ndarray | None = None
         threshold = self.card.ood.get("threshold") if self.card.ood else None
         self.ood_threshold = None if threshold is None else float(threshold)
+        self._backend_pref = backend
+        self._isolate_export = isolate_export
+        kind = resolve_backend(backend, self.device)  # a bad name fails here, not in the background
+        self._ready: Future[Backend] = Future()
+        self._ready.set_running_or_notify_cancel()
+        if background:
+            # Verifying the weights and creating the session (~0.3 s) overlap with the decoding
+            # of the first batches (see classify_paths); errors surface where the backend is used.
+            self._loader: threading.Thread | None = threading.Thread(
+                target=self._load_backend, args=(kind,), name="allsight-model-load")
+            self._loader.start()
+        else:
+            self._loader = None
+            self._load_backend(kind)
+            self._ready.result()  # raise a load error here, as before
+
+    def _load_backend(self, kind: str) -> None:
+        """Build the backend (in the caller's or the loader thread); the outcome goes to
+        ``self._ready``."""
+        try:
+            backend, extras = None, {}
+            if kind == "onnx":
+                try:
+                    extras = self._loaded_extras() if self._loaded is not None else load_arrays(self.card, "ood.")
+                    from engine.onnx_export import ensure_cached, ensure_cached_isolated
+
+                    graph = (ensure_cached_isolated(self.card) if self._isolate_export and self._loaded is None
+                             else ensure_cached(self.card, self._loaded))
+                    # One compute thread per session call, and up to ``threads`` batches in
+                    # flight at once (see classify_paths): measured 183 vs 150 images/s end to
+                    # end on 2 cores, as no core idles while another decodes.
+                    backend = OnnxBackend(graph, 1)
+                    self.parallel_batches = self._threads
+                except ModelIntegrityError:
+                    raise
+                except ModelError as exc:
+                    if (self._backend_pref or "auto").strip().lower() == "onnx":
+                        raise
+                    log.warning("ONNX Runtime cannot run %s (%s); using torch instead", self.card.id, exc)
+            if backend is None:
+                if self._loaded is None:
+                    self._loaded = load_model(self.card)
+                extras = self._loaded_extras()
+                backend = TorchBackend(self._loaded, self.device)
+                self.parallel_batches = 1  # one torch call uses every core (or the GPU)
+            self._network_slots = threading.BoundedSemaphore(self.parallel_batches)
+            means, precision = extras.get("ood.means"), extras.get("ood.precision")
+            self.ood_means = None if means is None else np.asarray(means, np.float64)
+            self.ood_precision = None if precision is None else np.asarray(precision, np.float64)
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever needs the backend
+            self._ready.set_exception(exc)
+        else:
+            self._ready.set_result(backend)
+
+    @property
+    def backend(self) -> Backend:
+        """The runtime running the network; waits for a background load, and raises its error."""
+        return self._ready.result()
+
+    def wait_ready(self) -> Backend:
+        """Wait until the model is loaded (see ``background``); raise why it could not be."""
+        return self._ready.result()
+
+    @property
+    def ready(self) -> bool:
+        """True once loading has finished (successfully or not): using it no longer waits."""
+        return self._ready.done()
 
     def _loaded_extras(self) -> dict[str, np.ndarray]:
         assert self._loaded is not None
@@ -237,7 +283,10 @@ class Classifier:
         good = [p for p in batch if p.error is None]
         by_id: dict[int, ImageResult] = {}
         if good:
-            logits, feats = self.backend.run(np.stack([p.pixels for p in good]))
+            pixels = np.stack([p.pixels for p in good])
+            backend = self.backend
+            with self._network_slots:  # torch's network (and its feature hook) is not re-entrant
+                logits, feats = backend.run(pixels)
             probs = softmax(logits.astype(np.float64), self.card.temperature)
             want_scores = self.ood_means is not None and self.ood_precision is not None
             scores = mahalanobis_score(feats, self.ood_means, self.ood_precision) if want_scores else None
@@ -261,61 +310,41 @@ class Classifier:
     # ------------------------------------------------------------------------------ public
     def classify_paths(
         self, paths: Iterable[str | Path], *, batch_size: int = 64, workers: int = 2,
-        cancel: CancelToken | None = None, prefetch: int = 2,
+        cancel: CancelToken | None = None, prefetch: int = 2, preload_batches: int = 8,
     ) -> Iterator[ImageResult]:
         """Yield one :class:`ImageResult` per path, in input order, as each batch finishes.
 
-        ``paths`` may be any iterable (it is consumed lazily: at most ``max(prefetch, workers)``
-        batches ahead of the batch being yielded). ``cancel`` is checked between batches and raises
+        ``paths`` may be any iterable, consumed lazily: once the model is loaded, at most
+        ``max(workers, prefetch)`` batches are pulled ahead of the batch being yielded (while a
+        ``background`` load is still running, up to ``preload_batches``, so that decoding
+        overlaps the load). ``cancel`` is checked between batches and raises
         :class:`~engine.errors.Cancelled`. Closing the generator early stops the workers.
 
-        Two ways to use ``workers`` threads: with ONNX Runtime each worker decodes a whole batch
-        and runs it through the (re-entrant, single-threaded) session itself, up to
-        :attr:`parallel_batches` batches at once; with torch the workers decode while the
-        calling thread runs the network, whose own threads use the cores.
+        ``workers`` threads share two kinds of job: decoding and preprocessing a batch, and
+        running a decoded batch through the network (up to :attr:`parallel_batches` at once:
+        ONNX Runtime's single-threaded sessions are re-entrant; torch uses every core, or the
+        GPU, by itself). A worker runs the network whenever the next batch in order is decoded
+        and a slot is free, and decodes otherwise, so neither core idles while the other decodes.
         """
         if batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
-        source = iter(paths)
         n_workers = max(1, int(workers))
-        whole_batches = isinstance(self.backend, OnnxBackend)  # its sessions are re-entrant
-        if whole_batches:
-            n_workers = max(1, min(n_workers, self.parallel_batches))
-        pool = ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="allsight-classify")
-        pending: deque[Any] = deque()
-        exhausted = False
-        in_flight = max(n_workers, prefetch, 1) if whole_batches else max(1, prefetch)
-
-        def submit_next() -> None:
-            nonlocal exhausted
-            if exhausted:
-                return
-            chunk = list(islice(source, batch_size))
-            if not chunk:
-                exhausted = True
-                return
-            if whole_batches:
-                pending.append(pool.submit(self._prepare_and_classify, chunk))
-            else:
-                pending.append([pool.submit(self._prepare_path, p) for p in chunk])
-
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        pipeline = _Pipeline(self, iter(paths), batch_size, n_workers,
+                             ahead=max(n_workers, prefetch, 1), preload=max(n_workers, prefetch, preload_batches, 1))
         try:
-            while len(pending) < in_flight and not exhausted:
-                submit_next()
-            while pending:
+            index = 0
+            while True:
+                results = pipeline.take(index)
+                if results is None:
+                    return
                 if cancel is not None:
                     cancel.raise_if_cancelled()
-                head = pending.popleft()
-                submit_next()  # keep the workers busy while this batch is finished
-                if whole_batches:
-                    yield from head.result()
-                else:
-                    yield from self._classify_prepared([f.result() for f in head])
+                yield from results
+                index += 1
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-    def _prepare_and_classify(self, chunk: Sequence[str | Path]) -> list[ImageResult]:
-        return self._classify_prepared([self._prepare_path(p) for p in chunk])
+            pipeline.close()
 
     def classify_arrays(self, images: Sequence[np.ndarray], names: Sequence[str] | None = None, *,
                         batch_size: int = 32) -> list[ImageResult]:
@@ -353,15 +382,133 @@ class Classifier:
             if class_index not in self.classes:
                 raise ConfigError(f"unknown class {class_index!r}; the model has {', '.join(self.classes)}")
             class_index = self.classes.index(class_index)
-        heat = gradcam(net, self.arch, x, class_index)
+        # Grad-CAM hooks the network: no batch may run through the same network meanwhile.
+        guard = self._network_slots if isinstance(self.backend, TorchBackend) else self._torch_lock
+        with guard:
+            heat = gradcam(net, self.arch, x, class_index)
         return stages.original, heat, overlay(stages.original, heat)
 
     def _torch_network(self):
         """The torch network (Grad-CAM needs gradients): the torch backend's own, or loaded on
         first use beside the ONNX Runtime session."""
-        if isinstance(self.backend, TorchBackend):
-            return self.backend.net, self.backend.device
+        backend = self.backend
+        if isinstance(backend, TorchBackend):
+            return backend.net, backend.device
         with self._torch_lock:
             if self._loaded is None:
                 self._loaded = load_model(self.card)
             return self._loaded.net.to(self.device).eval(), self.device
+
+
+class _Pipeline:
+    """The worker threads behind :meth:`Classifier.classify_paths`.
+
+    Batch ``i`` goes through two jobs, each done by whichever worker is free: *decode*
+    (read and preprocess its files) and *network* (run the decoded batch, score it). Network
+    jobs are taken in input order, as soon as the model is ready and a network slot is free;
+    otherwise a free worker decodes the next batch, if the look-ahead allows one more. The
+    consumer (:meth:`take`) collects finished batches in order.
+    """
+
+    def __init__(self, classifier: Classifier, source: Iterator[str | Path], batch_size: int,
+                 workers: int, ahead: int, preload: int) -> None:
+        self._clf = classifier
+        self._source = source
+        self._batch_size = batch_size
+        self._ahead, self._preload = ahead, preload
+        self._cond = threading.Condition()
+        self._taken = 0  # batches pulled from the source
+        self._released = 0  # batches handed to the consumer and finished with
+        self._exhausted = False
+        self._decoded: dict[int, list[_Prepared]] = {}
+        self._next_network = 0
+        self._networks_running = 0
+        self._done: dict[int, list[ImageResult]] = {}
+        self._error: BaseException | None = None
+        self._stop = False
+        classifier._ready.add_done_callback(lambda _: self._wake())
+        self._threads = [threading.Thread(target=self._work, name=f"allsight-classify-{i}")
+                         for i in range(workers)]
+        for t in self._threads:
+            t.start()
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _next_job(self) -> tuple[str, int, Any] | None:
+        """Under the lock: the next job for a free worker, ``None`` to stop, or wait."""
+        while True:
+            if self._stop or self._error is not None:
+                return None
+            ready = self._clf.ready
+            if (ready and self._next_network in self._decoded
+                    and self._networks_running < self._clf.parallel_batches):
+                i = self._next_network
+                self._next_network += 1
+                self._networks_running += 1
+                return "network", i, self._decoded.pop(i)
+            limit = self._ahead + 1 if ready else self._preload
+            if not self._exhausted and self._taken - self._released < limit:
+                chunk = list(islice(self._source, self._batch_size))
+                if chunk:
+                    self._taken += 1
+                    return "decode", self._taken - 1, chunk
+                self._exhausted = True
+                self._cond.notify_all()  # the consumer may be waiting for the end
+                continue
+            if self._exhausted and self._next_network >= self._taken:
+                return None  # nothing left to decode or to run
+            self._cond.wait()
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                try:
+                    job = self._next_job()
+                except BaseException as exc:  # noqa: BLE001 - the caller's path iterable failed
+                    self._error = exc
+                    self._cond.notify_all()
+                    return
+            if job is None:
+                return
+            kind, index, payload = job
+            try:
+                if kind == "decode":
+                    decoded = [self._clf._prepare_path(p) for p in payload]
+                    with self._cond:
+                        self._decoded[index] = decoded
+                        self._cond.notify_all()
+                else:
+                    results = self._clf._classify_prepared(payload)
+                    with self._cond:
+                        self._done[index] = results
+                        self._networks_running -= 1
+                        self._cond.notify_all()
+            except BaseException as exc:  # noqa: BLE001 - e.g. a model that failed to load
+                with self._cond:
+                    if self._error is None:
+                        self._error = exc
+                    self._cond.notify_all()
+                return
+
+    def take(self, index: int) -> list[ImageResult] | None:
+        """Batch ``index``'s results (batches before it are finished with), or ``None`` at the end."""
+        with self._cond:
+            self._released = index
+            self._cond.notify_all()
+            while index not in self._done:
+                if self._error is not None:
+                    raise self._error
+                if self._exhausted and index >= self._taken:
+                    return None
+                self._cond.wait()
+            return self._done.pop(index)
+
+    def close(self) -> None:
+        """Stop taking jobs and wait for the running ones (at most one batch each)."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        for t in self._threads:
+            t.join()

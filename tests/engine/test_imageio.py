@@ -477,3 +477,81 @@ def test_load_error_is_never_a_partial_array(tmp_path):
     path = make_broken(tmp_path, "truncated_jpeg")
     with pytest.raises(ImageLoadError):
         load_image(path)
+
+
+# ---------------------------------------------------------------- plain JPEGs: OpenCV shortcut
+def _smear_like(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Smooth colour gradients with noise: exercises chroma upsampling and every DCT band."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    img = np.stack([120 + 100 * np.sin(x / 7.0), 90 + 80 * np.cos(y / 5.0), 160 + 60 * np.sin((x + y) / 11.0)], -1)
+    return np.clip(img + rng.normal(0, 12, img.shape), 0, 255).astype(np.uint8)
+
+
+PLAIN_JPEG_VARIANTS = {
+    "420": {"quality": 90, "subsampling": 2},
+    "422": {"quality": 85, "subsampling": 1},
+    "444": {"quality": 95, "subsampling": 0},
+    "progressive": {"quality": 90, "progressive": True},
+    "optimized_low_quality": {"quality": 40, "optimize": True},
+}
+
+
+@pytest.mark.parametrize("variant", list(PLAIN_JPEG_VARIANTS))
+@pytest.mark.parametrize("shape", [(224, 224), (37, 53), (480, 640)])
+def test_plain_jpeg_takes_the_opencv_path_with_pillows_exact_pixels(tmp_path, variant, shape):
+    path = write_image(tmp_path / "field.jpg", _smear_like(*shape), **PLAIN_JPEG_VARIANTS[variant])
+    assert imageio.plain_jpeg_size(path.read_bytes()) == (shape[1], shape[0])
+    fast = load_image(path)
+    assert_rgb(fast, shape)
+    assert fast.flags.writeable and fast.flags.c_contiguous
+    np.testing.assert_array_equal(fast, imageio._decode_with_pillow(path, DEFAULT_MAX_PIXELS))
+
+
+def test_plain_grayscale_jpeg_matches_pillow(tmp_path):
+    gray = _smear_like(40, 48)[..., 1]
+    path = write_image(tmp_path / "gray.jpg", gray, quality=90)
+    assert imageio.plain_jpeg_size(path.read_bytes()) == (48, 40)
+    np.testing.assert_array_equal(load_image(path), imageio._decode_with_pillow(path, DEFAULT_MAX_PIXELS))
+
+
+def test_jpegs_that_are_not_plain_go_to_pillow(tmp_path):
+    rgb = _smear_like(32, 48)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate
+    cases = {
+        "exif": write_image(tmp_path / "exif.jpg", rgb, exif=exif.tobytes()),
+        "cmyk": tmp_path / "cmyk.jpg",
+        "truncated": tmp_path / "truncated.jpg",
+    }
+    Image.fromarray(rgb).convert("CMYK").save(cases["cmyk"])
+    whole = write_image(tmp_path / "whole.jpg", rgb).read_bytes()
+    cases["truncated"].write_bytes(whole[:-40])
+    for name, path in cases.items():
+        assert imageio.plain_jpeg_size(path.read_bytes()) is None, name
+    assert_rgb(load_image(cases["exif"]), (48, 32))  # rotated upright by Pillow
+    assert_rgb(load_image(cases["cmyk"]), (32, 48))
+    with pytest.raises(ImageLoadError, match="truncated"):
+        load_image(cases["truncated"])
+
+
+def test_plain_jpeg_size_refuses_malformed_headers():
+    assert imageio.plain_jpeg_size(b"") is None
+    assert imageio.plain_jpeg_size(b"\xff\xd8\xff\xd9") is None
+    # a segment whose length runs past the end of the file
+    assert imageio.plain_jpeg_size(b"\xff\xd8\xff\xe0\x7f\xff" + b"\0" * 16 + b"\xff\xd9") is None
+    # bytes where a marker should be
+    assert imageio.plain_jpeg_size(b"\xff\xd8\xff\xe0\x00\x04ab" + b"xyz" * 8 + b"\xff\xd9") is None
+
+
+def test_plain_jpeg_over_the_pixel_limit_is_refused_by_the_guard(tmp_path):
+    path = write_image(tmp_path / "big.jpg", _smear_like(64, 64))
+    assert imageio.plain_jpeg_size(path.read_bytes()) == (64, 64)
+    with pytest.raises(ImageTooLargeError):
+        load_image(path, max_pixels=64 * 64 - 1)
+
+
+def test_a_jpeg_opencv_cannot_decode_falls_back_to_pillows_reason(tmp_path, monkeypatch):
+    path = write_image(tmp_path / "field.jpg", _smear_like(32, 32))
+    monkeypatch.setattr(imageio.cv2, "imdecode", lambda *a, **k: None)
+    np.testing.assert_array_equal(load_image(path), imageio._decode_with_pillow(path, DEFAULT_MAX_PIXELS))

@@ -35,3 +35,18 @@ def test_shipped_model_classifies_its_own_test_split(real_data, model_id, minimu
     report = evaluate_samples(loaded, samples)["clean"]
     assert report["n"] == len(samples) > 400
     assert report["accuracy"] >= minimum
+
+
+def test_every_real_image_decodes_the_same_through_opencv_and_pillow(real_data):
+    # The models were trained on Pillow's pixels; classify decodes plain JPEGs with OpenCV.
+    import numpy as np
+
+    from engine.imageio import DEFAULT_MAX_PIXELS, _decode_with_pillow, load_image, plain_jpeg_size, scan_paths
+
+    files = scan_paths([real_data]).images
+    assert len(files) == 2735
+    n_plain = 0
+    for path in files:
+        n_plain += plain_jpeg_size(path.read_bytes()) is not None
+        np.testing.assert_array_equal(load_image(path), _decode_with_pillow(path, DEFAULT_MAX_PIXELS), str(path))
+    assert n_plain == len(files)  # so the comparison above did go through OpenCV

@@ -36,7 +36,8 @@ from engine.imageio import load_image
 from engine.preprocess import model_input_only, preprocess, to_chw_float
 from engine.progress import CancelToken
 from engine.runtime import (  # noqa: F401 - select_device/configure_threads are part of this API
-    Backend, OnnxBackend, TorchBackend, configure_threads, resolve_backend, resolve_device, select_device,
+    Backend, OnnxBackend, TorchBackend, configure_threads, limit_numpy_blas_threads, resolve_backend,
+    resolve_device, select_device,
 )
 from engine.scoring import mahalanobis_score, softmax
 
@@ -215,6 +216,8 @@ class Classifier:
                     # end on 2 cores, as no core idles while another decodes.
                     backend = OnnxBackend(graph, 1)
                     self.parallel_batches = self._threads
+                    if self.parallel_batches > 1:
+                        limit_numpy_blas_threads()
                 except ModelIntegrityError:
                     raise
                 except ModelError as exc:

@@ -66,6 +66,24 @@ def configure_threads(n: int | None = None) -> int:
         return _threads_configured
 
 
+def limit_numpy_blas_threads() -> None:
+    """Run NumPy's BLAS on one thread from now on.
+
+    Classification already spreads images over one worker per core; a BLAS call made from a
+    worker (the Mahalanobis product) that starts its own threads only competes with the other
+    worker, and OpenBLAS's threads spin while they wait. Measured with ``main.py classify`` on
+    500 images on 2 cores: 6.3 → 5.7 CPU-seconds, 3.3 → 3.05 s wall clock. Only libraries
+    loaded at the time of the call are limited (threadpoolctl), so torch, if imported later for
+    Grad-CAM or training, keeps its own settings.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a declared dependency; without it BLAS keeps its threads
+        log.debug("threadpoolctl is not installed; NumPy's BLAS threads are left as they are")
+        return
+    threadpool_limits(limits=1, user_api="blas")
+
+
 def _apply_torch_threads() -> None:
     import torch
 

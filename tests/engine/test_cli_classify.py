@@ -185,3 +185,38 @@ def test_bad_batch_size_is_a_usage_error(tmp_path, tiny_model):
     smear_folder(tmp_path / "in", 1)
     proc = classify(tmp_path / "in", "--model", tiny_model, "--batch-size", "0")
     assert proc.returncode == 2 and "error:" in proc.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_progress_bar_on_a_terminal_only(tmp_path, tiny_model):
+    import os
+    import pty
+
+    smear_folder(tmp_path / "in", 3)
+    out = tmp_path / "r.csv"
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
+    try:
+        proc = subprocess.run([sys.executable, "main.py", "classify", str(tmp_path / "in"), "--model", str(tiny_model),
+                               "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=slave, timeout=300)
+    finally:
+        os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the terminal's other end is closed and drained
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    terminal = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 0
+    assert "classify" in terminal and "3/3" in terminal  # tqdm's bar reached the end
+    piped = classify(tmp_path / "in", "--model", tiny_model, "--out", out)
+    assert piped.returncode == 0 and "3/3" not in piped.stderr  # no bar into a pipe or log

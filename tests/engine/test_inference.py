@@ -223,3 +223,133 @@ def test_configure_threads_is_idempotent():
 def test_missing_model_is_a_model_error(tmp_path):
     with pytest.raises(ModelError):
         Classifier(tmp_path / "nope.safetensors", device="cpu")
+
+
+# ------------------------------------------------------------ background load and the pipeline
+def test_background_load_decodes_while_the_model_loads(tiny_model, tmp_path, monkeypatch):
+    import threading
+    import time
+
+    paths = _smears(tmp_path, 12, size=32)
+    gate = threading.Event()
+    real_load = Classifier._load_backend
+
+    def slow_load(self, kind):
+        gate.wait(30)  # the model "loads" until the test says so
+        real_load(self, kind)
+
+    decoded: list[str] = []
+    real_prepare = Classifier._prepare_path
+
+    def counting_prepare(self, path):
+        decoded.append(str(path))
+        return real_prepare(self, path)
+
+    monkeypatch.setattr(Classifier, "_load_backend", slow_load)
+    monkeypatch.setattr(Classifier, "_prepare_path", counting_prepare)
+    clf = Classifier(tiny_model, device="cpu", background=True)
+    assert not clf.ready
+    got: list[ImageResult] = []
+    consumer = threading.Thread(target=lambda: got.extend(clf.classify_paths(paths, batch_size=2, workers=2)))
+    consumer.start()
+    try:
+        deadline = time.time() + 20
+        while len(decoded) < 8 and time.time() < deadline:
+            time.sleep(0.01)
+        assert len(decoded) >= 8 and not got  # several batches decoded, none classified yet
+    finally:
+        gate.set()
+        consumer.join(30)
+    assert clf.ready
+    assert [r.path for r in got] == [str(p) for p in paths]
+    assert all(r.status == "ok" for r in got)
+    expected = list(Classifier(tiny_model, device="cpu").classify_paths(paths))
+    for r, e in zip(got, expected, strict=True):
+        assert r.probabilities == pytest.approx(e.probabilities)
+
+
+def test_background_load_error_surfaces_at_the_first_result(tiny_model, tmp_path):
+    from engine.errors import ModelIntegrityError
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    weights = bad / tiny_model.name
+    data = bytearray(tiny_model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    (bad / tiny_model.with_suffix(".json").name).write_bytes(tiny_model.with_suffix(".json").read_bytes())
+    clf = Classifier(weights, device="cpu", background=True)  # returns before the weights are read
+    with pytest.raises(ModelIntegrityError):
+        next(clf.classify_paths(_smears(tmp_path, 6, size=32), batch_size=2))
+    with pytest.raises(ModelIntegrityError):
+        clf.wait_ready()
+    with pytest.raises(ModelIntegrityError):
+        Classifier(weights, device="cpu")  # without background: raised by the constructor
+
+
+@pytest.mark.parametrize("backend, limit", [("torch", 1), ("onnx", 2)])
+def test_network_calls_never_overlap_beyond_parallel_batches(tiny_model, tmp_path, backend, limit):
+    import threading
+    import time
+
+    configure_threads()
+    clf = Classifier(tiny_model, device="cpu", backend=backend)
+    assert clf.parallel_batches == min(limit, configure_threads())
+    running, peak, lock = 0, 0, threading.Lock()
+    real_run = clf.backend.run
+
+    def tracking_run(images):
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.05)  # long enough for another worker to try
+        try:
+            return real_run(images)
+        finally:
+            with lock:
+                running -= 1
+
+    clf.backend.run = tracking_run
+    results = list(clf.classify_paths(_smears(tmp_path, 16, size=32), batch_size=2, workers=4))
+    assert len(results) == 16 and all(r.ok for r in results)
+    assert peak == clf.parallel_batches
+
+
+def test_an_error_in_the_path_iterable_reaches_the_caller(classifier, tmp_path):
+    files = _smears(tmp_path, 3, size=32)
+
+    def source():
+        yield from files
+        raise RuntimeError("the listing failed")
+
+    with pytest.raises(RuntimeError, match="the listing failed"):
+        list(classifier.classify_paths(source(), batch_size=2))
+
+
+def test_heatmap_waits_for_a_running_torch_batch(tiny_model, tmp_path):
+    # Grad-CAM hooks the torch network: it must not run while a batch is inside it.
+    import threading
+
+    clf = Classifier(tiny_model, device="cpu", backend="torch")
+    image = _smears(tmp_path, 1, size=32)[0]
+    inside, release = threading.Event(), threading.Event()
+    real_run = clf.backend.run
+
+    def blocking_run(images):
+        inside.set()
+        release.wait(10)
+        return real_run(images)
+
+    clf.backend.run = blocking_run
+    batch = threading.Thread(target=lambda: list(clf.classify_paths([image])))
+    batch.start()
+    assert inside.wait(10)
+    done = threading.Event()
+    heat = threading.Thread(target=lambda: (clf.heatmap(image), done.set()))
+    heat.start()
+    assert not done.wait(0.3)  # held back while the batch runs
+    release.set()
+    batch.join(10)
+    heat.join(30)
+    assert done.is_set()

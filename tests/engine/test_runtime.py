@@ -221,3 +221,19 @@ def test_percentile_matches_numpy_exactly():
         values = rng.integers(0, 256, n, dtype=np.uint8)
         for q in (0, 1, 50, 99, 100):
             assert _percentile_uint8(values, q) == pytest.approx(float(np.percentile(values, q)), abs=1e-9)
+
+
+def test_onnx_classifier_runs_numpy_blas_on_one_thread(tiny_model):
+    # classify's workers already use every core; BLAS threads of their own only compete.
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from engine.inference import Classifier
+    from engine.runtime import configure_threads
+
+    if configure_threads() < 2:
+        pytest.skip("one core: the workers do not run in parallel, BLAS is left alone")
+    with threadpool_limits(limits=2, user_api="blas"):  # restored when the test ends
+        assert any(i["num_threads"] == 2 for i in threadpool_info() if i["user_api"] == "blas")
+        Classifier(tiny_model, device="cpu", backend="onnx")
+        blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
+        assert blas and all(i["num_threads"] == 1 for i in blas)

@@ -11,8 +11,13 @@ Compares, on the same images and machine:
             including interpreter start, imports and model load (median of --repeats runs,
             after one run that fills the ONNX cache; that first run is reported too), and the
             same with `--backend torch`
+  floor     what bounds `product` from below on this machine: a fresh process that does
+            everything classify does except reading files (start, imports, model load, then
+            the same number of pre-made tensors through the network: no decoding at all), and
+            decoding + preprocessing alone on the same files in two threads
 and the peak RSS of `classify` over 1,000 and 10,000 images (links to the data set's files).
-Prints a Markdown table for docs/performance.md.
+The ceiling is the median of --repeats measurements. Prints a Markdown table for
+docs/performance.md.
 """
 
 from __future__ import annotations
@@ -83,6 +88,42 @@ def ceiling(model: str, n: int, batch_size: int, backend: str) -> float:
         return n / (time.perf_counter() - start)
 
 
+NETWORK_ONLY = """
+import sys, time
+from concurrent.futures import ThreadPoolExecutor
+import numpy as np
+from engine.inference import Classifier
+model, n, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+clf = Classifier(model, device="cpu")
+s = clf.card.image_size
+x = np.random.default_rng(0).integers(0, 256, (n, s, s, 3), dtype=np.uint8)
+with ThreadPoolExecutor(clf.parallel_batches) as pool:
+    list(pool.map(clf.backend.run, [x[i:i + batch] for i in range(0, n, batch)]))
+"""
+
+
+def network_only_process(model: str, n: int, batch_size: int) -> float:
+    """Wall seconds of a fresh process that starts, loads the model as classify does and runs
+    ``n`` pre-made images through the network: classify without any file reading."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", NETWORK_ONLY, model, str(n), str(batch_size)], cwd=REPO, check=True)
+    return time.perf_counter() - start
+
+
+def decode_only(model: str, files: list[Path], workers: int) -> float:
+    """Images/s of reading and preprocessing ``files`` (as classify does) in ``workers`` threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from engine.inference import Classifier
+
+    clf = Classifier(model, device="cpu")
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(clf._prepare_path, files[:50]))  # warm-up
+        start = time.perf_counter()
+        list(pool.map(clf._prepare_path, files))
+        return len(files) / (time.perf_counter() - start)
+
+
 def run_classify(folder: Path, model: str, out_csv: Path, batch_size: int,
                  backend: str = "auto") -> tuple[float, float, int]:
     """Wall seconds, peak RSS in MB (the child's VmHWM, polled), exit code."""
@@ -132,9 +173,13 @@ def main() -> int:
         product = args.n / wall
         torch_wall = statistics.median(
             run_classify(folder, args.model, tmp / "t.csv", args.batch_size, "torch")[0] for _ in range(args.repeats))
-        ceil = ceiling(args.model, max(256, args.n), args.batch_size, "onnx")
+        ceilings = [ceiling(args.model, max(256, args.n), args.batch_size, "onnx") for _ in range(args.repeats)]
+        ceil = statistics.median(ceilings)
         ceil_torch = ceiling(args.model, max(256, args.n), args.batch_size, "torch")
         naive = naive_loop(files[: args.naive_n])
+        floor_wall = statistics.median(network_only_process(args.model, args.n, args.batch_size)
+                                       for _ in range(args.repeats))
+        decode = decode_only(args.model, files, 2)
         rows = [
             ("naive loop (PIL, 224 px ResNet18, one image at a time)", naive),
             (f"product model alone on tensors ({args.model}, ONNX Runtime: the ceiling)", ceil),
@@ -142,11 +187,16 @@ def main() -> int:
             (f"product end to end: `main.py classify` on {args.n} JPEGs, process start included", product),
             ("same, first run on a machine (exports the ONNX copy once)", args.n / first),
             ("same, `--backend torch`", args.n / torch_wall),
+            (f"floor: fresh process, model load, {args.n} pre-made tensors through the network (no files)",
+             args.n / floor_wall),
+            ("decoding + preprocessing alone (2 threads, no network)", decode),
         ]
         print("| path | images/s |\n| --- | ---: |")
         for name, value in rows:
             print(f"| {name} | {value:.1f} |")
-        print(f"\nend to end / ceiling = {product / ceil:.2f}; end to end / naive = {product / naive:.2f}")
+        print(f"\nend to end / ceiling = {product / ceil:.2f}; end to end / naive = {product / naive:.2f}; "
+              f"floor / ceiling = {args.n / floor_wall / ceil:.2f}")
+        print(f"ceiling runs: {[round(c, 1) for c in ceilings]} images/s; floor process {floor_wall:.2f} s")
         print(f"classify wall time for {args.n} images: {wall:.2f} s, runs {[round(r[0], 2) for r in runs]} "
               f"(peak RSS {rss_small:.0f} MB); first run {first:.2f} s; torch backend {torch_wall:.2f} s")
 

@@ -74,6 +74,8 @@ SHIFTS = {
     "stain hue -40 deg": lambda im: hue_saturation(im, -40),
     "inverted colours": lambda im: 255 - im,
     "H&E-like pink stain": he_pink,
+    "slight defocus (sigma 2)": lambda im: blur(im, 2.0),
+    "defocus (sigma 3)": lambda im: blur(im, 3.0),
     "heavy defocus (sigma 6)": lambda im: blur(im, 6.0),
     "3x lower magnification": zoom_out,
     "3x higher magnification": zoom_in,

@@ -50,3 +50,16 @@ def test_every_real_image_decodes_the_same_through_opencv_and_pillow(real_data):
         n_plain += plain_jpeg_size(path.read_bytes()) is not None
         np.testing.assert_array_equal(load_image(path), _decode_with_pillow(path, DEFAULT_MAX_PIXELS), str(path))
     assert n_plain == len(files)  # so the comparison above did go through OpenCV
+
+
+def test_focus_check_passes_every_real_field_and_catches_defocus(real_data):
+    from engine.augment import blur
+    from engine.imageio import load_image, scan_paths
+    from engine.inference import image_level_ood
+    from engine.preprocess import crop_and_resize
+
+    files = scan_paths([real_data]).images
+    flagged = [p for p in files if image_level_ood(crop_and_resize(load_image(p), 128))]
+    assert flagged == []  # no real field is blank, grayscale or out of focus
+    defocused = [image_level_ood(crop_and_resize(blur(load_image(p), 3.0), 128)) for p in files[::25]]
+    assert all(any(r.startswith("out of focus") for r in reasons) for reasons in defocused)

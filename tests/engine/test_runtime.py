@@ -237,3 +237,24 @@ def test_onnx_classifier_runs_numpy_blas_on_one_thread(tiny_model):
         Classifier(tiny_model, device="cpu", backend="onnx")
         blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
         assert blas and all(i["num_threads"] == 1 for i in blas)
+
+
+def test_defocused_fields_are_out_of_distribution_and_sharp_ones_are_not():
+    import cv2
+
+    from engine.inference import FOCUS_ANALYSIS_SIZE, FOCUS_MIN_SHARPNESS, sharpness
+
+    sharp = [synthetic_smear(i % 4, 224, i) for i in range(4)]
+    for img in sharp:
+        assert sharpness(img) > 2 * FOCUS_MIN_SHARPNESS
+        assert image_level_ood(img) == []
+        blurred = cv2.GaussianBlur(img, (0, 0), 4.0)
+        assert sharpness(blurred) < FOCUS_MIN_SHARPNESS
+        (reason,) = image_level_ood(blurred)
+        assert reason.startswith("out of focus")
+    # exactly at the analysis size, no resize is needed and the result is the same kind
+    assert sharpness(cv2.resize(sharp[0], (FOCUS_ANALYSIS_SIZE,) * 2, interpolation=cv2.INTER_AREA)) > FOCUS_MIN_SHARPNESS
+    # too small to judge: no focus verdict, whatever the blur
+    assert sharpness(cv2.GaussianBlur(synthetic_smear(0, 64, 0), (0, 0), 4.0)) is None
+    # a blank frame is called blank, not also out of focus
+    assert image_level_ood(np.full((224, 224, 3), (230, 200, 210), np.uint8)) == ["near-blank image"]

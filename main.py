@@ -6,6 +6,7 @@ Heavy imports (torch, Qt) are deferred to the subcommand that needs them so that
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -21,8 +22,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if argv and (argv[0] in COMMANDS or argv[0] in ("-h", "--help", "--version")):
         return cli_main(argv)
-    if argv and not argv[0].startswith("-") and argv[0] != "gui":
+    if argv and not argv[0].startswith("-") and argv[0] != "gui" and not os.path.exists(argv[0]):
         return cli_main(argv)  # unknown command: argparse prints the usage error
+    # No arguments, "gui", Qt options, or files and folders to open (a folder dropped on the
+    # app's icon, "Open with ALLSight"): the desktop app.
     from gui.app import run_app
 
     return run_app(argv[1:] if argv and argv[0] == "gui" else argv)

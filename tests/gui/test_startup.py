@@ -68,3 +68,26 @@ def test_app_starts_without_importing_torch(tmp_path):
     assert "RC 0" in out
     # logging went to the isolated folder
     assert (tmp_path / "logs" / "allsight.log").is_file()
+
+
+def test_entry_point_routes_commands_to_the_cli_and_paths_to_the_app(tmp_path, monkeypatch):
+    import engine.cli
+    import gui.app
+    import main
+
+    calls: list[tuple[str, list[str]]] = []
+    monkeypatch.setattr(engine.cli, "main", lambda argv: calls.append(("cli", argv)) or 0)
+    monkeypatch.setattr(gui.app, "run_app", lambda argv: calls.append(("app", argv)) or 0)
+    folder = make_sample_folder(tmp_path, "S-dropped", count=1)
+    cases = [
+        ([], ("app", [])),
+        (["gui", str(folder)], ("app", [str(folder)])),
+        ([str(folder)], ("app", [str(folder)])),  # a folder dropped on the icon opens in the app
+        (["classify", str(folder)], ("cli", ["classify", str(folder)])),
+        (["--version"], ("cli", ["--version"])),
+        (["no-such-command"], ("cli", ["no-such-command"])),  # argparse's usage error
+    ]
+    for argv, expected in cases:
+        calls.clear()
+        assert main.main(argv) == 0
+        assert calls == [expected], argv

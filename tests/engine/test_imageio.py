@@ -555,3 +555,58 @@ def test_a_jpeg_opencv_cannot_decode_falls_back_to_pillows_reason(tmp_path, monk
     path = write_image(tmp_path / "field.jpg", _smear_like(32, 32))
     monkeypatch.setattr(imageio.cv2, "imdecode", lambda *a, **k: None)
     np.testing.assert_array_equal(load_image(path), imageio._decode_with_pillow(path, DEFAULT_MAX_PIXELS))
+
+
+# ------------------------------------------------------------- PNGs with rows missing
+def _png(width: int, height: int, raw: bytes, *, colour: int = 2, depth: int = 8, interlace: int = 0) -> bytes:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, interlace)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def _adam7_raw(rgb: np.ndarray) -> bytes:
+    """Filter-0 scanlines of the seven Adam7 passes of an RGB image."""
+    out = bytearray()
+    for x0, y0, dx, dy in imageio._ADAM7:
+        sub = rgb[y0::dy, x0::dx]
+        if sub.size:
+            for row in sub:
+                out += b"\0" + row.tobytes()
+    return bytes(out)
+
+
+def test_png_with_rows_missing_is_truncated_not_black(tmp_path):
+    # Pillow would fill the missing rows with black without a word.
+    rows = b"".join(b"\0" + bytes([200, 50, 50] * 16) for _ in range(8))  # 8 of 16 rows
+    path = tmp_path / "short.png"
+    path.write_bytes(_png(16, 16, rows))
+    with pytest.raises(ImageLoadError) as info:
+        load_image(path)
+    _check_reason(info.value, path, "truncated")
+
+
+def test_interlaced_png_complete_and_short(tmp_path):
+    rgb = _smear_like(13, 11)
+    raw = _adam7_raw(rgb)
+    full = tmp_path / "interlaced.png"
+    full.write_bytes(_png(11, 13, raw, interlace=1))
+    assert imageio.png_missing_bytes(full.read_bytes()) == 0
+    np.testing.assert_array_equal(load_image(full), rgb)
+    short = tmp_path / "interlaced-short.png"
+    short.write_bytes(_png(11, 13, raw[:-20], interlace=1))
+    assert imageio.png_missing_bytes(short.read_bytes()) == 20
+    with pytest.raises(ImageLoadError, match="truncated"):
+        load_image(short)
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGB", "RGBA", "I;16"])
+def test_complete_pngs_of_every_mode_miss_no_bytes(tmp_path, mode):
+    img = Image.fromarray(_smear_like(21, 17)).convert("L" if mode == "I;16" else mode)
+    if mode == "I;16":
+        img = Image.fromarray((np.asarray(img, np.uint16) * 257))
+    path = tmp_path / f"{mode.replace(';', '')}.png"
+    img.save(path)
+    assert imageio.png_missing_bytes(path.read_bytes()) == 0
+    assert_rgb(load_image(path), (21, 17))

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
-import os
 from pathlib import Path
 
-import platformdirs
+from engine.paths import user_dir
 
-APP_NAME = "ALLSight"
 _configured = False
 
 
 def log_dir() -> Path:
-    override = os.environ.get("ALLSIGHT_LOG_DIR")
-    return Path(override) if override else Path(platformdirs.user_log_dir(APP_NAME, appauthor=False))
+    return user_dir("log")
 
 
 def setup_logging(level: int = logging.INFO) -> Path | None:

@@ -2,7 +2,7 @@
 
 The shipped weights stay in safetensors; ONNX Runtime needs a graph, so the first CPU
 classification with a model exports one with ``torch.onnx`` and caches it in the user's cache
-folder (``platformdirs.user_cache_dir("ALLSight")/onnx``, or ``$ALLSIGHT_CACHE_DIR/onnx``), named
+folder (``engine.paths.user_dir("cache")/onnx``; ``$ALLSIGHT_CACHE_DIR`` overrides it), named
 by the sha256 of the weights it came from and by :data:`EXPORT_FORMAT`. Later runs load the
 cached graph without importing torch at all, which is most of what makes ``classify`` start
 fast (importing torch and torchvision alone costs ~2.4 s on the 2-core build machine).
@@ -21,13 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from engine.checkpoint import LoadedModel, ModelCard
 from engine.errors import ModelError
 from engine.fsutil import atomic_write_bytes
+from engine.paths import user_dir
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +40,7 @@ OPSET = 17
 
 def cache_dir() -> Path:
     """Where exported graphs are kept (not created here)."""
-    override = os.environ.get("ALLSIGHT_CACHE_DIR")
-    if override:
-        return Path(override) / "onnx"
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("ALLSight", appauthor=False)) / "onnx"
+    return user_dir("cache") / "onnx"
 
 
 def cache_path(card: ModelCard) -> Path:

@@ -47,14 +47,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
 from engine import CLASS_IDS
 from engine.errors import AllSightError
+from engine.paths import user_dir
 
 log = logging.getLogger(__name__)
 
-APP_NAME = "ALLSight"
 DB_FILE_NAME = "allsight.sqlite3"
 
 #: The schema version this code writes (stored as ``PRAGMA user_version``).
@@ -88,10 +86,8 @@ class SignOffError(StoreError):
 # ------------------------------------------------------------------------------------ helpers
 def default_db_path() -> Path:
     """``<user data dir>/allsight.sqlite3``; the folder is ``$ALLSIGHT_DATA_DIR`` when set, else
-    ``platformdirs.user_data_dir("ALLSight", appauthor=False)``. Nothing is created here."""
-    override = os.environ.get("ALLSIGHT_DATA_DIR")
-    folder = Path(override) if override else Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
-    return folder / DB_FILE_NAME
+    the platform's per-user data folder (``engine.paths.user_dir("data")``). Nothing is created here."""
+    return user_dir("data") / DB_FILE_NAME
 
 
 def hash_file(path: str | os.PathLike[str]) -> str | None:

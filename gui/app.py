@@ -16,10 +16,10 @@ from pathlib import Path
 
 from engine import __version__
 from engine.logging_setup import setup_logging
+from engine.paths import APP_NAME
 
 log = logging.getLogger("allsight.gui.app")
 
-APP_NAME = "ALLSight"
 
 
 def create_application(argv: list[str] | None = None):

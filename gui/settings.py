@@ -1,7 +1,7 @@
 """User settings: one small, versioned JSON file in the user's configuration folder.
 
-The file lives in ``platformdirs.user_config_dir("ALLSight")`` (or ``$ALLSIGHT_CONFIG_DIR``, which
-the tests use so they never touch the real home folder). Nothing is ever written next to the
+The file lives in the platform's per-user config folder, ``engine.paths.user_dir("config")``
+(or ``$ALLSIGHT_CONFIG_DIR``, which the tests use so they never touch the real home folder). Nothing is ever written next to the
 program. Loading never fails: a missing, unreadable, corrupt or older file gives the defaults for
 whatever cannot be used, and says why in the log. Saving is atomic (temporary file + rename), so
 a crash mid-write cannot leave a half-written file behind.
@@ -19,13 +19,11 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
 from engine.fsutil import atomic_write_bytes
+from engine.paths import user_dir
 
 log = logging.getLogger("allsight.gui.settings")
 
-APP_NAME = "ALLSight"
 SETTINGS_FILE_NAME = "settings.json"
 #: Bump when a field changes meaning; add a step to :func:`_migrate` for the old files.
 SETTINGS_SCHEMA_VERSION = 1
@@ -53,8 +51,7 @@ class Settings:
 
 
 def config_dir() -> Path:
-    override = os.environ.get("ALLSIGHT_CONFIG_DIR")
-    return Path(override) if override else Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+    return user_dir("config")
 
 
 def settings_path() -> Path:

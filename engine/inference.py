@@ -36,8 +36,8 @@ from engine.imageio import load_image
 from engine.preprocess import model_input_only, preprocess, to_chw_float
 from engine.progress import CancelToken
 from engine.runtime import (  # noqa: F401 - select_device/configure_threads are part of this API
-    Backend, OnnxBackend, TorchBackend, configure_threads, limit_numpy_blas_threads, resolve_backend,
-    resolve_device, select_device,
+    Backend, OnnxBackend, TorchBackend, configure_threads, describe_runtime, limit_numpy_blas_threads,
+    resolve_backend, resolve_device, select_device,
 )
 from engine.scoring import mahalanobis_score, softmax
 
@@ -284,8 +284,8 @@ class Classifier:
 
     @property
     def runtime(self) -> str:
-        """What runs the network, for people: "CPU, ONNX Runtime", "CUDA, torch"."""
-        return f"{self.device.split(':')[0].upper()}, {'ONNX Runtime' if self.backend.name == 'onnxruntime' else 'torch'}"
+        """What runs the network, for people: "CPU (ONNX Runtime)", "CUDA (<GPU name>)"."""
+        return describe_runtime(self.device, self.backend.name)
 
     # ----------------------------------------------------------------------- preprocessing
     def _prepare_rgb(self, name: str, rgb: np.ndarray) -> _Prepared:

@@ -171,6 +171,24 @@ def onnxruntime_available() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
+def describe_runtime(device: Any, backend: str = "") -> str:
+    """What runs the network, for people: "CPU (ONNX Runtime)", "CPU (torch)",
+    "CUDA (<GPU name>)", "MPS (Apple GPU)". ``backend`` is a backend's ``name``."""
+    kind = getattr(device, "type", str(device).split(":")[0]).lower()
+    if backend == "onnxruntime":
+        return f"{kind.upper()} (ONNX Runtime)"
+    if kind == "cuda":
+        try:
+            import torch
+
+            return f"CUDA ({torch.cuda.get_device_name(device)})"
+        except Exception:  # noqa: BLE001 - a label only
+            return "CUDA"
+    if kind == "mps":
+        return "MPS (Apple GPU)"
+    return f"{kind.upper()} (torch)" if backend == "torch" else kind.upper()
+
+
 # ----------------------------------------------------------------------------------- backends
 class OnnxBackend:
     """ONNX Runtime on the CPU, from an exported graph (see :mod:`engine.onnx_export`)."""

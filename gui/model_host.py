@@ -46,21 +46,10 @@ def default_thread_count() -> int:
 
 
 def describe_device(device: Any, backend: str = "") -> str:
-    """``cpu`` -> "CPU"; ``cuda`` -> "CUDA (GPU name)"; ``mps`` -> "MPS (Apple GPU)"; with
-    ``backend="onnxruntime"``, "CPU (ONNX Runtime)"."""
-    kind = getattr(device, "type", str(device).split(":")[0])
-    if backend == "onnxruntime":
-        return f"{kind.upper()} (ONNX Runtime)"
-    if kind == "cuda":
-        try:
-            import torch
+    """The device label the GUI shows: :func:`engine.runtime.describe_runtime`."""
+    from engine.runtime import describe_runtime
 
-            return f"CUDA ({torch.cuda.get_device_name(device)})"
-        except Exception:  # noqa: BLE001 - a label only
-            return "CUDA"
-    if kind == "mps":
-        return "MPS (Apple GPU)"
-    return kind.upper()
+    return describe_runtime(device, backend)
 
 
 class ModelHost:

@@ -258,3 +258,12 @@ def test_defocused_fields_are_out_of_distribution_and_sharp_ones_are_not():
     assert sharpness(cv2.GaussianBlur(synthetic_smear(0, 64, 0), (0, 0), 4.0)) is None
     # a blank frame is called blank, not also out of focus
     assert image_level_ood(np.full((224, 224, 3), (230, 200, 210), np.uint8)) == ["near-blank image"]
+
+
+def test_runtime_labels_for_people(tiny_model):
+    assert runtime.describe_runtime("cpu", "onnxruntime") == "CPU (ONNX Runtime)"
+    assert runtime.describe_runtime("cpu", "torch") == "CPU (torch)"
+    assert runtime.describe_runtime("mps", "torch") == "MPS (Apple GPU)"
+    assert runtime.describe_runtime("cuda:0", "torch").startswith("CUDA")
+    assert Classifier(tiny_model, device="cpu", backend="onnx").runtime == "CPU (ONNX Runtime)"
+    assert Classifier(tiny_model, device="cpu", backend="torch").runtime == "CPU (torch)"

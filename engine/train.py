@@ -347,7 +347,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, cancel: CancelToken | None 
         training={
             "recipe": {k: v for k, v in cfg.to_dict().items() if k not in ("data_dir", "out_dir")},
             "seed": cfg.seed, "best_epoch": best_epoch, "history": history,
-            "train_seconds": round(train_time, 1), "total_seconds": round(time.time() - started, 1),
+            # every epoch's time, those of earlier sessions of a resumed run included
+            "train_seconds": round(sum(h["seconds"] for h in history), 1),
+            "total_seconds": round(time.time() - started, 1),
             "torch_threads": torch.get_num_threads(), "allsight_version": __version__,
         },
         data_fingerprint={

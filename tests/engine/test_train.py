@@ -64,6 +64,10 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(class_dataset, t
     assert records[0].phase != "loading images" or any(r.phase == "resumed" for r in records)
     resumed = records[-1].metrics["model_path"]
     assert load_model(resumed).card.weights_sha256 == load_model(whole).card.weights_sha256
+    # the card's training time covers the epochs of the interrupted session too
+    training = load_model(resumed).card.training
+    assert len(training["history"]) == cfg.epochs
+    assert training["train_seconds"] == pytest.approx(sum(h["seconds"] for h in training["history"]), abs=0.051)
 
 
 def test_split_kinds_are_stratified_and_disjoint(class_dataset):

@@ -21,7 +21,6 @@ from engine.paths import APP_NAME
 log = logging.getLogger("allsight.gui.app")
 
 
-
 def create_application(argv: list[str] | None = None):
     """The QApplication (reused if one exists), with ALLSight's names set."""
     from PySide6.QtWidgets import QApplication

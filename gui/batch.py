@@ -378,9 +378,7 @@ class BatchQueue(QObject):
         try:
             classifier = self.model_host.get()
             card = classifier.card
-            from gui.model_host import describe_device
-
-            self._post("model", card, describe_device(classifier.device, classifier.backend.name))
+            self._post("model", card, classifier.runtime)
             job.cancel.raise_if_cancelled()
             store.add_images(job.store_id, job.paths, actor=job.actor)
             pending = store.pending_paths(job.store_id, card.weights_sha256)

@@ -22,7 +22,6 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 log = logging.getLogger("allsight.gui.model_host")
 
@@ -43,13 +42,6 @@ def default_thread_count() -> int:
     if env.isdigit() and int(env) > 0:
         return int(env)
     return max(1, (os.cpu_count() or 1) - 1)
-
-
-def describe_device(device: Any, backend: str = "") -> str:
-    """The device label the GUI shows: :func:`engine.runtime.describe_runtime`."""
-    from engine.runtime import describe_runtime
-
-    return describe_runtime(device, backend)
 
 
 class ModelHost:

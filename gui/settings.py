@@ -1,10 +1,10 @@
 """User settings: one small, versioned JSON file in the user's configuration folder.
 
 The file lives in the platform's per-user config folder, ``engine.paths.user_dir("config")``
-(or ``$ALLSIGHT_CONFIG_DIR``, which the tests use so they never touch the real home folder). Nothing is ever written next to the
-program. Loading never fails: a missing, unreadable, corrupt or older file gives the defaults for
-whatever cannot be used, and says why in the log. Saving is atomic (temporary file + rename), so
-a crash mid-write cannot leave a half-written file behind.
+(or ``$ALLSIGHT_CONFIG_DIR``, which the tests use so they never touch the real home folder).
+Nothing is ever written next to the program. Loading never fails: a missing, unreadable, corrupt
+or older file gives the defaults for whatever cannot be used, and says why in the log. Saving is
+atomic (temporary file + rename), so a crash mid-write cannot leave a half-written file behind.
 
 This module is Qt-free on purpose: it is plain data, easy to test and reuse.
 """

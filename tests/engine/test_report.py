@@ -380,3 +380,33 @@ def test_a_reviewers_exclusion_is_shown_and_not_counted(tmp_path):
                        model=ReportModelInfo("m", "1", SHA, PreprocessConfig(image_size=32)))
     out = write_pdf(rep, tmp_path / "r.pdf", thumbnails=False)
     assert "Excluded (not counted)" in "".join(pdf_text(out))
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_fhir_bundle_validates_against_the_fhir_resource_models(tmp_path, signed):
+    # fhir.resources checks every element name, type, cardinality and required field; its R4B
+    # models match R4 (4.0.1) for Bundle, DiagnosticReport, Observation and Device.
+    pytest.importorskip("fhir.resources", reason="fhir.resources (a dev dependency) is not installed")
+    from fhir.resources.R4B.bundle import Bundle
+
+    rep = make_report(tmp_path / "imgs", 6, signed=signed)
+    data = json.loads(write_fhir(rep, tmp_path / "r.fhir.json").read_text(encoding="utf-8"))
+    bundle = Bundle.model_validate(data)
+    kinds = sorted({entry.resource.get_resource_type() for entry in bundle.entry})
+    assert kinds == ["Device", "DiagnosticReport", "Observation"]
+    # and malformed ones are refused, so the check above can fail
+    from pydantic import ValidationError
+
+    report_index = next(i for i, e in enumerate(data["entry"])
+                        if e["resource"]["resourceType"] == "DiagnosticReport")
+    for damage in ("unknown element", "missing code", "text as a number"):
+        broken = json.loads(json.dumps(data))
+        resource = broken["entry"][report_index]["resource"]
+        if damage == "unknown element":
+            resource["signedOffBy"] = "someone"
+        elif damage == "missing code":
+            del resource["code"]  # 1..1 in DiagnosticReport
+        else:
+            resource["conclusion"] = {"text": 12}
+        with pytest.raises(ValidationError):
+            Bundle.model_validate(broken)

@@ -100,6 +100,8 @@ class ReportImage:
     reviewed_by: str | None = None
     overridden: bool = False
     error: str | None = None
+    #: Why the image was flagged out of distribution ("" when it was not, or not known).
+    ood_reason: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
@@ -156,7 +158,7 @@ class ReportImage:
             out_of_distribution=bool(getattr(result, "out_of_distribution", False)),
             final_class=final, reviewed_by=reviewed_by if final else None,
             overridden=final is not None and final != model_class,
-            error=getattr(result, "error", None),
+            error=getattr(result, "error", None), ood_reason=getattr(result, "ood_reason", "") or "",
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -167,6 +169,7 @@ class ReportImage:
             "out_of_distribution": self.out_of_distribution, "final_class": self.final_class,
             "final_class_display": display_name(self.final_class) or None,
             "reviewed_by": self.reviewed_by, "overridden": self.overridden, "error": self.error,
+            "ood_reason": self.ood_reason or None,
         }
 
     @classmethod
@@ -178,6 +181,7 @@ class ReportImage:
             out_of_distribution=bool(data.get("out_of_distribution", False)),
             final_class=data.get("final_class"), reviewed_by=data.get("reviewed_by"),
             overridden=bool(data.get("overridden", False)), error=data.get("error"),
+            ood_reason=data.get("ood_reason") or "",
         )
 
 
@@ -264,6 +268,26 @@ def summarize_images(images: Iterable[ReportImage]) -> dict[str, Any]:
     return summary
 
 
+def ood_reason_label(reason: str) -> str:
+    """A few words for the report's narrow Flags column from an image's ``ood_reason``
+    ("feature distance 412.3 above 333.7; out of focus (...)" -> "unlike training, out of focus")."""
+    labels = []
+    for part in (p.strip() for p in (reason or "").split(";")):
+        if not part:
+            continue
+        if part.startswith("feature distance"):
+            label = "unlike training"
+        elif part.startswith("near-blank"):
+            label = "blank"
+        elif part.startswith("grayscale"):
+            label = "grayscale"
+        else:
+            label = part.split("(")[0].strip()  # "out of focus (sharpness 12, ...)" -> "out of focus"
+        if label and label not in labels:
+            labels.append(label)
+    return ", ".join(labels)
+
+
 # ============================================================================ from the store
 def report_image_from_record(record: Any) -> "ReportImage":
     """A :class:`ReportImage` from an :class:`engine.store.PredictionRecord` (model output and
@@ -276,7 +300,8 @@ def report_image_from_record(record: Any) -> "ReportImage":
         needs_review=record.needs_review, out_of_distribution=record.out_of_distribution,
         final_class=record.final_class if reviewed and (ok or record.final_class == EXCLUDED) else None,
         reviewed_by=record.reviewed_by if reviewed else None,
-        overridden=bool(reviewed and record.overridden), error=record.error)
+        overridden=bool(reviewed and record.overridden), error=record.error,
+        ood_reason=getattr(record, "ood_reason", "") or "")
 
 
 def sample_report_from_store(store: Any, sample_id: str, *, card: Any = None, lab_name: str = "",
@@ -957,7 +982,8 @@ def _story(report: SampleReport, *, thumbnails: bool, heatmap_fn, check, tick, T
         if im.needs_review:
             marks.append("needs review")
         if im.out_of_distribution:
-            marks.append("out of distribution")
+            why = ood_reason_label(im.ood_reason)
+            marks.append(f"out of distribution ({why})" if why else "out of distribution")
         data.append([str(i), name, *thumbs, P(E(display_name(im.model_class)), cell),
                      _fmt_pct(im.confidence) or dash, final, P("<br/>".join(marks) or dash, cell)])
         if im.needs_review or im.out_of_distribution:

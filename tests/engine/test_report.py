@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import errno
 import json
 import os
@@ -410,3 +411,39 @@ def test_fhir_bundle_validates_against_the_fhir_resource_models(tmp_path, signed
             resource["conclusion"] = {"text": 12}
         with pytest.raises(ValidationError):
             Bundle.model_validate(broken)
+
+
+def test_pdf_says_why_an_image_is_out_of_distribution(tmp_path):
+    from engine.report import ood_reason_label, write_pdf
+
+    assert ood_reason_label("feature distance 412.3 above 333.7; out of focus (sharpness 12, in-focus "
+                            "smears 35 or more)") == "unlike training, out of focus"
+    assert ood_reason_label("near-blank image; grayscale image (no stain colour)") == "blank, grayscale"
+    assert ood_reason_label("") == ""
+    rep = make_report(tmp_path / "imgs", 6)
+    images = list(rep.images)
+    flagged = images[4]
+    images[4] = dataclasses.replace(flagged, ood_reason="out of focus (sharpness 12, in-focus smears 35 or more)")
+    rep = dataclasses.replace(rep, images=tuple(images))
+    text = " ".join(pdf_text(write_pdf(rep, tmp_path / "r.pdf"))).replace("\n", " ")
+    assert "out of focus" in text
+    # the reason travels with the JSON export, and back
+    data = json.loads(write_json(rep, tmp_path / "r.json").read_text(encoding="utf-8"))
+    assert [im["ood_reason"] for im in data["images"]][4].startswith("out of focus")
+    assert read_json(tmp_path / "r.json").images[4].ood_reason.startswith("out of focus")
+
+
+def test_report_from_the_store_keeps_the_ood_reason(tmp_path):
+    from engine.inference import ImageResult
+    from engine.report import sample_report_from_store
+    from engine.store import ResultStore
+
+    path = write_image(tmp_path / "a.jpg", synthetic_smear(0, 64, 0))
+    with ResultStore.open(tmp_path / "db.sqlite3") as store:
+        store.create_or_get_sample("S-1", str(tmp_path))
+        store.add_images("S-1", [path])
+        result = ImageResult(str(path), "ok", "Benign", 0.9, {c: 0.25 for c in CLASS_IDS}, needs_review=True,
+                             out_of_distribution=True, ood_score=1.0, ood_reason="grayscale image (no stain colour)")
+        store.record_prediction("S-1", path, result, "m", "1", SHA)
+        report = sample_report_from_store(store, "S-1")
+    assert report.images[0].ood_reason == "grayscale image (no stain colour)"

@@ -70,3 +70,15 @@ def test_baseline_has_no_imagenet_weights():
     assert not get_spec("baseline").has_imagenet
     with pytest.raises(ModelError, match="no ImageNet weights"):
         build_model("baseline", init="imagenet")
+
+
+def test_shipped_cards_name_their_ood_feature_layer_as_the_registry_does():
+    import json
+
+    from engine.checkpoint import SHIPPED_MODELS_DIR
+
+    cards = sorted(SHIPPED_MODELS_DIR.glob("*.json"))
+    assert cards
+    for path in cards:
+        card = json.loads(path.read_text(encoding="utf-8"))
+        assert card["ood"]["feature_layer"] == get_spec(card["architecture"]).feature_layer, path.name

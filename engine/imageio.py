@@ -105,10 +105,30 @@ def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
     """
     path = Path(path)
     _check_file(path)
-    rgb = _decode_plain_jpeg(path, max_pixels)
-    if rgb is not None:
-        return rgb
-    return _decode_with_pillow(path, max_pixels)
+    data = _read_jpeg_or_png(path)
+    if data is not None and data.startswith(_JPEG_SOI):
+        rgb = _decode_plain_jpeg(data, max_pixels)
+        if rgb is not None:
+            return rgb
+    return _decode_with_pillow(path, max_pixels, data)
+
+
+_JPEG_SOI = b"\xff\xd8\xff"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _read_jpeg_or_png(path: Path) -> bytes | None:
+    """The file's bytes when it starts like a JPEG or a PNG, the two formats checked here
+    before or after Pillow; ``None`` for any other format (so it is read once, by Pillow) and
+    for a file that cannot be read (Pillow's path words why)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_PNG_SIGNATURE))
+            if not head.startswith(_JPEG_SOI) and head != _PNG_SIGNATURE:
+                return None
+            return head + f.read()
+    except OSError:
+        return None
 
 
 #: Start-of-frame markers of the Huffman-coded JPEG processes libjpeg-turbo decodes identically
@@ -124,7 +144,7 @@ def plain_jpeg_size(data: bytes) -> tuple[int, int] | None:
     Reads only the marker segments before the scan; a file that does not end with the
     end-of-image marker (e.g. a truncated one) is not plain, so Pillow reports it.
     """
-    if len(data) < 8 or data[:3] != b"\xff\xd8\xff" or data[-2:] != b"\xff\xd9":
+    if len(data) < 8 or not data.startswith(_JPEG_SOI) or data[-2:] != b"\xff\xd9":
         return None
     size: tuple[int, int] | None = None
     i, n = 2, len(data)
@@ -159,12 +179,8 @@ def plain_jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _decode_plain_jpeg(path: Path, max_pixels: int) -> np.ndarray | None:
+def _decode_plain_jpeg(data: bytes, max_pixels: int) -> np.ndarray | None:
     """RGB pixels of a plain JPEG decoded by OpenCV, or ``None`` to use Pillow."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None  # Pillow's path words the error
     size = plain_jpeg_size(data)
     if size is None or size[0] * size[1] > max_pixels:
         return None
@@ -188,7 +204,7 @@ def png_missing_bytes(data: bytes) -> int:
     IDAT stream (without keeping it) and compares its length with what the header promises.
     Files it cannot parse return 0 and are left to the decoder.
     """
-    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR" or len(data) < 33:
+    if not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR" or len(data) < 33:
         return 0
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     depth, colour, interlace = data[24], data[25], data[28]
@@ -220,14 +236,15 @@ def png_missing_bytes(data: bytes) -> int:
     return max(0, expected - got)
 
 
-def _check_png_rows(path: Path) -> None:
-    missing = png_missing_bytes(path.read_bytes())
+def _check_png_rows(path: Path, data: bytes | None) -> None:
+    missing = png_missing_bytes(path.read_bytes() if data is None else data)
     if missing:
         raise ImageLoadError(path, "truncated or incomplete image data (the PNG's pixel data ends "
                                    f"{missing:,} bytes before its last row)")
 
 
-def _decode_with_pillow(path: Path, max_pixels: int) -> np.ndarray:
+def _decode_with_pillow(path: Path, max_pixels: int, data: bytes | None = None) -> np.ndarray:
+    """Pillow's decoding of ``path``; ``data``, when given, is the file's content (read already)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Possibly corrupt EXIF data": not fatal
@@ -244,7 +261,7 @@ def _decode_with_pillow(path: Path, max_pixels: int) -> np.ndarray:
                 img.seek(0)  # GIF/TIFF/WebP animations: the first frame
                 img.load()  # decode now so truncation is detected here, not later
                 if img.format == "PNG":
-                    _check_png_rows(path)
+                    _check_png_rows(path, data)
                 img = ImageOps.exif_transpose(img)
                 rgb = _to_rgb8(img)
     except ImageLoadError:

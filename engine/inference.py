@@ -212,11 +212,8 @@ class Classifier:
         if background:
             # Verifying the weights and creating the session (~0.3 s) overlap with the decoding
             # of the first batches (see classify_paths); errors surface where the backend is used.
-            self._loader: threading.Thread | None = threading.Thread(
-                target=self._load_backend, args=(kind,), name="allsight-model-load")
-            self._loader.start()
+            threading.Thread(target=self._load_backend, args=(kind,), name="allsight-model-load").start()
         else:
-            self._loader = None
             self._load_backend(kind)
             self._ready.result()  # raise a load error here, as before
 
@@ -260,14 +257,14 @@ class Classifier:
         else:
             self._ready.set_result(backend)
 
-    @property
-    def backend(self) -> Backend:
-        """The runtime running the network; waits for a background load, and raises its error."""
-        return self._ready.result()
-
     def wait_ready(self) -> Backend:
         """Wait until the model is loaded (see ``background``); raise why it could not be."""
         return self._ready.result()
+
+    @property
+    def backend(self) -> Backend:
+        """The runtime running the network; waits for a background load, and raises its error."""
+        return self.wait_ready()
 
     @property
     def ready(self) -> bool:

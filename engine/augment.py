@@ -93,21 +93,48 @@ class AugmentConfig:
     cast_strength: float = 0.15
     #: Magnification lowered to 0.65-0.95 of the field.
     p_zoom_out: float = 0.0
+    #: Probability of pasting the image's white cells onto the cell-free background of another
+    #: training image (any class): the background then carries no information about the class.
+    p_background_swap: float = 0.0
+    #: Photometric ranges: multiplicative brightness, contrast around mid-grey, gamma, saturation.
+    brightness_range: tuple[float, float] = (1.0, 1.0)
+    contrast_range: tuple[float, float] = (0.8, 1.2)
+    #: Grey level the contrast change pivots on (0: a plain gain, as the standard recipe had).
+    contrast_pivot: float = 0.0
+    gamma_range: tuple[float, float] = (0.7, 1.4)
+    saturation_range: tuple[float, float] = (0.8, 1.2)
+    blur_max_sigma: float = 1.5
+    jpeg_min_quality: int = 40
 
     @classmethod
     def preset(cls, name: str) -> "AugmentConfig":
         """``standard`` (the first shipped recipe), ``microscope`` (standard + white-balance
-        casts and lower magnification: what a different microscope or camera does), ``none``."""
+        casts and lower magnification: what a different microscope or camera does), ``cell``
+        (background swap + strong stain and illumination changes: the 1.2 recipe), ``none``."""
         if name == "standard":
             return cls()
         if name == "microscope":
             return cls(p_color_cast=0.5, p_zoom_out=0.25)
+        if name == "cell":
+            # The call must follow the white cell: 60 % of the images get another image's background
+            # (which also carries that image's scale-bar label, class-correlated in this data set),
+            # and stain/illumination ranges wide enough to cover another microscope's.
+            return cls(p_photometric=0.9, hue_degrees=22.0, p_color_cast=0.6, cast_strength=0.18,
+                       p_zoom_out=0.2, p_background_swap=0.6, brightness_range=(0.7, 1.32),
+                       contrast_range=(0.62, 1.3), contrast_pivot=128.0, gamma_range=(0.7, 1.45), saturation_range=(0.6, 1.3),
+                       p_blur=0.35, blur_max_sigma=2.0, p_downscale=0.3, p_jpeg=0.35, jpeg_min_quality=20)
         if name == "none":
             return cls(geometric=False, p_photometric=0, p_blur=0, p_downscale=0, p_jpeg=0, p_zoom=0)
-        raise ValueError(f"unknown augmentation preset {name!r}; use standard, microscope or none")
+        raise ValueError(f"unknown augmentation preset {name!r}; use standard, microscope, cell or none")
 
 
-def augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
+def augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig,
+            swap: "tuple[BackgroundBank, int] | None" = None) -> np.ndarray:
+    """One random augmentation of ``img``; ``swap`` = (bank, index of ``img`` in it) enables
+    background swap (before anything else, so the pasted field is then augmented as a whole)."""
+    if swap is not None and cfg.p_background_swap and rng.random() < cfg.p_background_swap:
+        bank, index = swap
+        img = bank.swap(index, img, rng)
     if cfg.geometric:
         img = flip_rotate(img, rng)
     if rng.random() < cfg.p_zoom:
@@ -115,19 +142,51 @@ def augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np
     elif cfg.p_zoom_out and rng.random() < cfg.p_zoom_out:
         img = zoom_out(img, rng.uniform(0.65, 0.95))
     if rng.random() < cfg.p_photometric:
-        img = brightness_contrast(img, rng.uniform(0.8, 1.2), rng.uniform(-20, 20))
-        img = gamma(img, float(np.exp(rng.uniform(np.log(0.7), np.log(1.4)))))
-        img = hue_saturation(img, rng.uniform(-cfg.hue_degrees, cfg.hue_degrees), rng.uniform(0.8, 1.2))
+        c = rng.uniform(*cfg.contrast_range)
+        img = brightness_contrast(img, c, rng.uniform(-20, 20) + cfg.contrast_pivot * (1 - c))
+        if cfg.brightness_range != (1.0, 1.0):
+            img = brightness_contrast(img, rng.uniform(*cfg.brightness_range), 0)
+        lo, hi = cfg.gamma_range
+        img = gamma(img, float(np.exp(rng.uniform(np.log(lo), np.log(hi)))))
+        img = hue_saturation(img, rng.uniform(-cfg.hue_degrees, cfg.hue_degrees), rng.uniform(*cfg.saturation_range))
     if cfg.p_color_cast and rng.random() < cfg.p_color_cast:
         k = cfg.cast_strength
         img = color_cast(img, tuple(float(g) for g in rng.uniform(1 - k, 1 + k, 3)))
     if rng.random() < cfg.p_blur:
-        img = blur(img, rng.uniform(0.3, 1.5))
+        img = blur(img, rng.uniform(0.3, cfg.blur_max_sigma))
     if rng.random() < cfg.p_downscale:
         img = downscale(img, rng.uniform(0.4, 0.9))
     if rng.random() < cfg.p_jpeg:
-        img = jpeg(img, int(rng.integers(40, 96)))
+        img = jpeg(img, int(rng.integers(cfg.jpeg_min_quality, 96)))
     return img
+
+
+class BackgroundBank:
+    """Per-training-image white-cell alphas and cell-free backgrounds, for background swap.
+
+    Built once per run from the resized training images with the shortcut probes' own builders
+    (:func:`engine.probes.swap_alpha`, :func:`engine.probes.cell_free`), so training sees the
+    same kind of composite the background-swap probe measures; :meth:`swap` pastes image ``i``'s
+    cells onto a random other image's background.
+    """
+
+    def __init__(self, images: np.ndarray) -> None:
+        from engine.probes import cell_free, swap_alpha
+
+        self.alphas = (np.stack([swap_alpha(im) for im in images]).astype(np.float16) if len(images)
+                       else np.zeros((0,) + images.shape[1:3], np.float16))
+        self.backgrounds = np.stack([cell_free(im) for im in images]) if len(images) else images.copy()
+
+    def __len__(self) -> int:
+        return len(self.backgrounds)
+
+    def swap(self, i: int, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        j = int(rng.integers(len(self)))
+        if j == i and len(self) > 1:
+            j = (j + 1) % len(self)
+        from engine.probes import composite
+
+        return composite(image, self.alphas[i], self.backgrounds[j])
 
 
 #: The robustness benchmark: name -> perturbation of a raw (S, S, 3) image.

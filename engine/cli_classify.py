@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from engine.errors import AllSightError
+from engine.flags import withholds_call
 
 log = logging.getLogger("allsight.cli")
 
@@ -62,7 +63,9 @@ def _open_output(path: str, what: str) -> IO[str]:
 def _summary(results_counts: dict[str, Any]) -> str:
     c = results_counts
     per_class = ", ".join(f"{k} {v}" for k, v in c["counts"].items())
-    return (f"{c['n_images']} image(s): {c['n_ok']} classified ({per_class}), "
+    withheld = c.get("n_withheld", 0)
+    return (f"{c['n_images']} image(s): {c['n_ok']} classified ({per_class}"
+            + (f"; {withheld} the model cannot judge, not counted" if withheld else "") + "), "
             f"{c['n_needs_review']} need review, {c['n_ood']} out of distribution, {c['n_error']} failed")
 
 
@@ -197,7 +200,7 @@ def _result_from_record(path: Path, record: Any) -> Any:
         confidence=record.confidence,
         probabilities=None if record.probabilities is None else dict(record.probabilities),
         needs_review=record.needs_review, out_of_distribution=record.out_of_distribution,
-        ood_score=record.ood_score, error=record.error, ood_reason=record.ood_reason or "")
+        ood_score=record.ood_score, error=record.error, flags=record.flags)
 
 
 def _db_path(value: str) -> Path:
@@ -259,7 +262,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
                 heat_dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise AllSightError(f"cannot create the heat-map folder {heat_dir}: {exc.strerror or exc}") from None
-        run = _Run(args, entries, classifier, csv_file, json_file, heat_dir, CSV_COLUMNS, store)
+        run = _Run(args, entries, classifier, csv_file, json_file, heat_dir, CSV_COLUMNS, store, groups)
         code = run.execute(results)
         for f in files:
             f.close()
@@ -362,14 +365,16 @@ def _progress_bar(total: int) -> _PlainProgress:
 class _Run:
     """One pass over the scanned images: classify what is needed, write every output row."""
 
-    def __init__(self, args, entries, classifier, csv_file, json_file, heat_dir, columns, store) -> None:
+    def __init__(self, args, entries, classifier, csv_file, json_file, heat_dir, columns, store,
+                 groups: list[SampleGroup] | None = None) -> None:
         self.args, self.classifier, self.store = args, classifier, store
+        self.groups = groups or []
         self.csv_file, self.json_file, self.heat_dir, self.columns = csv_file, json_file, heat_dir, columns
         self.entries = entries
         self.to_stdout = csv_file is sys.stdout
         self.info = sys.stderr if self.to_stdout else sys.stdout
         self.heatmaps: dict[str, Path] = {}  # image key -> written overlay PNG
-        self.results: list[tuple[_Entry, Any]] = []  # for a report without --db
+        self.results: list[tuple[_Entry, Any]] = []  # for a report and the sample summaries
         self.n_recorded = 0
         self.heat_failed = 0
         self.refused_samples: set[str] = set()
@@ -390,7 +395,7 @@ class _Run:
         self.csv_file.flush()
 
         counts = {c: 0 for c in card.classes}
-        n_ok = n_error = n_review = n_ood = 0
+        n_ok = n_error = n_review = n_ood = n_withheld = 0
         used_names: set[str] = set()
         records: list[dict[str, Any]] = []
         gen = results
@@ -414,7 +419,10 @@ class _Run:
                     record["from_store"] = entry.stored is not None
                 if result.ok:
                     n_ok += 1
-                    counts[result.predicted_class] = counts.get(result.predicted_class, 0) + 1
+                    if withholds_call(result.flags) or result.out_of_distribution:
+                        n_withheld += 1  # the model cannot judge it: its class counts nowhere
+                    else:
+                        counts[result.predicted_class] = counts.get(result.predicted_class, 0) + 1
                     n_review += result.needs_review
                     n_ood += result.out_of_distribution
                     if self.heat_dir is not None:
@@ -427,14 +435,14 @@ class _Run:
                         bar.write(f"failed: {result.path}: {result.error}")
                 if self.json_file is not None:
                     records.append(record)
-                if self.store is None and self.args.report:
-                    self.results.append((entry, result))
+                self.results.append((entry, result))
                 bar.update(1)
         finally:
             bar.close()
 
         summary = {"n_images": n_ok + n_error, "counts": counts, "n_ok": n_ok, "n_error": n_error,
-                   "n_needs_review": n_review, "n_ood": n_ood}
+                   "n_needs_review": n_review, "n_ood": n_ood, "n_withheld": n_withheld}
+        samples = self.sample_summaries()
         if self.json_file is not None:
             doc: dict[str, Any] = {
                 "model": {"id": card.id, "version": card.version, "sha256": card.weights_sha256},
@@ -442,6 +450,7 @@ class _Run:
                 "backend": classifier.backend.name,
                 "results": records,
                 "summary": summary,
+                "samples": samples,
             }
             if self.store is not None:
                 doc["db"] = str(self.store.path)
@@ -449,6 +458,12 @@ class _Run:
             self.json_file.flush()
         info = self.info
         print(_summary(summary), file=info)
+        for sample in samples:
+            if sample["acquisition_warning"]:  # one prominent line per sample it concerns
+                print(f"WARNING: sample {sample['sample_id']}: {sample['acquisition_warning']} "
+                      f"({sample['n_unlike_training']} of {sample['n_ok'] - sample['n_excluded']} images unlike the "
+                      "training images); "
+                      f"call withheld: {sample['call']}", file=info)
         if self.store is not None:
             print(f"result store {self.store.path}: {self.n_recorded} new result(s) recorded, "
                   f"{n_stored} already there", file=info)
@@ -491,6 +506,22 @@ class _Run:
         self.heatmaps[_key(result.path)] = target
         return target
 
+    def sample_summaries(self) -> list[dict[str, Any]]:
+        """Each sample's summary (:func:`engine.sample_summary.summarize`, the rule the GUI and
+        the reports use): from the store with its reviews when there is one, else from this
+        run's results. ``sample_id`` is added to each."""
+        from engine.sample_summary import summarize
+
+        by_path = {_key(e.path): r for e, r in self.results}
+        out = []
+        for g in self.groups:
+            if self.store is not None:
+                records: list[Any] = self.store.predictions(g.sample_id, self.classifier.card.weights_sha256)
+            else:
+                records = [by_path[_key(p)] for p in g.paths if _key(p) in by_path]
+            out.append({"sample_id": g.sample_id, **summarize(records).to_dict()})
+        return out
+
     # ---------------------------------------------------------------------------- reports
     def _heatmap_fn(self):
         if self.heat_dir is None:
@@ -508,7 +539,13 @@ class _Run:
         return heatmap
 
     def write_reports(self, report_path: Path, groups: list[SampleGroup]) -> list[Path]:
-        from engine.report import ReportImage, ReportModelInfo, SampleReport, sample_report_from_store, write_pdf
+        from engine.report import (
+            ReportImage,
+            ReportModelInfo,
+            SampleReport,
+            sample_report_from_store,
+            write_pdf,
+        )
 
         card = self.classifier.card
         lab, operator = self.args.lab_name or "", self.args.operator or ""

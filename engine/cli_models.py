@@ -29,6 +29,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         out_dir=args.out, model_id=args.id or "", model_version=args.model_version, lr=args.lr,
         patience=args.patience, model_input=args.model_input, skip_broken=args.skip_broken,
         augment=AugmentConfig.preset("none" if args.no_augment else args.augment),
+        white_balance=args.white_balance,
     )
     bar = None
     phase = None
@@ -75,10 +76,13 @@ def _add_train(sub) -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--patience", type=int, default=8, help="early stopping: epochs without validation gain")
     p.add_argument("--model-input", choices=["masked", "enhanced", "original"], default="masked")
-    p.add_argument("--augment", choices=["standard", "microscope", "none"], default="standard",
+    p.add_argument("--augment", choices=["standard", "microscope", "cell", "none"], default="standard",
                    help="augmentation preset: standard (flips, 90-degree rotations, zoom-in, "
                         "brightness/contrast/gamma/hue, blur, lower resolution, JPEG); microscope "
-                        "(standard + white-balance casts and lower magnification); none")
+                        "(standard + white-balance casts and lower magnification); cell (background "
+                        "swap + strong stain and illumination changes); none")
+    p.add_argument("--white-balance", action="store_true",
+                   help="white-balance each field on its background before contrast enhancement")
     p.add_argument("--no-augment", action="store_true", help="same as --augment none (for ablations)")
     p.add_argument("--out", default="runs/model", metavar="DIR")
     p.add_argument("--id", help="model id (default ARCH-SPLIT)")

@@ -30,8 +30,10 @@ import cv2
 import numpy as np
 
 from engine import CLASS_IDS
+from engine.cells import has_white_cell
 from engine.checkpoint import LoadedModel, ModelCard, load_arrays, load_model, resolve_model_card
 from engine.errors import ConfigError, ImageLoadError, ModelError, ModelIntegrityError
+from engine.flags import FlagReason, describe, format_codes, is_out_of_distribution, normalize
 from engine.imageio import load_image
 from engine.preprocess import model_input_only, preprocess, to_chw_float
 from engine.progress import CancelToken
@@ -46,7 +48,7 @@ log = logging.getLogger(__name__)
 #: The CSV columns, in order (one row per image).
 CSV_COLUMNS: tuple[str, ...] = (
     "path", "status", "predicted_class", "confidence", "needs_review", "out_of_distribution",
-    *(f"prob_{c}" for c in CLASS_IDS), "error",
+    *(f"prob_{c}" for c in CLASS_IDS), "error", "flags",
 )
 
 #: Image-level out-of-distribution checks, on the centre-cropped, resized original (0..255).
@@ -79,12 +81,20 @@ class ImageResult:
     out_of_distribution: bool = False
     ood_score: float | None = None
     error: str | None = None
-    #: Why the image was flagged out of distribution ("" when it was not).
-    ood_reason: str = ""
+    #: Every reason the image is flagged (:class:`~engine.flags.FlagReason`), in display order.
+    flags: tuple[FlagReason, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "flags", normalize(self.flags))
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def ood_reason(self) -> str:
+        """Why the image is out of distribution, in plain sentences ("" when it is not)."""
+        return describe(r for r in self.flags if r is not FlagReason.LOW_CONFIDENCE)
 
     def csv_row(self) -> dict[str, str]:
         """The row for :data:`CSV_COLUMNS`: flags as "true"/"false", missing values as ""."""
@@ -100,6 +110,7 @@ class ImageResult:
         for c in CLASS_IDS:
             row[f"prob_{c}"] = _fmt(probs.get(c))
         row["error"] = self.error or ""
+        row["flags"] = format_codes(self.flags)
         return row
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,7 +120,9 @@ class ImageResult:
             "confidence": self.confidence,
             "probabilities": dict(self.probabilities) if self.probabilities is not None else None,
             "needs_review": self.needs_review, "out_of_distribution": self.out_of_distribution,
-            "ood_score": self.ood_score, "ood_reason": self.ood_reason or None, "error": self.error,
+            "ood_score": self.ood_score, "flags": [str(r) for r in self.flags],
+            "flag_sentences": [r.sentence for r in self.flags],
+            "ood_reason": self.ood_reason or None, "error": self.error,
         }
 
 
@@ -119,7 +132,7 @@ class _Prepared:
 
     path: str
     pixels: np.ndarray | None = None  # (S, S, 3) uint8 model input
-    image_flags: str = ""  # image-level OOD reasons, "; "-joined
+    image_flags: tuple[FlagReason, ...] = ()  # image-level reasons (before the network)
     error: str | None = None
 
 
@@ -147,21 +160,31 @@ def sharpness(original: np.ndarray) -> float | None:
     return float(std[0, 0]) ** 2
 
 
-def image_level_ood(original: np.ndarray) -> list[str]:
-    """Reasons an (S, S, 3) uint8 image is unlike any stained smear (empty list if none)."""
+def image_level_flags(original: np.ndarray) -> list[FlagReason]:
+    """Reasons an (S, S, 3) uint8 image cannot be judged, found without the network: blank,
+    grayscale, out of focus, no white cell (empty list if none)."""
     reasons = []
     _, std = cv2.meanStdDev(original)
     blank = float(std.max()) < BLANK_MAX_CHANNEL_STD
     if blank:
-        reasons.append("near-blank image")
+        reasons.append(FlagReason.BLANK)
     r, g, b = cv2.split(original)  # cv2, not ndarray.max(axis=2): ~10x faster on 3 channels
     chroma = cv2.subtract(cv2.max(cv2.max(r, g), b), cv2.min(cv2.min(r, g), b))
-    if _percentile_uint8(chroma, 99) < GRAYSCALE_MAX_CHROMA_P99:
-        reasons.append("grayscale image (no stain colour)")
+    grayscale = _percentile_uint8(chroma, 99) < GRAYSCALE_MAX_CHROMA_P99
+    if grayscale:
+        reasons.append(FlagReason.GRAYSCALE)
     focus = None if blank else sharpness(original)  # a blank frame has no edges to focus on
     if focus is not None and focus < FOCUS_MIN_SHARPNESS:
-        reasons.append(f"out of focus (sharpness {focus:.0f}, in-focus smears {FOCUS_MIN_SHARPNESS:.0f} or more)")
+        reasons.append(FlagReason.OUT_OF_FOCUS)
+    # A field with no white cell has nothing the model can judge, whatever it says about it.
+    if not blank and not grayscale and not has_white_cell(original):
+        reasons.append(FlagReason.NO_WHITE_CELL)
     return reasons
+
+
+def image_level_ood(original: np.ndarray) -> list[str]:
+    """The image-level reasons as plain sentences (kept for callers that show them)."""
+    return [r.sentence for r in image_level_flags(original)]
 
 
 # --------------------------------------------------------------------------------- classifier
@@ -287,7 +310,7 @@ class Classifier:
     # ----------------------------------------------------------------------- preprocessing
     def _prepare_rgb(self, name: str, rgb: np.ndarray) -> _Prepared:
         original, model_input = model_input_only(rgb, self.card.preprocess)
-        return _Prepared(name, model_input, "; ".join(image_level_ood(original)))
+        return _Prepared(name, model_input, tuple(image_level_flags(original)))
 
     def _prepare_path(self, path: str | Path) -> _Prepared:
         name = str(path)
@@ -314,16 +337,17 @@ class Classifier:
             for i, p in enumerate(good):
                 k = int(probs[i].argmax())
                 conf = float(probs[i, k])
-                reasons = [p.image_flags] if p.image_flags else []
+                reasons = list(p.image_flags)
                 score = None if scores is None else float(scores[i])
                 if score is not None and self.ood_threshold is not None and score > self.ood_threshold:
-                    reasons.insert(0, f"feature distance {score:.1f} above {self.ood_threshold:.1f}")
-                ood = bool(reasons)
+                    reasons.append(FlagReason.UNLIKE_TRAINING)
+                if conf < self.card.review_threshold:
+                    reasons.append(FlagReason.LOW_CONFIDENCE)
                 by_id[id(p)] = ImageResult(
                     path=p.path, status="ok", predicted_class=self.classes[k], confidence=conf,
                     probabilities={c: float(v) for c, v in zip(self.classes, probs[i])},
-                    needs_review=bool(conf < self.card.review_threshold or ood),
-                    out_of_distribution=ood, ood_score=score, ood_reason="; ".join(reasons),
+                    needs_review=bool(reasons), out_of_distribution=is_out_of_distribution(reasons),
+                    ood_score=score, flags=tuple(reasons),
                 )
         return [by_id[id(p)] if p.error is None else ImageResult(p.path, "error", error=p.error)
                 for p in batch]

@@ -63,6 +63,10 @@ class PreprocessConfig:
     color_ranges: tuple[ColorRange, ...] = ORIGINAL_COLOR_RANGES
     #: Morphological closing (pixels, 0 = off) to fill small holes in the mask.
     mask_close_px: int = 0
+    #: Per-field white balance before contrast enhancement: the background (the brightest 30 %
+    #: of pixels) is scaled to a neutral grey, so the lamp, filter and camera white balance of an
+    #: acquisition (which, in the training set, differ by class) stop reaching the network.
+    white_balance: bool = False
     #: What the network is fed.
     model_input: Literal["masked", "enhanced", "original"] = "masked"
     #: Per-channel normalisation of the 0..1 RGB model input.
@@ -148,6 +152,22 @@ def crop_and_resize(rgb: np.ndarray, size: int, crop: str = "center") -> np.ndar
     return np.ascontiguousarray(rgb)
 
 
+#: The neutral background level :func:`balance_white` maps the field's background to.
+WHITE_BALANCE_TARGET = 225.0
+WHITE_BALANCE_SHARE = 0.30
+
+
+def balance_white(rgb: np.ndarray) -> np.ndarray:
+    """Scale R, G, B so the median of the brightest 30 % of pixels becomes neutral grey
+    (:data:`WHITE_BALANCE_TARGET`); gains are limited to 0.5..2 so a dark or odd frame is not
+    blown up."""
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    cut = np.percentile(gray, 100 * (1 - WHITE_BALANCE_SHARE))
+    bg = np.median(rgb[gray >= cut].reshape(-1, 3), axis=0).astype(np.float32)
+    gains = np.clip(WHITE_BALANCE_TARGET / np.maximum(bg, 1.0), 0.5, 2.0)
+    return cv2.convertScaleAbs(rgb.astype(np.float32) * gains[None, None, :])
+
+
 def enhance_contrast(rgb: np.ndarray, clip_limit: float, tile_grid: int) -> np.ndarray:
     """CLAHE on the L channel of (true) LAB, so hue is untouched."""
     if clip_limit <= 0:
@@ -176,7 +196,8 @@ def preprocess(rgb: np.ndarray, config: PreprocessConfig) -> PreprocessStages:
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ConfigError(f"preprocess expects an (H, W, 3) uint8 RGB image, got {rgb.shape} {rgb.dtype}")
     original = crop_and_resize(rgb, config.image_size, config.crop)
-    enhanced = enhance_contrast(original, config.clahe_clip_limit, config.clahe_tile_grid)
+    balanced = balance_white(original) if config.white_balance else original
+    enhanced = enhance_contrast(balanced, config.clahe_clip_limit, config.clahe_tile_grid)
     mask = color_mask(enhanced, config)
     masked = cv2.bitwise_and(enhanced, enhanced, mask=mask)
     model_input = {"masked": masked, "enhanced": enhanced, "original": original}[config.model_input]
@@ -198,7 +219,8 @@ def model_input_only(rgb: np.ndarray, config: PreprocessConfig) -> tuple[np.ndar
     original = crop_and_resize(rgb, config.image_size, config.crop)
     if config.model_input == "original":
         return original, original
-    return original, enhance_contrast(original, config.clahe_clip_limit, config.clahe_tile_grid)
+    balanced = balance_white(original) if config.white_balance else original
+    return original, enhance_contrast(balanced, config.clahe_clip_limit, config.clahe_tile_grid)
 
 
 def to_chw_float(images: np.ndarray, config: PreprocessConfig) -> np.ndarray:

@@ -39,6 +39,15 @@ import numpy as np
 
 from engine import CLASS_DISPLAY_NAMES, CLASS_IDS, __version__
 from engine.errors import AllSightError, Cancelled
+from engine.flags import (
+    FlagReason,
+    codes_from_legacy,
+    describe,
+    format_codes,
+    is_out_of_distribution,
+    normalize,
+    withholds_call,
+)
 from engine.preprocess import PreprocessConfig
 
 log = logging.getLogger(__name__)
@@ -87,6 +96,9 @@ class ReportImage:
     ``confidence`` is the model's calibrated probability of ``model_class`` (0..1).
     ``final_class`` is the reviewer's class (``None`` while not reviewed); ``overridden`` says
     the reviewer changed the model's class. For ``status="error"`` only ``error`` matters.
+    ``flags`` are the reason codes (:class:`engine.flags.FlagReason` or their string values);
+    any flag implies ``needs_review``, any but low confidence ``out_of_distribution``.
+    ``ood_score`` (the feature distance) goes to the JSON only, never to the PDF.
     """
 
     path: Path
@@ -100,11 +112,23 @@ class ReportImage:
     reviewed_by: str | None = None
     overridden: bool = False
     error: str | None = None
-    #: Why the image was flagged out of distribution ("" when it was not, or not known).
-    ood_reason: str = ""
+    #: Why the image is flagged (reason codes, display order; () when it is not, or not known).
+    flags: tuple[FlagReason, ...] = ()
+    ood_score: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
+        try:
+            flags = normalize(self.flags or ())
+        except ValueError as exc:
+            raise ReportError(f"{self.file_name or self.path.name}: {exc}") from None
+        object.__setattr__(self, "flags", flags)
+        if flags:
+            object.__setattr__(self, "needs_review", True)
+        if is_out_of_distribution(flags):
+            object.__setattr__(self, "out_of_distribution", True)
+        if self.ood_score is not None:
+            object.__setattr__(self, "ood_score", float(self.ood_score))
         if not self.file_name:
             object.__setattr__(self, "file_name", self.path.name)
         if self.status not in STATUSES:
@@ -133,6 +157,11 @@ class ReportImage:
         return self.final_class is not None
 
     @property
+    def ood_reason(self) -> str:
+        """Why the image is out of distribution, in plain sentences ("" when it is not)."""
+        return describe(r for r in self.flags if r is not FlagReason.LOW_CONFIDENCE)
+
+    @property
     def predicted_class(self) -> str | None:
         """The model's class under the name :mod:`engine.sample_summary` reads."""
         return self.model_class
@@ -158,7 +187,8 @@ class ReportImage:
             out_of_distribution=bool(getattr(result, "out_of_distribution", False)),
             final_class=final, reviewed_by=reviewed_by if final else None,
             overridden=final is not None and final != model_class,
-            error=getattr(result, "error", None), ood_reason=getattr(result, "ood_reason", "") or "",
+            error=getattr(result, "error", None), flags=_result_flags(result),
+            ood_score=getattr(result, "ood_score", None),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -169,20 +199,40 @@ class ReportImage:
             "out_of_distribution": self.out_of_distribution, "final_class": self.final_class,
             "final_class_display": display_name(self.final_class) or None,
             "reviewed_by": self.reviewed_by, "overridden": self.overridden, "error": self.error,
-            "ood_reason": self.ood_reason or None,
+            "flags": [str(r) for r in self.flags], "flag_sentences": [r.sentence for r in self.flags],
+            "ood_score": self.ood_score,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ReportImage:
+        needs_review = bool(data.get("needs_review", False))
+        ood = bool(data.get("out_of_distribution", False))
+        if "flags" in data:
+            flags = tuple(data.get("flags") or ())
+        elif data.get("status") == "ok":  # a report written before reason codes
+            flags = codes_from_legacy(data.get("ood_reason"), needs_review=needs_review, out_of_distribution=ood)
+        else:
+            flags = ()
         return cls(
             path=Path(data["path"]), file_name=data.get("file_name") or "", status=data["status"],
             model_class=data.get("model_class"), confidence=data.get("confidence"),
-            needs_review=bool(data.get("needs_review", False)),
-            out_of_distribution=bool(data.get("out_of_distribution", False)),
+            needs_review=needs_review, out_of_distribution=ood,
             final_class=data.get("final_class"), reviewed_by=data.get("reviewed_by"),
             overridden=bool(data.get("overridden", False)), error=data.get("error"),
-            ood_reason=data.get("ood_reason") or "",
+            flags=flags, ood_score=data.get("ood_score"),
         )
+
+
+def _result_flags(result: Any) -> tuple[FlagReason, ...]:
+    """A result's reason codes; derived from its old free-text ``ood_reason`` when it has none."""
+    flags = getattr(result, "flags", None)
+    if flags is not None:
+        return tuple(flags)
+    if getattr(result, "status", None) != "ok":
+        return ()
+    return codes_from_legacy(getattr(result, "ood_reason", "") or "",
+                             needs_review=bool(getattr(result, "needs_review", False)),
+                             out_of_distribution=bool(getattr(result, "out_of_distribution", False)))
 
 
 @dataclass(frozen=True)
@@ -257,6 +307,10 @@ def summarize_images(images: Iterable[ReportImage]) -> dict[str, Any]:
         "n_reviewed": sum(im.reviewed for im in ok),
         "n_overridden": sum(im.reviewed and im.overridden for im in ok),
         "n_excluded": shared.n_excluded,
+        "n_classified": shared.n_classified,
+        "n_withheld": shared.n_withheld,
+        "n_unlike_training": shared.n_unlike_training,
+        "acquisition_warning": shared.acquisition_warning,
         "counts": dict(shared.counts),
         "fractions": dict(shared.fractions),
         "call": f"{shared.call} (research use only)",
@@ -264,28 +318,8 @@ def summarize_images(images: Iterable[ReportImage]) -> dict[str, Any]:
         "call_rationale": shared.rationale,
     }
     top = max(shared.counts.items(), key=lambda kv: kv[1]) if shared.n_classified else None
-    summary["call_class"] = top[0] if top and shared.call_code != "INDETERMINATE" else None
+    summary["call_class"] = top[0] if top and not shared.call_code.startswith("INDETERMINATE") else None
     return summary
-
-
-def ood_reason_label(reason: str) -> str:
-    """A few words for the report's narrow Flags column from an image's ``ood_reason``
-    ("feature distance 412.3 above 333.7; out of focus (...)" -> "unlike training, out of focus")."""
-    labels = []
-    for part in (p.strip() for p in (reason or "").split(";")):
-        if not part:
-            continue
-        if part.startswith("feature distance"):
-            label = "unlike training"
-        elif part.startswith("near-blank"):
-            label = "blank"
-        elif part.startswith("grayscale"):
-            label = "grayscale"
-        else:
-            label = part.split("(")[0].strip()  # "out of focus (sharpness 12, ...)" -> "out of focus"
-        if label and label not in labels:
-            labels.append(label)
-    return ", ".join(labels)
 
 
 # ============================================================================ from the store
@@ -301,7 +335,7 @@ def report_image_from_record(record: Any) -> "ReportImage":
         final_class=record.final_class if reviewed and (ok or record.final_class == EXCLUDED) else None,
         reviewed_by=record.reviewed_by if reviewed else None,
         overridden=bool(reviewed and record.overridden), error=record.error,
-        ood_reason=getattr(record, "ood_reason", "") or "")
+        flags=_result_flags(record) if ok else (), ood_score=record.ood_score if ok else None)
 
 
 def sample_report_from_store(store: Any, sample_id: str, *, card: Any = None, lab_name: str = "",
@@ -476,7 +510,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "report_status", "call", "model_id", "model_version", "model_sha256", "software_version",
     "index", "file_name", "path", "status", "model_class", "model_class_display", "confidence",
     "needs_review", "out_of_distribution", "final_class", "final_class_display", "reviewed_by",
-    "overridden", "error", "preprocess_json",
+    "overridden", "error", "flags", "preprocess_json",
 )
 
 
@@ -508,7 +542,7 @@ def csv_rows(report: SampleReport) -> list[dict[str, str]]:
             "out_of_distribution": _csv_bool(im.out_of_distribution),
             "final_class": im.final_class or "", "final_class_display": display_name(im.final_class),
             "reviewed_by": im.reviewed_by or "", "overridden": _csv_bool(im.overridden),
-            "error": im.error or "",
+            "error": im.error or "", "flags": format_codes(im.flags),
         })
         rows.append(row)
     return rows
@@ -873,8 +907,9 @@ def _story(report: SampleReport, *, thumbnails: bool, heatmap_fn, check, tick, T
         name = E(display_name(c))
         srows.append([P(f"<b>{name}</b>" if bold else name, body), str(counts.get(c, 0)),
                       _fmt_pct(fractions.get(c, 0.0))])
-    n_ok = s.get("n_ok", 0)
-    srows.append([P("<b>Classified images</b>", body), str(n_ok), _fmt_pct(1.0 if n_ok else 0.0)])
+    # the images the fractions are over: not failed, excluded or withheld
+    n_counted = int(s.get("n_classified", sum(counts.values())))
+    srows.append([P("<b>Counted images</b>", body), str(n_counted), _fmt_pct(1.0 if n_counted else 0.0)])
     ctable = Table(srows, colWidths=[0.25 * width, 0.09 * width, 0.1 * width])
     ctable.setStyle(TableStyle([
         ("FONT", (0, 0), (-1, -1), fonts.regular, 8.5), ("ALIGN", (1, 0), (-1, -1), "RIGHT"),
@@ -887,12 +922,21 @@ def _story(report: SampleReport, *, thumbnails: bool, heatmap_fn, check, tick, T
         ("Images needing review", f"{s.get('n_needs_review', 0)}"
          + (f" ({unreviewed} not yet reviewed)" if s.get("n_needs_review") else "")),
         ("Out-of-distribution images", str(s.get("n_ood", 0))),
+        ("Not counted until reviewed", str(s.get("n_withheld", 0))),
         ("Failed images (not counted)", str(s.get("n_error", 0))),
         ("Reviewed by a person", f"{s.get('n_reviewed', 0)} ({s.get('n_overridden', 0)} overridden)"),
     ]
     call_style = ParagraphStyle("call", parent=body, fontSize=9.5, leading=12)
-    right = [P(f"<b>Call:</b> {E(s.get('call', ''))}", call_style),
-             Spacer(1, 3), P(E(s.get("call_rationale", "")), small), Spacer(1, 5)]
+    right: list = []
+    warning = s.get("acquisition_warning")
+    if warning:  # one prominent line, above the call it withholds
+        red = colors.Color(0.72, 0.11, 0.11)
+        warn_style = ParagraphStyle("warning", parent=body, fontName=fonts.bold, fontSize=10, leading=12.5,
+                                    textColor=red, borderColor=red, borderWidth=0.75, borderPadding=3,
+                                    backColor=colors.Color(1.0, 0.93, 0.93))
+        right += [P(f"{E(warning)}.", warn_style), Spacer(1, 7)]
+    right += [P(f"<b>Call:</b> {E(s.get('call', ''))}", call_style),
+              Spacer(1, 3), P(E(s.get("call_rationale", "")), small), Spacer(1, 5)]
     ftable = Table([[P(E(k), small), P(f"<b>{E(v)}</b>", small)] for k, v in flags],
                    colWidths=[0.27 * width, 0.25 * width])
     ftable.setStyle(TableStyle([
@@ -954,6 +998,7 @@ def _story(report: SampleReport, *, thumbnails: bool, heatmap_fn, check, tick, T
     review_bg = colors.Color(1.0, 0.97, 0.85)
     error_bg = colors.Color(1.0, 0.91, 0.91)
     dash = "\u2014"
+    seen_flags: set[FlagReason] = set()
     for i, im in enumerate(report.images, 1):
         r = len(data)
         name = P(E(im.file_name), cell)
@@ -978,12 +1023,16 @@ def _story(report: SampleReport, *, thumbnails: bool, heatmap_fn, check, tick, T
             final = P(f"<b>{E(display_name(im.final_class))}</b><br/>{verb}{by}", cell)
         else:
             final = P('<font color="#777777">not reviewed</font>', cell)
-        marks = []
-        if im.needs_review:
-            marks.append("needs review")
-        if im.out_of_distribution:
-            why = ood_reason_label(im.ood_reason)
-            marks.append(f"out of distribution ({why})" if why else "out of distribution")
+        # Short labels only (the legend below the table has the sentences); never the distance.
+        marks = [E(r.label) for r in im.flags]
+        if not marks:
+            if im.out_of_distribution:
+                marks.append("out of distribution")
+            elif im.needs_review:
+                marks.append("needs review")
+        if (withholds_call(im.flags) or im.out_of_distribution) and not im.reviewed:
+            marks.append("<i>not counted</i>")
+        seen_flags.update(im.flags)
         data.append([str(i), name, *thumbs, P(E(display_name(im.model_class)), cell),
                      _fmt_pct(im.confidence) or dash, final, P("<br/>".join(marks) or dash, cell)])
         if im.needs_review or im.out_of_distribution:
@@ -994,6 +1043,11 @@ def _story(report: SampleReport, *, thumbnails: bool, heatmap_fn, check, tick, T
     table = Table(data, colWidths=widths, repeatRows=1)
     table.setStyle(TableStyle(style))
     story.append(table)
+    if seen_flags:
+        legend = "<br/>".join(f"<b>{E(r.label)}</b>: {E(r.sentence)}." for r in normalize(seen_flags))
+        story.append(Spacer(1, 4))
+        story.append(P("<b>Flags.</b> An image flagged as one the model cannot judge is not counted "
+                       "in the summary until a person has reviewed it.<br/>" + legend, small))
 
     # ---------------------------------------------------------------- signature
     if report.signed_off:

@@ -1,9 +1,10 @@
 """A sample report as an HL7 FHIR R4 Bundle (``type: collection``).
 
 The bundle holds one ``DiagnosticReport`` (status ``preliminary``, or ``final`` once signed off;
-conclusion = the sample's call), one ``Observation`` per class with the fraction of classified
-images as a ``valueQuantity`` in ``%`` and the image count as a component, one ``Observation``
-each for the number of classified, flagged-for-review, out-of-distribution and failed images,
+conclusion = the sample's call, after the acquisition warning when there is one), one
+``Observation`` per class with the fraction of classified images as a ``valueQuantity`` in ``%``
+and the image count as a component, one ``Observation`` each for the number of classified,
+flagged-for-review, out-of-distribution, withheld (cannot be judged, not yet reviewed) and failed images,
 and a ``Device`` describing the model (id, version, weights SHA-256) and the software. Every
 entry has a ``urn:uuid:`` ``fullUrl``; references between resources use those URLs, so they
 resolve inside the bundle. The patient is referenced by identifier (no Patient resource: the
@@ -120,6 +121,7 @@ def build_bundle(report: SampleReport) -> dict[str, Any]:
     for key, text in (("n_ok", "Number of classified images"),
                       ("n_needs_review", "Number of images flagged for review"),
                       ("n_ood", "Number of out-of-distribution images"),
+                      ("n_withheld", "Number of images the model cannot judge, not counted until reviewed"),
                       ("n_error", "Number of images that could not be read")):
         results.append(observation(key, text, {"valueInteger": int(s.get(key, 0))}))
 
@@ -134,6 +136,8 @@ def build_bundle(report: SampleReport) -> dict[str, Any]:
         "result": [{"reference": url} for url in results],
         "conclusion": str(s.get("call", "")),
     }
+    if s.get("acquisition_warning"):  # the one line that says why the call is withheld
+        diag["conclusion"] = f"{s['acquisition_warning']}. {diag['conclusion']}"
     if effective:
         diag["effectiveDateTime"] = effective
     if issued:

@@ -49,6 +49,14 @@ from typing import Any
 
 from engine import CLASS_IDS
 from engine.errors import AllSightError
+from engine.flags import (
+    FlagReason,
+    codes_from_legacy,
+    describe,
+    format_codes,
+    normalize,
+    parse_codes,
+)
 from engine.paths import user_dir
 
 log = logging.getLogger(__name__)
@@ -56,7 +64,8 @@ log = logging.getLogger(__name__)
 DB_FILE_NAME = "allsight.sqlite3"
 
 #: The schema version this code writes (stored as ``PRAGMA user_version``).
-SCHEMA_VERSION = 1
+#: 1: first schema; 2: ``predictions.flags`` (reason codes, see :mod:`engine.flags`).
+SCHEMA_VERSION = 2
 
 #: A reviewer's verdict for an image that should not count towards any class (not a usable
 #: smear, unreadable, out of distribution...). Accepted by :meth:`ResultStore.record_review`
@@ -190,7 +199,8 @@ class PredictionRecord:
     needs_review: bool
     out_of_distribution: bool
     ood_score: float | None
-    ood_reason: str
+    #: Why the image is flagged (:class:`~engine.flags.FlagReason` codes, display order).
+    flags: tuple[FlagReason, ...]
     error: str | None
     predicted_at: str
     final_class: str | None
@@ -211,6 +221,11 @@ class PredictionRecord:
     def flagged(self) -> bool:
         """Needs a human look before sign-off: low confidence, out of distribution or an error."""
         return self.needs_review or self.out_of_distribution or self.status != "ok"
+
+    @property
+    def ood_reason(self) -> str:
+        """Why the image is out of distribution, in plain sentences ("" when it is not)."""
+        return describe(r for r in self.flags if r is not FlagReason.LOW_CONFIDENCE)
 
 
 @dataclass(frozen=True)
@@ -298,9 +313,25 @@ def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
 
 
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """Version 2 stores the reason codes (``predictions.flags``, ``;``-joined). Version-1 rows
+    get codes derived from their free-text ``ood_reason`` (:func:`engine.flags.codes_from_legacy`);
+    the old column stays (SQLite keeps it; new rows leave it empty)."""
+    conn.execute("ALTER TABLE predictions ADD COLUMN flags TEXT NOT NULL DEFAULT ''")
+    rows = conn.execute("SELECT pk, ood_reason, needs_review, out_of_distribution FROM predictions "
+                        "WHERE status = 'ok'").fetchall()
+    updates = []
+    for pk, reason, needs_review, ood in rows:
+        codes = format_codes(codes_from_legacy(reason, needs_review=bool(needs_review),
+                                               out_of_distribution=bool(ood)))
+        if codes:
+            updates.append((codes, pk))
+    conn.executemany("UPDATE predictions SET flags = ? WHERE pk = ?", updates)
+
+
 #: ``MIGRATIONS[v]`` upgrades a version-``v`` database to ``v + 1``, inside a transaction.
-#: A future schema change adds ``MIGRATIONS[1] = _migrate_1_to_2`` and bumps SCHEMA_VERSION.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _migrate_0_to_1}
+#: A future schema change adds ``MIGRATIONS[2] = _migrate_2_to_3`` and bumps SCHEMA_VERSION.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _migrate_0_to_1, 1: _migrate_1_to_2}
 
 
 def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
@@ -583,9 +614,11 @@ class ResultStore:
 
         ``result`` is any object with the attributes of :class:`engine.inference.ImageResult`
         (``status``, ``predicted_class``, ``confidence``, ``probabilities``, ``needs_review``,
-        ``out_of_distribution``, ``ood_score``, ``error``; optional ``ood_reason``). An image not
-        yet in the sample is added first (at the end). Idempotent per model file: returns False,
-        changing nothing, when a prediction of ``model_sha256`` for this image already exists.
+        ``out_of_distribution``, ``ood_score``, ``error``, ``flags``). A result without ``flags``
+        (an older caller) gets codes derived from its ``ood_reason`` text and flags, as stored
+        results of schema 1 are migrated. An image not yet in the sample is added first (at the
+        end). Idempotent per model file: returns False, changing nothing, when a prediction of
+        ``model_sha256`` for this image already exists.
         """
         model_sha256 = _required(model_sha256, "model sha256")
         key = _norm_path(path)
@@ -597,11 +630,20 @@ class ResultStore:
             raise StoreError(f"{key}: unknown predicted class {predicted!r}; expected one of {', '.join(CLASS_IDS)}")
         probs = getattr(result, "probabilities", None)
         probs_json = None if probs is None else json.dumps({str(k): float(v) for k, v in dict(probs).items()})
+        needs_review = bool(getattr(result, "needs_review", False))
+        ood = bool(getattr(result, "out_of_distribution", False))
+        flags = getattr(result, "flags", None)
+        try:
+            if flags is None:
+                codes = codes_from_legacy(getattr(result, "ood_reason", "") or "", needs_review=needs_review,
+                                          out_of_distribution=ood) if status == "ok" else ()
+            else:
+                codes = normalize(flags)
+        except ValueError as err:
+            raise StoreError(f"{key}: {err}") from None
         values = (model_id or "", model_version or "", model_sha256, status, predicted,
-                  _opt_float(getattr(result, "confidence", None)), probs_json,
-                  int(bool(getattr(result, "needs_review", False))),
-                  int(bool(getattr(result, "out_of_distribution", False))),
-                  _opt_float(getattr(result, "ood_score", None)), getattr(result, "ood_reason", "") or "",
+                  _opt_float(getattr(result, "confidence", None)), probs_json, int(needs_review), int(ood),
+                  _opt_float(getattr(result, "ood_score", None)), format_codes(codes),
                   getattr(result, "error", None))
 
         with self._read() as conn:
@@ -625,7 +667,7 @@ class ResultStore:
             conn.execute(
                 "INSERT INTO predictions (image_pk, model_id, model_version, model_sha256, status, "
                 "predicted_class, confidence, probabilities, needs_review, out_of_distribution, ood_score, "
-                "ood_reason, error, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "flags, error, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (image_pk, *values, _now()))
             self._touch(conn, row["pk"])
             self._audit(conn, actor, "record_prediction", row["pk"], image_pk, model_id=model_id,
@@ -653,7 +695,7 @@ class ResultStore:
         sql = (
             "SELECT i.path, i.file_name, i.position, i.sha256 AS image_sha256, p.model_id, p.model_version, "
             "p.model_sha256, p.status, p.predicted_class, p.confidence, p.probabilities, p.needs_review, "
-            "p.out_of_distribution, p.ood_score, p.ood_reason, p.error, p.created_at AS predicted_at, "
+            "p.out_of_distribution, p.ood_score, p.flags, p.error, p.created_at AS predicted_at, "
             "r.final_class, r.reviewer, r.created_at AS reviewed_at, r.note "
             "FROM images i "
             f"JOIN predictions p ON p.pk = (SELECT MAX(pk) FROM predictions WHERE image_pk = i.pk{model_filter}) "
@@ -665,6 +707,10 @@ class ResultStore:
         out = []
         for r in rows:
             reviewed = r["reviewer"] is not None
+            try:
+                flags = parse_codes(r["flags"])
+            except ValueError as err:
+                raise StoreError(f"{self.path}: {r['path']}: {err} (written by a newer ALLSight?)") from None
             out.append(PredictionRecord(
                 sample_id=row["sample_id"], path=r["path"], file_name=r["file_name"], position=r["position"],
                 image_sha256=r["image_sha256"], model_id=r["model_id"], model_version=r["model_version"],
@@ -672,7 +718,7 @@ class ResultStore:
                 confidence=r["confidence"],
                 probabilities=None if r["probabilities"] is None else json.loads(r["probabilities"]),
                 needs_review=bool(r["needs_review"]), out_of_distribution=bool(r["out_of_distribution"]),
-                ood_score=r["ood_score"], ood_reason=r["ood_reason"], error=r["error"],
+                ood_score=r["ood_score"], flags=flags, error=r["error"],
                 predicted_at=r["predicted_at"],
                 final_class=r["final_class"] if reviewed else r["predicted_class"],
                 reviewed_by=r["reviewer"], reviewed_at=r["reviewed_at"], review_note=r["note"] or "",

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from engine import CLASS_IDS, __version__
-from engine.augment import AugmentConfig, augment
+from engine.augment import AugmentConfig, BackgroundBank, augment
 from engine.checkpoint import ModelCard, load_model, save_model
 from engine.fsutil import atomic_write_bytes
 from engine.data import Dataset, Sample, discover_dataset, load_resized, split_dataset
@@ -57,6 +57,8 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     patience: int = 8
     model_input: str = "masked"
+    #: Per-field white balance on the background before contrast enhancement (PreprocessConfig).
+    white_balance: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     skip_broken: bool = False
     workers: int = 2
@@ -112,7 +114,8 @@ def _load_resume(out_dir: Path, cfg: TrainConfig, net: nn.Module, opt: torch.opt
         return None
     meta = json.loads(json_path.read_text())
     saved = dict(meta["config"])
-    mismatched = [k for k in ("arch", "image_size", "split", "seed", "model_input", "mode", "batch_size")
+    mismatched = [k for k in ("arch", "image_size", "split", "seed", "model_input", "mode", "batch_size",
+                              "white_balance")
                   if saved.get(k) != getattr(cfg, k)]
     if mismatched:
         raise ConfigError(f"cannot resume {json_path}: it was started with different "
@@ -210,7 +213,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, cancel: CancelToken | None 
     train_imgs, train_y, _ = images["train"]
     val_imgs, val_y, _ = images["val"]
     test_imgs, test_y, test_samples = images["test"]
-    pp = PreprocessConfig(image_size=cfg.image_size, model_input=cfg.model_input)
+    pp = PreprocessConfig(image_size=cfg.image_size, model_input=cfg.model_input,
+                          white_balance=cfg.white_balance)
+    bank = None
+    if cfg.augment.p_background_swap > 0:
+        yield Progress(0, 1, "paint out white cells (background swap)")
+        bank = BackgroundBank(train_imgs)
     val_x = preprocess_batch(val_imgs, pp)
 
     torch.manual_seed(cfg.seed)
@@ -260,7 +268,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, cancel: CancelToken | None 
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             if len(idx) < 2:
                 continue
-            batch = np.stack([model_input_only(augment(train_imgs[i], rng, cfg.augment), pp)[1] for i in idx])
+            batch = np.stack([model_input_only(augment(train_imgs[i], rng, cfg.augment,
+                                                       None if bank is None else (bank, int(i))), pp)[1]
+                              for i in idx])
             x = torch.from_numpy(to_chw_float(batch, pp))
             y = torch.from_numpy(train_y[idx])
             step = epoch * steps_per_epoch + b

@@ -49,6 +49,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine import CLASS_DISPLAY_NAMES, CLASS_IDS
+from engine.flags import FlagReason, describe, labels, normalize, withholds_call
 from engine.store import EXCLUDED_CLASS
 
 ERROR_KEY = "__error__"
@@ -93,7 +94,8 @@ class ResultRow:
     needs_review: bool = False
     out_of_distribution: bool = False
     ood_score: float | None = None
-    ood_reason: str = ""
+    #: Why the image is flagged (:class:`~engine.flags.FlagReason` codes, display order).
+    flags: tuple[FlagReason, ...] = ()
     error: str | None = None
     #: The reviewer's class (None while not reviewed).
     final_class: str | None = None
@@ -110,7 +112,7 @@ class ResultRow:
                    predicted_class=record.predicted_class, confidence=record.confidence,
                    probabilities=record.probabilities, needs_review=record.needs_review,
                    out_of_distribution=record.out_of_distribution, ood_score=record.ood_score,
-                   ood_reason=record.ood_reason or "", error=record.error,
+                   flags=normalize(getattr(record, "flags", ()) or ()), error=record.error,
                    final_class=record.final_class if reviewed else None,
                    reviewed_by=record.reviewed_by, reviewed_at=record.reviewed_at)
 
@@ -123,7 +125,7 @@ class ResultRow:
                    predicted_class=result.predicted_class, confidence=result.confidence,
                    probabilities=result.probabilities, needs_review=bool(result.needs_review),
                    out_of_distribution=bool(result.out_of_distribution), ood_score=result.ood_score,
-                   ood_reason=getattr(result, "ood_reason", "") or "", error=result.error)
+                   flags=normalize(getattr(result, "flags", ()) or ()), error=result.error)
 
     @property
     def ok(self) -> bool:
@@ -147,6 +149,26 @@ class ResultRow:
         return self.flagged and not self.reviewed
 
     @property
+    def ood_reason(self) -> str:
+        """Why the image is out of distribution, in plain sentences ("" when it is not)."""
+        return describe(r for r in self.flags if r is not FlagReason.LOW_CONFIDENCE)
+
+    @property
+    def withheld(self) -> bool:
+        """Not counted in the sample summary: the model cannot judge it and no one reviewed it
+        (the rule of :func:`engine.sample_summary.summarize`)."""
+        return self.ok and not self.reviewed and (withholds_call(self.flags) or self.out_of_distribution)
+
+    def flag_sentences(self) -> list[str]:
+        """The plain sentence of each flag (a generic one for a flag without a reason code)."""
+        sentences = [r.sentence for r in self.flags]
+        if not sentences and self.out_of_distribution:
+            sentences.append("Unlike the images the model was trained on")
+        if not sentences and self.needs_review:
+            sentences.append("The model is not confident about this image")
+        return sentences
+
+    @property
     def effective_class(self) -> str:
         """What the row counts as: the reviewer's class, else the model's; errors as ERROR_KEY."""
         if self.reviewed and self.final_class is not None:
@@ -154,7 +176,7 @@ class ResultRow:
         return self.predicted_class if self.ok and self.predicted_class else ERROR_KEY
 
 
-COLUMNS = ("File", "Model class", "Confidence", "Review", "OOD", "Final class", "Reviewed by", "Overridden")
+COLUMNS = ("File", "Model class", "Confidence", "Review", "Flags", "Final class", "Reviewed by", "Overridden")
 COL_FILE, COL_CLASS, COL_CONF, COL_REVIEW, COL_OOD, COL_FINAL, COL_BY, COL_OVERRIDDEN = range(len(COLUMNS))
 
 SortRole = int(Qt.ItemDataRole.UserRole) + 1
@@ -199,7 +221,8 @@ class ResultsModel(QAbstractTableModel):
                 COL_CLASS: "The model's class (never changed by a review)",
                 COL_CONF: "The model's calibrated probability of its class",
                 COL_REVIEW: "Needs review: low confidence or out of distribution, a person must look at it",
-                COL_OOD: "Out of distribution: unlike the images the model was trained on (hover for why)",
+                COL_OOD: "Why the image is flagged (hover for the full sentence); the model cannot judge an "
+                         "image flagged other than low confidence, and it is not counted until reviewed",
                 COL_FINAL: "The reviewer's class (what counts in the summary)",
             }.get(section)
         return None
@@ -245,8 +268,9 @@ class ResultsModel(QAbstractTableModel):
     def _tooltip(r: ResultRow, col: int) -> str | None:
         if not r.ok:
             return f"{r.path}\nError: {r.error}"
-        if col == COL_OOD and r.out_of_distribution:
-            return f"Out of distribution: {r.ood_reason or 'unlike the training images'}"
+        if col == COL_OOD and (r.flags or r.out_of_distribution or r.needs_review):
+            text = "\n".join(f"{s}." for s in r.flag_sentences())
+            return text + ("\nNot counted in the sample summary until reviewed." if r.withheld else "")
         if col == COL_FINAL and r.reviewed:
             when = f" at {format_time(r.reviewed_at)}" if r.reviewed_at else ""
             return f"{class_name(r.final_class)} — reviewed by {r.reviewed_by}{when}"
@@ -270,6 +294,8 @@ class ResultsModel(QAbstractTableModel):
                 return "⚑ error"
             return "⚑ yes" if r.needs_review else ""
         if col == COL_OOD:
+            if r.flags:
+                return labels(r.flags)
             return "OOD" if r.out_of_distribution else ""
         if col == COL_FINAL:
             return short_class_name(r.final_class) if r.reviewed else "—"
@@ -424,6 +450,12 @@ class SummaryBox(QGroupBox):
         font.setBold(True)
         self.call_label.setFont(font)
         self.call_label.setWordWrap(True)
+        self.warning_label = QLabel(self)  # the acquisition warning: one prominent line, else hidden
+        self.warning_label.setWordWrap(True)
+        self.warning_label.setStyleSheet("color: #b71c1c; background: #fdecea; border: 1px solid #b71c1c; "
+                                         "padding: 3px; font-weight: bold;")
+        self.warning_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.warning_label.hide()
         self.rationale_label = QLabel(self)
         self.rationale_label.setWordWrap(True)
         self.rationale_label.setStyleSheet("color: #455a64;")
@@ -443,10 +475,10 @@ class SummaryBox(QGroupBox):
         self.count_labels: dict[str, tuple[QLabel, QLabel, QLabel]] = {}
         for row, cls in enumerate((*CLASS_IDS, EXCLUDED_CLASS), start=1):
             grid.addWidget(QLabel(class_name(cls), self), row, 0)
-            labels = tuple(QLabel("", self) for _ in range(3))
-            for col, label in enumerate(labels, start=1):
+            row_labels = tuple(QLabel("", self) for _ in range(3))
+            for col, label in enumerate(row_labels, start=1):
                 grid.addWidget(label, row, col, Qt.AlignmentFlag.AlignRight)
-            self.count_labels[cls] = labels  # type: ignore[assignment]
+            self.count_labels[cls] = row_labels  # type: ignore[assignment]
         grid.setColumnStretch(4, 1)
         self.flags_label = QLabel(self)
         self.flags_label.setWordWrap(True)
@@ -455,6 +487,7 @@ class SummaryBox(QGroupBox):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 6, 8, 6)
         layout.setSpacing(4)
+        layout.addWidget(self.warning_label)
         layout.addWidget(self.call_label)
         layout.addWidget(self.rationale_label)
         layout.addLayout(grid)
@@ -471,11 +504,16 @@ class SummaryBox(QGroupBox):
             self.call_label.setStyleSheet("color: #607d8b;")
             self.rationale_label.setText(
                 f"{n_images} image(s). Press Classify to classify them." if n_images else "No sample selected.")
-            for labels in self.count_labels.values():
-                for label in labels:
+            for row_labels in self.count_labels.values():
+                for label in row_labels:
                     label.setText("")
             self.flags_label.setText("")
+            self.warning_label.setText("")
+            self.warning_label.hide()
             return
+        warning = getattr(summary, "acquisition_warning", None)
+        self.warning_label.setText(f"⚠ {html.escape(warning)}." if warning else "")
+        self.warning_label.setVisible(bool(warning))
         self.call_label.setText(html.escape(summary.call))
         self.call_label.setStyleSheet(f"color: {_call_colour(summary.call_code)};")
         self.rationale_label.setText(summary.rationale)
@@ -495,6 +533,9 @@ class SummaryBox(QGroupBox):
             parts.append(f"<span style='color:#b71c1c'>{summary.n_error} error(s)</span>")
         parts.append(f"{summary.n_needs_review} need review")
         parts.append(f"{summary.n_ood} OOD")
+        if summary.n_withheld:
+            parts.append(f"<b style='color:#e65100'>{summary.n_withheld} not counted (cannot be judged, "
+                         "not reviewed)</b>")
         parts.append(f"{summary.n_reviewed} reviewed ({summary.n_overridden} overridden)")
         left = summary.n_flagged_unreviewed
         parts.append(f"<b style='color:#e65100'>{left} flagged left to review</b>" if left
@@ -575,7 +616,7 @@ class ResultsPanel(QWidget):
         t.verticalHeader().setDefaultSectionSize(22)
         t.horizontalHeader().setStretchLastSection(False)
         t.horizontalHeader().setSectionResizeMode(COL_FILE, QHeaderView.ResizeMode.Stretch)
-        for col, width in ((COL_CLASS, 104), (COL_CONF, 80), (COL_REVIEW, 58), (COL_OOD, 40), (COL_FINAL, 112),
+        for col, width in ((COL_CLASS, 104), (COL_CONF, 80), (COL_REVIEW, 58), (COL_OOD, 96), (COL_FINAL, 112),
                            (COL_BY, 88), (COL_OVERRIDDEN, 82)):
             t.setColumnWidth(col, width)
         t.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -842,13 +883,13 @@ class ResultsPanel(QWidget):
                 top = sorted(r.probabilities.items(), key=lambda kv: -kv[1])[:3]
                 probs = " · ".join(f"{html.escape(class_name(c))} {100 * p:.0f} %" for c, p in top)
             parts.append(f"Model: <b>{html.escape(class_name(r.predicted_class))}</b> ({probs})")
-            flags = []
-            if r.needs_review:
-                flags.append("low confidence" if not r.out_of_distribution else "needs review")
-            if r.out_of_distribution:
-                flags.append("out of distribution: " + html.escape(r.ood_reason or "unlike the training images"))
-            if flags:
-                parts.append("<span style='color:#e65100'>⚑ " + "; ".join(flags) + "</span>")
+            sentences = r.flag_sentences()
+            if sentences:
+                parts.append("<span style='color:#e65100'>⚑ " + " ".join(html.escape(f"{s}.") for s in sentences)
+                             + "</span>")
+            if r.withheld:
+                parts.append("<span style='color:#e65100'>Not counted in the sample summary until you review "
+                             "it.</span>")
         else:
             parts.append(f"<span style='color:#b71c1c'>Error: {html.escape(r.error or '')}</span>")
         if r.reviewed:

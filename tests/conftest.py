@@ -58,6 +58,21 @@ def synthetic_smear(label: int = 0, size: int = 64, seed: int = 0) -> np.ndarray
     return img
 
 
+def synthetic_field_without_white_cell(size: int = 64, seed: int = 0) -> np.ndarray:
+    """A field like :func:`synthetic_smear` with red cells only (pink-red discs, no violet):
+    stained, in focus, not blank, and nothing :mod:`engine.cells` calls a white cell."""
+    import cv2
+
+    rng = np.random.default_rng([99, seed])
+    img = np.full((size, size, 3), (236, 226, 232), np.uint8)
+    img = np.clip(img.astype(np.int16) + rng.integers(-8, 8, img.shape), 0, 255).astype(np.uint8)
+    radius = max(3, size // 13)
+    for _ in range(12):
+        c = tuple(int(v) for v in rng.integers(radius, size - radius, 2))
+        cv2.circle(img, c, radius, (215, 120, 130), -1)
+    return img
+
+
 @pytest.fixture
 def make_smear():
     return synthetic_smear
@@ -81,8 +96,10 @@ def class_dataset(tmp_path) -> Path:
     return root
 
 
-def save_tiny_model(out_dir: Path, arch: str = "baseline", image_size: int = 32, model_id: str = "tiny"):
-    """A randomly initialised but complete model (card, weights, OOD tensors) for fast tests."""
+def save_tiny_model(out_dir: Path, arch: str = "baseline", image_size: int = 32, model_id: str = "tiny",
+                    ood_threshold: float = 1e9):
+    """A randomly initialised but complete model (card, weights, OOD tensors) for fast tests.
+    ``ood_threshold=-1`` makes every image "unlike the training images"."""
     import torch
 
     from engine.checkpoint import ModelCard, save_model
@@ -96,7 +113,7 @@ def save_tiny_model(out_dir: Path, arch: str = "baseline", image_size: int = 32,
         id=model_id, version="0.0.1", architecture=arch,
         preprocess=PreprocessConfig(image_size=image_size),
         temperature=1.0, review_threshold=0.5,
-        ood={"method": "mahalanobis", "threshold": 1e9, "tensors": ["ood.means", "ood.precision"]},
+        ood={"method": "mahalanobis", "threshold": ood_threshold, "tensors": ["ood.means", "ood.precision"]},
         weights_dtype="float32",
     )
     tensors = {f"net.{k}": v for k, v in net.state_dict().items()}

@@ -33,3 +33,11 @@ def test_version_is_defined_once():
     pyproject = (REPO / "pyproject.toml").read_text()
     assert 'dynamic = ["version"]' in pyproject
     assert not re.search(r'^version\s*=\s*"', pyproject, flags=re.M)
+
+
+def test_readme_lists_the_classify_csv_columns():
+    from engine.inference import CSV_COLUMNS
+
+    text = (REPO / "README.md").read_text()
+    header = ",".join(CSV_COLUMNS)
+    assert f"`{header}`" in text

@@ -13,11 +13,16 @@ from pathlib import Path
 import cv2
 import pytest
 
-from tests.conftest import synthetic_smear, write_image
+from tests.conftest import (
+    save_tiny_model,
+    synthetic_field_without_white_cell,
+    synthetic_smear,
+    write_image,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADER = ["path", "status", "predicted_class", "confidence", "needs_review", "out_of_distribution",
-          "prob_Benign", "prob_Early", "prob_Pre", "prob_Pro", "error"]
+          "prob_Benign", "prob_Early", "prob_Pre", "prob_Pro", "error", "flags"]
 
 
 def classify(*args) -> subprocess.CompletedProcess:
@@ -158,19 +163,19 @@ def test_json_and_heatmaps(tmp_path, tiny_model):
                     "--heatmaps", heat, "--device", "cpu", "--workers", "1")
     assert proc.returncode == 3, proc.stderr
     doc = json.loads(js.read_text())
-    assert set(doc) == {"model", "device", "backend", "results", "summary"}
+    assert set(doc) == {"model", "device", "backend", "results", "summary", "samples"}
     assert doc["model"]["id"] == "tiny" and doc["model"]["version"] == "0.0.1"
     assert len(doc["model"]["sha256"]) == 64
     assert doc["device"] == "cpu"
     assert len(doc["results"]) == 4
     s = doc["summary"]
     assert s["n_ok"] == 3 and s["n_error"] == 1
-    assert sum(s["counts"].values()) == 3 and set(s["counts"]) == {"Benign", "Early", "Pre", "Pro"}
+    assert sum(s["counts"].values()) + s["n_withheld"] == 3 and set(s["counts"]) == {"Benign", "Early", "Pre", "Pro"}
     assert s["n_needs_review"] == sum(r["needs_review"] for r in doc["results"])
     assert s["n_ood"] == sum(r["out_of_distribution"] for r in doc["results"])
     for r in doc["results"]:
         assert {"path", "status", "predicted_class", "confidence", "probabilities", "needs_review",
-                "out_of_distribution", "error"} <= set(r)
+                "out_of_distribution", "error", "flags", "ood_score"} <= set(r)
         if r["status"] == "ok":
             assert sum(r["probabilities"].values()) == pytest.approx(1.0)
     for p in images:
@@ -220,3 +225,51 @@ def test_progress_bar_on_a_terminal_only(tmp_path, tiny_model):
     assert "classify" in terminal and "3/3" in terminal  # tqdm's bar reached the end
     piped = classify(tmp_path / "in", "--model", tiny_model, "--out", out)
     assert piped.returncode == 0 and "3/3" not in piped.stderr  # no bar into a pipe or log
+
+
+def test_a_field_without_white_cell_is_flagged_with_its_code_and_not_counted(tmp_path, tiny_model):
+    smear_folder(tmp_path / "S-7", 3)
+    write_image(tmp_path / "S-7" / "nocell.png", synthetic_field_without_white_cell(48, 0))
+    out, js = tmp_path / "r.csv", tmp_path / "r.json"
+    proc = classify(tmp_path / "S-7", "--model", tiny_model, "--out", out, "--json", js, "--device", "cpu",
+                    "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    _, rows = read_csv(out.read_text(encoding="utf-8"))
+    by_name = {Path(r["path"]).name: r for r in rows}
+    assert by_name["nocell.png"]["flags"].split(";")[0] == "no_white_cell"
+    assert by_name["nocell.png"]["out_of_distribution"] == "true" and by_name["nocell.png"]["needs_review"] == "true"
+    assert all("no_white_cell" not in by_name[f"cell{i}.jpg"]["flags"] for i in range(3))
+    doc = json.loads(js.read_text())
+    nocell = next(r for r in doc["results"] if r["path"].endswith("nocell.png"))
+    assert nocell["flags"][0] == "no_white_cell" and nocell["predicted_class"]  # the model still said something
+    assert nocell["flag_sentences"][0] == "No white cell found in this field: there is nothing the model can judge"
+    s = doc["summary"]
+    assert s["n_ok"] == 4 and s["n_withheld"] == 1 and sum(s["counts"].values()) == 3
+    (sample,) = doc["samples"]
+    assert sample["sample_id"] == "S-7" and sample["n_withheld"] == 1 and sample["n_classified"] == 3
+    assert sample["acquisition_warning"] is None
+    assert "1 the model cannot judge, not counted" in proc.stdout
+
+
+def test_a_sample_unlike_the_training_images_gets_the_warning_and_no_call(tmp_path):
+    model = save_tiny_model(tmp_path / "models", ood_threshold=-1.0).weights_path  # every image is unlike
+    smear_folder(tmp_path / "S-8", 4)
+    js, pdf = tmp_path / "r.json", tmp_path / "r.pdf"
+    proc = classify(tmp_path / "S-8", "--model", model, "--out", tmp_path / "r.csv", "--json", js,
+                    "--report", pdf, "--device", "cpu", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(js.read_text())
+    assert all("unlike_training" in r["flags"] for r in doc["results"])
+    (sample,) = doc["samples"]
+    assert sample["acquisition_warning"] == "The model has not been validated on images like these"
+    assert sample["call_code"] == "INDETERMINATE_ACQUISITION"
+    assert sample["call"] == "Indeterminate — images unlike the validated set"
+    assert sample["n_unlike_training"] == 4 and sample["n_withheld"] == 4
+    assert ("WARNING: sample S-8: The model has not been validated on images like these (4 of 4 images unlike "
+            "the training images)") in proc.stdout
+    pypdf = pytest.importorskip("pypdf")
+    text = " ".join((page.extract_text() or "") for page in pypdf.PdfReader(str(pdf)).pages)
+    text = " ".join(text.split())
+    assert "The model has not been validated on images like these." in text
+    assert "Indeterminate — images unlike the validated set" in text
+    assert "feature distance" not in text.lower()

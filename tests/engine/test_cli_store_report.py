@@ -14,8 +14,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from engine.flags import FlagReason
 from engine.store import EXCLUDED_CLASS, ResultStore
-from tests.conftest import synthetic_smear, write_image
+from tests.conftest import synthetic_field_without_white_cell, synthetic_smear, write_image
 
 pypdf = pytest.importorskip("pypdf")
 
@@ -102,6 +103,27 @@ def test_db_records_every_image_and_rerun_is_a_no_op(tmp_path, tiny_model, env):
     assert strip(doc1["results"]) == strip(doc2["results"])
     assert [r["from_store"] for r in doc2["results"]] == [True] * 4
     assert {r["sample_id"] for r in doc2["results"]} == {"S-001"}
+
+
+def test_flag_codes_survive_the_store_and_reach_the_report(tmp_path, tiny_model, env):
+    folder = tmp_path / "S-FLAG"
+    smears(folder, 2)
+    write_image(folder / "nocell.png", synthetic_field_without_white_cell(40, 1))
+    db = tmp_path / "flags.sqlite3"
+    args = ("--model", tiny_model, "--db", db, "--workers", "1")
+    first = classify(env, folder, *args, "--out", tmp_path / "r1.csv")
+    assert first.returncode == 0, first.stderr
+    with ResultStore.open(db) as store:
+        preds = {Path(p.path).name: p for p in store.predictions("S-FLAG")}
+    assert preds["nocell.png"].flags[0] is FlagReason.NO_WHITE_CELL and preds["nocell.png"].out_of_distribution
+    # read back from the store (nothing reclassified): the same codes in the CSV, and the report
+    second = classify(env, folder, *args, "--out", tmp_path / "r2.csv", "--report", tmp_path / "s.pdf")
+    assert second.returncode == 0 and "0 new result(s) recorded, 3 already there" in second.stdout
+    assert (tmp_path / "r2.csv").read_text() == (tmp_path / "r1.csv").read_text()
+    flags = {Path(r["path"]).name: r["flags"] for r in rows_of(tmp_path / "r2.csv")}
+    assert flags["nocell.png"].startswith("no_white_cell")
+    text = " ".join(pdf_text(tmp_path / "s.pdf").split())
+    assert FlagReason.NO_WHITE_CELL.sentence in text and "not counted" in text
 
 
 def test_interrupted_run_classifies_only_the_pending_images(tmp_path, tiny_model, env):

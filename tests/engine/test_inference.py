@@ -11,6 +11,7 @@ import torch
 
 from engine.checkpoint import load_model
 from engine.errors import AllSightError, Cancelled, ModelError
+from engine.flags import FlagReason, parse_codes
 from engine.inference import CSV_COLUMNS, Classifier, ImageResult, configure_threads, select_device
 from engine.progress import CancelToken
 from tests.conftest import synthetic_smear, write_image
@@ -92,7 +93,10 @@ def test_mahalanobis_threshold_flags_ood(tiny_model):
     clf = Classifier(dataclasses.replace(loaded, card=card), device="cpu")
     r = clf.classify_arrays([synthetic_smear(0, 48, 0)])[0]
     assert r.out_of_distribution and r.needs_review
-    assert "feature distance" in r.ood_reason
+    assert FlagReason.UNLIKE_TRAINING in r.flags
+    assert r.ood_reason and "distance" not in r.ood_reason  # a sentence for people, no numbers
+    assert "unlike_training" in r.csv_row()["flags"].split(";")
+    assert r.to_dict()["flags"] == [str(f) for f in r.flags] and r.to_dict()["ood_score"] == r.ood_score
 
 
 def test_blank_and_grayscale_images_are_out_of_distribution(classifier, tmp_path):
@@ -102,9 +106,10 @@ def test_blank_and_grayscale_images_are_out_of_distribution(classifier, tmp_path
     gray_rgb = np.stack([gray] * 3, axis=-1)
     smear = synthetic_smear(1, 60, 0)
     r_blank, r_gray, r_smear = classifier.classify_arrays([blank, gray_rgb, smear], ["blank", "gray", "smear"])
-    assert r_blank.out_of_distribution and r_blank.needs_review and "blank" in r_blank.ood_reason
-    assert r_gray.out_of_distribution and r_gray.needs_review and "grayscale" in r_gray.ood_reason
+    assert r_blank.out_of_distribution and r_blank.needs_review and FlagReason.BLANK in r_blank.flags
+    assert r_gray.out_of_distribution and r_gray.needs_review and FlagReason.GRAYSCALE in r_gray.flags
     assert not r_smear.out_of_distribution and r_smear.ood_reason == ""
+    assert not any(f is not FlagReason.LOW_CONFIDENCE for f in r_smear.flags)
     # the same checks on files (a grayscale JPEG decodes to RGB with tiny chroma noise)
     p_gray = write_image(tmp_path / "gray.jpg", gray, quality=90)
     p_blank = write_image(tmp_path / "blank.png", blank)
@@ -184,9 +189,15 @@ def test_csv_row_columns_and_formats():
     row = ok.csv_row()
     assert tuple(row) == CSV_COLUMNS
     assert CSV_COLUMNS == ("path", "status", "predicted_class", "confidence", "needs_review",
-                           "out_of_distribution", "prob_Benign", "prob_Early", "prob_Pre", "prob_Pro", "error")
+                           "out_of_distribution", "prob_Benign", "prob_Early", "prob_Pre", "prob_Pro", "error",
+                           "flags")
     assert row["needs_review"] == "true" and row["out_of_distribution"] == "false"
-    assert float(row["prob_Pre"]) == 0.5 and row["error"] == ""
+    assert float(row["prob_Pre"]) == 0.5 and row["error"] == "" and row["flags"] == ""
+    coded = ImageResult("c.png", "ok", "Pro", 0.4, needs_review=True, out_of_distribution=True,
+                        flags=("low_confidence", "no_white_cell", "unlike_training")).csv_row()
+    assert coded["flags"] == "no_white_cell;unlike_training;low_confidence"
+    assert parse_codes(coded["flags"]) == (FlagReason.NO_WHITE_CELL, FlagReason.UNLIKE_TRAINING,
+                                           FlagReason.LOW_CONFIDENCE)  # and back
     bad = ImageResult("b.jpg", "error", error="empty file (0 bytes)").csv_row()
     assert tuple(bad) == CSV_COLUMNS
     assert bad["confidence"] == "" and bad["prob_Benign"] == "" and bad["predicted_class"] == ""

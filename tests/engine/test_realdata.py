@@ -55,11 +55,12 @@ def test_every_real_image_decodes_the_same_through_opencv_and_pillow(real_data):
 def test_focus_check_passes_every_real_field_and_catches_defocus(real_data):
     from engine.augment import blur
     from engine.imageio import load_image, scan_paths
-    from engine.inference import image_level_ood
+    from engine.flags import FlagReason
+    from engine.inference import image_level_flags
     from engine.preprocess import crop_and_resize
 
     files = scan_paths([real_data]).images
-    flagged = [p for p in files if image_level_ood(crop_and_resize(load_image(p), 128))]
-    assert flagged == []  # no real field is blank, grayscale or out of focus
-    defocused = [image_level_ood(crop_and_resize(blur(load_image(p), 3.0), 128)) for p in files[::25]]
-    assert all(any(r.startswith("out of focus") for r in reasons) for reasons in defocused)
+    flagged = [p for p in files if image_level_flags(crop_and_resize(load_image(p), 128))]
+    assert flagged == []  # no real field is blank, grayscale, out of focus or without a white cell
+    defocused = [image_level_flags(crop_and_resize(blur(load_image(p), 3.0), 128)) for p in files[::25]]
+    assert all(FlagReason.OUT_OF_FOCUS in reasons for reasons in defocused)

@@ -17,6 +17,7 @@ import pytest
 
 from engine import CLASS_DISPLAY_NAMES, CLASS_IDS
 from engine.errors import AllSightError, Cancelled
+from engine.flags import FlagReason, format_codes
 from engine.preprocess import PreprocessConfig
 from engine.progress import CancelToken
 from engine.report import (
@@ -43,7 +44,8 @@ pypdf = pytest.importorskip("pypdf")
 
 
 def make_report(folder: Path, n: int = 6, *, signed: bool = True, size: int = 64) -> SampleReport:
-    """n images: image 4 failed, image 2 overridden to Pro, image 3 confirmed, image 5 flagged."""
+    """n images: image 4 failed, image 2 overridden to Pro, image 3 confirmed, image 5 flagged
+    unlike the training images (feature distance 412.3; not reviewed, so not counted)."""
     images = []
     for i in range(n):
         path = folder / f"WBC-{i + 1:03d}.jpg"
@@ -56,6 +58,7 @@ def make_report(folder: Path, n: int = 6, *, signed: bool = True, size: int = 64
         images.append(ReportImage(
             path, path.name, "ok", model_class, 0.5 + (i % 5) / 10, needs_review=i == 4,
             out_of_distribution=i == 4, final_class=final,
+            flags=(FlagReason.UNLIKE_TRAINING,) if i == 4 else (), ood_score=412.3 if i == 4 else 101.5,
             reviewed_by="Dr. Rev" if final else None, overridden=final is not None and final != model_class,
         ))
     return SampleReport(
@@ -74,13 +77,16 @@ def pdf_text(path: Path) -> list[str]:
 def test_summary_counts_final_class_when_reviewed(tmp_path):
     rep = make_report(tmp_path, 6)
     s = rep.summary
-    # ok images 0,1,2,4,5: classes Benign, Pre->Pro (override), Pre (confirmed), Benign, Pre
-    assert s["counts"] == {"Benign": 2, "Early": 0, "Pre": 2, "Pro": 1}
-    assert s["n_images"] == 6 and s["n_ok"] == 5 and s["n_error"] == 1
+    # ok images 0,1,2,4,5: classes Benign, Pre->Pro (override), Pre (confirmed), Benign (unlike
+    # the training images, not reviewed: withheld), Pre
+    assert s["counts"] == {"Benign": 1, "Early": 0, "Pre": 2, "Pro": 1}
+    assert s["n_images"] == 6 and s["n_ok"] == 5 and s["n_error"] == 1 and s["n_withheld"] == 1
     assert s["n_needs_review"] == 1 and s["n_ood"] == 1 and s["n_reviewed"] == 2 and s["n_overridden"] == 1
     assert abs(sum(s["fractions"].values()) - 1.0) < 1e-9
-    # 2 Benign, 2 Pre, 1 Pro: malignant 60 % with Pre ahead of Pro by 20 points (shared call rule)
+    # 1 Benign, 2 Pre, 1 Pro: malignant 75 % with Pre ahead of Pro by 25 points (shared call rule)
     assert s["call_code"] == "ALL_PRE" and "research use only" in s["call"]
+    # 1 of 5 images unlike the training images: 20 %, below the acquisition check's 25 %
+    assert s["n_unlike_training"] == 1 and s["acquisition_warning"] is None
 
 
 def test_summary_majority_and_empty(tmp_path):
@@ -285,6 +291,7 @@ def test_csv_round_trip(tmp_path):
         assert (row["confidence"] and float(row["confidence"])) == (im.confidence or "")
         assert row["overridden"] == ("true" if im.overridden else "false")
         assert row["error"] == (im.error or "")
+        assert row["flags"] == format_codes(im.flags)
         assert row["sample_id"] == "S-0042" and row["patient_id"] == "P-777" and row["model_sha256"] == SHA
         assert PreprocessConfig.from_dict(json.loads(row["preprocess_json"])) == rep.model.preprocess
         assert row["call"] == rep.summary["call"]
@@ -413,27 +420,97 @@ def test_fhir_bundle_validates_against_the_fhir_resource_models(tmp_path, signed
             Bundle.model_validate(broken)
 
 
-def test_pdf_says_why_an_image_is_out_of_distribution(tmp_path):
-    from engine.report import ood_reason_label, write_pdf
+def _flagged_report(tmp_path, n_unlike: int, n_plain: int) -> SampleReport:
+    """One field with no white cell (model: Pro), n_unlike fields unlike the training images
+    (feature distance 987.6), n_plain ordinary Pre fields."""
+    rep = make_report(tmp_path / "imgs", 1)
+    base = rep.images[0]
+    no_cell = dataclasses.replace(base, file_name="no-cell.jpg", model_class="Pro", final_class=None,
+                                  reviewed_by=None, overridden=False, flags=(FlagReason.NO_WHITE_CELL,),
+                                  ood_score=55.5)
+    unlike = [dataclasses.replace(base, file_name=f"other-lab-{k}.jpg", model_class="Pre", final_class=None,
+                                  reviewed_by=None, overridden=False, flags=(FlagReason.UNLIKE_TRAINING,),
+                                  ood_score=987.6) for k in range(n_unlike)]
+    plain = [dataclasses.replace(base, file_name=f"plain-{k}.jpg", model_class="Pre", final_class=None,
+                                 reviewed_by=None, overridden=False, ood_score=12.0) for k in range(n_plain)]
+    return dataclasses.replace(rep, images=(no_cell, *unlike, *plain), summary=None)
 
-    assert ood_reason_label("feature distance 412.3 above 333.7; out of focus (sharpness 12, in-focus "
-                            "smears 35 or more)") == "unlike training, out of focus"
-    assert ood_reason_label("near-blank image; grayscale image (no stain colour)") == "blank, grayscale"
-    assert ood_reason_label("") == ""
-    rep = make_report(tmp_path / "imgs", 6)
-    images = list(rep.images)
-    flagged = images[4]
-    images[4] = dataclasses.replace(flagged, ood_reason="out of focus (sharpness 12, in-focus smears 35 or more)")
-    rep = dataclasses.replace(rep, images=tuple(images))
-    text = " ".join(pdf_text(write_pdf(rep, tmp_path / "r.pdf"))).replace("\n", " ")
-    assert "out of focus" in text
-    # the reason travels with the JSON export, and back
+
+def _flat(pages: list[str]) -> str:
+    return re.sub(r"\s+", " ", " ".join(pages))
+
+
+def test_pdf_shows_flag_sentences_and_the_acquisition_warning_never_distances(tmp_path):
+    # 1 no-white-cell + 1 unlike + 2 plain: 1 of 4 images unlike the training images = 25 %
+    rep = _flagged_report(tmp_path, 1, 2)
+    s = rep.summary
+    assert s["acquisition_warning"] == "The model has not been validated on images like these"
+    assert s["call_code"] == "INDETERMINATE_ACQUISITION" and s["call_class"] is None
+    assert s["n_withheld"] == 2 and s["counts"]["Pro"] == 0  # the no-cell field's Pro is not counted
+    assert s["n_classified"] == 2 and s["fractions"]["Pre"] == 1.0
+    text = _flat(pdf_text(write_pdf(rep, tmp_path / "r.pdf", thumbnails=False)))
+    assert "Counted images 2 100.0%" in text  # the two plain fields, not all four
+    assert "The model has not been validated on images like these." in text
+    assert "Indeterminate — images unlike the validated set" in text
+    assert FlagReason.NO_WHITE_CELL.sentence in text and FlagReason.UNLIKE_TRAINING.sentence in text
+    assert "no white cell" in text and "unlike training" in text and "not counted" in text
+    assert "feature distance" not in text.lower()
+    for number in ("987", "55.5", "12.0"):  # no ood_score in front of a person
+        assert number not in text, number
+    # below the threshold: no warning line, and the call is given
+    below = _flagged_report(tmp_path / "b", 1, 3)  # 1 of 5 = 20 %
+    assert below.summary["acquisition_warning"] is None and below.summary["call_code"] == "ALL_PRE"
+    text = _flat(pdf_text(write_pdf(below, tmp_path / "b.pdf", thumbnails=False)))
+    assert "not been validated" not in text and "ALL suspected: Pre-B ALL" in text
+    assert FlagReason.NO_WHITE_CELL.sentence in text
+
+
+def test_flags_and_ood_score_round_trip_through_json_and_csv(tmp_path):
+    rep = _flagged_report(tmp_path, 1, 2)
     data = json.loads(write_json(rep, tmp_path / "r.json").read_text(encoding="utf-8"))
-    assert [im["ood_reason"] for im in data["images"]][4].startswith("out of focus")
-    assert read_json(tmp_path / "r.json").images[4].ood_reason.startswith("out of focus")
+    images = data["images"]
+    assert [im["flags"] for im in images] == [["no_white_cell"], ["unlike_training"], [], []]
+    assert images[0]["flag_sentences"] == [FlagReason.NO_WHITE_CELL.sentence]
+    assert [im["ood_score"] for im in images] == [55.5, 987.6, 12.0, 12.0]  # the numbers stay in the JSON
+    assert data["summary"]["acquisition_warning"] == "The model has not been validated on images like these"
+    assert data["summary"]["call_code"] == "INDETERMINATE_ACQUISITION" and data["summary"]["n_withheld"] == 2
+    back = read_json(tmp_path / "r.json")
+    assert back == rep and back.images[0].flags == (FlagReason.NO_WHITE_CELL,)
+    with open(write_csv(rep, tmp_path / "r.csv"), newline="", encoding="utf-8-sig") as f:
+        assert [row["flags"] for row in csv.DictReader(f)] == ["no_white_cell", "unlike_training", "", ""]
+    # an unknown code is refused, naming it
+    broken = json.loads(json.dumps(data))
+    broken["images"][0]["flags"] = ["no_white_cell", "sparkles"]
+    (tmp_path / "bad.json").write_text(json.dumps(broken), encoding="utf-8")
+    with pytest.raises(ReportError, match="sparkles"):
+        read_json(tmp_path / "bad.json")
 
 
-def test_report_from_the_store_keeps_the_ood_reason(tmp_path):
+def test_json_written_before_reason_codes_is_read_with_codes(tmp_path):
+    rep = make_report(tmp_path / "imgs", 6)
+    data = rep.to_dict()
+    for im in data["images"]:
+        im.pop("flags"), im.pop("flag_sentences"), im.pop("ood_score")
+    data["images"][4]["ood_reason"] = "feature distance 412.3 above 333.7; out of focus (sharpness 12, in-focus 35)"
+    data["images"][0]["needs_review"] = True  # low confidence, the old rule's other reason
+    (tmp_path / "old.json").write_text(json.dumps(data), encoding="utf-8")
+    back = read_json(tmp_path / "old.json")
+    assert back.images[4].flags == (FlagReason.OUT_OF_FOCUS, FlagReason.UNLIKE_TRAINING)
+    assert back.images[0].flags == (FlagReason.LOW_CONFIDENCE,)
+    assert back.images[3].flags == () and back.images[5].flags == ()
+
+
+def test_fhir_conclusion_carries_the_acquisition_warning(tmp_path):
+    rep = _flagged_report(tmp_path, 2, 2)
+    bundle = build_bundle(rep)
+    dr = bundle["entry"][0]["resource"]
+    assert dr["conclusion"].startswith("The model has not been validated on images like these. Indeterminate")
+    counts = {e["resource"]["code"]["text"]: e["resource"].get("valueInteger") for e in bundle["entry"]
+              if e["resource"]["resourceType"] == "Observation"}
+    assert counts["Number of images the model cannot judge, not counted until reviewed"] == 3
+
+
+def test_report_from_the_store_keeps_the_flags(tmp_path):
     from engine.inference import ImageResult
     from engine.report import sample_report_from_store
     from engine.store import ResultStore
@@ -443,7 +520,12 @@ def test_report_from_the_store_keeps_the_ood_reason(tmp_path):
         store.create_or_get_sample("S-1", str(tmp_path))
         store.add_images("S-1", [path])
         result = ImageResult(str(path), "ok", "Benign", 0.9, {c: 0.25 for c in CLASS_IDS}, needs_review=True,
-                             out_of_distribution=True, ood_score=1.0, ood_reason="grayscale image (no stain colour)")
+                             out_of_distribution=True, ood_score=1.0,
+                             flags=(FlagReason.GRAYSCALE, FlagReason.NO_WHITE_CELL))
         store.record_prediction("S-1", path, result, "m", "1", SHA)
         report = sample_report_from_store(store, "S-1")
-    assert report.images[0].ood_reason == "grayscale image (no stain colour)"
+    assert report.images[0].flags == (FlagReason.NO_WHITE_CELL, FlagReason.GRAYSCALE)
+    assert report.images[0].ood_score == 1.0
+    assert report.images[0].ood_reason == (f"{FlagReason.NO_WHITE_CELL.sentence}. "
+                                           f"{FlagReason.GRAYSCALE.sentence}.")
+    assert report.summary["n_withheld"] == 1 and report.summary["counts"]["Benign"] == 0

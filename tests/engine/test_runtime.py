@@ -14,7 +14,8 @@ import pytest
 from engine import onnx_export, runtime
 from engine.checkpoint import load_model, read_card
 from engine.errors import ConfigError, ModelError, ModelIntegrityError
-from engine.inference import Classifier, image_level_ood
+from engine.flags import FlagReason
+from engine.inference import Classifier, image_level_flags, image_level_ood
 from tests.conftest import save_tiny_model, synthetic_smear, write_image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -185,15 +186,15 @@ def test_backend_choice_follows_device_and_environment(monkeypatch):
 
 
 # ------------------------------------------------------------------ image-level OOD checks
-def _reference_image_level_ood(original: np.ndarray) -> list[str]:
-    """The first, plain-NumPy version; the fast one must agree with it."""
+def _reference_image_level_ood(original: np.ndarray) -> list[FlagReason]:
+    """The first, plain-NumPy version of the blank and grayscale checks; the fast one must agree."""
     reasons = []
     pixels = original.reshape(-1, 3)
     if float(pixels.std(axis=0).max()) < 4.0:
-        reasons.append("near-blank image")
+        reasons.append(FlagReason.BLANK)
     chroma = pixels.max(axis=1).astype(np.int16) - pixels.min(axis=1).astype(np.int16)
     if float(np.percentile(chroma, 99)) < 12.0:
-        reasons.append("grayscale image (no stain colour)")
+        reasons.append(FlagReason.GRAYSCALE)
     return reasons
 
 
@@ -207,10 +208,13 @@ def test_fast_image_checks_agree_with_the_plain_numpy_version():
     tint[..., 0] += rng.integers(0, 16, (64, 64))
     cases.append(np.clip(tint, 0, 255).astype(np.uint8))
     cases += [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(5)]
+    colour_checks = (FlagReason.BLANK, FlagReason.GRAYSCALE)
     for img in cases:
-        assert image_level_ood(img) == _reference_image_level_ood(img)
-    assert image_level_ood(np.full((16, 16, 3), 128, np.uint8)) == [
-        "near-blank image", "grayscale image (no stain colour)"]
+        assert [r for r in image_level_flags(img) if r in colour_checks] == _reference_image_level_ood(img)
+    assert image_level_flags(np.full((16, 16, 3), 128, np.uint8)) == [FlagReason.BLANK, FlagReason.GRAYSCALE]
+    # the sentence form, for callers that show it
+    assert image_level_ood(np.full((16, 16, 3), 128, np.uint8)) == [FlagReason.BLANK.sentence,
+                                                                    FlagReason.GRAYSCALE.sentence]
 
 
 def test_percentile_matches_numpy_exactly():
@@ -247,17 +251,16 @@ def test_defocused_fields_are_out_of_distribution_and_sharp_ones_are_not():
     sharp = [synthetic_smear(i % 4, 224, i) for i in range(4)]
     for img in sharp:
         assert sharpness(img) > 2 * FOCUS_MIN_SHARPNESS
-        assert image_level_ood(img) == []
+        assert image_level_flags(img) == []
         blurred = cv2.GaussianBlur(img, (0, 0), 4.0)
         assert sharpness(blurred) < FOCUS_MIN_SHARPNESS
-        (reason,) = image_level_ood(blurred)
-        assert reason.startswith("out of focus")
+        assert FlagReason.OUT_OF_FOCUS in image_level_flags(blurred)
     # exactly at the analysis size, no resize is needed and the result is the same kind
     assert sharpness(cv2.resize(sharp[0], (FOCUS_ANALYSIS_SIZE,) * 2, interpolation=cv2.INTER_AREA)) > FOCUS_MIN_SHARPNESS
     # too small to judge: no focus verdict, whatever the blur
     assert sharpness(cv2.GaussianBlur(synthetic_smear(0, 64, 0), (0, 0), 4.0)) is None
     # a blank frame is called blank, not also out of focus
-    assert image_level_ood(np.full((224, 224, 3), (230, 200, 210), np.uint8)) == ["near-blank image"]
+    assert image_level_flags(np.full((224, 224, 3), (230, 200, 210), np.uint8)) == [FlagReason.BLANK]
 
 
 def test_runtime_labels_for_people(tiny_model):

@@ -6,15 +6,24 @@ from types import SimpleNamespace
 
 import pytest
 
-from engine.sample_summary import CALL_CODES, summarize
+from engine.flags import FlagReason, is_out_of_distribution
+from engine.sample_summary import (
+    ACQUISITION_MAX_SHARE,
+    ACQUISITION_WARNING,
+    CALL_CODES,
+    CALL_INDETERMINATE_ACQUISITION,
+    summarize,
+)
 from engine.store import EXCLUDED_CLASS, ResultStore
 
 
-def rec(cls=None, *, status="ok", review=None, needs_review=False, ood=False):
+def rec(cls=None, *, status="ok", review=None, needs_review=False, ood=False, flags=()):
     """A PredictionRecord-like object (review=None: not reviewed)."""
+    flags = tuple(FlagReason(f) for f in flags)
     return SimpleNamespace(
-        status=status, predicted_class=cls if status == "ok" else None, needs_review=needs_review,
-        out_of_distribution=ood, reviewed=review is not None,
+        status=status, predicted_class=cls if status == "ok" else None,
+        needs_review=needs_review or bool(flags), out_of_distribution=ood or is_out_of_distribution(flags),
+        flags=flags, reviewed=review is not None,
         final_class=review if review is not None else (cls if status == "ok" else None),
         overridden=review is not None and review != cls)
 
@@ -66,8 +75,9 @@ def test_errors_excluded_and_flags_are_counted():
     records = [*many(Benign=8), rec(status="error"), rec("Pre", ood=True, review=EXCLUDED_CLASS),
                rec("Pro", needs_review=True), rec("Benign", ood=True)]
     s = summarize(records)
-    assert (s.n_images, s.n_ok, s.n_error, s.n_excluded, s.n_classified) == (12, 11, 1, 1, 10)
-    assert s.counts["Benign"] == 9 and s.fractions["Benign"] == pytest.approx(0.9)
+    # the unreviewed out-of-distribution Benign is withheld: counted in no class
+    assert (s.n_images, s.n_ok, s.n_error, s.n_excluded, s.n_classified, s.n_withheld) == (12, 11, 1, 1, 9, 1)
+    assert s.counts["Benign"] == 8 and s.fractions["Benign"] == pytest.approx(8 / 9)
     assert s.call_code == "BENIGN"
     assert (s.n_ood, s.n_needs_review, s.n_flagged, s.n_reviewed) == (2, 1, 4, 1)
     assert s.n_flagged_unreviewed == 3 and "3 flagged image(s) not reviewed yet" in s.rationale
@@ -97,3 +107,85 @@ def test_summarize_store_records(tmp_path):
         s = summarize(store.predictions("S"))
     assert s.counts["Pre"] == 3 and s.model_counts["Early"] == 1 and s.n_overridden == 1
     assert s.call == "ALL suspected: Pre-B ALL"
+
+
+# ------------------------------------------------------------------ flags and withheld images
+@pytest.mark.parametrize("code", ["no_white_cell", "blank", "grayscale", "out_of_focus", "unlike_training"])
+def test_an_image_the_model_cannot_judge_is_not_counted_until_reviewed(code):
+    # 7 Benign + one such image the model calls Pro: were it counted, 1 of 8 malignant would be
+    # 12.5 % and Benign 87.5 % (still BENIGN) — so check the counts, and a sample where it decides.
+    flagged = rec("Pro", flags=[code])
+    s = summarize([*many(Benign=7), flagged])
+    assert s.counts == {"Benign": 7, "Early": 0, "Pre": 0, "Pro": 0} and s.n_classified == 7
+    assert s.n_withheld == 1 and s.model_counts["Pro"] == 1 and s.n_flagged_unreviewed == 1
+    assert "not counted" in s.rationale
+    # alone, it gives no call at all (not "ALL suspected: Pro-B ALL")
+    alone = summarize([rec("Pro", flags=[code])])
+    expected = "INDETERMINATE_ACQUISITION" if code == "unlike_training" else "INDETERMINATE"
+    assert (alone.call_code, alone.n_classified, alone.n_withheld) == (expected, 0, 1)
+    assert "ALL suspected" not in alone.call
+    # once a person has reviewed it, the reviewer's class counts
+    reviewed = summarize([*many(Benign=7), rec("Pro", flags=[code], review="Pre")])
+    assert reviewed.counts["Pre"] == 1 and reviewed.n_withheld == 0 and reviewed.n_classified == 8
+
+
+def test_a_no_white_cell_field_does_not_make_the_call():
+    # 1 Benign + 1 Pro: 50 % malignant would be "ALL suspected"; the Pro field has no white cell.
+    s = summarize([rec("Benign"), rec("Pro", flags=["no_white_cell"])])
+    assert s.counts["Pro"] == 0 and s.n_withheld == 1
+    assert s.call_code == "BENIGN" and s.acquisition_warning is None
+    # low confidence alone does not withhold: the model can judge the image, it is just unsure
+    s = summarize([rec("Benign"), rec("Pro", flags=["low_confidence"])])
+    assert s.counts["Pro"] == 1 and s.n_withheld == 0 and s.call_code == "ALL_PRO"
+
+
+def test_a_record_without_codes_but_out_of_distribution_is_withheld():
+    s = summarize([rec("Benign"), rec("Pro", ood=True)])
+    assert s.counts["Pro"] == 0 and s.n_withheld == 1
+
+
+def test_acquisition_share_is_a_quarter():
+    assert ACQUISITION_MAX_SHARE == (1, 4)
+    assert "INDETERMINATE_ACQUISITION" in CALL_CODES
+
+
+@pytest.mark.parametrize("n_unlike, n_other, fires", [
+    (1, 3, True),     # exactly 25 %
+    (2, 6, True),     # exactly 25 %
+    (5, 15, True),    # exactly 25 %
+    (1, 4, False),    # 20 %
+    (4, 13, False),   # 23.5 %: just below
+    (5, 16, False),   # 23.8 %: just below
+    (0, 10, False),
+    (3, 0, True),
+])
+def test_acquisition_warning_fires_at_the_threshold_and_not_below(n_unlike, n_other, fires):
+    # The other images are a clear Pre-B ALL pattern, so a call would be given without the check.
+    records = [rec("Pre", flags=["unlike_training"]) for _ in range(n_unlike)] + many(Pre=n_other)
+    s = summarize(records)
+    assert s.n_unlike_training == n_unlike
+    if fires:
+        assert s.acquisition_warning == ACQUISITION_WARNING
+        assert s.acquisition_warning == "The model has not been validated on images like these"
+        assert (s.call, s.call_code) == (CALL_INDETERMINATE_ACQUISITION, "INDETERMINATE_ACQUISITION")
+        assert s.call == "Indeterminate — images unlike the validated set"
+        assert f"{n_unlike} of {n_unlike + n_other}" in s.rationale
+    else:
+        assert s.acquisition_warning is None
+        assert s.call_code == "ALL_PRE"
+    assert s.to_dict()["acquisition_warning"] == s.acquisition_warning
+
+
+def test_acquisition_check_counts_reviewed_images_but_not_excluded_ones():
+    # reviewing an unlike-training image confirms its class, not that the model fits the sample
+    reviewed = [rec("Pre", flags=["unlike_training"], review="Pre")] + many(Pre=3)
+    s = summarize(reviewed)
+    assert s.acquisition_warning == ACQUISITION_WARNING and s.call_code == "INDETERMINATE_ACQUISITION"
+    assert s.counts["Pre"] == 4  # the counts still show the reviewer's classes
+    # an image a reviewer excluded is no longer part of the sample
+    excluded = [rec("Pre", flags=["unlike_training"], review=EXCLUDED_CLASS)] + many(Pre=3)
+    s = summarize(excluded)
+    assert s.acquisition_warning is None and s.call_code == "ALL_PRE" and s.n_unlike_training == 0
+    # other reasons (no white cell, blank...) are not an acquisition problem
+    s = summarize([rec("Pre", flags=["no_white_cell"]), rec("Pre", flags=["blank"]), *many(Pre=2)])
+    assert s.acquisition_warning is None and s.call_code == "ALL_PRE" and s.n_withheld == 2

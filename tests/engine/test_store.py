@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 
 from engine.errors import AllSightError
+from engine.flags import FlagReason
 from engine.store import (
     EXCLUDED_CLASS,
     SCHEMA_VERSION,
@@ -24,6 +25,7 @@ from engine.store import (
     StoreError,
     default_db_path,
     hash_file,
+    migrate,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -195,6 +197,110 @@ def test_relative_paths_match_absolute(store, images, monkeypatch):
     store.add_images("S", ["img00.jpg"])
     assert record(store, "S", images[0]) is True
     assert store.pending_paths("S", SHA_A) == []
+
+
+# ------------------------------------------------------------------------------- flags
+def test_flag_codes_round_trip_through_the_store(store, images):
+    from engine.inference import ImageResult
+
+    store.create_or_get_sample("S", images[0].parent)
+    flags = (FlagReason.UNLIKE_TRAINING, FlagReason.NO_WHITE_CELL, FlagReason.LOW_CONFIDENCE)
+    r = ImageResult(str(images[0]), "ok", "Pro", 0.4, {"Benign": 0.2, "Early": 0.2, "Pre": 0.2, "Pro": 0.4},
+                    needs_review=True, out_of_distribution=True, ood_score=412.3, flags=flags)
+    store.record_prediction("S", images[0], r, "m", "1", SHA_A)
+    store.record_prediction("S", images[1], ImageResult(str(images[1]), "ok", "Pre", 0.99), "m", "1", SHA_A)
+    first, second = store.predictions("S")
+    assert first.flags == (FlagReason.NO_WHITE_CELL, FlagReason.UNLIKE_TRAINING, FlagReason.LOW_CONFIDENCE)
+    assert all(isinstance(f, FlagReason) for f in first.flags) and second.flags == ()
+    assert first.ood_score == pytest.approx(412.3)
+    assert first.ood_reason == f"{FlagReason.NO_WHITE_CELL.sentence}. {FlagReason.UNLIKE_TRAINING.sentence}."
+    with closing(sqlite3.connect(store.path)) as conn:
+        stored = conn.execute("SELECT flags FROM predictions ORDER BY pk").fetchall()
+    assert stored == [("no_white_cell;unlike_training;low_confidence",), ("",)]
+    # a result without codes (an older caller) gets them from its flags and free text
+    record(store, "S", images[2], "Pre", needs_review=True)
+    assert store.predictions("S")[2].flags == (FlagReason.LOW_CONFIDENCE,)
+    with pytest.raises(StoreError, match="sparkles"):
+        store.record_prediction("S", images[3], SimpleNamespace(**{**vars(result(images[3])), "flags": ("sparkles",)}),
+                                "m", "1", SHA_A)
+
+
+def _write_schema_1_database(path: Path, folder: Path, rows) -> None:
+    """A database as ALLSight wrote it before reason codes (schema 1, free-text ood_reason)."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        assert migrate(conn, target=1) == 0
+        conn.execute("INSERT INTO samples (sample_id, folder, operator, created_at, updated_at) "
+                     "VALUES ('S', ?, 'op', 't0', 't0')", (str(folder),))
+        for i, (status, cls, needs_review, ood, reason) in enumerate(rows):
+            image = folder / f"old{i:02d}.jpg"
+            conn.execute("INSERT INTO images (sample_pk, path, file_name, position, added_at) VALUES (1, ?, ?, ?, 't0')",
+                         (str(image), image.name, i))
+            conn.execute(
+                "INSERT INTO predictions (image_pk, model_id, model_version, model_sha256, status, predicted_class, "
+                "confidence, probabilities, needs_review, out_of_distribution, ood_score, ood_reason, error, created_at) "
+                "VALUES (?, 'tiny', '0.0.1', ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, 't1')",
+                (i + 1, SHA_A, status, cls, 0.9 if cls else None, needs_review, ood, 400.0 if ood else 10.0, reason,
+                 "cannot decode" if status == "error" else None))
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+
+
+def test_schema_1_database_opens_and_gets_codes_from_the_old_texts(tmp_path):
+    folder = tmp_path / "old"
+    folder.mkdir()
+    path = tmp_path / "old.sqlite3"
+    rows = [  # (status, class, needs_review, out_of_distribution, ood_reason) -> expected codes
+        ("ok", "Pre", 1, 1, "feature distance 412.3 above 333.7"),
+        ("ok", "Pre", 1, 1, "near-blank image; grayscale image (no stain colour)"),
+        ("ok", "Pro", 1, 1, "out of focus (sharpness 12, in-focus smears 35 or more)"),
+        ("ok", "Pro", 1, 1, "feature distance 500.0 above 333.7; out of focus (sharpness 20, in-focus)"),
+        ("ok", "Early", 1, 0, ""),
+        ("ok", "Benign", 0, 0, ""),
+        ("ok", "Benign", 1, 1, ""),  # out of distribution, reason not recorded
+        ("error", None, 1, 0, ""),
+    ]
+    expected = [
+        (FlagReason.UNLIKE_TRAINING,),
+        (FlagReason.BLANK, FlagReason.GRAYSCALE),
+        (FlagReason.OUT_OF_FOCUS,),
+        (FlagReason.OUT_OF_FOCUS, FlagReason.UNLIKE_TRAINING),
+        (FlagReason.LOW_CONFIDENCE,),
+        (),
+        (FlagReason.UNLIKE_TRAINING,),
+        (),
+    ]
+    _write_schema_1_database(path, folder, rows)
+    with ResultStore.open(path) as store:
+        preds = store.predictions("S")
+        assert [p.flags for p in preds] == expected
+        # everything else is as it was
+        assert [p.predicted_class for p in preds] == [r[1] for r in rows]
+        assert [p.out_of_distribution for p in preds] == [bool(r[3]) for r in rows]
+        assert preds[0].ood_score == pytest.approx(400.0) and preds[-1].error == "cannot decode"
+        # and the migrated database is fully usable
+        store.record_review("S", preds[0].path, "Pre", "dr")
+        extra = folder / "new.jpg"
+        extra.write_bytes(b"new")
+        from engine.inference import ImageResult
+
+        store.record_prediction("S", extra, ImageResult(str(extra), "ok", "Pre", 0.95,
+                                                        flags=(FlagReason.NO_WHITE_CELL,)), "m", "1", SHA_A)
+        assert store.predictions("S")[-1].flags == (FlagReason.NO_WHITE_CELL,)
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(predictions)")}
+        assert {"flags", "ood_reason"} <= columns
+    with ResultStore.open(path) as store:  # opening again changes nothing
+        assert [p.flags for p in store.predictions("S")][:len(expected)] == expected
+
+
+def test_unknown_stored_code_is_a_store_error(store, images):
+    store.create_or_get_sample("S", images[0].parent)
+    record(store, "S", images[0])
+    with closing(sqlite3.connect(store.path)) as conn:
+        conn.execute("UPDATE predictions SET flags = 'sparkles'")
+        conn.commit()
+    with pytest.raises(StoreError, match="sparkles"):
+        store.predictions("S")
 
 
 # ------------------------------------------------------------------------------- reviews

@@ -122,4 +122,24 @@ def _add_evaluate(sub) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
-REGISTRARS = [_add_train, _add_evaluate]
+def cmd_refit(args: argparse.Namespace) -> int:
+    from engine.refit import refit
+
+    card = refit(args.model, args.data_dir, args.out, model_version=args.model_version)
+    m = card.metrics.get(f"test_{card.data_fingerprint.get('split', 'random')}", {})
+    print(f"model: {card.path.with_suffix('.safetensors') if card.path else card.weights_file}")
+    print(f"test accuracy {m.get('accuracy', 0) * 100:.2f} %  out of distribution {m.get('ood_fraction', 0) * 100:.1f} %  "
+          f"needs review {m.get('needs_review_fraction', 0) * 100:.1f} %")
+    return EXIT_OK
+
+
+def _add_refit(sub) -> None:
+    p = sub.add_parser("refit", help="re-fit a trained model's calibration and out-of-distribution detector")
+    p.add_argument("model", metavar="MODEL", help="model id or .safetensors path")
+    p.add_argument("data_dir", metavar="DATA_DIR", help="the data folder the model was trained on")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the re-fitted model")
+    p.add_argument("--model-version", help="version of the re-fitted model (default: unchanged)")
+    p.set_defaults(func=cmd_refit)
+
+
+REGISTRARS = [_add_train, _add_evaluate, _add_refit]

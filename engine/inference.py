@@ -35,13 +35,21 @@ from engine.checkpoint import LoadedModel, ModelCard, load_arrays, load_model, r
 from engine.errors import ConfigError, ImageLoadError, ModelError, ModelIntegrityError
 from engine.flags import FlagReason, describe, format_codes, is_out_of_distribution, normalize
 from engine.imageio import load_image
+from engine.ood import OodDetector
 from engine.preprocess import model_input_only, preprocess, to_chw_float
 from engine.progress import CancelToken
 from engine.runtime import (  # noqa: F401 - select_device/configure_threads are part of this API
-    Backend, OnnxBackend, TorchBackend, configure_threads, describe_runtime, limit_numpy_blas_threads,
-    resolve_backend, resolve_device, select_device,
+    Backend,
+    OnnxBackend,
+    TorchBackend,
+    configure_threads,
+    describe_runtime,
+    limit_numpy_blas_threads,
+    resolve_backend,
+    resolve_device,
+    select_device,
 )
-from engine.scoring import mahalanobis_score, softmax
+from engine.scoring import softmax
 
 log = logging.getLogger(__name__)
 
@@ -223,10 +231,8 @@ class Classifier:
         #: re-entrant or uses every core by itself).
         self.parallel_batches = 1
         self._network_slots = threading.BoundedSemaphore(1)
-        self.ood_means: np.ndarray | None = None
-        self.ood_precision: np.ndarray | None = None
-        threshold = self.card.ood.get("threshold") if self.card.ood else None
-        self.ood_threshold = None if threshold is None else float(threshold)
+        #: The out-of-distribution detector (engine.ood), set once the model is loaded.
+        self.ood: OodDetector | None = None
         self._backend_pref = backend
         self._isolate_export = isolate_export
         kind = resolve_backend(backend, self.device)  # a bad name fails here, not in the background
@@ -272,9 +278,7 @@ class Classifier:
                 backend = TorchBackend(self._loaded, self.device)
                 self.parallel_batches = 1  # one torch call uses every core (or the GPU)
             self._network_slots = threading.BoundedSemaphore(self.parallel_batches)
-            means, precision = extras.get("ood.means"), extras.get("ood.precision")
-            self.ood_means = None if means is None else np.asarray(means, np.float64)
-            self.ood_precision = None if precision is None else np.asarray(precision, np.float64)
+            self.ood = OodDetector.from_card(self.card.ood, extras)
         except BaseException as exc:  # noqa: BLE001 - handed to whoever needs the backend
             self._ready.set_exception(exc)
         else:
@@ -297,6 +301,12 @@ class Classifier:
     def _loaded_extras(self) -> dict[str, np.ndarray]:
         assert self._loaded is not None
         return {k: v.detach().cpu().double().numpy() for k, v in self._loaded.extras.items()}
+
+    @property
+    def ood_threshold(self) -> float | None:
+        """The detector's score threshold (``None`` without a detector); waits for the load."""
+        self.wait_ready()
+        return None if self.ood is None else self.ood.threshold
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -332,14 +342,14 @@ class Classifier:
             with self._network_slots:  # torch's network (and its feature hook) is not re-entrant
                 logits, feats = backend.run(pixels)
             probs = softmax(logits.astype(np.float64), self.card.temperature)
-            want_scores = self.ood_means is not None and self.ood_precision is not None
-            scores = mahalanobis_score(feats, self.ood_means, self.ood_precision) if want_scores else None
+            detector = self.ood
+            scores = detector.score(feats) if detector is not None else None
             for i, p in enumerate(good):
                 k = int(probs[i].argmax())
                 conf = float(probs[i, k])
                 reasons = list(p.image_flags)
                 score = None if scores is None else float(scores[i])
-                if score is not None and self.ood_threshold is not None and score > self.ood_threshold:
+                if score is not None and detector is not None and score > detector.threshold:
                     reasons.append(FlagReason.UNLIKE_TRAINING)
                 if conf < self.card.review_threshold:
                     reasons.append(FlagReason.LOW_CONFIDENCE)
@@ -415,9 +425,9 @@ class Classifier:
 
         ``class_index`` (an index or a class id) defaults to the predicted class.
         """
-        from engine.gradcam import gradcam, overlay
-
         import torch
+
+        from engine.gradcam import gradcam, overlay
 
         rgb = load_image(image) if isinstance(image, (str, Path)) else np.asarray(image)
         stages = preprocess(rgb, self.card.preprocess)

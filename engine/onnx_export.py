@@ -32,7 +32,7 @@ from engine.paths import user_dir
 log = logging.getLogger(__name__)
 
 #: Bump when the exported graph's inputs, outputs or semantics change: old entries are ignored.
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2  # 2: features of every OOD layer, concatenated; cache key covers the card's graph inputs
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("logits", "features")
 OPSET = 17
@@ -43,9 +43,23 @@ def cache_dir() -> Path:
     return user_dir("cache") / "onnx"
 
 
+def graph_key(card: ModelCard) -> str:
+    """sha256 of everything baked into the exported graph: the weights, the normalisation, the
+    input size and the feature layers. An edited card can therefore never be served a graph made
+    for another card with the same weights."""
+    from engine.ood import feature_layers_of  # not engine.models: that imports torch
+
+    baked = {
+        "weights": card.weights_sha256, "format": EXPORT_FORMAT, "architecture": card.architecture,
+        "mean": list(card.preprocess.mean), "std": list(card.preprocess.std), "size": card.image_size,
+        "layers": list(feature_layers_of(card.ood, "")),
+    }
+    return hashlib.sha256(json.dumps(baked, sort_keys=True).encode()).hexdigest()
+
+
 def cache_path(card: ModelCard) -> Path:
-    """The cache file for ``card``: one per weights file content and export format."""
-    return cache_dir() / f"{card.architecture}-{card.weights_sha256[:32]}-f{EXPORT_FORMAT}.onnx"
+    """The cache file for ``card``: one per :func:`graph_key`."""
+    return cache_dir() / f"{card.architecture}-{graph_key(card)[:32]}-f{EXPORT_FORMAT}.onnx"
 
 
 def _sidecar(path: Path) -> Path:
@@ -60,7 +74,8 @@ def read_cached(card: ModelCard) -> bytes | None:
         blob = path.read_bytes()
     except (OSError, ValueError):
         return None
-    if meta.get("weights_sha256") != card.weights_sha256 or meta.get("export_format") != EXPORT_FORMAT:
+    if (meta.get("weights_sha256") != card.weights_sha256 or meta.get("export_format") != EXPORT_FORMAT
+            or meta.get("graph_key") != graph_key(card)):
         return None
     if hashlib.sha256(blob).hexdigest() != meta.get("onnx_sha256"):
         log.warning("cached ONNX graph %s does not match its recorded hash; rebuilding it", path)
@@ -75,11 +90,12 @@ def export_bytes(loaded: LoadedModel) -> bytes:
     import torch
     from torch import nn
 
-    from engine.models import feature_layer
+    from engine.models import get_spec
+    from engine.ood import feature_layers_of
 
     card = loaded.card
     net = loaded.net.to("cpu").float().eval()
-    layer = feature_layer(net, card.architecture)
+    layers = [net.get_submodule(n) for n in feature_layers_of(card.ood, get_spec(card.architecture).feature_layer)]
     cfg = card.preprocess
 
     class Exportable(nn.Module):
@@ -93,13 +109,16 @@ def export_bytes(loaded: LoadedModel) -> bytes:
 
         def forward(self, images: torch.Tensor):
             x = (images.permute(0, 3, 1, 2).float() - self.offset) * self.scale
-            pooled: list[torch.Tensor] = []
-            handle = layer.register_forward_hook(lambda _m, _i, out: pooled.append(out.mean(dim=(2, 3))))
+            pooled: dict[int, torch.Tensor] = {}  # by layer index: the card's order, whatever the forward's
+            handles = [m.register_forward_hook(lambda _m, _i, out, k=k: pooled.__setitem__(k, out.mean(dim=(2, 3))))
+                       for k, m in enumerate(layers)]
             try:
                 logits = self.net(x)
             finally:
-                handle.remove()
-            return logits, pooled[0]
+                for h in handles:
+                    h.remove()
+            parts = [pooled[k] for k in range(len(layers))]
+            return logits, parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
     size = card.image_size
     example = torch.zeros((2, size, size, 3), dtype=torch.uint8)
@@ -122,7 +141,7 @@ def write_cache(card: ModelCard, blob: bytes) -> Path:
     atomic_write_bytes(path, blob)
     meta: dict[str, Any] = {
         "model_id": card.id, "model_version": card.version, "architecture": card.architecture,
-        "weights_sha256": card.weights_sha256, "export_format": EXPORT_FORMAT,
+        "weights_sha256": card.weights_sha256, "export_format": EXPORT_FORMAT, "graph_key": graph_key(card),
         "onnx_sha256": hashlib.sha256(blob).hexdigest(),
     }
     atomic_write_bytes(_sidecar(path), (json.dumps(meta, indent=2) + "\n").encode())

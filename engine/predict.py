@@ -5,8 +5,8 @@ Shared by training (validation, calibration, OOD fitting), evaluation and batch 
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -17,18 +17,28 @@ from engine.scoring import mahalanobis_score, softmax  # noqa: F401 - re-exporte
 
 
 @contextmanager
-def pooled_features(net: nn.Module, layer: nn.Module) -> Iterator[list[torch.Tensor]]:
-    """Collect global-average-pooled activations of ``layer`` during forward passes."""
+def pooled_features(net: nn.Module, layer: nn.Module | Sequence[nn.Module]) -> Iterator[list[torch.Tensor]]:
+    """Collect global-average-pooled activations during forward passes: one (N, D) tensor per
+    forward pass, the layers' pooled activations concatenated in the order given (one layer or
+    several: the multi-depth OOD detector's input)."""
+    layers = [layer] if isinstance(layer, nn.Module) else list(layer)
     store: list[torch.Tensor] = []
+    pending: dict[int, torch.Tensor] = {}
 
-    def hook(_module, _inputs, output):
-        store.append(output.detach().float().mean(dim=(2, 3)))
+    def make_hook(k: int):
+        def hook(_module, _inputs, output):
+            pending[k] = output.detach().float().mean(dim=(2, 3))
+            if len(pending) == len(layers):
+                store.append(torch.cat([pending[i] for i in range(len(layers))], dim=1))
+                pending.clear()
+        return hook
 
-    handle = layer.register_forward_hook(hook)
+    handles = [m.register_forward_hook(make_hook(k)) for k, m in enumerate(layers)]
     try:
         yield store
     finally:
-        handle.remove()
+        for h in handles:
+            h.remove()
 
 
 def preprocess_batch(originals: np.ndarray | Sequence[np.ndarray], config: PreprocessConfig) -> np.ndarray:
@@ -39,10 +49,12 @@ def preprocess_batch(originals: np.ndarray | Sequence[np.ndarray], config: Prepr
 
 @torch.inference_mode()
 def run_network(
-    net: nn.Module, inputs: np.ndarray, *, batch_size: int = 64, feature_layer: nn.Module | None = None,
+    net: nn.Module, inputs: np.ndarray, *, batch_size: int = 64,
+    feature_layer: nn.Module | Sequence[nn.Module] | None = None,
     device: torch.device | str = "cpu",
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Logits (N, C) and, if asked, pooled features (N, D) for float inputs (N, 3, S, S)."""
+    """Logits (N, C) and, if asked, pooled features (N, D) for float inputs (N, 3, S, S)
+    (``feature_layer`` several modules: their pooled features side by side)."""
     net.eval()
     logits: list[np.ndarray] = []
     features: list[np.ndarray] = []

@@ -228,7 +228,8 @@ class TorchBackend:
     def __init__(self, loaded: Any, device: str) -> None:
         import torch
 
-        from engine.models import feature_layer
+        from engine.models import get_spec
+        from engine.ood import feature_layers_of
 
         _apply_torch_threads()
         self._torch = torch
@@ -238,7 +239,8 @@ class TorchBackend:
         self.channels_last = device == "cpu"
         if self.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        self.feature_layer = feature_layer(self.net, self.card.architecture)
+        names = feature_layers_of(self.card.ood, get_spec(self.card.architecture).feature_layer)
+        self.feature_layers = [self.net.get_submodule(n) for n in names]
 
     def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from engine.predict import pooled_features
@@ -249,7 +251,7 @@ class TorchBackend:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            with pooled_features(self.net, self.feature_layer) as store:
+            with pooled_features(self.net, self.feature_layers) as store:
                 logits = self.net(x)
             features = store[0].cpu().numpy()
         return logits.float().cpu().numpy(), features.astype(np.float32)

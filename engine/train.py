@@ -12,9 +12,10 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,16 +23,13 @@ from torch import nn
 
 from engine import CLASS_IDS, __version__
 from engine.augment import AugmentConfig, BackgroundBank, augment
+from engine.calibrate import finish
 from engine.checkpoint import ModelCard, load_model, save_model
-from engine.fsutil import atomic_write_bytes
 from engine.data import Dataset, Sample, discover_dataset, load_resized, split_dataset
 from engine.errors import ConfigError, DataLayoutError
-from engine.metrics import classification_report
-from engine.models import build_model, feature_layer, get_spec
-from engine.predict import (
-    fit_mahalanobis, fit_temperature, mahalanobis_score, preprocess_batch, review_threshold,
-    run_network, softmax,
-)
+from engine.fsutil import atomic_write_bytes
+from engine.models import build_model
+from engine.predict import preprocess_batch, run_network
 from engine.preprocess import PreprocessConfig, model_input_only, to_chw_float
 from engine.progress import CancelToken, Progress
 
@@ -314,33 +312,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, cancel: CancelToken | None 
     yield Progress(0, 4, "calibrate")
     net.load_state_dict(best_state)
     net.eval()
-    layer = feature_layer(net, cfg.arch)
-    val_logits, val_feats = run_network(net, val_x, batch_size=128, feature_layer=layer)
-    temperature = fit_temperature(val_logits, val_y)
-    val_probs = softmax(val_logits, temperature)
-    threshold = review_threshold(val_probs, val_y, cfg.review_precision)
-
     yield Progress(1, 4, "fit out-of-distribution detector")
-    train_x = preprocess_batch(train_imgs, pp)
-    _, train_feats = run_network(net, train_x, batch_size=128, feature_layer=layer)
-    del train_x
-    means, precision = fit_mahalanobis(train_feats, train_y, len(CLASS_IDS))
-    val_scores = mahalanobis_score(val_feats, means, precision)
-    ood_threshold = float(np.quantile(val_scores, cfg.ood_quantile))
-
+    done = finish(net, cfg.arch, pp, train_imgs=train_imgs, train_y=train_y, val_imgs=val_imgs, val_y=val_y,
+                  test_imgs=test_imgs, test_y=test_y, review_precision=cfg.review_precision,
+                  ood_quantile=cfg.ood_quantile)
+    temperature, threshold, report = done.temperature, done.review_threshold, done.report
     yield Progress(2, 4, "test")
-    test_x = preprocess_batch(test_imgs, pp)
-    test_logits, test_feats = run_network(net, test_x, batch_size=128, feature_layer=layer)
-    test_probs = softmax(test_logits, temperature)
-    report = classification_report(test_probs, test_y, CLASS_IDS)
-    test_conf = test_probs.max(1)
-    test_ood = mahalanobis_score(test_feats, means, precision) > ood_threshold
-    flagged = (test_conf < threshold) | test_ood
-    report["needs_review_fraction"] = float(flagged.mean()) if len(flagged) else 0.0
-    report["ood_fraction"] = float(test_ood.mean()) if len(test_ood) else 0.0
-    unflagged = ~flagged
-    report["unflagged_accuracy"] = (float((test_probs.argmax(1)[unflagged] == test_y[unflagged]).mean())
-                                    if unflagged.any() else None)
 
     yield Progress(3, 4, "save")
     card = ModelCard(
@@ -351,9 +328,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, cancel: CancelToken | None 
         preprocess=pp,
         temperature=temperature,
         review_threshold=threshold,
-        ood={"method": "mahalanobis", "feature_layer": get_spec(cfg.arch).feature_layer,
-             "threshold": ood_threshold, "quantile": cfg.ood_quantile,
-             "tensors": ["ood.means", "ood.precision"]},
+        ood=done.ood_section,
         training={
             "recipe": {k: v for k, v in cfg.to_dict().items() if k not in ("data_dir", "out_dir")},
             "seed": cfg.seed, "best_epoch": best_epoch, "history": history,
@@ -371,8 +346,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, cancel: CancelToken | None 
         weights_dtype="float16" if cfg.fp16_weights else "float32",
     )
     tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
-    tensors["ood.means"] = torch.from_numpy(means)
-    tensors["ood.precision"] = torch.from_numpy(precision)
+    tensors.update({k: torch.from_numpy(v) for k, v in done.ood_tensors.items()})
     card = save_model(tensors, card, out_dir, cfg.resolved_id)
     yield Progress(4, 4, "done", {
         "model_path": str(card.weights_path), "accuracy": report["accuracy"], "macro_f1": report["macro_f1"],

@@ -21,18 +21,27 @@ class ModelSpec:
     #: Whether ImageNet weights exist for it in torchvision.
     has_imagenet: bool
     description: str
+    #: Layers whose pooled activations the out-of-distribution detector models, shallow to deep
+    #: (shallow layers see stain and texture, deep ones morphology); default: ``feature_layer``.
+    ood_layers: tuple[str, ...] = ()
+
+    @property
+    def ood_feature_layers(self) -> tuple[str, ...]:
+        return self.ood_layers or (self.feature_layer,)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, *, feature_layer: str, has_imagenet: bool, description: str = ""):
+def register_model(name: str, *, feature_layer: str, has_imagenet: bool, description: str = "",
+                   ood_layers: tuple[str, ...] = ()):
     """Decorator registering a builder ``fn(num_classes, init, mode, image_size) -> nn.Module``."""
 
     def wrap(fn: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelSpec(name, fn, feature_layer, has_imagenet, description or (fn.__doc__ or "").strip())
+        _REGISTRY[name] = ModelSpec(name, fn, feature_layer, has_imagenet, description or (fn.__doc__ or "").strip(),
+                                    tuple(ood_layers))
         return fn
 
     return wrap

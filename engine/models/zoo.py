@@ -33,7 +33,7 @@ class BaselineCNN(nn.Module):
         return self.classifier(torch.flatten(self.features(x), 1))
 
 
-@register_model("baseline", feature_layer="features.4", has_imagenet=False,
+@register_model("baseline", feature_layer="features.4", has_imagenet=False, ood_layers=("features.1", "features.4"),
                 description="Original 2-layer CNN (5 and 10 channels, 5x5), trained from scratch")
 def baseline(*, num_classes: int, init: str, mode: str, image_size: int) -> nn.Module:
     return BaselineCNN(num_classes, image_size)
@@ -71,6 +71,7 @@ def _torchvision(arch: str, ctor, enum_cls, head_path: str, *, num_classes, init
 
 
 @register_model("resnet18", feature_layer="layer4", has_imagenet=True,
+                ood_layers=("layer1", "layer2", "layer3", "layer4"),
                 description="torchvision ResNet18; fine-tuned end to end (primary model) or frozen")
 def resnet18(*, num_classes: int, init: str, mode: str, image_size: int) -> nn.Module:
     from torchvision.models import ResNet18_Weights

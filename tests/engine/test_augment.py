@@ -59,3 +59,34 @@ def test_robustness_shifts_keep_the_image_shape():
         out = shift(img)
         assert out.shape == img.shape and out.dtype == np.uint8, name
     assert np.array_equal(ROBUSTNESS_SHIFTS["clean"](img), img)
+
+
+# ---------------------------------------------------------------- background swap in training
+def test_cell_preset_swaps_backgrounds_and_keeps_the_cells():
+    import cv2
+
+    from engine.augment import AugmentConfig, BackgroundBank, augment
+
+    def field(tint):
+        img = np.full((128, 128, 3), tint, np.uint8)
+        cv2.circle(img, (64, 64), 12, (120, 60, 170), -1)
+        return img
+
+    a, b = field((238, 240, 205)), field((215, 220, 245))
+    bank = BackgroundBank(np.stack([a, b]))
+    swapped = bank.swap(0, a, np.random.default_rng(0))
+    assert np.abs(swapped[64, 64].astype(int) - a[64, 64]).max() <= 1  # A's cell
+    assert np.abs(swapped[5, 5].astype(int) - b[5, 5]).max() <= 3  # B's background
+    cfg = AugmentConfig.preset("cell")
+    assert cfg.p_background_swap > 0.5 and cfg.hue_degrees >= 18
+    rng = np.random.default_rng(1)
+    outs = [augment(a, rng, cfg, (bank, 0)) for _ in range(20)]
+    assert all(o.shape == a.shape and o.dtype == np.uint8 for o in outs)
+    assert any(np.abs(o[5, 5].astype(int) - a[5, 5]).max() > 10 for o in outs)
+
+
+def test_standard_preset_is_unchanged_by_the_new_fields():
+    from engine.augment import AugmentConfig
+
+    std = AugmentConfig.preset("standard")
+    assert std.p_background_swap == 0 and std.contrast_pivot == 0 and std.brightness_range == (1.0, 1.0)

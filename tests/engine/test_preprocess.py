@@ -321,3 +321,28 @@ def test_fast_path_gives_exactly_the_full_pipelines_model_input(model_input):
     full = preprocess(rgb, config)
     original, fast = model_input_only(rgb, config)
     assert np.array_equal(original, full.original) and np.array_equal(fast, full.model_input)
+
+
+# ------------------------------------------------------------------------------ white balance
+def test_white_balance_makes_a_tinted_background_neutral_and_is_off_by_default():
+    from engine.preprocess import WHITE_BALANCE_TARGET, PreprocessConfig, balance_white, model_input_only
+
+    img = np.full((64, 64, 3), (240, 235, 190), np.uint8)  # yellow-green background
+    img[20:40, 20:40] = (120, 60, 170)
+    balanced = balance_white(img)
+    bg = balanced[5, 5].astype(float)
+    assert np.allclose(bg, WHITE_BALANCE_TARGET, atol=2)
+    assert balanced[30, 30, 2] > balanced[30, 30, 0]  # the cell stays violet
+    plain = PreprocessConfig(image_size=64, model_input="enhanced", clahe_clip_limit=0)
+    assert not plain.white_balance
+    assert np.array_equal(model_input_only(img, plain)[1], img)
+    wb = plain.replace(white_balance=True)
+    assert np.array_equal(model_input_only(img, wb)[1], balanced)
+    assert PreprocessConfig.from_dict(wb.to_dict()) == wb
+
+
+def test_white_balance_limits_its_gains_on_a_dark_frame():
+    from engine.preprocess import balance_white
+
+    dark = np.full((32, 32, 3), (20, 10, 10), np.uint8)
+    assert balance_white(dark).max() <= 40  # at most a gain of 2

@@ -41,7 +41,10 @@ def test_training_writes_a_complete_verified_model(class_dataset, tmp_path):
     assert card["data_fingerprint"]["split_sizes"] == {"train": 28, "val": 8, "test": 12}
     assert card["calibration"]["temperature"] > 0
     assert "test_random" in card["metrics"] and card["metrics"]["test_random"]["n"] == 12
-    assert card["ood"]["method"] == "mahalanobis" and "threshold" in card["ood"]
+    assert card["ood"]["method"] == "mahalanobis-multilayer" and "threshold" in card["ood"]
+    assert card["ood"]["feature_layers"] == ["features.1", "features.4"]  # the registry's OOD layers
+    assert set(model.extras) == {f"ood.{layer}.{part}" for layer in ("features.1", "features.4")
+                                 for part in ("means", "precision")}
     assert card["ood"]["feature_layer"] == "features.4"  # the registry's layer name, not a class name
 
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from engine.pixelstats import median_uint8, percentile_uint8
+
 
 @dataclass(frozen=True)
 class CellDetectorConfig:
@@ -66,20 +68,20 @@ def _analysis_image(rgb: np.ndarray, size: int) -> np.ndarray:
 
 
 def violet_score(rgb: np.ndarray, background_share: float = 0.30) -> np.ndarray:
-    """Per-pixel ``(a*-a*_bg) - (b*-b*_bg)`` of an (H, W, 3) uint8 RGB image (float32)."""
+    """Per-pixel ``(a*-a*_bg) - (b*-b*_bg)`` of an (H, W, 3) uint8 RGB image (int16; the
+    background's a* and b* are medians, so whole numbers or halves, rounded down)."""
     lab = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2LAB)
-    light = lab[..., 0]
-    cut = np.percentile(light, 100 * (1 - background_share))
-    bg = np.median(lab[light >= cut].reshape(-1, 3), axis=0).astype(np.float32)
-    a = lab[..., 1].astype(np.float32) - bg[1]
-    b = lab[..., 2].astype(np.float32) - bg[2]
-    return a - b
+    light, a, b = cv2.split(lab)
+    background = light >= percentile_uint8(light, 100 * (1 - background_share))
+    offset = int(median_uint8(a[background]) - median_uint8(b[background]))
+    return a.astype(np.int16) - b.astype(np.int16) - np.int16(offset)
 
 
 def _components(rgb: np.ndarray, cfg: CellDetectorConfig):
     small = _analysis_image(rgb, cfg.analysis_size)
     score = violet_score(small, cfg.background_share)
-    cut = float(np.clip(cfg.relative_score * np.percentile(score, 99.5), cfg.min_score, cfg.max_score))
+    top = percentile_uint8(score, 99.5, offset=512, bins=1024)  # the score spans -510..510
+    cut = float(np.clip(cfg.relative_score * top, cfg.min_score, cfg.max_score))
     mask = (score >= cut).astype(np.uint8)
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)

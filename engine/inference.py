@@ -36,6 +36,7 @@ from engine.errors import ConfigError, ImageLoadError, ModelError, ModelIntegrit
 from engine.flags import FlagReason, describe, format_codes, is_out_of_distribution, normalize
 from engine.imageio import load_image
 from engine.ood import OodDetector
+from engine.pixelstats import percentile_uint8
 from engine.preprocess import model_input_only, preprocess, to_chw_float
 from engine.progress import CancelToken
 from engine.runtime import (  # noqa: F401 - select_device/configure_threads are part of this API
@@ -144,18 +145,6 @@ class _Prepared:
     error: str | None = None
 
 
-def _percentile_uint8(values: np.ndarray, q: float) -> float:
-    """``np.percentile(values, q)`` (linear interpolation) for uint8 data, from a histogram:
-    O(n) instead of a sort."""
-    counts = np.bincount(values.ravel(), minlength=256)
-    cumulative = np.cumsum(counts)
-    rank = q / 100.0 * (values.size - 1)
-    lo, frac = int(np.floor(rank)), rank - np.floor(rank)
-    lo_value = int(np.searchsorted(cumulative, lo + 1))  # the value at 0-based rank lo
-    hi_value = int(np.searchsorted(cumulative, min(lo + 2, values.size)))
-    return lo_value + frac * (hi_value - lo_value)
-
-
 def sharpness(original: np.ndarray) -> float | None:
     """Variance of the Laplacian of an (S, S, 3) uint8 image's grey levels at
     :data:`FOCUS_ANALYSIS_SIZE` px (``None`` when the image is smaller than that)."""
@@ -178,7 +167,7 @@ def image_level_flags(original: np.ndarray) -> list[FlagReason]:
         reasons.append(FlagReason.BLANK)
     r, g, b = cv2.split(original)  # cv2, not ndarray.max(axis=2): ~10x faster on 3 channels
     chroma = cv2.subtract(cv2.max(cv2.max(r, g), b), cv2.min(cv2.min(r, g), b))
-    grayscale = _percentile_uint8(chroma, 99) < GRAYSCALE_MAX_CHROMA_P99
+    grayscale = percentile_uint8(chroma, 99) < GRAYSCALE_MAX_CHROMA_P99
     if grayscale:
         reasons.append(FlagReason.GRAYSCALE)
     focus = None if blank else sharpness(original)  # a blank frame has no edges to focus on

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from engine.errors import ConfigError
+from engine.pixelstats import median_uint8, percentile_uint8
 
 LabTriple = tuple[int, int, int]
 
@@ -162,10 +163,13 @@ def balance_white(rgb: np.ndarray) -> np.ndarray:
     (:data:`WHITE_BALANCE_TARGET`); gains are limited to 0.5..2 so a dark or odd frame is not
     blown up."""
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    cut = np.percentile(gray, 100 * (1 - WHITE_BALANCE_SHARE))
-    bg = np.median(rgb[gray >= cut].reshape(-1, 3), axis=0).astype(np.float32)
-    gains = np.clip(WHITE_BALANCE_TARGET / np.maximum(bg, 1.0), 0.5, 2.0)
-    return cv2.convertScaleAbs(rgb.astype(np.float32) * gains[None, None, :])
+    background = gray >= percentile_uint8(gray, 100 * (1 - WHITE_BALANCE_SHARE))
+    channels = cv2.split(np.ascontiguousarray(rgb))
+    gains = [float(np.clip(WHITE_BALANCE_TARGET / max(median_uint8(c[background]), 1.0), 0.5, 2.0))
+             for c in channels]
+    # One lookup table per channel: the same rounding as a float multiply, at LUT speed.
+    lut = np.stack([np.clip(np.arange(256) * g + 0.5, 0, 255) for g in gains], axis=-1).astype(np.uint8)
+    return cv2.LUT(np.ascontiguousarray(rgb), lut.reshape(256, 1, 3))
 
 
 def enhance_contrast(rgb: np.ndarray, clip_limit: float, tile_grid: int) -> np.ndarray:

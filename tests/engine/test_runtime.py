@@ -218,13 +218,13 @@ def test_fast_image_checks_agree_with_the_plain_numpy_version():
 
 
 def test_percentile_matches_numpy_exactly():
-    from engine.inference import _percentile_uint8
+    from engine.pixelstats import percentile_uint8
 
     rng = np.random.default_rng(1)
     for n in (1, 2, 7, 100, 1001):
         values = rng.integers(0, 256, n, dtype=np.uint8)
         for q in (0, 1, 50, 99, 100):
-            assert _percentile_uint8(values, q) == pytest.approx(float(np.percentile(values, q)), abs=1e-9)
+            assert percentile_uint8(values, q) == pytest.approx(float(np.percentile(values, q)), abs=1e-9)
 
 
 def test_onnx_classifier_runs_numpy_blas_on_one_thread(tiny_model):

@@ -67,26 +67,32 @@ def _analysis_image(rgb: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(rgb, (size, size), interpolation=interp)
 
 
-def violet_score(rgb: np.ndarray, background_share: float = 0.30) -> np.ndarray:
-    """Per-pixel ``(a*-a*_bg) - (b*-b*_bg)`` of an (H, W, 3) uint8 RGB image (int16; the
-    background's a* and b* are medians, so whole numbers or halves, rounded down)."""
+def _violet_u8(rgb: np.ndarray, background_share: float) -> np.ndarray:
+    """The violet score plus 128, saturated to uint8 (-128..127): one OpenCV pass."""
     lab = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2LAB)
     light, a, b = cv2.split(lab)
-    background = light >= percentile_uint8(light, 100 * (1 - background_share))
-    offset = int(median_uint8(a[background]) - median_uint8(b[background]))
-    return a.astype(np.int16) - b.astype(np.int16) - np.int16(offset)
+    cut = percentile_uint8(light, 100 * (1 - background_share))
+    background = cv2.compare(light, cut, cv2.CMP_GE)
+    offset = median_uint8(a, background) - median_uint8(b, background)
+    return cv2.addWeighted(a, 1.0, b, -1.0, 128.0 - offset)
+
+
+def violet_score(rgb: np.ndarray, background_share: float = 0.30) -> np.ndarray:
+    """Per-pixel ``(a*-a*_bg) - (b*-b*_bg)`` of an (H, W, 3) uint8 RGB image, as int16 within
+    -128..127 (the background's a* and b* are medians over its brightest pixels)."""
+    return _violet_u8(rgb, background_share).astype(np.int16) - 128
 
 
 def _components(rgb: np.ndarray, cfg: CellDetectorConfig):
     small = _analysis_image(rgb, cfg.analysis_size)
-    score = violet_score(small, cfg.background_share)
-    top = percentile_uint8(score, 99.5, offset=512, bins=1024)  # the score spans -510..510
+    score = _violet_u8(small, cfg.background_share)
+    top = percentile_uint8(score, 99.5) - 128
     cut = float(np.clip(cfg.relative_score * top, cfg.min_score, cfg.max_score))
-    mask = (score >= cut).astype(np.uint8)
+    mask = cv2.compare(score, cut + 128, cv2.CMP_GE) // 255
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     min_area = cfg.min_area_fraction * cfg.analysis_size**2
-    keep = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= min_area]
+    keep = (np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= min_area) + 1).tolist()  # label 0 is background
     return labels, stats, keep
 
 

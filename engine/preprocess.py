@@ -163,9 +163,9 @@ def balance_white(rgb: np.ndarray) -> np.ndarray:
     (:data:`WHITE_BALANCE_TARGET`); gains are limited to 0.5..2 so a dark or odd frame is not
     blown up."""
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    background = gray >= percentile_uint8(gray, 100 * (1 - WHITE_BALANCE_SHARE))
+    background = cv2.compare(gray, percentile_uint8(gray, 100 * (1 - WHITE_BALANCE_SHARE)), cv2.CMP_GE)
     channels = cv2.split(np.ascontiguousarray(rgb))
-    gains = [float(np.clip(WHITE_BALANCE_TARGET / max(median_uint8(c[background]), 1.0), 0.5, 2.0))
+    gains = [float(np.clip(WHITE_BALANCE_TARGET / max(median_uint8(c, background), 1.0), 0.5, 2.0))
              for c in channels]
     # One lookup table per channel: the same rounding as a float multiply, at LUT speed.
     lut = np.stack([np.clip(np.arange(256) * g + 0.5, 0, 255) for g in gains], axis=-1).astype(np.uint8)

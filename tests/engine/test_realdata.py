@@ -24,7 +24,10 @@ def test_block_split_test_files_are_far_from_training_numbers(real_data):
         assert neighbours_in_train <= 8, (label, neighbours_in_train)
 
 
-@pytest.mark.parametrize("model_id, minimum", [("resnet18", 0.99), ("baseline", 0.90)])
+# v1.2 (recipe "cell") traded accuracy on this set's own test split for calls that follow the
+# white cell instead of the acquisition look (v1.1: 99.6 % and 95.2 %, calls following a swapped
+# background); docs/results.md, "Trust". test_trust_realdata.py checks the call follows the cell.
+@pytest.mark.parametrize("model_id, minimum", [("resnet18", 0.90), ("baseline", 0.70)])
 def test_shipped_model_classifies_its_own_test_split(real_data, model_id, minimum):
     from engine.evaluate import evaluate_samples, split_samples
 

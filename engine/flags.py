@@ -134,7 +134,9 @@ def codes_from_legacy(ood_reason: str | None, *, needs_review: bool = False,
 
 def is_out_of_distribution(reasons: Iterable[FlagReason | str]) -> bool:
     """True when any reason says the image is beyond what the model can judge."""
-    return any(r in _WITHHOLDING for r in normalize(reasons))
+    # A StrEnum member equals (and hashes as) its code, so codes and members test alike without
+    # converting each one: the GUI's table asks this for every visible row on every repaint.
+    return any(r in _WITHHOLDING for r in reasons)
 
 
 def withholds_call(reasons: Iterable[FlagReason | str]) -> bool:

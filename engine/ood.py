@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import ModelError
-from engine.scoring import mahalanobis_score
+from engine.scoring import mahalanobis_const, mahalanobis_score
 
 METHOD = "mahalanobis-multilayer"
 LEGACY_METHOD = "mahalanobis"
@@ -43,8 +43,16 @@ class OodBlock:
     precision: np.ndarray  # (D, D)
     scale: float
 
+    def __post_init__(self) -> None:
+        # float64 once, and the per-class constant once: scoring a batch then holds the GIL for
+        # little more than the BLAS products (the desktop app classifies in threads).
+        object.__setattr__(self, "means", np.ascontiguousarray(self.means, np.float64))
+        object.__setattr__(self, "precision", np.ascontiguousarray(self.precision, np.float64))
+        object.__setattr__(self, "_const", mahalanobis_const(self.means, self.precision))
+
     def score(self, features: np.ndarray) -> np.ndarray:
-        return mahalanobis_score(features[:, self.start:self.stop], self.means, self.precision) / self.scale
+        return mahalanobis_score(features[:, self.start:self.stop], self.means, self.precision,
+                                 self._const) / self.scale
 
 
 @dataclass(frozen=True)

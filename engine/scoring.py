@@ -15,7 +15,8 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def mahalanobis_score(features: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
+def mahalanobis_score(features: np.ndarray, means: np.ndarray, precision: np.ndarray,
+                      const: np.ndarray | None = None) -> np.ndarray:
     """Minimum over classes of the squared Mahalanobis distance (higher = less familiar).
 
     Expanded as f'Pf - 2 mu'Pf + mu'P mu so the one large product, F @ P, is done once for all
@@ -27,6 +28,13 @@ def mahalanobis_score(features: np.ndarray, means: np.ndarray, precision: np.nda
     fp = f @ p  # (N, D)
     quad = np.einsum("ij,ij->i", fp, f)  # f' P f
     cross = fp @ mu.T  # (N, K): mu_k' P f (P is symmetric)
-    const = np.einsum("kj,jl,kl->k", mu, p, mu)  # mu_k' P mu_k
+    if const is None:  # mu_k' P mu_k: a property of the model, which callers may compute once
+        const = mahalanobis_const(mu, p)
     distances = quad[:, None] - 2.0 * cross + const[None, :]
     return np.maximum(distances.min(axis=1), 0.0) if len(f) else np.zeros(0)
+
+
+def mahalanobis_const(means: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """mu_k' P mu_k for every class mean (two BLAS products, not a three-operand einsum)."""
+    mu = np.asarray(means, np.float64)
+    return np.einsum("kj,kj->k", mu @ np.asarray(precision, np.float64), mu)

@@ -512,20 +512,23 @@ class SummaryBox(QGroupBox):
             self.warning_label.hide()
             return
         warning = getattr(summary, "acquisition_warning", None)
-        self.warning_label.setText(f"⚠ {html.escape(warning)}." if warning else "")
-        self.warning_label.setVisible(bool(warning))
-        self.call_label.setText(html.escape(summary.call))
-        self.call_label.setStyleSheet(f"color: {_call_colour(summary.call_code)};")
-        self.rationale_label.setText(summary.rationale)
+        # Only what changed is set: each setText/setStyleSheet on a word-wrapped label relayouts
+        # the panel, and this runs for every batch of results (measured: 57-172 ms stalls).
+        _set_text(self.warning_label, f"⚠ {html.escape(warning)}." if warning else "")
+        if self.warning_label.isVisibleTo(self) != bool(warning):
+            self.warning_label.setVisible(bool(warning))
+        _set_text(self.call_label, html.escape(summary.call))
+        _set_style(self.call_label, f"color: {_call_colour(summary.call_code)};")
+        _set_text(self.rationale_label, summary.rationale)
         for cls, (count, frac, model) in self.count_labels.items():
             if cls == EXCLUDED_CLASS:
-                count.setText(str(summary.n_excluded))
-                frac.setText("")
-                model.setText("")
+                _set_text(count, str(summary.n_excluded))
+                _set_text(frac, "")
+                _set_text(model, "")
             else:
-                count.setText(str(summary.counts.get(cls, 0)))
-                frac.setText(f"{100 * summary.fractions.get(cls, 0.0):.0f} %" if summary.n_classified else "—")
-                model.setText(str(summary.model_counts.get(cls, 0)))
+                _set_text(count, str(summary.counts.get(cls, 0)))
+                _set_text(frac, f"{100 * summary.fractions.get(cls, 0.0):.0f} %" if summary.n_classified else "—")
+                _set_text(model, str(summary.model_counts.get(cls, 0)))
         parts = [f"{n_images or summary.n_images} images", f"{summary.n_classified} classified"]
         if n_pending:
             parts.append(f"<b>{n_pending} not classified yet</b>")
@@ -540,7 +543,17 @@ class SummaryBox(QGroupBox):
         left = summary.n_flagged_unreviewed
         parts.append(f"<b style='color:#e65100'>{left} flagged left to review</b>" if left
                      else "<span style='color:#2e7d32'>all flagged images reviewed</span>")
-        self.flags_label.setText(" · ".join(parts))
+        _set_text(self.flags_label, " · ".join(parts))
+
+
+def _set_text(label: QLabel, text: str) -> None:
+    if label.text() != text:
+        label.setText(text)
+
+
+def _set_style(widget: QWidget, sheet: str) -> None:
+    if widget.styleSheet() != sheet:
+        widget.setStyleSheet(sheet)
 
 
 class ResultsPanel(QWidget):

@@ -68,12 +68,18 @@ _WITHHOLDING = frozenset(FlagReason) - {FlagReason.LOW_CONFIDENCE}
 
 def normalize(reasons: Iterable[FlagReason | str]) -> tuple[FlagReason, ...]:
     """Unique reasons in :data:`ORDER`; unknown codes raise ``ValueError`` naming the code."""
+    # Called for every record whenever a sample is summarised (the GUI does so on each batch of
+    # results), so members pass without a conversion and the usual 0 or 1 reason skips the sort.
     seen = set()
     for r in reasons:
-        try:
-            seen.add(FlagReason(r))
-        except ValueError:
-            raise ValueError(f"unknown flag reason code {r!r}; known: {', '.join(ORDER)}") from None
+        if type(r) is not FlagReason:
+            try:
+                r = FlagReason(r)
+            except ValueError:
+                raise ValueError(f"unknown flag reason code {r!r}; known: {', '.join(ORDER)}") from None
+        seen.add(r)
+    if len(seen) <= 1:
+        return tuple(seen)
     return tuple(r for r in ORDER if r in seen)
 
 

@@ -36,11 +36,6 @@ class Finished:
     report: dict[str, Any]
 
 
-def _features(net: nn.Module, x: np.ndarray, layers: list[nn.Module]) -> tuple[np.ndarray, np.ndarray]:
-    logits, feats = run_network(net, x, batch_size=128, feature_layer=layers)
-    return logits, feats
-
-
 def finish(net: nn.Module, arch: str, pp: PreprocessConfig, *, train_imgs: np.ndarray, train_y: np.ndarray,
            val_imgs: np.ndarray, val_y: np.ndarray, test_imgs: np.ndarray, test_y: np.ndarray,
            review_precision: float = 0.995, ood_quantile: float = 0.975) -> Finished:
@@ -50,21 +45,22 @@ def finish(net: nn.Module, arch: str, pp: PreprocessConfig, *, train_imgs: np.nd
     names = list(spec.ood_feature_layers)
     layers = [net.get_submodule(n) for n in names]
 
-    val_logits, val_feats = _features(net, preprocess_batch(val_imgs, pp), layers)
+    val_logits, val_feats = run_network(net, preprocess_batch(val_imgs, pp), batch_size=128, feature_layer=layers)
     temperature = fit_temperature(val_logits, val_y)
     threshold = review_threshold(softmax(val_logits, temperature), val_y, review_precision)
 
     # One forward pass per batch of a single layer tells each layer's width.
     dims = [int(run_network(net, preprocess_batch(val_imgs[:2], pp), feature_layer=m)[1].shape[1]) for m in layers]
     train_x = preprocess_batch(train_imgs, pp)
-    _, train_feats = _features(net, train_x, layers)
+    _, train_feats = run_network(net, train_x, batch_size=128, feature_layer=layers)
     del train_x
     detector = fit_detector(train_feats, train_y, val_feats, names, dims, len(CLASS_IDS),
                             quantile=ood_quantile, block_quantile=BLOCK_QUANTILE)
     section, tensors = detector.card_section(ood_quantile, BLOCK_QUANTILE)
     section["feature_layer"] = spec.feature_layer  # Grad-CAM's layer, as the registry names it
 
-    test_logits, test_feats = _features(net, preprocess_batch(test_imgs, pp), layers) if len(test_imgs) else (
+    test_logits, test_feats = run_network(net, preprocess_batch(test_imgs, pp), batch_size=128,
+                                          feature_layer=layers) if len(test_imgs) else (
         np.zeros((0, len(CLASS_IDS)), np.float32), np.zeros((0, sum(dims)), np.float32))
     test_probs = softmax(test_logits, temperature)
     report = classification_report(test_probs, test_y, CLASS_IDS)

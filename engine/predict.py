@@ -89,18 +89,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.clip(log_t.exp().item(), 0.05, 20.0))
 
 
-# ---------------------------------------------------------------------- out-of-distribution
-def fit_mahalanobis(features: np.ndarray, labels: np.ndarray, n_classes: int, shrinkage: float = 0.01):
-    """Class means and a shared, shrunk precision matrix (Lee et al. 2018) of pooled features."""
-    feats = features.astype(np.float64)
-    means = np.stack([feats[labels == c].mean(axis=0) for c in range(n_classes)])
-    centred = feats - means[labels]
-    cov = centred.T @ centred / max(1, len(feats) - 1)
-    cov += shrinkage * np.trace(cov) / cov.shape[0] * np.eye(cov.shape[0])
-    precision = np.linalg.inv(cov)
-    return means.astype(np.float32), precision.astype(np.float32)
-
-
+# ------------------------------------------------------------------------- review threshold
 def review_threshold(probs: np.ndarray, labels: np.ndarray, target_precision: float = 0.995) -> float:
     """Smallest confidence cut-off whose unflagged images are >= ``target_precision`` correct.
 

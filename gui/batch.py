@@ -4,7 +4,8 @@
 :class:`BatchJob`, asks the result store which of the sample's images the active model has not
 classified yet (:meth:`engine.store.ResultStore.pending_paths` — so a re-run, or a run after a
 crash, resumes where it stopped), streams them through
-:meth:`engine.inference.Classifier.classify_paths`, and commits every result to the store as it
+:meth:`~engine.classify_process.ClassifierProcess.classify_paths` (the model runs in a child
+process, :meth:`gui.model_host.ModelHost.batch_classifier`), and commits every result to the store as it
 arrives (the store is thread-safe). Results reach the GUI thread through a queue that a 100 ms
 timer drains, so the event loop handles a handful of grouped updates per second, whatever the
 throughput.
@@ -365,10 +366,15 @@ class BatchQueue(QObject):
         finally:
             self._post("stopped")
 
-    def _wait_while_paused(self, job: BatchJob) -> None:
+    def _wait_while_paused(self, job: BatchJob) -> float:
+        """Block while paused; the seconds spent waiting."""
+        if self._resume.is_set():
+            return 0.0
+        t0 = time.perf_counter()
         while not self._resume.wait(0.1):
             if job.cancel.cancelled or self._closed:
-                return
+                break
+        return time.perf_counter() - t0
 
     def _run_job(self, job: BatchJob) -> None:
         from engine.errors import AllSightError, Cancelled
@@ -376,7 +382,7 @@ class BatchQueue(QObject):
         store = self.store
         gen = None
         try:
-            classifier = self.model_host.get()
+            classifier = self.model_host.batch_classifier()
             card = classifier.card
             self._post("model", card, classifier.runtime)
             job.cancel.raise_if_cancelled()
@@ -391,19 +397,18 @@ class BatchQueue(QObject):
                      job.store_id, card.id, card.version)
             gen = classifier.classify_paths(pending, batch_size=self.batch_size, workers=self.decode_workers,
                                             cancel=job.cancel)
-            lock = self.model_host.infer_lock
+            # The child process works on while this thread waits on the pipe, so the rate is
+            # taken over wall time, pauses excluded.
+            started, paused = time.perf_counter(), 0.0
             while True:
-                self._wait_while_paused(job)
+                paused += self._wait_while_paused(job)
                 job.cancel.raise_if_cancelled()
-                t0 = time.perf_counter()
-                with lock:
-                    result = next(gen, None)
+                result = next(gen, None)
+                job.active_s = time.perf_counter() - started - paused
                 if result is None:
-                    job.active_s += time.perf_counter() - t0
                     break
                 store.record_prediction(job.store_id, result.path, result, card.id, card.version,
                                         card.weights_sha256, actor=job.actor)
-                job.active_s += time.perf_counter() - t0
                 job.done += 1
                 job.errors += result.status != "ok"
                 self._post("result", job, result)

@@ -14,8 +14,8 @@ Work off the GUI thread:
 * ``self.workers`` (:class:`gui.workers.WorkerPool`): image decoding, thumbnails, the preview,
   reading a sample's results from the store, Grad-CAM, exports.
 * ``self.batch`` (:class:`gui.batch.BatchQueue`): one thread classifying the queued samples
-  with the shared classifier of ``self.model_host`` (loaded there, on first use: torch is never
-  imported at start-up) and committing each result to ``self.store`` as it arrives.
+  in the classifier process of ``self.model_host`` (started there, or by the warm-up, on first
+  use) and committing each result to ``self.store`` as it arrives.
 
 ``self.store`` (:class:`engine.store.ResultStore`, at :func:`engine.store.default_db_path`) is the
 persistent history: samples are registered in it when first classified; their predictions,
@@ -1029,7 +1029,7 @@ class MainWindow(QMainWindow):
         """Load the active model in the background (idle time), if one is installed."""
         if self.model_card is None or self.model_host.loaded() is not None:
             return
-        self.workers.submit(self.model_host.get, name="warm up model",
+        self.workers.submit(self.model_host.batch_classifier, name="warm up model",
                             on_error=lambda err: log.info("model warm-up failed: %s", err))
 
     def shutdown(self) -> None:

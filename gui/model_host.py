@@ -1,17 +1,18 @@
-"""The active model, loaded once and shared by the batch runner and the Grad-CAM requests.
+"""The active model: a classifier process for the batch queue, an in-process one for Grad-CAM.
 
-:class:`ModelHost` is Qt-free and thread-safe. Nothing here imports torch until
-:meth:`ModelHost.get` is first called — from a worker thread (the batch runner or the worker
-pool), never at start-up. The model is (re)loaded when the settings that define it change
-(model, device, review threshold override) and kept otherwise.
+:class:`ModelHost` is Qt-free and thread-safe and loads nothing at start-up.
 
-The first :meth:`ModelHost.get` imports torch in the calling thread; its native libraries are
-mapped first with the GIL released (:func:`preload_torch_libraries`), so the GUI thread keeps
-running meanwhile (a freeze of ~0.25 s becomes ~0.08 s on a 2-core laptop-class machine).
+* :meth:`ModelHost.batch_classifier` starts an :class:`engine.classify_process.ClassifierProcess`
+  for the current :class:`ModelSpec` (from the batch thread, or the warm-up a second after
+  launch) and keeps it while the spec is unchanged. Classification runs there, not in this
+  process: its many short NumPy calls would otherwise share the GIL with the event loop and
+  stall the window (docs/performance.md).
+* :meth:`ModelHost.get` loads the same model in this process, on request, for Grad-CAM, which
+  needs torch's autograd. Its native libraries are mapped first with the GIL released
+  (:func:`preload_torch_libraries`), so the GUI thread keeps running meanwhile.
 
-The network is shared: classification (which hooks the feature layer to collect the pooled
-features for the out-of-distribution score) and Grad-CAM (which hooks the same layer) must not
-run at the same time on it, so both take :attr:`ModelHost.infer_lock` around each call.
+Changing the settings that define the model (model, device, review threshold override) retires
+both: a process still running a job finishes it and is closed at the next request.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ class ModelSpec:
 
 
 def default_thread_count() -> int:
-    """Torch threads for the GUI: every core but one (the event loop keeps a core), unless
-    ``ALLSIGHT_THREADS`` says otherwise."""
+    """Compute threads for the GUI's model: every core but one (the event loop keeps a core),
+    unless ``ALLSIGHT_THREADS`` says otherwise."""
     env = os.environ.get("ALLSIGHT_THREADS", "")
     if env.isdigit() and int(env) > 0:
         return int(env)
@@ -51,32 +52,80 @@ class ModelHost:
         self._spec = spec
         self._lock = threading.Lock()  # guards the fields below; never held while loading
         self._load_lock = threading.Lock()  # one load at a time (held for seconds: never in the GUI thread)
-        self.infer_lock = threading.Lock()  # one forward pass on the shared network at a time
+        self.infer_lock = threading.Lock()  # one Grad-CAM pass on the in-process network at a time
         self._classifier = None
         self._loaded_spec: ModelSpec | None = None
+        self._process = None  # engine.classify_process.ClassifierProcess
+        self._process_spec: ModelSpec | None = None
+        self._retired: list = []  # processes of an older spec, closed once their job ends
 
     @property
     def spec(self) -> ModelSpec:
         return self._spec
 
     def configure(self, spec: ModelSpec) -> bool:
-        """Use ``spec`` from the next :meth:`get` on (a running batch keeps its classifier).
+        """Use ``spec`` from the next request on (a running batch keeps its classifier).
         Returns True when it differs from the loaded one."""
         with self._lock:
             self._spec = spec
-            changed = spec != self._loaded_spec
-            if changed and self._classifier is not None:
+            changed = spec != self._loaded_spec or (self._process is not None and spec != self._process_spec)
+            if spec != self._loaded_spec:
                 self._classifier = None  # released when the last user drops it
                 self._loaded_spec = None
+            if self._process is not None and spec != self._process_spec:
+                self._retired.append(self._process)
+                self._process, self._process_spec = None, None
             return changed
 
     def loaded(self):
-        """The classifier if loaded for the current spec, else None (never loads)."""
+        """The batch classifier process if running for the current spec, else the in-process
+        classifier if loaded for it, else None (never loads)."""
         with self._lock:
+            if self._process is not None and self._process_spec == self._spec and self._process.alive:
+                return self._process
             return self._classifier if self._loaded_spec == self._spec else None
 
+    def batch_classifier(self):
+        """The classifier process for the current spec, started if needed (call in a worker
+        thread: starting one takes seconds). Raises the engine's
+        :class:`~engine.errors.ModelError` (no such model, corrupt weights, device unavailable,
+        the process died...) for the caller's error path."""
+        from engine.classify_process import ClassifierProcess
+
+        with self._load_lock:
+            with self._lock:
+                self._close_retired()
+                if self._process is not None and self._process_spec == self._spec and self._process.alive:
+                    return self._process
+                if self._process is not None:  # died: start a fresh one
+                    self._retired.append(self._process)
+                    self._process = None
+                spec = self._spec
+            log.info("starting the classifier process for model %s on %s", spec.model, spec.device)
+            process = ClassifierProcess(spec.model, spec.device, review_threshold=spec.review_threshold,
+                                        threads=default_thread_count())
+            log.info("model %s %s loaded on %s (review threshold %.3f)", process.card.id, process.card.version,
+                     process.runtime, process.card.review_threshold)
+            with self._lock:
+                if self._spec == spec:  # still wanted (the settings may have changed meanwhile)
+                    self._process, self._process_spec = process, spec
+                else:
+                    self._retired.append(process)
+            return process
+
+    def _close_retired(self) -> None:
+        """Close retired processes that are not running a job (caller holds ``_lock``)."""
+        keep = []
+        for process in self._retired:
+            if process.busy:
+                keep.append(process)
+            else:
+                process.close()
+        self._retired = keep
+
     def get(self):
-        """The classifier for the current spec, loading it if needed (call in a worker thread).
+        """The in-process classifier for the current spec, loading it if needed (worker thread;
+        Grad-CAM uses it).
 
         Raises the engine's :class:`~engine.errors.ModelError` (no such model, corrupt weights,
         device unavailable...) for the caller's error path.
@@ -96,14 +145,12 @@ class ModelHost:
                 preload_torch_libraries()
             else:
                 preload_onnxruntime_library()
-            log.info("loading model %s on %s", spec.model, spec.device)
+            log.info("loading model %s on %s in the app process", spec.model, spec.device)
             # A model's ONNX copy is exported in a child process: importing torch here would
             # hold the GIL long enough to freeze the window.
             classifier = Classifier(spec.model, spec.device, isolate_export=True)
             if spec.review_threshold is not None:
                 classifier.card = dataclasses.replace(classifier.card, review_threshold=float(spec.review_threshold))
-            log.info("model %s %s loaded on %s (review threshold %.3f)", classifier.card.id,
-                     classifier.card.version, classifier.runtime, classifier.card.review_threshold)
             with self._lock:
                 if self._spec == spec:  # still wanted (the settings may have changed meanwhile)
                     self._classifier, self._loaded_spec = classifier, spec
@@ -116,10 +163,15 @@ class ModelHost:
             return classifier.heatmap(path, class_id)
 
     def release(self) -> None:
-        """Drop the classifier (does not wait for a load in progress)."""
+        """Drop the in-process classifier and close every classifier process (the batch queue
+        has been shut down first; a load in progress is not waited for)."""
         with self._lock:
             self._classifier = None
             self._loaded_spec = None
+            processes = [p for p in [self._process, *self._retired] if p is not None]
+            self._process, self._process_spec, self._retired = None, None, []
+        for process in processes:
+            process.close()
 
 
 def _dlopen_without_gil(files: list[tuple[Path, int]]) -> bool:

@@ -24,18 +24,18 @@ def _store_predictions(sample_id):
 
 
 def record_classified_paths(monkeypatch) -> list[list]:
-    """Spy on Classifier.classify_paths: returns the list each call's paths are appended to."""
-    from engine.inference import Classifier
+    """Spy on the batch's classifier process: returns the list each job's paths are appended to."""
+    from engine.classify_process import ClassifierProcess
 
     seen: list[list] = []
-    original = Classifier.classify_paths
+    original = ClassifierProcess.classify_paths
 
     def spy(self, paths, **kwargs):
         paths = list(paths)
         seen.append(paths)
         return original(self, paths, **kwargs)
 
-    monkeypatch.setattr(Classifier, "classify_paths", spy)
+    monkeypatch.setattr(ClassifierProcess, "classify_paths", spy)
     return seen
 
 

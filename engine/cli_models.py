@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from engine.errors import AllSightError
+from engine.errors import AllSightError, ConfigError
 
 EXIT_OK, EXIT_FATAL = 0, 2
 
@@ -19,8 +19,20 @@ def _progress_bar(total: int, desc: str):
                 disable=not sys.stderr.isatty())
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _augment_config(args: argparse.Namespace):
+    import dataclasses
+
     from engine.augment import AugmentConfig
+
+    cfg = AugmentConfig.preset("none" if args.no_augment else args.augment)
+    if args.background_swap is not None:
+        if not 0.0 <= args.background_swap <= 1.0:
+            raise ConfigError(f"--background-swap must be a probability from 0 to 1, got {args.background_swap}")
+        cfg = dataclasses.replace(cfg, p_background_swap=args.background_swap)
+    return cfg
+
+
+def cmd_train(args: argparse.Namespace) -> int:
     from engine.train import TrainConfig, train
 
     cfg = TrainConfig(
@@ -28,7 +40,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         image_size=args.image_size, batch_size=args.batch_size, split=args.split, seed=args.seed,
         out_dir=args.out, model_id=args.id or "", model_version=args.model_version, lr=args.lr,
         patience=args.patience, model_input=args.model_input, skip_broken=args.skip_broken,
-        augment=AugmentConfig.preset("none" if args.no_augment else args.augment),
+        augment=_augment_config(args),
         white_balance=args.white_balance,
     )
     bar = None
@@ -83,6 +95,9 @@ def _add_train(sub) -> None:
                         "swap + strong stain and illumination changes); none")
     p.add_argument("--white-balance", action="store_true",
                    help="white-balance each field on its background before contrast enhancement")
+    p.add_argument("--background-swap", type=float, metavar="P",
+                   help="share of the training images pasted onto another image's cell-free background "
+                        "(overrides the preset's; cell: 0.6)")
     p.add_argument("--no-augment", action="store_true", help="same as --augment none (for ablations)")
     p.add_argument("--out", default="runs/model", metavar="DIR")
     p.add_argument("--id", help="model id (default ARCH-SPLIT)")

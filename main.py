@@ -18,7 +18,8 @@ def main(argv: list[str] | None = None) -> int:
 
         multiprocessing.freeze_support()
     argv = list(sys.argv[1:] if argv is None else argv)
-    from engine.cli import COMMANDS, main as cli_main
+    from cli.main import COMMANDS
+    from cli.main import main as cli_main
 
     if argv and (argv[0] in COMMANDS or argv[0] in ("-h", "--help", "--version")):
         return cli_main(argv)

@@ -25,9 +25,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.imageio import load_image
+from engine.io.images import load_image
 
-#: Side of a white cell's box over the side of the field in the training set (engine.cells on
+#: Side of a white cell's box over the side of the field in the training set (engine.imaging.cells on
 #: every 9th field): the median over all detected white cells is 0.125, over each field's
 #: largest 0.22; blasts are the larger cells, so 0.15.
 TRAIN_CELL_SHARE = 0.15

@@ -33,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _bccd  # noqa: E402
 
-from engine.evaluate import split_samples  # noqa: E402
-from engine.flags import FlagReason  # noqa: E402
-from engine.imageio import load_image  # noqa: E402
-from engine.inference import Classifier  # noqa: E402
+from engine.core.flags import FlagReason  # noqa: E402
+from engine.inference.classifier import Classifier  # noqa: E402
+from engine.io.images import load_image  # noqa: E402
+from engine.training.evaluate import split_samples  # noqa: E402
 
 
 def rates(results) -> dict:

@@ -1,4 +1,4 @@
-"""The white-cell detector (engine.cells) measured against the original work's LAB colour masks.
+"""The white-cell detector (engine.imaging.cells) measured against the original work's LAB colour masks.
 
     python benchmarks/cells.py DATA_DIR [--bccd DIR] [--every 3]
 
@@ -8,7 +8,7 @@ least the detector's minimum area in the mask. Reported:
 * on the ALL fields: how often a cell is found (every field has at least one white cell), and the
   share of the field each mask covers (a white-cell mask should cover little: red cells are not
   white cells);
-* on the same fields with their cells painted out (engine.probes.cell_free): how often a cell is
+* on the same fields with their cells painted out (engine.imaging.probes.cell_free): how often a cell is
   still "found" (the check's false alarms on real cell-free fields);
 * on BCCD (another lab, with annotated white-cell boxes): the share of annotated white cells the
   mask touches, and the share of the mask lying outside every white-cell box.
@@ -28,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _bccd  # noqa: E402
 
-from engine.cells import DEFAULT_CELL_DETECTOR, white_cell_mask  # noqa: E402
-from engine.data import discover_dataset  # noqa: E402
-from engine.imageio import load_image  # noqa: E402
-from engine.preprocess import PreprocessConfig, color_mask, enhance_contrast  # noqa: E402
-from engine.probes import cell_free  # noqa: E402
+from engine.imaging.cells import DEFAULT_CELL_DETECTOR, white_cell_mask  # noqa: E402
+from engine.imaging.preprocess import PreprocessConfig, color_mask, enhance_contrast  # noqa: E402
+from engine.imaging.probes import cell_free  # noqa: E402
+from engine.io.images import load_image  # noqa: E402
+from engine.training.data import discover_dataset  # noqa: E402
 
 MASKS_CFG = PreprocessConfig()
 
@@ -56,7 +56,7 @@ def main() -> int:
     ap.add_argument("--every", type=int, default=3, help="use every N-th ALL field")
     args = ap.parse_args()
     samples = discover_dataset(args.data_dir).samples[:: args.every]
-    methods = {"detector (engine.cells)": white_cell_mask, "original LAB masks": lab_masks}
+    methods = {"detector (engine.imaging.cells)": white_cell_mask, "original LAB masks": lab_masks}
     rows = {m: {"found": 0, "cover": [], "free_found": 0, "hit": 0, "boxes": 0, "outside": []} for m in methods}
     for s in samples:
         rgb = load_image(s.path)

@@ -35,7 +35,7 @@ def run_classify(checkout: Path, model: str, folder: Path, out: Path) -> float:
 
 
 def main() -> int:
-    from engine.imageio import scan_paths
+    from engine.io.images import scan_paths
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("data_dir")

@@ -53,7 +53,7 @@ def write_images(folder: Path, n: int, seed: int = 0) -> None:
 
 
 def choose_model(arg: str | None, tmp: Path) -> tuple[str, str]:
-    from engine.checkpoint import SHIPPED_MODELS_DIR
+    from engine.models.checkpoint import SHIPPED_MODELS_DIR
 
     if arg:
         return arg, arg
@@ -72,7 +72,7 @@ def choose_model(arg: str | None, tmp: Path) -> tuple[str, str]:
 def warm_onnx_cache(model: str) -> None:
     """Export the model's ONNX copy into the (fresh) cache in another process, as a previous
     session of the app on this machine would have."""
-    code = "import sys; from engine.inference import Classifier; Classifier(sys.argv[1], device='cpu')"
+    code = "import sys; from engine.inference.classifier import Classifier; Classifier(sys.argv[1], device='cpu')"
     subprocess.run([sys.executable, "-c", code, model], cwd=REPO, check=True,
                    env=dict(os.environ, PYTHONPATH=str(REPO)))
 
@@ -83,7 +83,7 @@ def run_batch(n: int, model: str, tmp: Path) -> dict:
     os.environ["ALLSIGHT_DATA_DIR"] = str(tmp / "data")
     from PySide6.QtCore import QTimer
 
-    from engine.logging_setup import setup_logging
+    from engine.core.logging_setup import setup_logging
     from gui.app import create_application
     from gui.main_window import MainWindow
     from gui.settings import Settings

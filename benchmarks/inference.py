@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 
 def image_files(data_dir: Path, n: int) -> list[Path]:
-    from engine.imageio import scan_paths
+    from engine.io.images import scan_paths
 
     files = list(scan_paths([data_dir]).images)
     if not files:
@@ -74,7 +74,7 @@ def ceiling(model: str, n: int, batch_size: int, backend: str) -> float:
 
     import numpy as np
 
-    from engine.inference import Classifier, configure_threads
+    from engine.inference.classifier import Classifier, configure_threads
 
     configure_threads()
     clf = Classifier(model, device="cpu", backend=backend)
@@ -92,7 +92,7 @@ NETWORK_ONLY = """
 import sys, time
 from concurrent.futures import ThreadPoolExecutor
 import numpy as np
-from engine.inference import Classifier
+from engine.inference.classifier import Classifier
 model, n, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 clf = Classifier(model, device="cpu")
 s = clf.card.image_size
@@ -114,7 +114,7 @@ def decode_only(model: str, files: list[Path], workers: int) -> float:
     """Images/s of reading and preprocessing ``files`` (as classify does) in ``workers`` threads."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from engine.inference import Classifier
+    from engine.inference.classifier import Classifier
 
     clf = Classifier(model, device="cpu")
     with ThreadPoolExecutor(workers) as pool:

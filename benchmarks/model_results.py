@@ -4,7 +4,7 @@
 
 For each model it rebuilds the test split from the model card (checking the file list hash),
 reports accuracy / macro-F1 / ECE / per-class metrics / confusion matrix, the accuracy under
-every perturbation in ``engine.augment.ROBUSTNESS_SHIFTS``, and the review/OOD flag rates; it
+every perturbation in ``engine.imaging.augment.ROBUSTNESS_SHIFTS``, and the review/OOD flag rates; it
 writes ``<id>.json`` and a confusion-matrix PNG per model into --out.
 """
 
@@ -20,10 +20,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.augment import ROBUSTNESS_SHIFTS  # noqa: E402
-from engine.checkpoint import load_model  # noqa: E402
-from engine.evaluate import evaluate_samples, split_samples  # noqa: E402
-from engine.metrics import format_report  # noqa: E402
+from engine.imaging.augment import ROBUSTNESS_SHIFTS  # noqa: E402
+from engine.models.checkpoint import load_model  # noqa: E402
+from engine.training.evaluate import evaluate_samples, split_samples  # noqa: E402
+from engine.training.metrics import format_report  # noqa: E402
 
 
 def confusion_png(report: dict, title: str, path: Path) -> None:

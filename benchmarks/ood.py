@@ -22,10 +22,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.augment import blur, hue_saturation  # noqa: E402
-from engine.evaluate import split_samples  # noqa: E402
-from engine.imageio import load_image  # noqa: E402
-from engine.inference import Classifier  # noqa: E402
+from engine.imaging.augment import blur, hue_saturation  # noqa: E402
+from engine.inference.classifier import Classifier  # noqa: E402
+from engine.io.images import load_image  # noqa: E402
+from engine.training.evaluate import split_samples  # noqa: E402
 
 
 def grayscale(im):
@@ -61,7 +61,7 @@ def synthetic(kind: str, i: int, size: int = 224) -> np.ndarray:
     if kind == "document":
         img = np.full((size, size, 3), 250, np.uint8)
         for y in range(10, size, 14):
-            cv2.putText(img, "ALL report %d" % rng.integers(1e6), (5, y), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (20, 20, 20), 1)
+            cv2.putText(img, f"ALL report {rng.integers(1e6)}", (5, y), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (20, 20, 20), 1)
         return img
     if kind == "blank":
         return np.full((size, size, 3), rng.integers(180, 256, 3), np.uint8)

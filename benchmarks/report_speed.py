@@ -3,8 +3,8 @@
     python benchmarks/report_speed.py [--n 1000] [--size 224] [--heatmaps] [--keep out.pdf]
 
 Writes N synthetic smear-like JPEGs (``--size`` pixels square; the ALL data set's images are
-224x224) into a temporary folder, builds a :class:`~engine.report.SampleReport` for them (2% of
-the images failed, 5% flagged for review, 10% reviewed) and times :func:`~engine.report.write_pdf`
+224x224) into a temporary folder, builds a :class:`~engine.reports.report.SampleReport` for them (2% of
+the images failed, 5% flagged for review, 10% reviewed) and times :func:`~engine.reports.report.write_pdf`
 with thumbnails (and, with ``--heatmaps``, a stand-in Grad-CAM function that only loads and tints
 the image, so it measures the report's share of the work, not the network's). Prints one JSON
 line: seconds, pages, file size and the process's peak memory.
@@ -25,8 +25,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine import CLASS_IDS
-from engine.preprocess import PreprocessConfig
-from engine.report import ReportImage, ReportModelInfo, SampleReport, write_pdf
+from engine.imaging.preprocess import PreprocessConfig
+from engine.reports.report import ReportImage, ReportModelInfo, SampleReport, write_pdf
 
 
 def smear(label: int, size: int, seed: int) -> np.ndarray:
@@ -89,7 +89,7 @@ def main() -> int:
 
         heatmap_fn = None
         if args.heatmaps:
-            from engine.imageio import load_image
+            from engine.io.images import load_image
 
             def heatmap_fn(path):
                 rgb = load_image(path)

@@ -5,7 +5,7 @@
 Each class of the ALL data set was photographed with its own background tint and illumination,
 so a model can score well on its own test split by recognising the background. Three probes,
 all built in memory from the model's held-out test split (rebuilt from its card; nothing is
-written), separate the two (see :mod:`engine.probes`):
+written), separate the two (see :mod:`engine.imaging.probes`):
 
 (a) cell-free fields: every white cell painted out. There is nothing to judge, so the image
     should be flagged; an unflagged ALL-subtype call, or a call of the field's own class, comes
@@ -14,7 +14,7 @@ written), separate the two (see :mod:`engine.probes`):
     of another class (pairs drawn with a seeded RNG). The truth is A's class; "follows the
     background" counts calls of B's class. A control swaps onto a same-class B, so the cost of
     the compositing itself can be told apart from the cost of a foreign background.
-(c) strong acquisition shifts (:data:`engine.probes.STRONG_SHIFTS`): accuracy, ECE, flag rate,
+(c) strong acquisition shifts (:data:`engine.imaging.probes.STRONG_SHIFTS`): accuracy, ECE, flag rate,
     accuracy on the images left unflagged; the mean and worst over the shifts; and, on clean
     images, how many errors go out unflagged with confidence >= 0.99.
 
@@ -37,12 +37,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.cells import has_white_cell  # noqa: E402
-from engine.evaluate import split_samples  # noqa: E402
-from engine.imageio import load_image  # noqa: E402
-from engine.inference import Classifier, ImageResult  # noqa: E402
-from engine.metrics import expected_calibration_error  # noqa: E402
-from engine.probes import STRONG_SHIFTS, background_swap, cell_free, paint_out_mask  # noqa: E402
+from engine.imaging.cells import has_white_cell  # noqa: E402
+from engine.imaging.probes import STRONG_SHIFTS, background_swap, cell_free, paint_out_mask  # noqa: E402
+from engine.inference.classifier import Classifier, ImageResult  # noqa: E402
+from engine.io.images import load_image  # noqa: E402
+from engine.training.evaluate import split_samples  # noqa: E402
+from engine.training.metrics import expected_calibration_error  # noqa: E402
 
 BENIGN = "Benign"
 CONFIDENT = 0.99
@@ -90,7 +90,7 @@ def cell_free_probe(results: Sequence[ImageResult], labels: np.ndarray,
     flagged = np.array([is_flagged(r) for r in results], bool)
     pred = [r.predicted_class if r.ok else None for r in results]
     subtype = np.array([p is not None and p != BENIGN for p in pred], bool)
-    own = np.array([p == classes[y] for p, y in zip(pred, labels)], bool)
+    own = np.array([p == classes[y] for p, y in zip(pred, labels, strict=False)], bool)
     counts = Counter(p for p in pred if p is not None)
     return {
         "n": len(results), "flagged": _mean(flagged),

@@ -1,7 +1,8 @@
 """ALLSight engine: image loading, preprocessing, models, training, evaluation and inference.
 
 A plain Python library. It never imports Qt, so the CLI, the tests and the GUI all share it;
-``gui/`` imports ``engine/``, never the reverse (enforced by ``tests/engine/test_layering.py``).
+``cli/`` and ``gui/`` import ``engine/``, never the reverse (the import-linter contracts in
+pyproject.toml, checked by ``tests/test_architecture.py``).
 """
 
 from engine._version import __version__

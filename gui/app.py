@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 from engine import __version__
-from engine.logging_setup import setup_logging
-from engine.paths import APP_NAME
+from engine.core.logging_setup import setup_logging
+from engine.core.paths import APP_NAME
 
 log = logging.getLogger("allsight.gui.app")
 

@@ -2,16 +2,16 @@
 
 :class:`BatchQueue` owns one Python thread (``allsight-batch``) that takes the first queued
 :class:`BatchJob`, asks the result store which of the sample's images the active model has not
-classified yet (:meth:`engine.store.ResultStore.pending_paths` — so a re-run, or a run after a
+classified yet (:meth:`engine.store.results.ResultStore.pending_paths` — so a re-run, or a run after a
 crash, resumes where it stopped), streams them through
-:meth:`~engine.classify_process.ClassifierProcess.classify_paths` (the model runs in a child
+:meth:`~engine.inference.process.ClassifierProcess.classify_paths` (the model runs in a child
 process, :meth:`gui.model_host.ModelHost.batch_classifier`), and commits every result to the store as it
 arrives (the store is thread-safe). Results reach the GUI thread through a queue that a 100 ms
 timer drains, so the event loop handles a handful of grouped updates per second, whatever the
 throughput.
 
 Pause stops pulling results (the thread waits on an event between images); Resume releases it.
-Cancel stops the running job through its :class:`~engine.progress.CancelToken` and halts the
+Cancel stops the running job through its :class:`~engine.core.progress.CancelToken` and halts the
 queue (the jobs behind it stay queued; Start carries on). What was committed stays committed.
 :meth:`BatchQueue.shutdown` cancels and joins the thread; the main window calls it on close.
 """
@@ -29,7 +29,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from engine.progress import CancelToken
+from engine.core.progress import CancelToken
 
 log = logging.getLogger("allsight.gui.batch")
 
@@ -377,7 +377,7 @@ class BatchQueue(QObject):
         return time.perf_counter() - t0
 
     def _run_job(self, job: BatchJob) -> None:
-        from engine.errors import AllSightError, Cancelled
+        from engine.core.errors import AllSightError, Cancelled
 
         store = self.store
         gen = None

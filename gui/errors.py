@@ -22,7 +22,7 @@ from types import TracebackType
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
-from engine.errors import AllSightError
+from engine.core.errors import AllSightError
 
 log = logging.getLogger("allsight.gui.errors")
 
@@ -48,7 +48,7 @@ def remove_listener(fn: Callable[[str, str], None]) -> None:
 
 def _log_file_hint() -> str:
     try:
-        from engine.logging_setup import log_dir
+        from engine.core.logging_setup import log_dir
 
         return f"The details are also written to the log file in {log_dir()}."
     except Exception:  # pragma: no cover - a hint only

@@ -17,7 +17,7 @@ Work off the GUI thread:
   in the classifier process of ``self.model_host`` (started there, or by the warm-up, on first
   use) and committing each result to ``self.store`` as it arrives.
 
-``self.store`` (:class:`engine.store.ResultStore`, at :func:`engine.store.default_db_path`) is the
+``self.store`` (:class:`engine.store.results.ResultStore`, at :func:`engine.store.results.default_db_path`) is the
 persistent history: samples are registered in it when first classified; their predictions,
 reviews, sign-offs and ID edits are written there (each write audited by the store), and the
 samples panel lists the stored samples at start-up. Short writes (a review, a sign-off, an ID
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine import __version__
-from engine.errors import AllSightError, ImageLoadError
+from engine.core.errors import AllSightError, ImageLoadError
 from gui import errors as gui_errors
 from gui.batch import BatchQueue
 from gui.model_host import ModelHost, ModelSpec
@@ -73,7 +73,7 @@ def window_title() -> str:
 
 def _load_for_view(path: Path) -> np.ndarray | ImageLoadError:
     """Worker: the full image, or the reason it cannot be read (an expected outcome)."""
-    from engine.imageio import load_image
+    from engine.io.images import load_image
 
     try:
         return load_image(path)
@@ -222,7 +222,7 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ construction
     def _open_store(self) -> None:
-        from engine.store import ResultStore, StoreError, default_db_path
+        from engine.store.results import ResultStore, StoreError, default_db_path
 
         try:
             self.store = ResultStore.open(default_db_path())
@@ -333,7 +333,7 @@ class MainWindow(QMainWindow):
     def load_model_info(self) -> None:
         """Read the active model's card (cheap: JSON only, no torch). No model installed is a
         normal state: the status bar says so and the preview uses the research defaults."""
-        from engine.checkpoint import resolve_model_card
+        from engine.models.checkpoint import resolve_model_card
 
         self.model_host.configure(self._model_spec())
         self._set_device_label(None)
@@ -476,7 +476,7 @@ class MainWindow(QMainWindow):
 
     def _ensure_registered(self, sample: Sample) -> bool:
         """Give the sample its row in the store (first classification); False if impossible."""
-        from engine.store import StoreError
+        from engine.store.results import StoreError
 
         if sample.store_id is not None:
             return True
@@ -512,7 +512,7 @@ class MainWindow(QMainWindow):
 
     def _on_sample_edited(self, sample: Sample) -> None:
         """Save the sample's IDs and operator to the store (audited there)."""
-        from engine.store import StoreError
+        from engine.store.results import StoreError
 
         if sample.store_id is None or self.store is None:
             return
@@ -751,7 +751,7 @@ class MainWindow(QMainWindow):
 
     def review(self, path: str, final_class: str) -> bool:
         """Record the reviewer's class for one image of the results sample."""
-        from engine.store import SignOffError, StoreError
+        from engine.store.results import SignOffError, StoreError
 
         sample = self.results_sample
         if sample is None or sample.store_id is None or self.store is None:
@@ -767,14 +767,14 @@ class MainWindow(QMainWindow):
         except StoreError as exc:
             gui_errors.show_error(self, f"The review could not be saved: {exc}", gui_errors.format_details(exc))
             return False
-        when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        when = datetime.now(UTC).isoformat(timespec="seconds")
         self.results_panel.set_review(path, final_class, reviewer, when)
         self._update_note_from_summary(sample)
         self.results_panel.after_review()
         return True
 
     def sign_off(self) -> bool:
-        from engine.store import SignOffError, StoreError
+        from engine.store.results import SignOffError, StoreError
 
         sample = self.results_sample
         rp = self.results_panel
@@ -806,7 +806,7 @@ class MainWindow(QMainWindow):
         return True
 
     def reopen(self) -> bool:
-        from engine.store import StoreError
+        from engine.store.results import StoreError
         from gui import dialogs
 
         sample = self.results_sample
@@ -1019,7 +1019,7 @@ class MainWindow(QMainWindow):
             self.show_message("Settings saved.", 4000)
 
     def _show_about(self) -> None:
-        from engine.logging_setup import log_dir
+        from engine.core.logging_setup import log_dir
         from gui import dialogs
 
         dialogs.show_about(self, str(log_dir() / "allsight.log"))

@@ -2,7 +2,7 @@
 
 :class:`ModelHost` is Qt-free and thread-safe and loads nothing at start-up.
 
-* :meth:`ModelHost.batch_classifier` starts an :class:`engine.classify_process.ClassifierProcess`
+* :meth:`ModelHost.batch_classifier` starts an :class:`engine.inference.process.ClassifierProcess`
   for the current :class:`ModelSpec` (from the batch thread, or the warm-up a second after
   launch) and keeps it while the spec is unchanged. Classification runs there, not in this
   process: its many short NumPy calls would otherwise share the GIL with the event loop and
@@ -55,7 +55,7 @@ class ModelHost:
         self.infer_lock = threading.Lock()  # one Grad-CAM pass on the in-process network at a time
         self._classifier = None
         self._loaded_spec: ModelSpec | None = None
-        self._process = None  # engine.classify_process.ClassifierProcess
+        self._process = None  # engine.inference.process.ClassifierProcess
         self._process_spec: ModelSpec | None = None
         self._retired: list = []  # processes of an older spec, closed once their job ends
 
@@ -88,9 +88,9 @@ class ModelHost:
     def batch_classifier(self):
         """The classifier process for the current spec, started if needed (call in a worker
         thread: starting one takes seconds). Raises the engine's
-        :class:`~engine.errors.ModelError` (no such model, corrupt weights, device unavailable,
+        :class:`~engine.core.errors.ModelError` (no such model, corrupt weights, device unavailable,
         the process died...) for the caller's error path."""
-        from engine.classify_process import ClassifierProcess
+        from engine.inference.process import ClassifierProcess
 
         with self._load_lock:
             with self._lock:
@@ -127,7 +127,7 @@ class ModelHost:
         """The in-process classifier for the current spec, loading it if needed (worker thread;
         Grad-CAM uses it).
 
-        Raises the engine's :class:`~engine.errors.ModelError` (no such model, corrupt weights,
+        Raises the engine's :class:`~engine.core.errors.ModelError` (no such model, corrupt weights,
         device unavailable...) for the caller's error path.
         """
         with self._load_lock:
@@ -135,8 +135,8 @@ class ModelHost:
                 if self._classifier is not None and self._loaded_spec == self._spec:
                     return self._classifier
                 spec = self._spec
-            from engine.inference import Classifier, configure_threads
-            from engine.runtime import resolve_backend, resolve_device
+            from engine.inference.classifier import Classifier, configure_threads
+            from engine.inference.runtime import resolve_backend, resolve_device
 
             configure_threads(default_thread_count())
             # Native libraries mapped with the GIL released: keeps the GUI thread from

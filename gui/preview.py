@@ -1,6 +1,6 @@
 """Masking preview: every preprocessing stage of the current image, with live parameters.
 
-The panel runs :func:`engine.preprocess.preprocess` — the same function training and inference
+The panel runs :func:`engine.imaging.preprocess.preprocess` — the same function training and inference
 use — on the image shown in the viewer, and displays one stage (original, enhanced, mask,
 masked, model input). Parameter edits are debounced (``DEBOUNCE_MS``) and computed in the worker
 pool; every request carries a number and only the latest one is displayed (older requests are
@@ -34,8 +34,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.errors import ConfigError
-from engine.preprocess import (
+from engine.core.errors import ConfigError
+from engine.imaging.preprocess import (
     STAGE_NAMES,
     ColorRange,
     PreprocessConfig,
@@ -95,7 +95,7 @@ def config_differences(current: PreprocessConfig, reference: PreprocessConfig) -
             out.append(f"{name} range")
             continue
         for bound in ("lower", "upper"):
-            for channel, x, y in zip("Lab", getattr(a, bound), getattr(b, bound)):
+            for channel, x, y in zip("Lab", getattr(a, bound), getattr(b, bound), strict=False):
                 if x != y:
                     out.append(f"{name} {channel} {'low' if bound == 'lower' else 'high'}")
     return out
@@ -108,7 +108,7 @@ class _RangeRow:
         self.name = name
         self.lower = [self._spin(parent) for _ in range(3)]
         self.upper = [self._spin(parent) for _ in range(3)]
-        for lo, hi, channel in zip(self.lower, self.upper, "Lab"):
+        for lo, hi, channel in zip(self.lower, self.upper, "Lab", strict=False):
             lo.setToolTip(f"{name}: lowest {channel} value selected (OpenCV 8-bit LAB, 0–255)")
             hi.setToolTip(f"{name}: highest {channel} value selected (OpenCV 8-bit LAB, 0–255)")
             lo.valueChanged.connect(lambda v, hi=hi: hi.setMinimum(v))
@@ -128,7 +128,7 @@ class _RangeRow:
         return self.lower + self.upper
 
     def set_range(self, rng: ColorRange) -> None:
-        for lo, hi, a, b in zip(self.lower, self.upper, rng.lower, rng.upper):
+        for lo, hi, a, b in zip(self.lower, self.upper, rng.lower, rng.upper, strict=False):
             for box in (lo, hi):
                 box.blockSignals(True)
                 box.setRange(0, 255)

@@ -1,10 +1,10 @@
 """The Results tab: one row per classified image, the sample summary, review and sign-off.
 
 * :class:`ResultRow` — one image's model output and its current review (built from the store's
-  :class:`~engine.store.PredictionRecord` or from a fresh :class:`~engine.inference.ImageResult`).
+  :class:`~engine.store.results.PredictionRecord` or from a fresh :class:`~engine.inference.classifier.ImageResult`).
 * :class:`ResultsModel` / :class:`ResultsFilter` — the table and its class/flag filter + sorting.
 * :class:`SummaryBox` — counts and fractions per class, the sample-level call and its rationale
-  (:func:`engine.sample_summary.summarize`), and how many images need a look.
+  (:func:`engine.core.summary.summarize`), and how many images need a look.
 * :class:`ResultsPanel` — all of the above plus the review controls (buttons, context menu and
   keys: Enter confirms the model's class, 1–4 pick Benign/Early/Pre/Pro, X excludes the image,
   N jumps to the next flagged image) and the Sign off / Reopen / Export buttons.
@@ -49,8 +49,8 @@ from PySide6.QtWidgets import (
 )
 
 from engine import CLASS_DISPLAY_NAMES, CLASS_IDS
-from engine.flags import FlagReason, describe, labels, normalize, withholds_call
-from engine.store import EXCLUDED_CLASS
+from engine.core.flags import FlagReason, describe, labels, normalize, withholds_call
+from engine.core.records import EXCLUDED_CLASS
 
 ERROR_KEY = "__error__"
 #: While a batch streams rows in, the summary is recomputed at most this often.
@@ -94,7 +94,7 @@ class ResultRow:
     needs_review: bool = False
     out_of_distribution: bool = False
     ood_score: float | None = None
-    #: Why the image is flagged (:class:`~engine.flags.FlagReason` codes, display order).
+    #: Why the image is flagged (:class:`~engine.core.flags.FlagReason` codes, display order).
     flags: tuple[FlagReason, ...] = ()
     error: str | None = None
     #: The reviewer's class (None while not reviewed).
@@ -156,7 +156,7 @@ class ResultRow:
     @property
     def withheld(self) -> bool:
         """Not counted in the sample summary: the model cannot judge it and no one reviewed it
-        (the rule of :func:`engine.sample_summary.summarize`)."""
+        (the rule of :func:`engine.core.summary.summarize`)."""
         return self.ok and not self.reviewed and (withholds_call(self.flags) or self.out_of_distribution)
 
     def flag_sentences(self) -> list[str]:
@@ -497,7 +497,7 @@ class SummaryBox(QGroupBox):
         self.set_summary(None)
 
     def set_summary(self, summary: Any, n_images: int = 0, n_pending: int = 0) -> None:
-        """Show ``engine.sample_summary.SampleSummary`` (None: nothing classified yet)."""
+        """Show ``engine.core.summary.SampleSummary`` (None: nothing classified yet)."""
         self.summary = summary
         if summary is None:
             self.call_label.setText("Not classified yet")
@@ -780,7 +780,7 @@ class ResultsPanel(QWidget):
             self.refresh_summary()
 
     def refresh_summary(self) -> None:
-        from engine.sample_summary import summarize
+        from engine.core.summary import summarize
 
         self._summary_timer.stop()
         rows = self.model.rows

@@ -42,8 +42,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.errors import ImageLoadError
-from engine.imageio import ScanResult, SkippedFile, load_image, scan_paths
+from engine.core.errors import ImageLoadError
+from engine.io.images import ScanResult, SkippedFile, load_image, scan_paths
 from gui.imaging import array_to_qimage, placeholder_image
 from gui.workers import PRIORITY_BACKGROUND, TaskError, WorkerPool
 
@@ -152,7 +152,7 @@ class ThumbnailModel(QAbstractListModel):
         for im in sample.images:
             self._counts[im.state] = self._counts.get(im.state, 0) + 1
 
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
         return 0 if parent.isValid() else len(self.sample.images)
 
     def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:

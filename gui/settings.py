@@ -1,6 +1,6 @@
 """User settings: one small, versioned JSON file in the user's configuration folder.
 
-The file lives in the platform's per-user config folder, ``engine.paths.user_dir("config")``
+The file lives in the platform's per-user config folder, ``engine.core.paths.user_dir("config")``
 (or ``$ALLSIGHT_CONFIG_DIR``, which the tests use so they never touch the real home folder).
 Nothing is ever written next to the program. Loading never fails: a missing, unreadable, corrupt
 or older file gives the defaults for whatever cannot be used, and says why in the log. Saving is
@@ -11,6 +11,7 @@ This module is Qt-free on purpose: it is plain data, easy to test and reuse.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -19,8 +20,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from engine.fsutil import atomic_write_bytes
-from engine.paths import user_dir
+from engine.core.fsutil import atomic_write_bytes
+from engine.core.paths import user_dir
 
 log = logging.getLogger("allsight.gui.settings")
 
@@ -127,10 +128,8 @@ def load_settings(path: str | Path | None = None) -> Settings:
 
 def _keep_bad_copy(path: Path) -> None:
     """Keep the corrupt file beside the new one (settings.json.bad) for whoever investigates."""
-    try:
+    with contextlib.suppress(OSError):
         os.replace(path, path.with_name(path.name + ".bad"))
-    except OSError:
-        pass
 
 
 def save_settings(settings: Settings, path: str | Path | None = None) -> Path:

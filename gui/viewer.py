@@ -271,7 +271,7 @@ class ImageViewer(QGraphicsView):
 
 
 def crop_region(width: int, height: int, crop: str = "center") -> tuple[int, int, int, int]:
-    """The part of a width x height image that preprocessing keeps (as engine.preprocess's
+    """The part of a width x height image that preprocessing keeps (as engine.imaging.preprocess's
     crop_and_resize does): the centred square for "center", everything for "resize"."""
     if crop != "center" or width == height:
         return (0, 0, width, height)

@@ -60,7 +60,7 @@ def synthetic_smear(label: int = 0, size: int = 64, seed: int = 0) -> np.ndarray
 
 def synthetic_field_without_white_cell(size: int = 64, seed: int = 0) -> np.ndarray:
     """A field like :func:`synthetic_smear` with red cells only (pink-red discs, no violet):
-    stained, in focus, not blank, and nothing :mod:`engine.cells` calls a white cell."""
+    stained, in focus, not blank, and nothing :mod:`engine.imaging.cells` calls a white cell."""
     import cv2
 
     rng = np.random.default_rng([99, seed])
@@ -102,9 +102,9 @@ def save_tiny_model(out_dir: Path, arch: str = "baseline", image_size: int = 32,
     ``ood_threshold=-1`` makes every image "unlike the training images"."""
     import torch
 
-    from engine.checkpoint import ModelCard, save_model
-    from engine.models import build_model
-    from engine.preprocess import PreprocessConfig
+    from engine.imaging.preprocess import PreprocessConfig
+    from engine.models.checkpoint import ModelCard, save_model
+    from engine.models.registry import build_model
 
     torch.manual_seed(0)
     net = build_model(arch, image_size=image_size)

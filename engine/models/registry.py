@@ -1,15 +1,29 @@
-"""The model registry (kept free of the built-in models so they can import it)."""
+"""The model registry, torchvision style: ``@register_model`` builders looked up by name.
+
+    @register_model("resnet18", feature_layer="layer4", has_imagenet=True)
+    def resnet18(num_classes, init, mode, image_size): ...
+
+``init`` is "scratch", "imagenet" (torchvision weights enum: torch hub cache or download) or a
+path to an ALLSight ``.safetensors`` model to start from. ``mode`` is "finetune" (train every
+layer) or "frozen" (an ImageNet feature extractor with only the new head trained).
+
+Importing this module does not import torch; looking a model up does (the built-in models of
+:mod:`engine.models.zoo` are registered on the first lookup), so the ONNX inference path, which
+never needs a builder, stays free of it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING
 
-from torch import nn
+from engine.core.errors import ModelError
 
-from engine.errors import ModelError
+if TYPE_CHECKING:
+    from torch import nn
 
-Builder = Callable[..., nn.Module]
+Builder = Callable[..., "nn.Module"]
 
 
 @dataclass(frozen=True)
@@ -47,11 +61,17 @@ def register_model(name: str, *, feature_layer: str, has_imagenet: bool, descrip
     return wrap
 
 
+def _register_builtin_models() -> None:
+    from engine.models import zoo  # noqa: F401 - importing it registers the built-in models
+
+
 def list_models() -> list[str]:
+    _register_builtin_models()
     return sorted(_REGISTRY)
 
 
 def get_spec(name: str) -> ModelSpec:
+    _register_builtin_models()
     try:
         return _REGISTRY[name]
     except KeyError:

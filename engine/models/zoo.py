@@ -7,7 +7,7 @@ import logging
 import torch
 from torch import nn
 
-from engine.errors import ModelError
+from engine.core.errors import ModelError
 from engine.models.registry import register_model
 
 log = logging.getLogger(__name__)

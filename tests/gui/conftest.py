@@ -152,7 +152,7 @@ def slow_classification(monkeypatch, seconds: float = 0.05):
     """Make each network batch take a while, so pause/cancel can be tested mid-run."""
     import time
 
-    from engine.inference import Classifier
+    from engine.inference.classifier import Classifier
 
     original = Classifier._classify_prepared
 

@@ -43,11 +43,11 @@ def _settle(app, seconds: float = 0.3) -> None:
 
 def demo_model(tmp: Path) -> str:
     """The shipped ResNet-18 if installed, else a small baseline trained on synthetic smears."""
-    from engine.checkpoint import SHIPPED_MODELS_DIR
+    from engine.models.checkpoint import SHIPPED_MODELS_DIR
 
     if (SHIPPED_MODELS_DIR / "resnet18.json").is_file():
         return "resnet18"
-    from engine.train import TrainConfig, train
+    from engine.training.train import TrainConfig, train
 
     data = tmp / "train-data"
     for label, name in enumerate(("Benign", "Early", "Pre", "Pro")):
@@ -146,7 +146,7 @@ def main(out_dir: str | None = None) -> int:
 
         # A batch in progress: a bigger sample (and a third one waiting behind it).
         if model != "resnet18":
-            from engine.inference import Classifier
+            from engine.inference.classifier import Classifier
 
             original = Classifier._classify_prepared
 

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from engine.errors import ModelError
+from engine.core.errors import ModelError
 from gui import errors
 from gui.workers import WorkerPool
 

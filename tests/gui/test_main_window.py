@@ -8,8 +8,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from engine import __version__
 from gui.samples import READY, UNREADABLE, ThumbnailModel
 from gui.settings import load_settings
-
-from .conftest import make_sample_folder, wait_image_shown, wait_sample_loaded
+from tests.gui.conftest import make_sample_folder, wait_image_shown, wait_sample_loaded
 
 
 def test_window_title_and_panels(window):

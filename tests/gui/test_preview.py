@@ -7,11 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from engine.preprocess import ColorRange, PreprocessConfig, preprocess
+from engine.imaging.preprocess import ColorRange, PreprocessConfig, preprocess
 from gui.preview import DEBOUNCE_MS, PreviewPanel, config_differences
 from gui.workers import WorkerPool
-
-from .conftest import smear, wait_image_shown, wait_sample_loaded
+from tests.gui.conftest import smear, wait_image_shown, wait_sample_loaded
 
 
 @pytest.fixture
@@ -123,7 +122,7 @@ def test_config_differences_names():
 
 
 def write_model_card(folder, config: PreprocessConfig):
-    from engine.checkpoint import ModelCard
+    from engine.models.checkpoint import ModelCard
 
     card = ModelCard(id="testmodel", version="9.9.9", architecture="baseline", preprocess=config,
                      weights_file="testmodel.safetensors", weights_sha256="0" * 64)

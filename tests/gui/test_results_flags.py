@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.flags import FlagReason
-from engine.inference import ImageResult
+from engine.core.flags import FlagReason
+from engine.inference.classifier import ImageResult
 from gui.results import COL_OOD, ResultRow, ResultsPanel
 
 WARNING = "The model has not been validated on images like these"

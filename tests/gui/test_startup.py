@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from .conftest import make_sample_folder
+from tests.gui.conftest import make_sample_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,7 +44,7 @@ SCRIPT = textwrap.dedent(
 
     gui.app.create_application = create_application
     import main  # noqa: F401 - the real entry point's imports count too
-    import engine.cli  # noqa: F401
+    import cli.main  # noqa: F401
     print("RC", gui.app.run_app([sys.argv[1]]))
     """
 )
@@ -71,12 +71,12 @@ def test_app_starts_without_importing_torch(tmp_path):
 
 
 def test_entry_point_routes_commands_to_the_cli_and_paths_to_the_app(tmp_path, monkeypatch):
-    import engine.cli
+    import cli.main
     import gui.app
     import main
 
     calls: list[tuple[str, list[str]]] = []
-    monkeypatch.setattr(engine.cli, "main", lambda argv: calls.append(("cli", argv)) or 0)
+    monkeypatch.setattr(cli.main, "main", lambda argv: calls.append(("cli", argv)) or 0)
     monkeypatch.setattr(gui.app, "run_app", lambda argv: calls.append(("app", argv)) or 0)
     folder = make_sample_folder(tmp_path, "S-dropped", count=1)
     cases = [

@@ -8,8 +8,7 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 
 from gui.viewer import ImageViewer, ViewerPanel
-
-from .conftest import smear
+from tests.gui.conftest import smear
 
 
 @pytest.fixture
@@ -130,7 +129,7 @@ def test_navigation_signal(qtbot):
 
 
 def test_crop_region_matches_engine_centre_crop():
-    from engine.preprocess import crop_and_resize
+    from engine.imaging.preprocess import crop_and_resize
     from gui.viewer import crop_region
 
     rgb = np.arange(30 * 50 * 3, dtype=np.uint8).reshape(30, 50, 3)

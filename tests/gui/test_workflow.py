@@ -7,15 +7,8 @@ import time
 
 from PySide6.QtCore import Qt
 
-from engine.store import ResultStore, StoreError, default_db_path
-
-from .conftest import (
-    make_sample_folder,
-    make_window,
-    open_sample,
-    slow_classification,
-    wait_classified,
-)
+from engine.store.results import ResultStore, StoreError, default_db_path
+from tests.gui.conftest import make_sample_folder, make_window, open_sample, slow_classification, wait_classified
 
 
 def _store_predictions(sample_id):
@@ -25,7 +18,7 @@ def _store_predictions(sample_id):
 
 def record_classified_paths(monkeypatch) -> list[list]:
     """Spy on the batch's classifier process: returns the list each job's paths are appended to."""
-    from engine.classify_process import ClassifierProcess
+    from engine.inference.process import ClassifierProcess
 
     seen: list[list] = []
     original = ClassifierProcess.classify_paths
@@ -511,7 +504,7 @@ def test_model_warm_up_loads_the_active_model_in_the_background(qtbot, wf_window
 _KILLED_APP = r"""
 import sys, time
 from PySide6.QtCore import QTimer
-from engine.inference import Classifier
+from engine.inference.classifier import Classifier
 
 original = Classifier._classify_prepared
 

@@ -1,0 +1,629 @@
+"""CLI command ``classify``: classify image files and folders, write CSV/JSON, Grad-CAM maps,
+PDF reports, and (with ``--db``) record every result in the result store.
+
+Exit codes: 0 every image classified; 3 finished, but some images (or named inputs) failed;
+2 usage or fatal error (no images, unwritable output, missing or corrupt model).
+
+With ``--db FILE`` each folder INPUT is one *sample* of the result store (sample ID = the
+folder's name); image files named directly form one sample named after their common parent
+folder (``loose-files`` when they have none in common). Every result is committed to the store
+as it arrives, so a run that is interrupted and started again classifies only what is missing
+(:meth:`engine.store.results.ResultStore.pending_paths`), while its CSV/JSON still list every image once,
+in the same order as a fresh run: results already stored are read back from the store. A sample
+that is signed off is never changed: its stored results are output as they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import logging
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from engine.core.errors import AllSightError
+from engine.core.flags import withholds_call
+
+log = logging.getLogger("allsight.cli")
+
+EXIT_OK, EXIT_FATAL, EXIT_PARTIAL = 0, 2, 3
+
+#: Sample ID of image files named directly on the command line that share no parent folder.
+LOOSE_SAMPLE_ID = "loose-files"
+#: Sample ID of a ``--report`` without ``--db`` that covers more than one folder (or loose files).
+RUN_SAMPLE_ID = "classify-run"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _open_output(path: str, what: str) -> IO[str]:
+    try:
+        return open(path, "w", newline="", encoding="utf-8")
+    except OSError as exc:
+        raise AllSightError(f"cannot write the {what} file {path}: {exc.strerror or exc}") from None
+
+
+def _summary(results_counts: dict[str, Any]) -> str:
+    c = results_counts
+    per_class = ", ".join(f"{k} {v}" for k, v in c["counts"].items())
+    withheld = c.get("n_withheld", 0)
+    return (f"{c['n_images']} image(s): {c['n_ok']} classified ({per_class}"
+            + (f"; {withheld} the model cannot judge, not counted" if withheld else "") + "), "
+            f"{c['n_needs_review']} need review, {c['n_ood']} out of distribution, {c['n_error']} failed")
+
+
+def _key(path: str | os.PathLike[str]) -> str:
+    """The key the result store files a path under (absolute, normalised, links kept)."""
+    return os.path.abspath(os.fspath(path))
+
+
+# ------------------------------------------------------------------------------------ samples
+@dataclass
+class SampleGroup:
+    """The images of one sample in this run, in scan order."""
+
+    sample_id: str
+    folder: str
+    from_folder: bool
+    paths: list[Path] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list)
+
+
+def group_samples(inputs: list[str], images: list[Path] | tuple[Path, ...]) -> list[SampleGroup]:
+    """Split the scanned images into samples.
+
+    Each folder INPUT is a sample whose ID is the folder's name; an image belongs to the first
+    folder INPUT (in command-line order) that contains it. The remaining images (files named
+    directly) form one sample named after their common parent folder, or :data:`LOOSE_SAMPLE_ID`
+    when they lie in different folders. Folders that share a name share one sample.
+    """
+    roots = [Path(raw) for raw in inputs if os.path.isdir(raw)]
+    groups: dict[str, SampleGroup] = {}
+    loose: list[Path] = []
+    for path in images:
+        root = next((r for r in roots if _within(path, r)), None)
+        if root is None:
+            loose.append(path)
+            continue
+        folder = _key(root)
+        sample_id = Path(folder).name or folder
+        group = groups.get(sample_id)
+        if group is None:
+            group = groups[sample_id] = SampleGroup(sample_id, folder, True)
+        if folder not in group.folders:
+            group.folders.append(folder)
+        group.paths.append(path)
+    if loose:
+        parents = {os.path.dirname(_key(p)) for p in loose}
+        parent = parents.pop() if len(parents) == 1 else ""
+        sample_id = (Path(parent).name if parent else "") or LOOSE_SAMPLE_ID
+        group = groups.get(sample_id)
+        if group is None:
+            group = groups[sample_id] = SampleGroup(sample_id, parent, False)
+        group.paths.extend(loose)
+    return list(groups.values())
+
+
+def _within(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+        return True
+    except ValueError:
+        return False
+
+
+# ------------------------------------------------------------------------------------ reports
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "sample"
+
+
+def report_targets(report: Path, sample_ids: list[str]) -> dict[str, Path]:
+    """One PDF per sample: ``report`` itself for a single sample, else
+    ``<stem>-<sample_id><suffix>`` beside it."""
+    if len(sample_ids) <= 1:
+        return {sid: report for sid in sample_ids}
+    out: dict[str, Path] = {}
+    used: set[str] = set()
+    suffix = report.suffix or ".pdf"
+    for sid in sample_ids:
+        name, n = f"{report.stem}-{_safe_name(sid)}", 1
+        while name.lower() in used:
+            n += 1
+            name = f"{report.stem}-{_safe_name(sid)}-{n}"
+        used.add(name.lower())
+        out[sid] = report.with_name(name + suffix)
+    return out
+
+
+def check_report_path(path: Path) -> None:
+    """Fail now (:class:`AllSightError`) when no PDF could be written at ``path`` (or beside it)."""
+    from engine.reports.report import _os_reason
+
+    def fail(reason: str) -> AllSightError:
+        return AllSightError(f"cannot write the PDF report {path}: {reason}")
+
+    if path.is_dir():
+        raise fail("that path is a folder")
+    parent = path.parent if str(path.parent) else Path(".")
+    ancestor = parent
+    while not os.path.lexists(ancestor):
+        if ancestor == ancestor.parent:
+            break
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise fail("a part of the path is a file, not a folder")
+    if ancestor != parent:  # the writer creates the missing folders; do not create them yet
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise fail(f"permission denied (the folder {ancestor} is not writable)")
+        return
+    try:
+        fd, tmp = tempfile.mkstemp(dir=parent, prefix=".allsight-check.", suffix=".tmp")
+    except OSError as exc:
+        raise fail(_os_reason(exc)) from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+# ------------------------------------------------------------------------------------ command
+@dataclass
+class _Entry:
+    """One scanned image: where its result comes from."""
+
+    path: Path
+    sample_id: str | None = None
+    stored: Any = None  # an ImageResult rebuilt from the store
+    refused: str | None = None  # why it was not classified (a signed-off sample)
+
+
+def _result_from_record(path: Path, record: Any) -> Any:
+    from engine.inference.classifier import ImageResult
+
+    return ImageResult(
+        path=str(path), status=record.status, predicted_class=record.predicted_class,
+        confidence=record.confidence,
+        probabilities=None if record.probabilities is None else dict(record.probabilities),
+        needs_review=record.needs_review, out_of_distribution=record.out_of_distribution,
+        ood_score=record.ood_score, error=record.error, flags=record.flags)
+
+
+def _db_path(value: str) -> Path:
+    if value == "default":
+        from engine.store.results import default_db_path
+
+        return default_db_path()
+    return Path(value)
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from engine.io.images import scan_paths
+
+    report_path = Path(args.report) if args.report else None
+    if report_path is not None:
+        check_report_path(report_path)  # before anything slow: one clear error, nothing written
+    scan = scan_paths(args.inputs)
+    missing = [s for s in scan.skipped if s.reason == "no such file or folder"]
+    for s in scan.skipped:
+        print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
+    if not scan.images:
+        raise AllSightError(f"no image files found in {', '.join(args.inputs)}")
+
+    from engine.inference.classifier import (  # torch: only once the inputs are known
+        CSV_COLUMNS,
+        Classifier,
+    )
+
+    # The network loads in the background while the first batches are decoded.
+    classifier = Classifier(args.model, device=args.device, backend=args.backend, background=True)
+    groups = group_samples(args.inputs, scan.images)
+
+    store = None
+    files: list[IO[str]] = []
+    running: Generator[Any, None, None] | None = None
+    results: Iterator[Any] | None = None
+    try:
+        entries = [_Entry(p) for p in scan.images]
+        if args.db:
+            from engine.store.results import ResultStore
+
+            store = ResultStore.open(_db_path(args.db))
+            entries = _prepare_store(store, groups, scan.images, classifier.card, args.operator or "")
+        todo = [e.path for e in entries if e.stored is None and e.refused is None]
+        if todo:
+            running = classifier.classify_paths(todo, batch_size=args.batch_size, workers=args.workers)
+            # The first result waits for the model: a missing or corrupt model fails here,
+            # before any output file is touched. Decoding has been running meanwhile.
+            results = itertools.chain([next(running)], running)
+        else:
+            classifier.wait_ready()
+        # Open every output before the first image is written, so an unwritable path fails at once.
+        csv_file = _open_output(args.out, "CSV") if args.out and args.out != "-" else sys.stdout
+        if csv_file is not sys.stdout:
+            files.append(csv_file)
+        json_file = _open_output(args.json, "JSON") if args.json else None
+        if json_file is not None:
+            files.append(json_file)
+        heat_dir = Path(args.heatmaps) if args.heatmaps else None
+        if heat_dir is not None:
+            try:
+                heat_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise AllSightError(f"cannot create the heat-map folder {heat_dir}: {exc.strerror or exc}") from None
+        run = _Run(args, entries, classifier, csv_file, json_file, heat_dir, CSV_COLUMNS, store, groups)
+        code = run.execute(results)
+        for f in files:
+            f.close()
+        files.clear()
+        if report_path is not None:
+            written = run.write_reports(report_path, groups)
+            for path in written:
+                print(f"report: {path}", file=run.info)
+        code = max(code, EXIT_PARTIAL if missing else EXIT_OK)
+        return code
+    finally:
+        if running is not None:
+            running.close()  # stops the workers if the run ended early
+        for f in files:
+            f.close()
+        if store is not None:
+            store.close()
+
+
+def _prepare_store(store: Any, groups: list[SampleGroup], images: tuple[Path, ...], card: Any,
+                   operator: str) -> list[_Entry]:
+    """Create/find each sample, add its images, and decide per image: classify, or read back.
+    Returns one entry per scanned image, in scan order."""
+    sha = card.weights_sha256
+    by_path: dict[Path, _Entry] = {}
+    print(f"result store: {store.path}", file=sys.stderr)
+    for g in groups:
+        if len(g.folders) > 1:
+            print(f"note: folders {', '.join(g.folders)} share the name {g.sample_id!r}; "
+                  f"their images form one sample", file=sys.stderr)
+        sample = store.create_or_get_sample(g.sample_id, g.folder, operator=operator)
+        if sample.signed_off:
+            pending: set[str] = set()
+            print(f"sample {g.sample_id}: signed off by {sample.signed_off_by} at {sample.signed_off_at}; "
+                  f"not changed, its stored results are output as they are", file=sys.stderr)
+        else:
+            store.add_images(g.sample_id, g.paths, actor=operator)
+            pending = set(store.pending_paths(g.sample_id, sha))
+        records = {r.path: r for r in store.predictions(g.sample_id, sha)}
+        n_stored = n_refused = 0
+        for p in g.paths:
+            entry = _Entry(p, g.sample_id)
+            key = _key(p)
+            if key in pending:
+                pass  # to classify
+            elif key in records:
+                entry.stored = _result_from_record(p, records[key])
+                n_stored += 1
+            elif sample.signed_off:
+                entry.refused = (f"not classified: sample {g.sample_id} is signed off and this image is "
+                                 "not part of it (reopen the sample to add it)")
+                n_refused += 1
+            by_path[p] = entry
+        n_todo = len(g.paths) - n_stored - n_refused
+        line = (f"sample {g.sample_id}: {len(g.paths)} image(s), {n_stored} already in the result store, "
+                f"{n_todo} to classify")
+        if n_refused:
+            line += f", {n_refused} not added (signed off)"
+        print(line, file=sys.stderr)
+    return [by_path[p] for p in images]
+
+
+class _PlainProgress:
+    """What the run needs of a tqdm bar when stderr is not a terminal (no bar; tqdm's import
+    alone costs ~35 ms of a 500-image run)."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def write(self, text: str) -> None:
+        print(text, file=sys.stderr)
+
+    def close(self) -> None:
+        pass
+
+
+class _TerminalProgress(_PlainProgress):
+    """A tqdm bar on the terminal; messages are written above it."""
+
+    def __init__(self, total: int) -> None:
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self._bar = tqdm(total=total, desc="classify", unit="img", dynamic_ncols=True, file=sys.stderr)
+
+    def update(self, n: int = 1) -> None:
+        self._bar.update(n)
+
+    def write(self, text: str) -> None:
+        self._tqdm.write(text, file=sys.stderr)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _progress_bar(total: int) -> _PlainProgress:
+    return _TerminalProgress(total) if sys.stderr.isatty() else _PlainProgress()
+
+
+class _Run:
+    """One pass over the scanned images: classify what is needed, write every output row."""
+
+    def __init__(self, args, entries, classifier, csv_file, json_file, heat_dir, columns, store,
+                 groups: list[SampleGroup] | None = None) -> None:
+        self.args, self.classifier, self.store = args, classifier, store
+        self.groups = groups or []
+        self.csv_file, self.json_file, self.heat_dir, self.columns = csv_file, json_file, heat_dir, columns
+        self.entries = entries
+        self.to_stdout = csv_file is sys.stdout
+        self.info = sys.stderr if self.to_stdout else sys.stdout
+        self.heatmaps: dict[str, Path] = {}  # image key -> written overlay PNG
+        self.results: list[tuple[_Entry, Any]] = []  # for a report and the sample summaries
+        self.n_recorded = 0
+        self.heat_failed = 0
+        self.refused_samples: set[str] = set()
+        self.bar: Any = _PlainProgress()
+
+    def execute(self, results: Iterator[Any] | None) -> int:
+        """Write a row per entry; ``results`` yields the classified entries' results in order."""
+
+        args, classifier = self.args, self.classifier
+        card = classifier.card
+        n_todo = sum(e.stored is None and e.refused is None for e in self.entries)
+        n_stored = sum(e.stored is not None for e in self.entries)
+        print(f"model {card.id} {card.version} (sha256 {card.weights_sha256[:12]}) on {classifier.runtime}; "
+              f"{len(self.entries)} image(s)" + (f", {n_todo} to classify" if self.store is not None else ""),
+              file=sys.stderr)
+        writer = csv.DictWriter(self.csv_file, fieldnames=list(self.columns), lineterminator="\n")
+        writer.writeheader()
+        self.csv_file.flush()
+
+        counts = {c: 0 for c in card.classes}
+        n_ok = n_error = n_review = n_ood = n_withheld = 0
+        used_names: set[str] = set()
+        records: list[dict[str, Any]] = []
+        gen = results
+        bar = self.bar = _progress_bar(len(self.entries))
+        try:
+            for entry in self.entries:
+                if entry.refused is not None:
+                    from engine.inference.classifier import ImageResult
+
+                    result = ImageResult(str(entry.path), "error", error=entry.refused)
+                elif entry.stored is not None:
+                    result = entry.stored
+                else:
+                    result = next(gen)  # type: ignore[arg-type]
+                    self._record(entry, result)
+                writer.writerow(result.csv_row())
+                self.csv_file.flush()
+                record = result.to_dict()
+                if self.store is not None:
+                    record["sample_id"] = entry.sample_id
+                    record["from_store"] = entry.stored is not None
+                if result.ok:
+                    n_ok += 1
+                    if withholds_call(result.flags) or result.out_of_distribution:
+                        n_withheld += 1  # the model cannot judge it: its class counts nowhere
+                    else:
+                        counts[result.predicted_class] = counts.get(result.predicted_class, 0) + 1
+                    n_review += result.needs_review
+                    n_ood += result.out_of_distribution
+                    if self.heat_dir is not None:
+                        target = self._write_heatmap(result, used_names)
+                        if target is not None:
+                            record["heatmap"] = str(target)
+                else:
+                    n_error += 1
+                    if entry.stored is None and entry.refused is None:
+                        bar.write(f"failed: {result.path}: {result.error}")
+                if self.json_file is not None:
+                    records.append(record)
+                self.results.append((entry, result))
+                bar.update(1)
+        finally:
+            bar.close()
+
+        summary = {"n_images": n_ok + n_error, "counts": counts, "n_ok": n_ok, "n_error": n_error,
+                   "n_needs_review": n_review, "n_ood": n_ood, "n_withheld": n_withheld}
+        samples = self.sample_summaries()
+        if self.json_file is not None:
+            doc: dict[str, Any] = {
+                "model": {"id": card.id, "version": card.version, "sha256": card.weights_sha256},
+                "device": str(classifier.device),
+                "backend": classifier.backend.name,
+                "results": records,
+                "summary": summary,
+                "samples": samples,
+            }
+            if self.store is not None:
+                doc["db"] = str(self.store.path)
+            self.json_file.write(json.dumps(doc, indent=2) + "\n")
+            self.json_file.flush()
+        info = self.info
+        print(_summary(summary), file=info)
+        for sample in samples:
+            if sample["acquisition_warning"]:  # one prominent line per sample it concerns
+                print(f"WARNING: sample {sample['sample_id']}: {sample['acquisition_warning']} "
+                      f"({sample['n_unlike_training']} of {sample['n_ok'] - sample['n_excluded']} images unlike the "
+                      "training images); "
+                      f"call withheld: {sample['call']}", file=info)
+        if self.store is not None:
+            print(f"result store {self.store.path}: {self.n_recorded} new result(s) recorded, "
+                  f"{n_stored} already there", file=info)
+        if args.out and not self.to_stdout:
+            print(f"results: {args.out}", file=info)
+        if self.json_file is not None:
+            print(f"json: {args.json}", file=info)
+        if self.heat_dir is not None:
+            print(f"heat maps: {self.heat_dir}", file=info)
+        return EXIT_PARTIAL if (n_error or self.heat_failed) else EXIT_OK
+
+    def _record(self, entry: _Entry, result: Any) -> None:
+        if self.store is None or entry.sample_id is None or entry.sample_id in self.refused_samples:
+            return
+        from engine.store.results import SignOffError
+
+        card = self.classifier.card
+        try:
+            if self.store.record_prediction(entry.sample_id, entry.path, result, card.id, card.version,
+                                            card.weights_sha256, actor=self.args.operator or ""):
+                self.n_recorded += 1
+        except SignOffError as exc:  # signed off elsewhere while this run was going
+            self.refused_samples.add(entry.sample_id)
+            print(f"sample {entry.sample_id}: {exc}; its remaining results are not recorded", file=sys.stderr)
+
+    def _write_heatmap(self, result: Any, used_names: set[str]) -> Path | None:
+        import cv2
+
+        assert self.heat_dir is not None
+        target = _heatmap_name(self.heat_dir, Path(result.path).stem, used_names)
+        try:
+            _, _, over = self.classifier.heatmap(result.path, result.predicted_class)
+            if not cv2.imwrite(str(target), cv2.cvtColor(over, cv2.COLOR_RGB2BGR)):
+                raise OSError("the image could not be written")
+        except Exception as exc:  # a heat map must never stop the run
+            self.heat_failed += 1
+            log.debug("heat map for %s failed", result.path, exc_info=True)
+            self.bar.write(f"heat map for {result.path} not written: {exc}")
+            return None
+        self.heatmaps[_key(result.path)] = target
+        return target
+
+    def sample_summaries(self) -> list[dict[str, Any]]:
+        """Each sample's summary (:func:`engine.core.summary.summarize`, the rule the GUI and
+        the reports use): from the store with its reviews when there is one, else from this
+        run's results. ``sample_id`` is added to each."""
+        from engine.core.summary import summarize
+
+        by_path = {_key(e.path): r for e, r in self.results}
+        out = []
+        for g in self.groups:
+            if self.store is not None:
+                records: list[Any] = self.store.predictions(g.sample_id, self.classifier.card.weights_sha256)
+            else:
+                records = [by_path[_key(p)] for p in g.paths if _key(p) in by_path]
+            out.append({"sample_id": g.sample_id, **summarize(records).to_dict()})
+        return out
+
+    # ---------------------------------------------------------------------------- reports
+    def _heatmap_fn(self):
+        if self.heat_dir is None:
+            return None
+        import cv2
+
+        def heatmap(path: Path):
+            written = self.heatmaps.get(_key(path))
+            if written is not None:
+                bgr = cv2.imread(str(written))
+                if bgr is not None:
+                    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            return self.classifier.heatmap(path)[2]
+
+        return heatmap
+
+    def write_reports(self, report_path: Path, groups: list[SampleGroup]) -> list[Path]:
+        from engine.reports.report import (
+            ReportImage,
+            ReportModelInfo,
+            SampleReport,
+            sample_report_from_store,
+            write_pdf,
+        )
+
+        card = self.classifier.card
+        lab, operator = self.args.lab_name or "", self.args.operator or ""
+        heatmap_fn = self._heatmap_fn()
+        if self.store is None:
+            sample_id = groups[0].sample_id if len(groups) == 1 and groups[0].from_folder else RUN_SAMPLE_ID
+            images = [ReportImage.from_result(result) for _, result in self.results]
+            report = SampleReport(
+                lab_name=lab, sample_id=sample_id, patient_id="", operator=operator, reviewer=None,
+                signed_off_at=None, created_at=datetime.now().astimezone().isoformat(timespec="seconds"),
+                images=tuple(images),
+                model=ReportModelInfo(card.id, card.version, card.weights_sha256, card.preprocess))
+            return [write_pdf(report, report_path, heatmap_fn=heatmap_fn)]
+        written = []
+        targets = report_targets(report_path, [g.sample_id for g in groups])
+        for sample_id, target in targets.items():
+            report = sample_report_from_store(self.store, sample_id, card=card, lab_name=lab, operator=operator)
+            written.append(write_pdf(report, target, heatmap_fn=heatmap_fn))
+        return written
+
+
+def _heatmap_name(folder: Path, stem: str, used: set[str]) -> Path:
+    """``<stem>_gradcam.png``, with ``_2``, ``_3``... when two inputs share a stem."""
+    name, n = f"{stem}_gradcam.png", 1
+    while name in used:
+        n += 1
+        name = f"{stem}_{n}_gradcam.png"
+    used.add(name)
+    return folder / name
+
+
+_DESCRIPTION = """\
+Classify image files and folders (searched recursively) and write one CSV row per image.
+
+Result store (--db FILE): every result is committed to the result database as it arrives.
+Each folder INPUT is one sample, its sample ID the folder's name (folders of the same name
+share one sample). Image files named directly form one sample named after their common
+parent folder, or "loose-files" when they lie in different folders. Running the same command
+again (e.g. after an interruption) classifies only the images that model has not classified
+yet; the CSV/JSON still list every image once, in the usual order, stored results read back
+from the store. A sample that is signed off is not changed: its stored results are output as
+they are, and images not in it get an error row.
+
+Report (--report FILE.pdf): without --db, one PDF of all images of the run (sample ID: the
+folder's name when a single folder was given, else "classify-run"). With --db, one PDF per
+sample, with the reviews from the store: FILE.pdf for a single sample, else
+FILE-<sample ID>.pdf beside it. Failed images are listed with their reason. Grad-CAM
+thumbnails only with --heatmaps. Research use only - not a medical device.
+"""
+
+
+def _add_classify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("classify", help="classify images and folders; write a CSV (and JSON, heat maps, PDF)",
+                       description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders (searched recursively)")
+    p.add_argument("--model", metavar="ID|PATH", help="shipped model id (default resnet18) or a .safetensors path")
+    p.add_argument("--out", metavar="results.csv", help="CSV file, one row per image (default: standard output)")
+    p.add_argument("--json", metavar="results.json", help="also write every result and a summary as JSON")
+    p.add_argument("--heatmaps", metavar="DIR", help="write a Grad-CAM overlay DIR/<name>_gradcam.png per image "
+                   "(and show them in the --report PDF)")
+    p.add_argument("--db", metavar="FILE", help="record every result in this result database (created if "
+                   "needed; 'default' = the application's own database) and resume from it; a folder INPUT "
+                   "is a sample named after the folder, loose files one sample named after their common "
+                   f"parent folder or '{LOOSE_SAMPLE_ID}'")
+    p.add_argument("--report", metavar="report.pdf", help="write a PDF sample report (with --db: one per "
+                   "sample, <stem>-<sample ID>.pdf when there are several)")
+    p.add_argument("--operator", default="", metavar="NAME", help="operator named in the store and the report")
+    p.add_argument("--lab-name", default="", metavar="TEXT", help="lab name printed on the report")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    p.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto",
+                   help="what runs the network: auto = ONNX Runtime on the CPU (exported from the "
+                        "weights once and cached), torch on a GPU")
+    p.add_argument("--batch-size", type=_positive_int, default=64, metavar="N")
+    p.add_argument("--workers", type=_positive_int, default=2, metavar="N", help="image decoding threads")
+    p.set_defaults(func=cmd_classify)
+
+
+REGISTRARS = [_add_classify]

@@ -1,0 +1,159 @@
+"""CLI commands that need torch: train, evaluate (classify is added by the inference module)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from engine.core.errors import AllSightError, ConfigError
+
+EXIT_OK, EXIT_FATAL = 0, 2
+
+
+def _progress_bar(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, file=sys.stderr,
+                disable=not sys.stderr.isatty())
+
+
+def _augment_config(args: argparse.Namespace):
+    import dataclasses
+
+    from engine.imaging.augment import AugmentConfig
+
+    cfg = AugmentConfig.preset("none" if args.no_augment else args.augment)
+    if args.background_swap is not None:
+        if not 0.0 <= args.background_swap <= 1.0:
+            raise ConfigError(f"--background-swap must be a probability from 0 to 1, got {args.background_swap}")
+        cfg = dataclasses.replace(cfg, p_background_swap=args.background_swap)
+    return cfg
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from engine.training.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        data_dir=args.data_dir, arch=args.arch, init=args.init, mode=args.mode, epochs=args.epochs,
+        image_size=args.image_size, batch_size=args.batch_size, split=args.split, seed=args.seed,
+        out_dir=args.out, model_id=args.id or "", model_version=args.model_version, lr=args.lr,
+        patience=args.patience, model_input=args.model_input, skip_broken=args.skip_broken,
+        augment=_augment_config(args),
+        white_balance=args.white_balance,
+    )
+    bar = None
+    phase = None
+    last = None
+    for p in train(cfg, resume=args.resume):
+        last = p
+        if p.phase != phase:
+            if bar is not None:
+                bar.close()
+            phase = p.phase
+            bar = _progress_bar(p.total, p.phase)
+        if bar is not None:
+            bar.n = p.step
+            if p.metrics:
+                bar.set_postfix({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in p.metrics.items()
+                                 if k in ("epoch", "loss", "val_acc")}, refresh=False)
+            bar.refresh()
+        if p.phase == "validate" or p.phase == "resumed":
+            m = p.metrics
+            print(f"epoch {m['epoch']}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                                      for k, v in m.items() if k != "epoch"), file=sys.stderr)
+    if bar is not None:
+        bar.close()
+    m = last.metrics
+    print(f"model: {m['model_path']}")
+    print(f"test accuracy {m['accuracy'] * 100:.2f} %  macro-F1 {m['macro_f1']:.4f}  ECE {m['ece']:.4f}  "
+          f"needs review {m['needs_review_fraction'] * 100:.1f} %  ({m['seconds']:.0f} s, best epoch {m['best_epoch']})")
+    return EXIT_OK
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a model on a class-folder dataset")
+    p.add_argument("data_dir", metavar="DATA_DIR", help="folder with Benign/ Early/ Pre/ Pro/ sub-folders")
+    p.add_argument("--arch", default="resnet18", help="registered architecture (baseline, resnet18, alexnet, vgg16)")
+    p.add_argument("--init", default="imagenet", metavar="imagenet|scratch|MODEL",
+                   help="ImageNet weights (default), random init, or an ALLSight model to continue from")
+    p.add_argument("--mode", choices=["finetune", "frozen"], default="finetune",
+                   help="train every layer, or only a new head on a frozen ImageNet backbone")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--image-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--split", choices=["random", "block"], default="random")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--patience", type=int, default=8, help="early stopping: epochs without validation gain")
+    p.add_argument("--model-input", choices=["masked", "enhanced", "original"], default="masked")
+    p.add_argument("--augment", choices=["standard", "microscope", "cell", "none"], default="standard",
+                   help="augmentation preset: standard (flips, 90-degree rotations, zoom-in, "
+                        "brightness/contrast/gamma/hue, blur, lower resolution, JPEG); microscope "
+                        "(standard + white-balance casts and lower magnification); cell (background "
+                        "swap + strong stain and illumination changes); none")
+    p.add_argument("--white-balance", action="store_true",
+                   help="white-balance each field on its background before contrast enhancement")
+    p.add_argument("--background-swap", type=float, metavar="P",
+                   help="share of the training images pasted onto another image's cell-free background "
+                        "(overrides the preset's; cell: 0.6)")
+    p.add_argument("--no-augment", action="store_true", help="same as --augment none (for ablations)")
+    p.add_argument("--out", default="runs/model", metavar="DIR")
+    p.add_argument("--id", help="model id (default ARCH-SPLIT)")
+    p.add_argument("--model-version", default="1.0.0")
+    p.add_argument("--resume", action="store_true", help="continue from the last epoch checkpoint in --out")
+    p.add_argument("--skip-broken", action="store_true", help="train without unreadable images instead of stopping")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from engine.training.evaluate import evaluate_folder
+    from engine.training.metrics import format_report
+
+    report = evaluate_folder(args.data_dir, args.model, batch_size=args.batch_size)
+    print(f"model {report['model']['id']} {report['model']['version']} (sha256 {report['model']['sha256'][:12]})")
+    print(format_report(report))
+    if report.get("skipped"):
+        print(f"\n{len(report['skipped'])} file(s) could not be read and were not evaluated:", file=sys.stderr)
+        for item in report["skipped"][:20]:
+            print(f"  {item['path']}: {item['reason']}", file=sys.stderr)
+    if args.json:
+        keys = ("n", "accuracy", "macro_f1", "ece", "classes", "per_class", "confusion_matrix", "model")
+        try:
+            Path(args.json).write_text(json.dumps({k: report[k] for k in keys}, indent=2) + "\n")
+        except OSError as exc:
+            raise AllSightError(f"cannot write {args.json}: {exc.strerror}") from None
+    return EXIT_OK
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="measure a model on a class-folder dataset")
+    p.add_argument("data_dir", metavar="DATA_DIR")
+    p.add_argument("--model", metavar="ID|PATH", help="shipped model id (resnet18, baseline) or a .safetensors path")
+    p.add_argument("--json", metavar="FILE", help="write the metrics as JSON")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_refit(args: argparse.Namespace) -> int:
+    from engine.training.refit import refit
+
+    card = refit(args.model, args.data_dir, args.out, model_version=args.model_version)
+    m = card.metrics.get(f"test_{card.data_fingerprint.get('split', 'random')}", {})
+    print(f"model: {card.path.with_suffix('.safetensors') if card.path else card.weights_file}")
+    print(f"test accuracy {m.get('accuracy', 0) * 100:.2f} %  out of distribution {m.get('ood_fraction', 0) * 100:.1f} %  "
+          f"needs review {m.get('needs_review_fraction', 0) * 100:.1f} %")
+    return EXIT_OK
+
+
+def _add_refit(sub) -> None:
+    p = sub.add_parser("refit", help="re-fit a trained model's calibration and out-of-distribution detector")
+    p.add_argument("model", metavar="MODEL", help="model id or .safetensors path")
+    p.add_argument("data_dir", metavar="DATA_DIR", help="the data folder the model was trained on")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the re-fitted model")
+    p.add_argument("--model-version", help="version of the re-fitted model (default: unchanged)")
+    p.set_defaults(func=cmd_refit)
+
+
+REGISTRARS = [_add_train, _add_evaluate, _add_refit]

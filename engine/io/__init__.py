@@ -1,0 +1,2 @@
+"""Reading images and scanning folders: the one way every path in ALLSight gets pixels.
+"""

@@ -1,0 +1,854 @@
+"""Persistent history of classified samples: an embedded SQLite database (stdlib ``sqlite3``).
+
+A *sample* is one patient's folder of blood-smear images. The store keeps, per sample, the
+images (with a sha256 of their content), every model prediction (one per image and model file),
+the reviewers' decisions (append-only, kept *beside* the model output, never over it), the
+sign-off, and an audit log in which every mutating call writes one row in the same transaction.
+
+Guarantees
+----------
+* Every write is its own short ``BEGIN IMMEDIATE ... COMMIT`` transaction, committed before the
+  call returns: a prediction recorded with :meth:`ResultStore.record_prediction` survives the
+  process being killed the moment after. The database runs in WAL mode with
+  ``synchronous=NORMAL`` (a committed transaction survives a crash of the application; a power
+  loss may lose the last few commits but never corrupts the file).
+* Re-running is cheap and safe: :meth:`~ResultStore.add_images` and
+  :meth:`~ResultStore.record_prediction` are idempotent (``UNIQUE(image, model_sha256)``), and
+  :meth:`~ResultStore.pending_paths` lists what a model has not classified yet (resume).
+* A signed-off sample is frozen: nothing about it changes until :meth:`~ResultStore.reopen`.
+
+Threading model
+---------------
+One :class:`ResultStore` holds **one** connection opened with ``check_same_thread=False`` and
+serialises every call on it with a re-entrant lock. Any thread may call any method: the GUI may
+write from worker threads and read from the GUI thread through the same object. Calls are short
+(file hashing happens outside the lock), so a reader waits at most for one small transaction.
+Several processes (the GUI and a ``classify --db`` run) may open the same file at once: SQLite's
+own locking plus a busy timeout handles that.
+
+The file format carries a schema version (``PRAGMA user_version``). Opening an older file runs
+the migrations in :data:`MIGRATIONS`; a file written by a newer ALLSight is refused with a
+:class:`StoreError` rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from engine import CLASS_IDS
+from engine.core.errors import AllSightError
+from engine.core.flags import (
+    FlagReason,
+    codes_from_legacy,
+    describe,
+    format_codes,
+    normalize,
+    parse_codes,
+)
+from engine.core.paths import user_dir
+from engine.core.records import EXCLUDED_CLASS
+
+log = logging.getLogger(__name__)
+
+DB_FILE_NAME = "allsight.sqlite3"
+
+#: The schema version this code writes (stored as ``PRAGMA user_version``).
+#: 1: first schema; 2: ``predictions.flags`` (reason codes, see :mod:`engine.core.flags`).
+SCHEMA_VERSION = 2
+
+REVIEW_CLASSES: tuple[str, ...] = (*CLASS_IDS, EXCLUDED_CLASS)
+
+BUSY_TIMEOUT_S = 30.0
+
+
+class StoreError(AllSightError):
+    """The result database cannot be opened, is too new, or refused an operation."""
+
+
+class SignOffError(StoreError):
+    """A sample cannot be signed off (or changed because it already is).
+
+    ``n_unreviewed`` flagged images still lack a review; ``n_pending`` images have no prediction.
+    """
+
+    def __init__(self, message: str, *, n_unreviewed: int = 0, n_pending: int = 0):
+        self.n_unreviewed = n_unreviewed
+        self.n_pending = n_pending
+        super().__init__(message)
+
+
+# ------------------------------------------------------------------------------------ helpers
+def default_db_path() -> Path:
+    """``<user data dir>/allsight.sqlite3``; the folder is ``$ALLSIGHT_DATA_DIR`` when set, else
+    the platform's per-user data folder (``engine.core.paths.user_dir("data")``). Nothing is created here."""
+    return user_dir("data") / DB_FILE_NAME
+
+
+def hash_file(path: str | os.PathLike[str]) -> str | None:
+    """sha256 (hex) of a file's content, read in 1 MiB chunks; ``None`` if it cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _file_size(path: str) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
+def _norm_path(path: str | os.PathLike[str]) -> str:
+    """The key a path is stored under: absolute, normalised, symlinks left alone."""
+    return os.path.abspath(os.fspath(path))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _opt_float(value: Any) -> float | None:
+    if value is None:
+        return None
+    f = float(value)
+    return None if math.isnan(f) else f
+
+
+def _required(value: str | None, what: str) -> str:
+    text = (value or "").strip()
+    if not text:
+        raise StoreError(f"{what} must not be empty")
+    return text
+
+
+# ------------------------------------------------------------------------------------ records
+@dataclass(frozen=True)
+class Sample:
+    """One sample (a patient's folder of images). Timestamps are ISO 8601 UTC strings."""
+
+    sample_id: str
+    folder: str
+    patient_id: str
+    operator: str
+    created_at: str
+    updated_at: str
+    signed_off_by: str | None
+    signed_off_at: str | None
+    n_images: int = 0
+
+    @property
+    def signed_off(self) -> bool:
+        return self.signed_off_at is not None
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image of a sample. ``sha256``/``size`` are ``None`` when the file was unreadable."""
+
+    sample_id: str
+    path: str
+    file_name: str
+    sha256: str | None
+    size: int | None
+    position: int
+    added_at: str
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """An image with one model prediction and its current review (if any), side by side.
+
+    ``predicted_class``/``confidence``/... are the model's output, never changed by a review.
+    ``final_class`` is the reviewer's class when reviewed (possibly :data:`EXCLUDED_CLASS`),
+    else the model's class. ``overridden`` is True when a review exists and differs from the
+    model's class.
+    """
+
+    sample_id: str
+    path: str
+    file_name: str
+    position: int
+    image_sha256: str | None
+    model_id: str
+    model_version: str
+    model_sha256: str
+    status: str
+    predicted_class: str | None
+    confidence: float | None
+    probabilities: dict[str, float] | None
+    needs_review: bool
+    out_of_distribution: bool
+    ood_score: float | None
+    #: Why the image is flagged (:class:`~engine.core.flags.FlagReason` codes, display order).
+    flags: tuple[FlagReason, ...]
+    error: str | None
+    predicted_at: str
+    final_class: str | None
+    reviewed_by: str | None
+    reviewed_at: str | None
+    review_note: str
+    overridden: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def reviewed(self) -> bool:
+        return self.reviewed_by is not None
+
+    @property
+    def flagged(self) -> bool:
+        """Needs a human look before sign-off: low confidence, out of distribution or an error."""
+        return self.needs_review or self.out_of_distribution or self.status != "ok"
+
+    @property
+    def ood_reason(self) -> str:
+        """Why the image is out of distribution, in plain sentences ("" when it is not)."""
+        return describe(r for r in self.flags if r is not FlagReason.LOW_CONFIDENCE)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One audit-log row. ``sample_id`` is the sample's *current* id (it follows renames)."""
+
+    pk: int
+    ts: str
+    actor: str
+    action: str
+    sample_id: str | None
+    path: str | None
+    details: dict[str, Any]
+
+
+# ------------------------------------------------------------------------------------ schema
+_SCHEMA_V1 = """
+CREATE TABLE samples (
+    pk            INTEGER PRIMARY KEY AUTOINCREMENT,
+    sample_id     TEXT NOT NULL UNIQUE,
+    folder        TEXT NOT NULL,
+    patient_id    TEXT NOT NULL DEFAULT '',
+    operator      TEXT NOT NULL DEFAULT '',
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL,
+    signed_off_by TEXT,
+    signed_off_at TEXT
+);
+CREATE TABLE images (
+    pk        INTEGER PRIMARY KEY AUTOINCREMENT,
+    sample_pk INTEGER NOT NULL REFERENCES samples(pk),
+    path      TEXT NOT NULL,
+    file_name TEXT NOT NULL,
+    sha256    TEXT,
+    size      INTEGER,
+    position  INTEGER NOT NULL,
+    added_at  TEXT NOT NULL,
+    UNIQUE (sample_pk, path)
+);
+CREATE INDEX images_by_sample_position ON images(sample_pk, position);
+CREATE TABLE predictions (
+    pk                  INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_pk            INTEGER NOT NULL REFERENCES images(pk),
+    model_id            TEXT NOT NULL,
+    model_version       TEXT NOT NULL,
+    model_sha256        TEXT NOT NULL,
+    status              TEXT NOT NULL CHECK (status IN ('ok', 'error')),
+    predicted_class     TEXT,
+    confidence          REAL,
+    probabilities       TEXT,
+    needs_review        INTEGER NOT NULL DEFAULT 0,
+    out_of_distribution INTEGER NOT NULL DEFAULT 0,
+    ood_score           REAL,
+    ood_reason          TEXT NOT NULL DEFAULT '',
+    error               TEXT,
+    created_at          TEXT NOT NULL,
+    UNIQUE (image_pk, model_sha256)
+);
+CREATE TABLE reviews (
+    pk          INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_pk    INTEGER NOT NULL REFERENCES images(pk),
+    reviewer    TEXT NOT NULL,
+    final_class TEXT NOT NULL,
+    note        TEXT NOT NULL DEFAULT '',
+    created_at  TEXT NOT NULL
+);
+CREATE INDEX reviews_by_image ON reviews(image_pk);
+CREATE TABLE audit_log (
+    pk        INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts        TEXT NOT NULL,
+    actor     TEXT NOT NULL,
+    action    TEXT NOT NULL,
+    sample_pk INTEGER REFERENCES samples(pk),
+    image_pk  INTEGER REFERENCES images(pk),
+    details   TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX audit_by_sample ON audit_log(sample_pk);
+"""
+
+
+def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
+    """Version 0 is an empty file: create the first schema."""
+    for statement in _SCHEMA_V1.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """Version 2 stores the reason codes (``predictions.flags``, ``;``-joined). Version-1 rows
+    get codes derived from their free-text ``ood_reason`` (:func:`engine.core.flags.codes_from_legacy`);
+    the old column stays (SQLite keeps it; new rows leave it empty)."""
+    conn.execute("ALTER TABLE predictions ADD COLUMN flags TEXT NOT NULL DEFAULT ''")
+    rows = conn.execute("SELECT pk, ood_reason, needs_review, out_of_distribution FROM predictions "
+                        "WHERE status = 'ok'").fetchall()
+    updates = []
+    for pk, reason, needs_review, ood in rows:
+        codes = format_codes(codes_from_legacy(reason, needs_review=bool(needs_review),
+                                               out_of_distribution=bool(ood)))
+        if codes:
+            updates.append((codes, pk))
+    conn.executemany("UPDATE predictions SET flags = ? WHERE pk = ?", updates)
+
+
+#: ``MIGRATIONS[v]`` upgrades a version-``v`` database to ``v + 1``, inside a transaction.
+#: A future schema change adds ``MIGRATIONS[2] = _migrate_2_to_3`` and bumps SCHEMA_VERSION.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _migrate_0_to_1, 1: _migrate_1_to_2}
+
+
+def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
+    """Bring ``conn``'s database up to ``target``, one committed step per version.
+
+    Returns the version found before migrating. Raises :class:`StoreError` for a newer schema.
+    Each step re-reads the version inside its own ``BEGIN IMMEDIATE`` so two processes opening
+    an old file at once do not migrate it twice.
+    """
+    found = conn.execute("PRAGMA user_version").fetchone()[0]
+    if found > target:
+        raise StoreError(
+            f"the result database uses schema version {found}, written by a newer ALLSight; this "
+            f"version understands up to {target}. Update ALLSight or choose another database file.")
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version >= target:
+                conn.execute("COMMIT")
+                break
+            step = MIGRATIONS.get(version)
+            if step is None:
+                raise StoreError(f"no migration from result-database schema version {version}")
+            log.info("migrating result database from schema %d to %d", version, version + 1)
+            step(conn)
+            conn.execute(f"PRAGMA user_version = {version + 1:d}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    return found
+
+
+# ------------------------------------------------------------------------------------ store
+_SAMPLE_COLUMNS = ("s.sample_id, s.folder, s.patient_id, s.operator, s.created_at, s.updated_at, "
+                   "s.signed_off_by, s.signed_off_at, "
+                   "(SELECT COUNT(*) FROM images WHERE sample_pk = s.pk)")
+
+
+class ResultStore:
+    """The result history database. Open with :meth:`open` (or the constructor), use as a
+    context manager or call :meth:`close`. Safe to share between threads (see module docs)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None):
+        self.path = Path(path) if path is not None else default_db_path()
+        self._lock = threading.RLock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StoreError(f"{self.path}: cannot create the folder for the result database: {err}") from err
+        try:
+            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                   check_same_thread=False)
+        except sqlite3.Error as err:
+            raise StoreError(f"{self.path}: cannot open the result database: {err}") from err
+        try:
+            conn.row_factory = sqlite3.Row
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                log.warning("%s: WAL journal mode unavailable (got %r); using it anyway", self.path, mode)
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            migrate(conn)
+        except StoreError:
+            conn.close()
+            raise
+        except sqlite3.Error as err:
+            conn.close()
+            raise StoreError(f"{self.path}: not a usable ALLSight result database: {err}") from err
+        self._conn: sqlite3.Connection | None = conn
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] | None = None) -> ResultStore:
+        """Open (creating or migrating as needed) the database at ``path`` (default:
+        :func:`default_db_path`)."""
+        return cls(path)
+
+    def close(self) -> None:
+        """Close the connection (checkpointing the WAL). Later calls raise :class:`StoreError`."""
+        with self._lock:
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                finally:
+                    self._conn = None
+
+    def __enter__(self) -> ResultStore:  # noqa: PYI034 (Self needs Python 3.11)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ResultStore({str(self.path)!r})"
+
+    # -------------------------------------------------------------------------------- plumbing
+    @property
+    def journal_mode(self) -> str:
+        with self._read() as conn:
+            return str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._conn is None:
+                raise StoreError(f"{self.path}: the result database is closed")
+            try:
+                yield self._conn
+            except sqlite3.Error as err:
+                raise StoreError(f"{self.path}: database error: {err}") from err
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One short transaction, committed on exit (rolled back on any exception)."""
+        with self._lock:
+            if self._conn is None:
+                raise StoreError(f"{self.path}: the result database is closed")
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as err:
+                raise StoreError(f"{self.path}: cannot write to the result database: {err}") from err
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"{self.path}: database error: {exc}") from exc
+                raise
+
+    @staticmethod
+    def _audit(conn: sqlite3.Connection, actor: str, action: str, sample_pk: int | None,
+               image_pk: int | None = None, **details: Any) -> None:
+        conn.execute(
+            "INSERT INTO audit_log (ts, actor, action, sample_pk, image_pk, details) VALUES (?,?,?,?,?,?)",
+            (_now(), actor or "", action, sample_pk, image_pk, json.dumps(details, sort_keys=True, default=str)))
+
+    def _sample_row(self, conn: sqlite3.Connection, sample_id: str) -> sqlite3.Row:
+        row = conn.execute("SELECT * FROM samples WHERE sample_id = ?", (sample_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no sample {sample_id!r} in {self.path}")
+        return row
+
+    @staticmethod
+    def _refuse_if_signed(row: sqlite3.Row, what: str) -> None:
+        if row["signed_off_at"] is not None:
+            raise SignOffError(
+                f"sample {row['sample_id']!r} was signed off by {row['signed_off_by']} at "
+                f"{row['signed_off_at']}; reopen it before {what}")
+
+    @staticmethod
+    def _image_pk(conn: sqlite3.Connection, sample_pk: int, path: str) -> int | None:
+        row = conn.execute("SELECT pk FROM images WHERE sample_pk = ? AND path = ?", (sample_pk, path)).fetchone()
+        return None if row is None else int(row[0])
+
+    @staticmethod
+    def _touch(conn: sqlite3.Connection, sample_pk: int) -> None:
+        conn.execute("UPDATE samples SET updated_at = ? WHERE pk = ?", (_now(), sample_pk))
+
+    @staticmethod
+    def _insert_image(conn: sqlite3.Connection, sample_pk: int, path: str, sha: str | None,
+                      size: int | None) -> int | None:
+        """Insert if absent; returns the new pk, or None when the path was already there."""
+        position = conn.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM images WHERE sample_pk = ?",
+                                (sample_pk,)).fetchone()[0]
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO images (sample_pk, path, file_name, sha256, size, position, added_at) "
+            "VALUES (?,?,?,?,?,?,?)", (sample_pk, path, os.path.basename(path), sha, size, position, _now()))
+        return int(cur.lastrowid) if cur.rowcount == 1 else None
+
+    # -------------------------------------------------------------------------------- samples
+    @staticmethod
+    def _to_sample(row: sqlite3.Row | tuple) -> Sample:
+        return Sample(*row)
+
+    def create_or_get_sample(self, sample_id: str, folder: str | os.PathLike[str], patient_id: str = "",
+                             operator: str = "") -> Sample:
+        """The sample ``sample_id``, created (with an audit row) if new. An existing sample is
+        returned unchanged (``folder``/``patient_id``/``operator`` are then ignored)."""
+        sample_id = _required(sample_id, "sample id")
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM samples WHERE sample_id = ?", (sample_id,)).fetchone() is None:
+                now = _now()
+                folder_s = _norm_path(folder) if os.fspath(folder) else ""
+                cur = conn.execute(
+                    "INSERT INTO samples (sample_id, folder, patient_id, operator, created_at, updated_at) "
+                    "VALUES (?,?,?,?,?,?)", (sample_id, folder_s, patient_id or "", operator or "", now, now))
+                self._audit(conn, operator, "create_sample", cur.lastrowid, folder=folder_s,
+                            patient_id=patient_id or "", operator=operator or "")
+            row = conn.execute(f"SELECT {_SAMPLE_COLUMNS} FROM samples s WHERE s.sample_id = ?",
+                               (sample_id,)).fetchone()
+        return self._to_sample(row)
+
+    def get_sample(self, sample_id: str) -> Sample | None:
+        """The sample, or ``None`` when there is none with that id."""
+        with self._read() as conn:
+            row = conn.execute(f"SELECT {_SAMPLE_COLUMNS} FROM samples s WHERE s.sample_id = ?",
+                               (sample_id,)).fetchone()
+        return None if row is None else self._to_sample(row)
+
+    def list_samples(self) -> list[Sample]:
+        """Every sample, newest first (by creation time)."""
+        with self._read() as conn:
+            rows = conn.execute(f"SELECT {_SAMPLE_COLUMNS} FROM samples s "
+                                "ORDER BY s.created_at DESC, s.pk DESC").fetchall()
+        return [self._to_sample(r) for r in rows]
+
+    def update_sample(self, sample_id: str, *, new_sample_id: str | None = None, patient_id: str | None = None,
+                      operator: str | None = None, actor: str) -> Sample:
+        """Rename a sample and/or change its patient id or operator (``None`` = keep). The audit
+        row records the old and new values. Refused for a signed-off sample or a taken id."""
+        actor = _required(actor, "actor")
+        with self._write() as conn:
+            row = self._sample_row(conn, sample_id)
+            self._refuse_if_signed(row, "editing it")
+            changes: dict[str, list[str]] = {}
+            new_values = {"sample_id": None if new_sample_id is None else _required(new_sample_id, "new sample id"),
+                          "patient_id": patient_id, "operator": operator}
+            for column, value in new_values.items():
+                if value is not None and value != row[column]:
+                    changes[column] = [row[column], value]
+            if changes:
+                if "sample_id" in changes and conn.execute(
+                        "SELECT 1 FROM samples WHERE sample_id = ?", (new_values["sample_id"],)).fetchone():
+                    raise StoreError(f"cannot rename sample {sample_id!r}: "
+                                     f"a sample {new_values['sample_id']!r} already exists")
+                sets = ", ".join(f"{c} = ?" for c in changes)
+                conn.execute(f"UPDATE samples SET {sets}, updated_at = ? WHERE pk = ?",
+                             (*(v[1] for v in changes.values()), _now(), row["pk"]))
+                self._audit(conn, actor, "update_sample", row["pk"], changes=changes)
+            current = new_values["sample_id"] if "sample_id" in changes else sample_id
+            out = conn.execute(f"SELECT {_SAMPLE_COLUMNS} FROM samples s WHERE s.sample_id = ?",
+                               (current,)).fetchone()
+        return self._to_sample(out)
+
+    # -------------------------------------------------------------------------------- images
+    def add_images(self, sample_id: str, paths: Iterable[str | os.PathLike[str]], actor: str = "") -> int:
+        """Add image files to a sample, in the given order after those already there.
+
+        Idempotent: paths already in the sample (or repeated) are skipped and keep their place.
+        Each new file's sha256 and size are computed first, outside the database lock
+        (``None`` for an unreadable file). Returns how many images were added.
+        """
+        wanted = list(dict.fromkeys(_norm_path(p) for p in paths))
+        with self._read() as conn:
+            row = self._sample_row(conn, sample_id)
+            known = {r[0] for r in conn.execute("SELECT path FROM images WHERE sample_pk = ?", (row["pk"],))}
+        new = [p for p in wanted if p not in known]
+        if not new:
+            return 0
+        hashed = [(p, hash_file(p), _file_size(p)) for p in new]
+        added = 0
+        with self._write() as conn:
+            row = self._sample_row(conn, sample_id)
+            self._refuse_if_signed(row, "adding images")
+            for path, sha, size in hashed:
+                if self._insert_image(conn, row["pk"], path, sha, size) is not None:
+                    added += 1
+            if added:
+                self._touch(conn, row["pk"])
+                self._audit(conn, actor or row["operator"], "add_images", row["pk"], count=added)
+        return added
+
+    def images(self, sample_id: str) -> list[ImageRecord]:
+        """The sample's images in their stored order."""
+        with self._read() as conn:
+            row = self._sample_row(conn, sample_id)
+            rows = conn.execute("SELECT path, file_name, sha256, size, position, added_at FROM images "
+                                "WHERE sample_pk = ? ORDER BY position, pk", (row["pk"],)).fetchall()
+        return [ImageRecord(row["sample_id"], *r) for r in rows]
+
+    # -------------------------------------------------------------------------------- predictions
+    def record_prediction(self, sample_id: str, path: str | os.PathLike[str], result: Any, model_id: str,
+                          model_version: str, model_sha256: str, actor: str = "") -> bool:
+        """Store one model result for one image, committed before returning.
+
+        ``result`` is any object with the attributes of :class:`engine.inference.classifier.ImageResult`
+        (``status``, ``predicted_class``, ``confidence``, ``probabilities``, ``needs_review``,
+        ``out_of_distribution``, ``ood_score``, ``error``, ``flags``). A result without ``flags``
+        (an older caller) gets codes derived from its ``ood_reason`` text and flags, as stored
+        results of schema 1 are migrated. An image not yet in the sample is added first (at the
+        end). Idempotent per model file: returns False, changing nothing, when a prediction of
+        ``model_sha256`` for this image already exists.
+        """
+        model_sha256 = _required(model_sha256, "model sha256")
+        key = _norm_path(path)
+        status = getattr(result, "status", None)
+        if status not in ("ok", "error"):
+            raise StoreError(f"{key}: result status must be 'ok' or 'error', not {status!r}")
+        predicted = getattr(result, "predicted_class", None)
+        if status == "ok" and predicted not in CLASS_IDS:
+            raise StoreError(f"{key}: unknown predicted class {predicted!r}; expected one of {', '.join(CLASS_IDS)}")
+        probs = getattr(result, "probabilities", None)
+        probs_json = None if probs is None else json.dumps({str(k): float(v) for k, v in dict(probs).items()})
+        needs_review = bool(getattr(result, "needs_review", False))
+        ood = bool(getattr(result, "out_of_distribution", False))
+        flags = getattr(result, "flags", None)
+        try:
+            if flags is None:
+                codes = codes_from_legacy(getattr(result, "ood_reason", "") or "", needs_review=needs_review,
+                                          out_of_distribution=ood) if status == "ok" else ()
+            else:
+                codes = normalize(flags)
+        except ValueError as err:
+            raise StoreError(f"{key}: {err}") from None
+        values = (model_id or "", model_version or "", model_sha256, status, predicted,
+                  _opt_float(getattr(result, "confidence", None)), probs_json, int(needs_review), int(ood),
+                  _opt_float(getattr(result, "ood_score", None)), format_codes(codes),
+                  getattr(result, "error", None))
+
+        with self._read() as conn:
+            row = self._sample_row(conn, sample_id)
+            image_pk = self._image_pk(conn, row["pk"], key)
+        file_info = (hash_file(key), _file_size(key)) if image_pk is None else None
+
+        with self._write() as conn:
+            row = self._sample_row(conn, sample_id)
+            image_pk = self._image_pk(conn, row["pk"], key)
+            if image_pk is not None and conn.execute(
+                    "SELECT 1 FROM predictions WHERE image_pk = ? AND model_sha256 = ?",
+                    (image_pk, model_sha256)).fetchone():
+                return False
+            self._refuse_if_signed(row, "recording new predictions")
+            actor = actor or row["operator"]
+            if image_pk is None:
+                sha, size = file_info if file_info is not None else (hash_file(key), _file_size(key))
+                image_pk = self._insert_image(conn, row["pk"], key, sha, size)
+                self._audit(conn, actor, "add_images", row["pk"], count=1)
+            conn.execute(
+                "INSERT INTO predictions (image_pk, model_id, model_version, model_sha256, status, "
+                "predicted_class, confidence, probabilities, needs_review, out_of_distribution, ood_score, "
+                "flags, error, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (image_pk, *values, _now()))
+            self._touch(conn, row["pk"])
+            self._audit(conn, actor, "record_prediction", row["pk"], image_pk, model_id=model_id,
+                        model_version=model_version, model_sha256=model_sha256, status=status,
+                        predicted_class=predicted)
+        return True
+
+    def pending_paths(self, sample_id: str, model_sha256: str) -> list[str]:
+        """The sample's image paths (in order) with no stored prediction from ``model_sha256``:
+        what is left to classify after an interrupted run."""
+        with self._read() as conn:
+            row = self._sample_row(conn, sample_id)
+            rows = conn.execute(
+                "SELECT i.path FROM images i WHERE i.sample_pk = ? AND NOT EXISTS "
+                "(SELECT 1 FROM predictions p WHERE p.image_pk = i.pk AND p.model_sha256 = ?) "
+                "ORDER BY i.position, i.pk", (row["pk"], model_sha256)).fetchall()
+        return [r[0] for r in rows]
+
+    def predictions(self, sample_id: str, model_sha256: str | None = None) -> list[PredictionRecord]:
+        """One record per image that has a prediction, in image order: the prediction of
+        ``model_sha256`` (default: each image's most recent prediction, whatever the model),
+        joined with the image's current (latest) review. Images without one are left out — see
+        :meth:`pending_paths`."""
+        model_filter = "" if model_sha256 is None else " AND model_sha256 = :model"
+        sql = (
+            "SELECT i.path, i.file_name, i.position, i.sha256 AS image_sha256, p.model_id, p.model_version, "
+            "p.model_sha256, p.status, p.predicted_class, p.confidence, p.probabilities, p.needs_review, "
+            "p.out_of_distribution, p.ood_score, p.flags, p.error, p.created_at AS predicted_at, "
+            "r.final_class, r.reviewer, r.created_at AS reviewed_at, r.note "
+            "FROM images i "
+            f"JOIN predictions p ON p.pk = (SELECT MAX(pk) FROM predictions WHERE image_pk = i.pk{model_filter}) "
+            "LEFT JOIN reviews r ON r.pk = (SELECT MAX(pk) FROM reviews WHERE image_pk = i.pk) "
+            "WHERE i.sample_pk = :sample ORDER BY i.position, i.pk")
+        with self._read() as conn:
+            row = self._sample_row(conn, sample_id)
+            rows = conn.execute(sql, {"sample": row["pk"], "model": model_sha256}).fetchall()
+        out = []
+        for r in rows:
+            reviewed = r["reviewer"] is not None
+            try:
+                flags = parse_codes(r["flags"])
+            except ValueError as err:
+                raise StoreError(f"{self.path}: {r['path']}: {err} (written by a newer ALLSight?)") from None
+            out.append(PredictionRecord(
+                sample_id=row["sample_id"], path=r["path"], file_name=r["file_name"], position=r["position"],
+                image_sha256=r["image_sha256"], model_id=r["model_id"], model_version=r["model_version"],
+                model_sha256=r["model_sha256"], status=r["status"], predicted_class=r["predicted_class"],
+                confidence=r["confidence"],
+                probabilities=None if r["probabilities"] is None else json.loads(r["probabilities"]),
+                needs_review=bool(r["needs_review"]), out_of_distribution=bool(r["out_of_distribution"]),
+                ood_score=r["ood_score"], flags=flags, error=r["error"],
+                predicted_at=r["predicted_at"],
+                final_class=r["final_class"] if reviewed else r["predicted_class"],
+                reviewed_by=r["reviewer"], reviewed_at=r["reviewed_at"], review_note=r["note"] or "",
+                overridden=reviewed and r["final_class"] != r["predicted_class"]))
+        return out
+
+    # -------------------------------------------------------------------------------- review
+    def record_review(self, sample_id: str, path: str | os.PathLike[str], final_class: str, reviewer: str,
+                      note: str = "") -> None:
+        """Append a reviewer's class for one image (one of :data:`engine.CLASS_IDS`, or
+        :data:`EXCLUDED_CLASS` to leave the image out of the counts). The model's prediction is
+        kept unchanged beside it; the latest review is the current one. Refused for a
+        signed-off sample (:class:`SignOffError`) until :meth:`reopen`."""
+        reviewer = _required(reviewer, "reviewer")
+        if final_class not in REVIEW_CLASSES:
+            raise StoreError(f"unknown class {final_class!r}; expected one of {', '.join(REVIEW_CLASSES)}")
+        key = _norm_path(path)
+        with self._write() as conn:
+            row = self._sample_row(conn, sample_id)
+            self._refuse_if_signed(row, "changing reviews")
+            image_pk = self._image_pk(conn, row["pk"], key)
+            if image_pk is None:
+                raise StoreError(f"{key}: not an image of sample {sample_id!r}")
+            model = conn.execute("SELECT predicted_class FROM predictions WHERE image_pk = ? "
+                                 "ORDER BY pk DESC LIMIT 1", (image_pk,)).fetchone()
+            model_class = None if model is None else model[0]
+            conn.execute("INSERT INTO reviews (image_pk, reviewer, final_class, note, created_at) VALUES (?,?,?,?,?)",
+                         (image_pk, reviewer, final_class, note or "", _now()))
+            self._touch(conn, row["pk"])
+            self._audit(conn, reviewer, "record_review", row["pk"], image_pk, final_class=final_class,
+                        model_class=model_class, overridden=final_class != model_class, note=note or "")
+
+    def sign_off(self, sample_id: str, reviewer: str) -> Sample:
+        """Record that ``reviewer`` signed the sample's result off now.
+
+        Refused (:class:`SignOffError`) when the sample has no images, when an image has no
+        prediction yet, when a flagged image (needs review, out of distribution or an error, on
+        its latest prediction) has no review, or when it is already signed off. The audit row
+        keeps the sample-level call at the time of signing.
+        """
+        from engine.core.summary import summarize
+
+        reviewer = _required(reviewer, "reviewer")
+        with self._lock:
+            with self._write() as conn:
+                row = self._sample_row(conn, sample_id)
+                records = self.predictions(sample_id)  # same connection: read inside this transaction
+                if row["signed_off_at"] is not None:
+                    raise SignOffError(f"sample {sample_id!r} is already signed off by {row['signed_off_by']} "
+                                       f"at {row['signed_off_at']}")
+                n_images = conn.execute("SELECT COUNT(*) FROM images WHERE sample_pk = ?", (row["pk"],)).fetchone()[0]
+                if n_images == 0:
+                    raise SignOffError(f"sample {sample_id!r} has no images to sign off")
+                n_pending = n_images - len(records)
+                unreviewed = [r for r in records if r.flagged and not r.reviewed]
+                if unreviewed or n_pending:
+                    parts = []
+                    if unreviewed:
+                        parts.append(f"{len(unreviewed)} flagged image(s) still need a review "
+                                     f"(e.g. {unreviewed[0].file_name})")
+                    if n_pending:
+                        parts.append(f"{n_pending} image(s) have not been classified yet")
+                    raise SignOffError(f"cannot sign off sample {sample_id!r}: " + "; ".join(parts),
+                                       n_unreviewed=len(unreviewed), n_pending=n_pending)
+                summary = summarize(records)
+                now = _now()
+                conn.execute("UPDATE samples SET signed_off_by = ?, signed_off_at = ?, updated_at = ? WHERE pk = ?",
+                             (reviewer, now, now, row["pk"]))
+                self._audit(conn, reviewer, "sign_off", row["pk"], call=summary.call, call_code=summary.call_code,
+                            n_images=summary.n_images, n_reviewed=summary.n_reviewed,
+                            models=sorted({r.model_sha256 for r in records}))
+            return self.get_sample(sample_id)  # type: ignore[return-value]
+
+    def reopen(self, sample_id: str, actor: str, reason: str) -> Sample:
+        """Undo a sign-off so the sample can be reviewed again; ``reason`` is required and kept in
+        the audit log together with who had signed it off and when."""
+        actor = _required(actor, "actor")
+        reason = _required(reason, "reason for reopening")
+        with self._write() as conn:
+            row = self._sample_row(conn, sample_id)
+            if row["signed_off_at"] is None:
+                raise StoreError(f"sample {sample_id!r} is not signed off; nothing to reopen")
+            conn.execute("UPDATE samples SET signed_off_by = NULL, signed_off_at = NULL, updated_at = ? WHERE pk = ?",
+                         (_now(), row["pk"]))
+            self._audit(conn, actor, "reopen", row["pk"], reason=reason, was_signed_off_by=row["signed_off_by"],
+                        was_signed_off_at=row["signed_off_at"])
+            out = conn.execute(f"SELECT {_SAMPLE_COLUMNS} FROM samples s WHERE s.pk = ?", (row["pk"],)).fetchone()
+        return self._to_sample(out)
+
+    # -------------------------------------------------------------------------------- audit
+    def audit(self, sample_id: str | None = None) -> list[AuditEntry]:
+        """The audit log, oldest first: every row, or the rows about one sample."""
+        sql = ("SELECT a.pk, a.ts, a.actor, a.action, s.sample_id, i.path, a.details FROM audit_log a "
+               "LEFT JOIN samples s ON s.pk = a.sample_pk LEFT JOIN images i ON i.pk = a.image_pk")
+        with self._read() as conn:
+            if sample_id is None:
+                rows = conn.execute(sql + " ORDER BY a.pk").fetchall()
+            else:
+                row = self._sample_row(conn, sample_id)
+                rows = conn.execute(sql + " WHERE a.sample_pk = ? ORDER BY a.pk", (row["pk"],)).fetchall()
+        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6] or "{}")) for r in rows]
+
+    # -------------------------------------------------------------------------------- backup
+    def backup(self, dest: str | os.PathLike[str]) -> Path:
+        """A consistent copy of the whole database at ``dest`` (SQLite online backup), safe to
+        take while the application is writing. Returns the destination path."""
+        dest_path = Path(dest)
+        if dest_path.resolve() == self.path.resolve():
+            raise StoreError(f"{dest_path}: a backup cannot overwrite the database itself")
+        dest_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._read() as conn:
+            target = sqlite3.connect(str(dest_path))
+            try:
+                conn.backup(target)
+            finally:
+                target.close()
+        return dest_path
+
+
+__all__ = [
+    "DB_FILE_NAME",
+    "EXCLUDED_CLASS",
+    "MIGRATIONS",
+    "REVIEW_CLASSES",
+    "SCHEMA_VERSION",
+    "AuditEntry",
+    "ImageRecord",
+    "PredictionRecord",
+    "ResultStore",
+    "Sample",
+    "SignOffError",
+    "StoreError",
+    "default_db_path",
+    "hash_file",
+    "migrate",
+]

@@ -25,8 +25,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine import CLASS_IDS
+from engine.core.records import ReviewedImage
 from engine.imaging.preprocess import PreprocessConfig
-from engine.reports.report import ReportImage, ReportModelInfo, SampleReport, write_pdf
+from engine.reports.report import ReportModelInfo, SampleReport, write_pdf
 
 
 def smear(label: int, size: int, seed: int) -> np.ndarray:
@@ -69,16 +70,15 @@ def main() -> int:
             path = folder / f"WBC-{i + 1:04d}.jpg"
             if i % 50 == 7:
                 path.write_bytes(b"\xff\xd8 not really a jpeg")
-                images.append(ReportImage(path, path.name, "error", error="corrupt or unreadable image data"))
+                images.append(ReviewedImage(str(path), "error", error="corrupt or unreadable image data", position=i))
                 continue
             Image.fromarray(smear(label, args.size, i)).save(path, quality=90)
             reviewed = i % 10 == 3
             final = CLASS_IDS[(label + (i % 20 == 3)) % 4] if reviewed else None
-            images.append(ReportImage(
-                path, path.name, "ok", CLASS_IDS[label], float(rng.uniform(0.4, 1.0)),
+            images.append(ReviewedImage(
+                str(path), "ok", CLASS_IDS[label], float(rng.uniform(0.4, 1.0)),
                 needs_review=i % 20 == 5, out_of_distribution=i % 100 == 5, final_class=final,
-                reviewed_by="Reviewer" if reviewed else None,
-                overridden=final is not None and final != CLASS_IDS[label],
+                reviewed_by="Reviewer" if reviewed else None, position=i,
             ))
         made = time.perf_counter() - t0
         report = SampleReport(

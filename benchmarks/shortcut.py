@@ -37,9 +37,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from engine.core.records import ImageResult  # noqa: E402
 from engine.imaging.cells import has_white_cell  # noqa: E402
 from engine.imaging.probes import STRONG_SHIFTS, background_swap, cell_free, paint_out_mask  # noqa: E402
-from engine.inference.classifier import Classifier, ImageResult  # noqa: E402
+from engine.inference.classifier import Classifier  # noqa: E402
 from engine.io.images import load_image  # noqa: E402
 from engine.training.evaluate import split_samples  # noqa: E402
 from engine.training.metrics import expected_calibration_error  # noqa: E402

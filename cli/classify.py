@@ -193,7 +193,7 @@ class _Entry:
 
 
 def _result_from_record(path: Path, record: Any) -> Any:
-    from engine.inference.classifier import ImageResult
+    from engine.core.records import ImageResult
 
     return ImageResult(
         path=str(path), status=record.status, predicted_class=record.predicted_class,
@@ -224,10 +224,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if not scan.images:
         raise AllSightError(f"no image files found in {', '.join(args.inputs)}")
 
-    from engine.inference.classifier import (  # torch: only once the inputs are known
-        CSV_COLUMNS,
-        Classifier,
-    )
+    from engine.core.records import CSV_COLUMNS
+    from engine.inference.classifier import Classifier  # ONNX Runtime or torch: only once the inputs are known
 
     # The network loads in the background while the first batches are decoded.
     classifier = Classifier(args.model, device=args.device, backend=args.backend, background=True)
@@ -406,7 +404,7 @@ class _Run:
         try:
             for entry in self.entries:
                 if entry.refused is not None:
-                    from engine.inference.classifier import ImageResult
+                    from engine.core.records import ImageResult
 
                     result = ImageResult(str(entry.path), "error", error=entry.refused)
                 elif entry.stored is not None:
@@ -542,8 +540,8 @@ class _Run:
         return heatmap
 
     def write_reports(self, report_path: Path, groups: list[SampleGroup]) -> list[Path]:
+        from engine.core.records import ReviewedImage
         from engine.reports.report import (
-            ReportImage,
             ReportModelInfo,
             SampleReport,
             sample_report_from_store,
@@ -555,7 +553,7 @@ class _Run:
         heatmap_fn = self._heatmap_fn()
         if self.store is None:
             sample_id = groups[0].sample_id if len(groups) == 1 and groups[0].from_folder else RUN_SAMPLE_ID
-            images = [ReportImage.from_result(result) for _, result in self.results]
+            images = [ReviewedImage.from_result(result, position=i) for i, (_, result) in enumerate(self.results)]
             report = SampleReport(
                 lab_name=lab, sample_id=sample_id, patient_id="", operator=operator, reviewer=None,
                 signed_off_at=None, created_at=datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -51,12 +51,13 @@ from PySide6.QtWidgets import (
 
 from engine import __version__
 from engine.core.errors import AllSightError, ImageLoadError
+from engine.core.records import ImageResult, ReviewedImage
 from gui import errors as gui_errors
 from gui.batch import BatchQueue
 from gui.model_host import ModelHost, ModelSpec
 from gui.preview import PreviewPanel
 from gui.queue_panel import QueuePanel
-from gui.results import ResultRow, ResultsPanel
+from gui.results import ResultsPanel
 from gui.samples import UNREADABLE, Sample, SampleImage, SamplesPanel
 from gui.settings import Settings, load_settings, save_settings
 from gui.viewer import ViewerPanel, crop_region
@@ -604,10 +605,11 @@ class MainWindow(QMainWindow):
             self._positions[id(sample)] = positions
         return positions
 
-    def _on_batch_results(self, job: Any, results: list[Any]) -> None:
+    def _on_batch_results(self, job: Any, results: list[ImageResult]) -> None:
         sample = job.sample
         positions = self._positions_of(sample)
-        rows = [ResultRow.from_result(r, positions.get(_norm(r.path), 0)) for r in results]
+        rows = [ReviewedImage.from_result(r, path=os.path.abspath(r.path), position=positions.get(_norm(r.path), 0))
+                for r in results]
         if sample is self.results_sample:
             self.results_panel.add_results(rows)
             if self.current_path is not None and self.current_rgb is not None:
@@ -678,11 +680,11 @@ class MainWindow(QMainWindow):
                             on_result=lambda records: self._on_records(request, sample, records),
                             on_error=lambda err: self._on_records_error(request, err))
 
-    def _on_records(self, request: int, sample: Sample, records: list[Any]) -> None:
+    def _on_records(self, request: int, sample: Sample, records: list[ReviewedImage]) -> None:
         if request != self._results_request:
             return
         self._results_loading = False
-        rows = [ResultRow.from_record(r) for r in records]
+        rows = list(records)
         known = {r.path for r in rows}
         newer = [r for r in self.results_panel.model.rows if r.path not in known]  # arrived meanwhile
         rp = self.results_panel
@@ -725,7 +727,7 @@ class MainWindow(QMainWindow):
             sample.status_note = "reviewed"
         self.samples_panel.refresh_sample(sample)
 
-    def _on_result_row_selected(self, row: ResultRow | None) -> None:
+    def _on_result_row_selected(self, row: ReviewedImage | None) -> None:
         sample = self.results_sample
         if row is None or sample is None or sample is not self.samples_panel.current_sample():
             return

@@ -1,7 +1,7 @@
 """The Results tab: one row per classified image, the sample summary, review and sign-off.
 
-* :class:`ResultRow` — one image's model output and its current review (built from the store's
-  :class:`~engine.store.results.PredictionRecord` or from a fresh :class:`~engine.inference.classifier.ImageResult`).
+* Each row is an :class:`~engine.core.records.ReviewedImage` (the store's record, or one made from
+  a fresh classifier result): the flag, withheld and override rules are that record's.
 * :class:`ResultsModel` / :class:`ResultsFilter` — the table and its class/flag filter + sorting.
 * :class:`SummaryBox` — counts and fractions per class, the sample-level call and its rationale
   (:func:`engine.core.summary.summarize`), and how many images need a look.
@@ -16,7 +16,6 @@ The panel never writes to the store itself: it emits requests that the main wind
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass, field
 from typing import Any
 
 from PySide6.QtCore import (
@@ -49,8 +48,8 @@ from PySide6.QtWidgets import (
 )
 
 from engine import CLASS_DISPLAY_NAMES, CLASS_IDS
-from engine.core.flags import FlagReason, describe, labels, normalize, withholds_call
-from engine.core.records import EXCLUDED_CLASS
+from engine.core.flags import labels
+from engine.core.records import EXCLUDED_CLASS, ReviewedImage
 
 ERROR_KEY = "__error__"
 #: While a batch streams rows in, the summary is recomputed at most this often.
@@ -80,100 +79,10 @@ def short_class_name(class_id: str | None) -> str:
     return class_name(class_id).split(" (")[0]
 
 
-@dataclass(eq=False)
-class ResultRow:
-    """One classified image: the model's output (never changed) and the current review."""
-
-    path: str
-    file_name: str
-    position: int
-    status: str
-    predicted_class: str | None = None
-    confidence: float | None = None
-    probabilities: dict[str, float] | None = None
-    needs_review: bool = False
-    out_of_distribution: bool = False
-    ood_score: float | None = None
-    #: Why the image is flagged (:class:`~engine.core.flags.FlagReason` codes, display order).
-    flags: tuple[FlagReason, ...] = ()
-    error: str | None = None
-    #: The reviewer's class (None while not reviewed).
-    final_class: str | None = None
-    reviewed_by: str | None = None
-    reviewed_at: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    #: The table's display strings (cached by the model; reset when the row changes).
-    _display: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
-
-    @classmethod
-    def from_record(cls, record: Any) -> ResultRow:
-        reviewed = record.reviewed_by is not None
-        return cls(path=record.path, file_name=record.file_name, position=record.position, status=record.status,
-                   predicted_class=record.predicted_class, confidence=record.confidence,
-                   probabilities=record.probabilities, needs_review=record.needs_review,
-                   out_of_distribution=record.out_of_distribution, ood_score=record.ood_score,
-                   flags=normalize(getattr(record, "flags", ()) or ()), error=record.error,
-                   final_class=record.final_class if reviewed else None,
-                   reviewed_by=record.reviewed_by, reviewed_at=record.reviewed_at)
-
-    @classmethod
-    def from_result(cls, result: Any, position: int = 0) -> ResultRow:
-        import os
-
-        path = os.path.abspath(str(result.path))
-        return cls(path=path, file_name=os.path.basename(path), position=position, status=result.status,
-                   predicted_class=result.predicted_class, confidence=result.confidence,
-                   probabilities=result.probabilities, needs_review=bool(result.needs_review),
-                   out_of_distribution=bool(result.out_of_distribution), ood_score=result.ood_score,
-                   flags=normalize(getattr(result, "flags", ()) or ()), error=result.error)
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    @property
-    def reviewed(self) -> bool:
-        return self.reviewed_by is not None
-
-    @property
-    def overridden(self) -> bool:
-        return self.reviewed and self.final_class != self.predicted_class
-
-    @property
-    def flagged(self) -> bool:
-        """Needs a person's look before sign-off (as the store decides it)."""
-        return self.needs_review or self.out_of_distribution or not self.ok
-
-    @property
-    def to_review(self) -> bool:
-        return self.flagged and not self.reviewed
-
-    @property
-    def ood_reason(self) -> str:
-        """Why the image is out of distribution, in plain sentences ("" when it is not)."""
-        return describe(r for r in self.flags if r is not FlagReason.LOW_CONFIDENCE)
-
-    @property
-    def withheld(self) -> bool:
-        """Not counted in the sample summary: the model cannot judge it and no one reviewed it
-        (the rule of :func:`engine.core.summary.summarize`)."""
-        return self.ok and not self.reviewed and (withholds_call(self.flags) or self.out_of_distribution)
-
-    def flag_sentences(self) -> list[str]:
-        """The plain sentence of each flag (a generic one for a flag without a reason code)."""
-        sentences = [r.sentence for r in self.flags]
-        if not sentences and self.out_of_distribution:
-            sentences.append("Unlike the images the model was trained on")
-        if not sentences and self.needs_review:
-            sentences.append("The model is not confident about this image")
-        return sentences
-
-    @property
-    def effective_class(self) -> str:
-        """What the row counts as: the reviewer's class, else the model's; errors as ERROR_KEY."""
-        if self.reviewed and self.final_class is not None:
-            return self.final_class
-        return self.predicted_class if self.ok and self.predicted_class else ERROR_KEY
+def class_key(r: ReviewedImage) -> str:
+    """What a row counts as in the class filter: its effective class, or ERROR_KEY for an error
+    no one has reviewed."""
+    return r.effective_class if r.effective_class is not None else ERROR_KEY
 
 
 COLUMNS = ("File", "Model class", "Confidence", "Review", "Flags", "Final class", "Reviewed by", "Overridden")
@@ -201,7 +110,9 @@ class ResultsModel(QAbstractTableModel):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.rows: list[ResultRow] = []
+        self.rows: list[ReviewedImage] = []
+        #: The table's display strings per row (made on first paint; reset when the row changes).
+        self._display_cache: list[tuple[str, ...] | None] = []
         self._by_path: dict[str, int] = {}
         self._bold = QFont()
         self._bold.setBold(True)
@@ -238,9 +149,9 @@ class ResultsModel(QAbstractTableModel):
         r = rows[row]
         col = index.column()
         if role == _DISPLAY:
-            cached = r._display
+            cached = self._display_cache[row]
             if cached is None:
-                cached = r._display = tuple(self._display(r, c) for c in range(len(COLUMNS)))
+                cached = self._display_cache[row] = tuple(self._display(r, c) for c in range(len(COLUMNS)))
             return cached[col]
         if role == _BACKGROUND:
             if not r.ok and not r.reviewed:
@@ -265,7 +176,7 @@ class ResultsModel(QAbstractTableModel):
         return None
 
     @staticmethod
-    def _tooltip(r: ResultRow, col: int) -> str | None:
+    def _tooltip(r: ReviewedImage, col: int) -> str | None:
         if not r.ok:
             return f"{r.path}\nError: {r.error}"
         if col == COL_OOD and (r.flags or r.out_of_distribution or r.needs_review):
@@ -282,7 +193,7 @@ class ResultsModel(QAbstractTableModel):
         return None
 
     @staticmethod
-    def _display(r: ResultRow, col: int) -> str:
+    def _display(r: ReviewedImage, col: int) -> str:
         if col == COL_FILE:
             return r.file_name
         if col == COL_CLASS:
@@ -306,7 +217,7 @@ class ResultsModel(QAbstractTableModel):
         return ""
 
     @staticmethod
-    def _sort_key(r: ResultRow, col: int) -> Any:
+    def _sort_key(r: ReviewedImage, col: int) -> Any:
         if col == COL_FILE:
             return r.position
         if col == COL_CLASS:
@@ -327,13 +238,14 @@ class ResultsModel(QAbstractTableModel):
         return 0
 
     # -------------------------------------------------------------- content
-    def set_rows(self, rows: list[ResultRow]) -> None:
+    def set_rows(self, rows: list[ReviewedImage]) -> None:
         self.beginResetModel()
         self.rows = list(rows)
+        self._display_cache = [None] * len(self.rows)
         self._by_path = {r.path: i for i, r in enumerate(self.rows)}
         self.endResetModel()
 
-    def upsert(self, rows: list[ResultRow]) -> None:
+    def upsert(self, rows: list[ReviewedImage]) -> None:
         """Add new rows at the end (one insert for all of them) and replace known ones."""
         new = []
         for r in rows:
@@ -343,9 +255,8 @@ class ResultsModel(QAbstractTableModel):
             else:
                 old = self.rows[i]
                 if old.reviewed and not r.reviewed:  # a fresh model result keeps the review
-                    r.final_class, r.reviewed_by, r.reviewed_at = old.final_class, old.reviewed_by, old.reviewed_at
-                r._display = None
-                self.rows[i] = r
+                    r = r.with_review(old.final_class, old.reviewed_by, old.reviewed_at, old.review_note)
+                self.rows[i], self._display_cache[i] = r, None
                 self.dataChanged.emit(self.index(i, 0), self.index(i, len(COLUMNS) - 1))
         if new:
             first = len(self.rows)
@@ -353,21 +264,21 @@ class ResultsModel(QAbstractTableModel):
             for k, r in enumerate(new):
                 self._by_path[r.path] = first + k
                 self.rows.append(r)
+                self._display_cache.append(None)
             self.endInsertRows()
 
     def row_of(self, path: str) -> int:
         return self._by_path.get(path, -1)
 
-    def row_data(self, row: int) -> ResultRow | None:
+    def row_data(self, row: int) -> ReviewedImage | None:
         return self.rows[row] if 0 <= row < len(self.rows) else None
 
     def set_review(self, path: str, final_class: str, reviewer: str, when: str | None = None) -> bool:
         i = self._by_path.get(path)
         if i is None:
             return False
-        r = self.rows[i]
-        r.final_class, r.reviewed_by, r.reviewed_at = final_class, reviewer, when
-        r._display = None
+        self.rows[i] = self.rows[i].with_review(final_class, reviewer, when)
+        self._display_cache[i] = None
         self.dataChanged.emit(self.index(i, 0), self.index(i, len(COLUMNS) - 1))
         return True
 
@@ -411,8 +322,8 @@ class ResultsFilter(QSortFilterProxyModel):
         self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     @staticmethod
-    def matches(r: ResultRow, class_filter: str | None, flag_filter: str) -> bool:
-        if class_filter is not None and r.effective_class != class_filter:
+    def matches(r: ReviewedImage, class_filter: str | None, flag_filter: str) -> bool:
+        if class_filter is not None and class_key(r) != class_filter:
             return False
         return {
             "all": True,
@@ -559,7 +470,7 @@ def _set_style(widget: QWidget, sheet: str) -> None:
 class ResultsPanel(QWidget):
     """Table + filters + summary + review controls + sign-off, for the selected sample."""
 
-    #: The selected row changed (ResultRow or None).
+    #: The selected row changed (ReviewedImage or None).
     current_row_changed = Signal(object)
     #: (path, final class): the reviewer decided.
     review_requested = Signal(str, str)
@@ -738,7 +649,7 @@ class ResultsPanel(QWidget):
         menu.exec(self.table.viewport().mapToGlobal(pos))
 
     # ------------------------------------------------------------------ content
-    def set_sample(self, title: str, rows: list[ResultRow], n_images: int) -> None:
+    def set_sample(self, title: str, rows: list[ReviewedImage], n_images: int) -> None:
         """Show a sample's rows (replacing what was there)."""
         self._has_sample = True
         self.title_label.setText(title)
@@ -759,7 +670,7 @@ class ResultsPanel(QWidget):
     def set_title(self, title: str) -> None:
         self.title_label.setText(title)
 
-    def add_results(self, rows: list[ResultRow]) -> None:
+    def add_results(self, rows: list[ReviewedImage]) -> None:
         """New rows from a running batch. The summary follows at most every
         SUMMARY_REFRESH_MS (a batch delivers rows ten times a second)."""
         self.model.upsert(rows)
@@ -799,7 +710,7 @@ class ResultsPanel(QWidget):
         self.shown_label.setText(f"{shown} of {total} shown" if shown != total else f"{total} image(s)")
 
     # ------------------------------------------------------------------ selection
-    def current_result(self) -> ResultRow | None:
+    def current_result(self) -> ReviewedImage | None:
         index = self.table.currentIndex()
         if not index.isValid():
             return None

@@ -106,3 +106,9 @@ def test_every_engine_and_cli_module_imports(import_state):
 def test_importing_engine_and_cli_loads_neither_qt_nor_gui(import_state):
     roots = {name.split(".")[0] for name in import_state["modules"]}
     assert not roots & {"PySide6", "shiboken6", "superqt", "gui"}, sorted(roots & {"PySide6", "shiboken6", "superqt", "gui"})
+
+
+def test_mypy_is_clean_on_the_engine():
+    run = subprocess.run([str(Path(sys.executable).with_name("mypy"))], cwd=REPO, capture_output=True, text=True,
+                         timeout=600, check=False)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]

@@ -36,7 +36,7 @@ def test_version_is_defined_once():
 
 
 def test_readme_lists_the_classify_csv_columns():
-    from engine.inference.classifier import CSV_COLUMNS
+    from engine.core.records import CSV_COLUMNS
 
     text = (REPO / "README.md").read_text()
     header = ",".join(CSV_COLUMNS)

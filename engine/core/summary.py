@@ -1,18 +1,17 @@
 """Sample-level summary of per-image results: class counts and fractions and a research-use call.
 
-:func:`summarize` takes any iterable of per-image records that have ``status``,
-``predicted_class``, ``needs_review``, ``out_of_distribution`` and (optionally) ``flags``
-attributes — the store's :class:`engine.store.results.PredictionRecord` (which adds the review:
-``final_class``, ``reviewed``, ``overridden``), :class:`engine.reports.report.ReportImage`, the GUI's
-rows or plain :class:`engine.inference.classifier.ImageResult` objects (no reviews).
+:func:`summarize` takes a sample's :class:`engine.core.records.ReviewedImage` records (what the
+store returns, the GUI table shows and the reports print; a classifier's plain
+:class:`~engine.core.records.ImageResult` counts as an image no one has reviewed). What makes an
+image flagged, withheld or overridden is written once, on that record.
 
-Two rules about flagged images live here (and only here), shared by the GUI, the CLI, the PDF
-and the JSON:
+Shared by the GUI, the CLI, the PDF and the JSON:
 
-* an image the model cannot judge (:func:`engine.core.flags.withholds_call`: no white cell, blank,
-  grayscale, out of focus, unlike the training images) counts towards no class until a person
-  has reviewed it; it is counted in ``n_withheld``. Once reviewed, the reviewer's class counts;
-* the **acquisition check**: when at least :data:`ACQUISITION_MAX_SHARE` of the sample's
+* an image the model cannot judge (:attr:`~engine.core.records.ReviewedImage.withheld`: no white
+  cell, blank, grayscale, out of focus, unlike the training images) counts towards no class until
+  a person has reviewed it; it is counted in ``n_withheld``. Once reviewed, the reviewer's class
+  counts;
+* the **acquisition check** (here, and only here): when at least :data:`ACQUISITION_MAX_SHARE` of the sample's
   readable images (less those a reviewer excluded) are unlike the training images, the sample
   carries :data:`ACQUISITION_WARNING` and its call is withheld
   (:data:`CALL_INDETERMINATE_ACQUISITION`).
@@ -27,8 +26,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from engine import CLASS_DISPLAY_NAMES, CLASS_IDS
-from engine.core.flags import FlagReason, normalize, withholds_call
-from engine.core.records import EXCLUDED_CLASS
+from engine.core.flags import FlagReason
+from engine.core.records import EXCLUDED_CLASS, ImageResult, ReviewedImage
 
 MALIGNANT_CLASSES: tuple[str, ...] = ("Early", "Pre", "Pro")
 BENIGN_CLASS = "Benign"
@@ -102,22 +101,8 @@ class SampleSummary:
         return asdict(self)
 
 
-def _reviewed(record: Any) -> bool:
-    flag = getattr(record, "reviewed", None)
-    if flag is None:
-        return getattr(record, "reviewed_by", None) is not None
-    return bool(flag)
-
-
 def _pct(num: int, den: int) -> str:
     return f"{100.0 * num / den:.0f}%" if den else "0%"
-
-
-def _flags(record: Any) -> tuple[FlagReason, ...]:
-    try:
-        return normalize(getattr(record, "flags", None) or ())
-    except ValueError:  # an unknown code: treat the image as one the model cannot judge
-        return (FlagReason.UNLIKE_TRAINING,)
 
 
 def acquisition_check(n_unlike_training: int, n_images: int) -> bool:
@@ -128,7 +113,7 @@ def acquisition_check(n_unlike_training: int, n_images: int) -> bool:
     return n_images > 0 and n_unlike_training * den >= n_images * num
 
 
-def summarize(records: Iterable[Any]) -> SampleSummary:
+def summarize(records: Iterable[ReviewedImage | ImageResult]) -> SampleSummary:
     """Summarise one sample's per-image records.
 
     Call rule (research use, not a diagnosis), on the final classes of the classified images
@@ -150,43 +135,34 @@ def summarize(records: Iterable[Any]) -> SampleSummary:
     Thresholds are compared exactly (integer arithmetic), so 5 of 10 is malignant and 8 of 10
     is benign. Images with an error are counted in ``n_error`` only, even if reviewed.
 
-    An ok image is *withheld* (counted in ``n_withheld``, in no class) while it is not reviewed
-    and its flags :func:`~engine.core.flags.withholds_call` — or, for a record without reason codes,
-    it is ``out_of_distribution``.
+    An ok image is *withheld* (:attr:`~engine.core.records.ReviewedImage.withheld`: counted in
+    ``n_withheld``, in no class) while it is not reviewed and its flags
+    :func:`~engine.core.flags.withholds_call` — or, for a record without reason codes, it is
+    ``out_of_distribution``.
     """
-    items = list(records)
+    items = [r if isinstance(r, ReviewedImage) else ReviewedImage.from_result(r) for r in records]
     counts = {c: 0 for c in CLASS_IDS}
     model_counts = {c: 0 for c in CLASS_IDS}
     n_ok = n_excluded = n_needs_review = n_ood = n_flagged = 0
     n_reviewed = n_flagged_unreviewed = n_overridden = n_withheld = n_unlike = 0
     for r in items:
-        ok = getattr(r, "status", None) == "ok"
-        predicted = getattr(r, "predicted_class", None)
-        reviewed = _reviewed(r)
-        needs_review = bool(getattr(r, "needs_review", False))
-        ood = bool(getattr(r, "out_of_distribution", False))
-        flagged = needs_review or ood or not ok
-        n_needs_review += needs_review
-        n_ood += ood
-        n_flagged += flagged
-        n_reviewed += reviewed
-        n_flagged_unreviewed += flagged and not reviewed
-        overridden = getattr(r, "overridden", None)
-        if overridden is None:
-            overridden = reviewed and getattr(r, "final_class", None) != predicted
-        n_overridden += bool(overridden)
-        if not ok:
+        n_needs_review += r.needs_review
+        n_ood += r.out_of_distribution
+        n_flagged += r.flagged
+        n_reviewed += r.reviewed
+        n_flagged_unreviewed += r.to_review
+        n_overridden += r.overridden
+        if not r.ok:
             continue
         n_ok += 1
-        if predicted in model_counts:
-            model_counts[predicted] += 1
-        flags = _flags(r)
-        final = getattr(r, "final_class", None) if reviewed else predicted
+        if r.predicted_class in model_counts:
+            model_counts[r.predicted_class] += 1
+        final = r.effective_class
         if final == EXCLUDED_CLASS:
             n_excluded += 1
             continue
-        n_unlike += FlagReason.UNLIKE_TRAINING in flags
-        if not reviewed and (withholds_call(flags) or ood):
+        n_unlike += FlagReason.UNLIKE_TRAINING in r.flags
+        if r.withheld:
             n_withheld += 1
         elif final in counts:
             counts[final] += 1

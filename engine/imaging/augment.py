@@ -50,7 +50,11 @@ def downscale(img: np.ndarray, factor: float) -> np.ndarray:
 
 def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) if ok else img
+    if not ok:
+        return img
+    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    assert decoded is not None  # the JPEG OpenCV has just encoded always decodes
+    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
 
 
 def zoom(img: np.ndarray, scale: float, rng: np.random.Generator) -> np.ndarray:
@@ -151,7 +155,8 @@ def augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig,
         img = hue_saturation(img, rng.uniform(-cfg.hue_degrees, cfg.hue_degrees), rng.uniform(*cfg.saturation_range))
     if cfg.p_color_cast and rng.random() < cfg.p_color_cast:
         k = cfg.cast_strength
-        img = color_cast(img, tuple(float(g) for g in rng.uniform(1 - k, 1 + k, 3)))
+        r, g, b = (float(v) for v in rng.uniform(1 - k, 1 + k, 3))
+        img = color_cast(img, (r, g, b))
     if rng.random() < cfg.p_blur:
         img = blur(img, rng.uniform(0.3, cfg.blur_max_sigma))
     if rng.random() < cfg.p_downscale:

@@ -72,7 +72,8 @@ def _violet_u8(rgb: np.ndarray, background_share: float) -> np.ndarray:
     lab = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2LAB)
     light, a, b = cv2.split(lab)
     cut = percentile_uint8(light, 100 * (1 - background_share))
-    background = cv2.compare(light, cut, cv2.CMP_GE)
+    # OpenCV's stubs type compare()'s src2 as an array only; it takes a scalar threshold as well.
+    background = cv2.compare(light, cut, cv2.CMP_GE)  # type: ignore[call-overload]
     offset = median_uint8(a, background) - median_uint8(b, background)
     return cv2.addWeighted(a, 1.0, b, -1.0, 128.0 - offset)
 
@@ -88,7 +89,8 @@ def _components(rgb: np.ndarray, cfg: CellDetectorConfig):
     score = _violet_u8(small, cfg.background_share)
     top = percentile_uint8(score, 99.5) - 128
     cut = float(np.clip(cfg.relative_score * top, cfg.min_score, cfg.max_score))
-    mask = cv2.compare(score, cut + 128, cv2.CMP_GE) // 255
+    # OpenCV's stubs type compare()'s src2 as an array only; it takes a scalar threshold as well.
+    mask = cv2.compare(score, cut + 128, cv2.CMP_GE) // 255  # type: ignore[call-overload]
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     min_area = cfg.min_area_fraction * cfg.analysis_size**2
@@ -99,7 +101,8 @@ def _components(rgb: np.ndarray, cfg: CellDetectorConfig):
 def white_cell_mask(rgb: np.ndarray, cfg: CellDetectorConfig = DEFAULT_CELL_DETECTOR) -> np.ndarray:
     """0/255 uint8 mask of the detected white cells, at the size of ``rgb``."""
     labels, _, keep = _components(rgb, cfg)
-    mask = np.isin(labels, keep).astype(np.uint8) * 255
+    # np.ndarray: OpenCV's stubs type resize() as returning any numeric array (uint8 here).
+    mask: np.ndarray = np.isin(labels, keep).astype(np.uint8) * 255
     h, w = rgb.shape[:2]
     if mask.shape != (h, w):
         mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)

@@ -30,6 +30,8 @@ from engine.core.errors import ConfigError
 from engine.imaging.pixelstats import median_uint8, percentile_uint8
 
 LabTriple = tuple[int, int, int]
+#: What the network is fed (:attr:`PreprocessConfig.model_input`).
+ModelInput = Literal["masked", "enhanced", "original"]
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ class PreprocessConfig:
     #: acquisition (which, in the training set, differ by class) stop reaching the network.
     white_balance: bool = False
     #: What the network is fed.
-    model_input: Literal["masked", "enhanced", "original"] = "masked"
+    model_input: ModelInput = "masked"
     #: Per-channel normalisation of the 0..1 RGB model input.
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -164,7 +166,9 @@ def balance_white(rgb: np.ndarray) -> np.ndarray:
     (:data:`WHITE_BALANCE_TARGET`); gains are limited to 0.5..2 so a dark or odd frame is not
     blown up."""
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    background = cv2.compare(gray, percentile_uint8(gray, 100 * (1 - WHITE_BALANCE_SHARE)), cv2.CMP_GE)
+    # OpenCV's stubs type compare()'s src2 as an array only; it takes a scalar threshold as well.
+    background = cv2.compare(gray, percentile_uint8(gray, 100 * (1 - WHITE_BALANCE_SHARE)),  # type: ignore[call-overload]
+                             cv2.CMP_GE)
     channels = cv2.split(np.ascontiguousarray(rgb))
     gains = [float(np.clip(WHITE_BALANCE_TARGET / max(median_uint8(c, background), 1.0), 0.5, 2.0))
              for c in channels]
@@ -187,7 +191,9 @@ def color_mask(rgb: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     """Union of the configured LAB colour ranges, as a 0/255 uint8 mask."""
     source = rgb[..., ::-1] if config.lab_source == "bgr_as_rgb" else rgb
     lab = cv2.cvtColor(np.ascontiguousarray(source), cv2.COLOR_RGB2LAB)
-    mask = np.zeros(rgb.shape[:2], np.uint8)
+    # np.ndarray, not the uint8 array np.zeros is typed as: OpenCV's stubs type inRange() and
+    # morphologyEx() as returning any numeric array (they return uint8 here).
+    mask: np.ndarray = np.zeros(rgb.shape[:2], np.uint8)
     for rng in config.color_ranges:
         mask |= cv2.inRange(lab, np.array(rng.lower, np.uint8), np.array(rng.upper, np.uint8))
     if config.mask_close_px > 0:
@@ -230,6 +236,7 @@ def model_input_only(rgb: np.ndarray, config: PreprocessConfig) -> tuple[np.ndar
 
 def to_chw_float(images: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     """(N, S, S, 3) or (S, S, 3) uint8 -> normalised float32 (N, 3, S, S) / (3, S, S)."""
-    x = images.astype(np.float32) / 255.0
+    # Annotated: numpy's stubs type (floating / float32 array) as complex128.
+    x: np.ndarray = images.astype(np.float32) / 255.0
     x = (x - np.array(config.mean, np.float32)) / np.array(config.std, np.float32)
     return np.ascontiguousarray(np.moveaxis(x, -1, -3))

@@ -127,7 +127,8 @@ def swap_alpha(cells_rgb: np.ndarray, cfg: CellDetectorConfig = DEFAULT_CELL_DET
         return np.zeros(mask.shape, np.float32)
     core = mask > 0
     mask = cv2.dilate(mask, _ellipse(_scaled(SWAP_DILATE_PX, cells_rgb.shape)))
-    alpha = mask.astype(np.float32) / 255.0
+    # np.ndarray: OpenCV's stubs type GaussianBlur() as returning any numeric array (float32 here).
+    alpha: np.ndarray = mask.astype(np.float32) / 255.0
     sigma = _scaled(SWAP_FEATHER_SIGMA_PX, cells_rgb.shape)
     if sigma > 0.3:
         alpha = cv2.GaussianBlur(alpha, (0, 0), sigmaX=sigma)

@@ -29,10 +29,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from engine import CLASS_IDS
 from engine.core.errors import ConfigError, ImageLoadError, ModelError, ModelIntegrityError
-from engine.core.flags import FlagReason, describe, format_codes, is_out_of_distribution, normalize
+from engine.core.flags import FlagReason, is_out_of_distribution
 from engine.core.progress import CancelToken
+from engine.core.records import ImageResult, ImageStatus
 from engine.imaging.cells import has_white_cell
 from engine.imaging.pixelstats import percentile_uint8
 from engine.imaging.preprocess import model_input_only, preprocess, to_chw_float
@@ -60,12 +60,6 @@ from engine.models.checkpoint import (
 
 log = logging.getLogger(__name__)
 
-#: The CSV columns, in order (one row per image).
-CSV_COLUMNS: tuple[str, ...] = (
-    "path", "status", "predicted_class", "confidence", "needs_review", "out_of_distribution",
-    *(f"prob_{c}" for c in CLASS_IDS), "error", "flags",
-)
-
 #: Image-level out-of-distribution checks, on the centre-cropped, resized original (0..255).
 #: Real smears measure a per-channel standard deviation of 17+ and a 99th-percentile chroma
 #: (max - min of R, G, B) of 65+; these limits leave a wide margin.
@@ -79,68 +73,6 @@ FOCUS_MIN_SHARPNESS = 35.0
 
 
 # ------------------------------------------------------------------------------------ results
-def _fmt(value: float | None) -> str:
-    return "" if value is None else f"{value:.6f}"
-
-
-@dataclass(frozen=True)
-class ImageResult:
-    """The outcome for one image. ``status`` is "ok" or "error" (then only ``error`` is set)."""
-
-    path: str
-    status: str
-    predicted_class: str | None = None
-    confidence: float | None = None
-    probabilities: dict[str, float] | None = None
-    needs_review: bool = False
-    out_of_distribution: bool = False
-    ood_score: float | None = None
-    error: str | None = None
-    #: Every reason the image is flagged (:class:`~engine.core.flags.FlagReason`), in display order.
-    flags: tuple[FlagReason, ...] = ()
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "flags", normalize(self.flags))
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    @property
-    def ood_reason(self) -> str:
-        """Why the image is out of distribution, in plain sentences ("" when it is not)."""
-        return describe(r for r in self.flags if r is not FlagReason.LOW_CONFIDENCE)
-
-    def csv_row(self) -> dict[str, str]:
-        """The row for :data:`CSV_COLUMNS`: flags as "true"/"false", missing values as ""."""
-        probs = self.probabilities or {}
-        row = {
-            "path": str(self.path),
-            "status": self.status,
-            "predicted_class": self.predicted_class or "",
-            "confidence": _fmt(self.confidence),
-            "needs_review": "true" if self.needs_review else "false",
-            "out_of_distribution": "true" if self.out_of_distribution else "false",
-        }
-        for c in CLASS_IDS:
-            row[f"prob_{c}"] = _fmt(probs.get(c))
-        row["error"] = self.error or ""
-        row["flags"] = format_codes(self.flags)
-        return row
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (native types, ``None`` for missing values)."""
-        return {
-            "path": str(self.path), "status": self.status, "predicted_class": self.predicted_class,
-            "confidence": self.confidence,
-            "probabilities": dict(self.probabilities) if self.probabilities is not None else None,
-            "needs_review": self.needs_review, "out_of_distribution": self.out_of_distribution,
-            "ood_score": self.ood_score, "flags": [str(r) for r in self.flags],
-            "flag_sentences": [r.sentence for r in self.flags],
-            "ood_reason": self.ood_reason or None, "error": self.error,
-        }
-
-
 @dataclass(frozen=True)
 class _Prepared:
     """A preprocessed image ready for the network, or the reason it is not."""
@@ -215,8 +147,8 @@ class Classifier:
         self.device: str = resolve_device(device)
         self._threads = configure_threads() if self.device == "cpu" else 1
         self._loaded: LoadedModel | None = model if isinstance(model, LoadedModel) else None
-        if self._loaded is not None:
-            card = self._loaded.card
+        if isinstance(model, LoadedModel):
+            card = model.card
         else:
             card = model if isinstance(model, ModelCard) else resolve_model_card(model)
         self.card: ModelCard = card
@@ -245,7 +177,8 @@ class Classifier:
         """Build the backend (in the caller's or the loader thread); the outcome goes to
         ``self._ready``."""
         try:
-            backend, extras = None, {}
+            backend: Backend | None = None
+            extras: dict[str, np.ndarray] = {}
             if kind == "onnx":
                 try:
                     extras = self._loaded_extras() if self._loaded is not None else load_arrays(self.card, "ood.")
@@ -277,6 +210,7 @@ class Classifier:
         except BaseException as exc:  # noqa: BLE001 - handed to whoever needs the backend
             self._ready.set_exception(exc)
         else:
+            assert backend is not None  # the torch fallback always sets one
             self._ready.set_result(backend)
 
     def wait_ready(self) -> Backend:
@@ -332,7 +266,7 @@ class Classifier:
         good = [p for p in batch if p.error is None]
         by_id: dict[int, ImageResult] = {}
         if good:
-            pixels = np.stack([p.pixels for p in good])
+            pixels = np.stack([p.pixels for p in good if p.pixels is not None])  # set whenever error is None
             backend = self.backend
             with self._network_slots:  # torch's network (and its feature hook) is not re-entrant
                 logits, feats = backend.run(pixels)
@@ -349,12 +283,12 @@ class Classifier:
                 if conf < self.card.review_threshold:
                     reasons.append(FlagReason.LOW_CONFIDENCE)
                 by_id[id(p)] = ImageResult(
-                    path=p.path, status="ok", predicted_class=self.classes[k], confidence=conf,
+                    path=p.path, status=ImageStatus.OK, predicted_class=self.classes[k], confidence=conf,
                     probabilities={c: float(v) for c, v in zip(self.classes, probs[i], strict=False)},
                     needs_review=bool(reasons), out_of_distribution=is_out_of_distribution(reasons),
                     ood_score=score, flags=tuple(reasons),
                 )
-        return [by_id[id(p)] if p.error is None else ImageResult(p.path, "error", error=p.error)
+        return [by_id[id(p)] if p.error is None else ImageResult(p.path, ImageStatus.ERROR, error=p.error)
                 for p in batch]
 
     # ------------------------------------------------------------------------------ public

@@ -101,6 +101,10 @@ def export_bytes(loaded: LoadedModel) -> bytes:
     class Exportable(nn.Module):
         """uint8 NHWC images -> (logits, pooled features), with the card's normalisation."""
 
+        # The buffers registered below (declared so they type as tensors, not Tensor | Module).
+        offset: torch.Tensor
+        scale: torch.Tensor
+
         def __init__(self) -> None:
             super().__init__()
             self.net = net
@@ -127,8 +131,11 @@ def export_bytes(loaded: LoadedModel) -> bytes:
 
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter announces its own deprecation
+        # torch types ``f`` as a path only; the TorchScript exporter (dynamo=False) writes to a file object.
         torch.onnx.export(
-            Exportable().eval(), (example,), buffer, input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+            Exportable().eval(), (example,),
+            buffer,  # type: ignore[arg-type]
+            input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAMES[0]: {0: "batch"}, OUTPUT_NAMES[1]: {0: "batch"}},
             opset_version=OPSET, dynamo=False,
         )

@@ -20,7 +20,7 @@ the features); :func:`engine.training.train.train` extracts them.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -42,6 +42,9 @@ class OodBlock:
     means: np.ndarray  # (K, D)
     precision: np.ndarray  # (D, D)
     scale: float
+    #: Per-class constant of the scores, set by ``__post_init__`` (not an argument, not compared
+    #: or shown).
+    _const: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # float64 once, and the per-class constant once: scoring a batch then holds the GIL for

@@ -30,7 +30,7 @@ from engine.core.errors import AllSightError, Cancelled, ModelError
 from engine.core.progress import CancelToken
 
 if TYPE_CHECKING:  # the parent needs no NumPy or ONNX Runtime import
-    from engine.inference.classifier import ImageResult
+    from engine.core.records import ImageResult
 
 log = logging.getLogger("allsight.classify_process")
 
@@ -119,7 +119,7 @@ class ClassifierProcess:
 
     ``card`` and ``runtime`` are the child's (the review-threshold override applied).
     :meth:`classify_paths` takes the same arguments as the in-process one and yields the same
-    :class:`~engine.inference.classifier.ImageResult` records, in order; one job runs at a time.
+    :class:`~engine.core.records.ImageResult` records, in order; one job runs at a time.
     """
 
     def __init__(self, model: str | Path, device: str = "auto", *, review_threshold: float | None = None,

@@ -262,8 +262,8 @@ def _decode_with_pillow(path: Path, max_pixels: int, data: bytes | None = None) 
                 img.load()  # decode now so truncation is detected here, not later
                 if img.format == "PNG":
                     _check_png_rows(path, data)
-                img = ImageOps.exif_transpose(img)
-                rgb = _to_rgb8(img)
+                oriented = ImageOps.exif_transpose(img)
+                rgb = _to_rgb8(oriented)
     except ImageLoadError:
         raise
     except UnidentifiedImageError:

@@ -53,16 +53,16 @@ def gradcam(net: nn.Module, arch: str, input_tensor: torch.Tensor, class_index: 
             weights = grads.mean(dim=(2, 3), keepdim=True)
             cam = F.relu((weights * acts).sum(dim=1, keepdim=True))
             cam = F.interpolate(cam, size=tuple(input_tensor.shape[-2:]), mode="bilinear", align_corners=False)
-            cam = cam[0, 0].detach().float().cpu().numpy()
+            heat = cam[0, 0].detach().float().cpu().numpy()
     finally:
         handle.remove()
         captured.clear()
         net.train(was_training)
-    cam = np.maximum(cam, 0.0)
-    peak = float(cam.max()) if cam.size else 0.0
+    heat = np.maximum(heat, 0.0)
+    peak = float(heat.max()) if heat.size else 0.0
     if not np.isfinite(peak) or peak <= 1e-12:
-        return np.zeros(cam.shape, np.float32)
-    return np.clip(cam / peak, 0.0, 1.0).astype(np.float32)
+        return np.zeros(heat.shape, np.float32)
+    return np.clip(heat / peak, 0.0, 1.0).astype(np.float32)
 
 
 def overlay(rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.4) -> np.ndarray:

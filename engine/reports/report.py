@@ -1,10 +1,10 @@
 """Sample reports: one patient's sample (a folder of images), reviewed and signed, as PDF, CSV,
 JSON or an HL7 FHIR R4 bundle.
 
-The input is plain data — :class:`SampleReport` holding one :class:`ReportImage` per file and a
-:class:`ReportModelInfo` — so this module depends on neither the inference engine nor the GUI;
-whoever classified and reviewed the sample fills it in (:meth:`ReportImage.from_result` takes
-any object shaped like ``engine.inference.classifier.ImageResult``).
+The input is plain data — :class:`SampleReport` holding one
+:class:`~engine.core.records.ReviewedImage` per file (the record the store returns and the GUI
+shows) and a :class:`ReportModelInfo` — so this module depends on neither the inference engine
+nor the GUI.
 
 Every writer is atomic: the file is written next to the target under a temporary name and
 renamed into place, so a failure (full disk, cancellation, a bug) never leaves half a file and
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import errno
 import io
 import json
@@ -43,12 +44,11 @@ from engine.core.errors import AllSightError, Cancelled
 from engine.core.flags import (
     FlagReason,
     codes_from_legacy,
-    describe,
     format_codes,
-    is_out_of_distribution,
     normalize,
     withholds_call,
 )
+from engine.core.records import EXCLUDED_CLASS, ImageStatus, ReviewedImage
 from engine.imaging.preprocess import PreprocessConfig
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ THUMB_PT = 40.0
 #: Longest error reason printed in the PDF (the exports keep the full text).
 MAX_REASON_CHARS = 400
 
-STATUSES = ("ok", "error")
+STATUSES = tuple(str(s) for s in ImageStatus)
 
 
 class ReportError(AllSightError):
@@ -71,10 +71,6 @@ class ReportError(AllSightError):
 
 
 # ======================================================================================= input
-#: A reviewer's verdict for an image that must not count (unreadable, not a smear, ...).
-EXCLUDED = "Excluded"
-
-
 def _class_or_none(value: Any, what: str, allowed: tuple[str, ...] = CLASS_IDS) -> str | None:
     if value is None or value == "":
         return None
@@ -85,155 +81,72 @@ def _class_or_none(value: Any, what: str, allowed: tuple[str, ...] = CLASS_IDS) 
 
 def display_name(class_id: str | None) -> str:
     """``"Pre"`` -> ``"Pre-B ALL"``; ``None`` -> ``""``."""
-    if class_id == EXCLUDED:
+    if class_id == EXCLUDED_CLASS:
         return "Excluded (not counted)"
     return "" if class_id is None else CLASS_DISPLAY_NAMES.get(class_id, class_id)
 
 
-@dataclass(frozen=True)
-class ReportImage:
-    """One image of the sample, as classified and (optionally) reviewed.
+def checked_image(im: ReviewedImage) -> ReviewedImage:
+    """``im`` as a report prints it, or :class:`ReportError` naming the file and what is wrong.
 
-    ``confidence`` is the model's calibrated probability of ``model_class`` (0..1).
-    ``final_class`` is the reviewer's class (``None`` while not reviewed); ``overridden`` says
-    the reviewer changed the model's class. For ``status="error"`` only ``error`` matters.
-    ``flags`` are the reason codes (:class:`engine.core.flags.FlagReason` or their string values);
-    any flag implies ``needs_review``, any but low confidence ``out_of_distribution``.
-    ``ood_score`` (the feature distance) goes to the JSON only, never to the PDF.
+    A failed image keeps only its error (and a reviewer's "Excluded"); the classes must be known
+    ones and the confidence a probability.
     """
-
-    path: Path
-    file_name: str
-    status: str = "ok"
-    model_class: str | None = None
-    confidence: float | None = None
-    needs_review: bool = False
-    out_of_distribution: bool = False
-    final_class: str | None = None
-    reviewed_by: str | None = None
-    overridden: bool = False
-    error: str | None = None
-    #: Why the image is flagged (reason codes, display order; () when it is not, or not known).
-    flags: tuple[FlagReason, ...] = ()
-    ood_score: float | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "path", Path(self.path))
-        try:
-            flags = normalize(self.flags or ())
-        except ValueError as exc:
-            raise ReportError(f"{self.file_name or self.path.name}: {exc}") from None
-        object.__setattr__(self, "flags", flags)
-        if flags:
-            object.__setattr__(self, "needs_review", True)
-        if is_out_of_distribution(flags):
-            object.__setattr__(self, "out_of_distribution", True)
-        if self.ood_score is not None:
-            object.__setattr__(self, "ood_score", float(self.ood_score))
-        if not self.file_name:
-            object.__setattr__(self, "file_name", self.path.name)
-        if self.status not in STATUSES:
-            raise ReportError(f"{self.file_name}: status must be 'ok' or 'error', got {self.status!r}")
-        object.__setattr__(self, "model_class", _class_or_none(self.model_class, f"{self.file_name}: model_class"))
-        object.__setattr__(self, "final_class", _class_or_none(
-            self.final_class, f"{self.file_name}: final_class", (*CLASS_IDS, EXCLUDED)))
-        if self.confidence is not None:
-            conf = float(self.confidence)
-            if not 0.0 <= conf <= 1.0:
-                raise ReportError(f"{self.file_name}: confidence must be between 0 and 1, got {conf}")
-            object.__setattr__(self, "confidence", conf)
-        for name in ("needs_review", "out_of_distribution", "overridden"):
-            object.__setattr__(self, name, bool(getattr(self, name)))
-        if self.status == "ok" and self.model_class is None:
-            raise ReportError(f"{self.file_name}: an image with status 'ok' needs a model_class")
-        if self.status == "error" and not self.error:
-            object.__setattr__(self, "error", "unknown error")
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    @property
-    def reviewed(self) -> bool:
-        return self.final_class is not None
-
-    @property
-    def ood_reason(self) -> str:
-        """Why the image is out of distribution, in plain sentences ("" when it is not)."""
-        return describe(r for r in self.flags if r is not FlagReason.LOW_CONFIDENCE)
-
-    @property
-    def predicted_class(self) -> str | None:
-        """The model's class under the name :mod:`engine.core.summary` reads."""
-        return self.model_class
-
-    @property
-    def effective_class(self) -> str | None:
-        """The class that counts: the reviewer's when reviewed, else the model's (None on error)."""
-        if not self.ok:
-            return None
-        return self.final_class if self.final_class is not None else self.model_class
-
-    @classmethod
-    def from_result(cls, result: Any, *, final_class: str | None = None,
-                    reviewed_by: str | None = None) -> ReportImage:
-        """Build from an ``engine.inference.classifier.ImageResult``-like object (duck-typed)."""
-        path = Path(str(result.path))
-        model_class = getattr(result, "predicted_class", None)
-        final = final_class if final_class else None
-        return cls(
-            path=path, file_name=path.name, status=result.status, model_class=model_class,
-            confidence=getattr(result, "confidence", None),
-            needs_review=bool(getattr(result, "needs_review", False)),
-            out_of_distribution=bool(getattr(result, "out_of_distribution", False)),
-            final_class=final, reviewed_by=reviewed_by if final else None,
-            overridden=final is not None and final != model_class,
-            error=getattr(result, "error", None), flags=_result_flags(result),
-            ood_score=getattr(result, "ood_score", None),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": str(self.path), "file_name": self.file_name, "status": self.status,
-            "model_class": self.model_class, "model_class_display": display_name(self.model_class) or None,
-            "confidence": self.confidence, "needs_review": self.needs_review,
-            "out_of_distribution": self.out_of_distribution, "final_class": self.final_class,
-            "final_class_display": display_name(self.final_class) or None,
-            "reviewed_by": self.reviewed_by, "overridden": self.overridden, "error": self.error,
-            "flags": [str(r) for r in self.flags], "flag_sentences": [r.sentence for r in self.flags],
-            "ood_score": self.ood_score,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ReportImage:
-        needs_review = bool(data.get("needs_review", False))
-        ood = bool(data.get("out_of_distribution", False))
-        if "flags" in data:
-            flags = tuple(data.get("flags") or ())
-        elif data.get("status") == "ok":  # a report written before reason codes
-            flags = codes_from_legacy(data.get("ood_reason"), needs_review=needs_review, out_of_distribution=ood)
-        else:
-            flags = ()
-        return cls(
-            path=Path(data["path"]), file_name=data.get("file_name") or "", status=data["status"],
-            model_class=data.get("model_class"), confidence=data.get("confidence"),
-            needs_review=needs_review, out_of_distribution=ood,
-            final_class=data.get("final_class"), reviewed_by=data.get("reviewed_by"),
-            overridden=bool(data.get("overridden", False)), error=data.get("error"),
-            flags=flags, ood_score=data.get("ood_score"),
-        )
+    if not isinstance(im, ReviewedImage):
+        raise ReportError(f"images must be ReviewedImage records, got {type(im).__name__}")
+    name = im.file_name
+    _class_or_none(im.predicted_class, f"{name}: model_class")
+    _class_or_none(im.final_class, f"{name}: final_class", (*CLASS_IDS, EXCLUDED_CLASS))
+    if im.confidence is not None and not 0.0 <= float(im.confidence) <= 1.0:
+        raise ReportError(f"{name}: confidence must be between 0 and 1, got {im.confidence}")
+    if im.ok and im.predicted_class is None:
+        raise ReportError(f"{name}: an image with status 'ok' needs a model_class")
+    if im.ok:
+        return im
+    keep = im.final_class if im.final_class == EXCLUDED_CLASS else None
+    return dataclasses.replace(
+        im, predicted_class=None, confidence=None, probabilities=None, flags=(), ood_score=None,
+        error=im.error or "unknown error", final_class=keep, reviewed_by=im.reviewed_by if keep else None,
+        reviewed_at=im.reviewed_at if keep else None)
 
 
-def _result_flags(result: Any) -> tuple[FlagReason, ...]:
-    """A result's reason codes; derived from its old free-text ``ood_reason`` when it has none."""
-    flags = getattr(result, "flags", None)
-    if flags is not None:
-        return tuple(flags)
-    if getattr(result, "status", None) != "ok":
-        return ()
-    return codes_from_legacy(getattr(result, "ood_reason", "") or "",
-                             needs_review=bool(getattr(result, "needs_review", False)),
-                             out_of_distribution=bool(getattr(result, "out_of_distribution", False)))
+def image_to_dict(im: ReviewedImage) -> dict[str, Any]:
+    """One image of the JSON export (docs/report.md: the model's class is ``model_class``)."""
+    return {
+        "path": im.path, "file_name": im.file_name, "status": str(im.status),
+        "model_class": im.predicted_class, "model_class_display": display_name(im.predicted_class) or None,
+        "confidence": im.confidence, "needs_review": im.needs_review,
+        "out_of_distribution": im.out_of_distribution, "final_class": im.final_class,
+        "final_class_display": display_name(im.final_class) or None,
+        "reviewed_by": im.reviewed_by, "overridden": im.overridden, "error": im.error,
+        "flags": [str(r) for r in im.flags], "flag_sentences": [r.sentence for r in im.flags],
+        "ood_score": im.ood_score,
+    }
+
+
+def image_from_dict(data: Mapping[str, Any]) -> ReviewedImage:
+    """The inverse of :func:`image_to_dict`; a report written before reason codes gets codes
+    derived from its ``ood_reason`` text."""
+    needs_review = bool(data.get("needs_review", False))
+    ood = bool(data.get("out_of_distribution", False))
+    if "flags" in data:
+        flags = tuple(data.get("flags") or ())
+    elif data.get("status") == "ok":
+        flags = codes_from_legacy(data.get("ood_reason"), needs_review=needs_review, out_of_distribution=ood)
+    else:
+        flags = ()
+    name = data.get("file_name") or Path(data["path"]).name
+    if data.get("status") not in STATUSES:
+        raise ReportError(f"{name}: status must be 'ok' or 'error', got {data.get('status')!r}")
+    try:
+        return ReviewedImage(
+            path=data["path"], file_name=name, status=data["status"], predicted_class=data.get("model_class"),
+            confidence=None if data.get("confidence") is None else float(data["confidence"]),
+            needs_review=needs_review, out_of_distribution=ood, final_class=data.get("final_class") or None,
+            reviewed_by=data.get("reviewed_by"), error=data.get("error"), flags=flags,
+            ood_score=None if data.get("ood_score") is None else float(data["ood_score"]))
+    except ValueError as exc:  # an unknown flag code
+        raise ReportError(f"{name}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -284,7 +197,7 @@ def _verb(n: int, one: str, many: str) -> str:
     return one if n == 1 else many
 
 
-def summarize_images(images: Iterable[ReportImage]) -> dict[str, Any]:
+def summarize_images(images: Iterable[ReviewedImage]) -> dict[str, Any]:
     """Counts per class and the sample-level call.
 
     Each successfully classified ("ok") image counts once, under the reviewer's final class when
@@ -324,21 +237,6 @@ def summarize_images(images: Iterable[ReportImage]) -> dict[str, Any]:
 
 
 # ============================================================================ from the store
-def report_image_from_record(record: Any) -> ReportImage:
-    """A :class:`ReportImage` from an :class:`engine.store.results.PredictionRecord` (model output and
-    the current review side by side; a reviewer's "Excluded" is kept and not counted)."""
-    reviewed = record.reviewed and record.final_class is not None
-    ok = record.status == "ok"
-    return ReportImage(
-        Path(record.path), record.file_name, record.status,
-        model_class=record.predicted_class if ok else None, confidence=record.confidence if ok else None,
-        needs_review=record.needs_review, out_of_distribution=record.out_of_distribution,
-        final_class=record.final_class if reviewed and (ok or record.final_class == EXCLUDED) else None,
-        reviewed_by=record.reviewed_by if reviewed else None,
-        overridden=bool(reviewed and record.overridden), error=record.error,
-        flags=_result_flags(record) if ok else (), ood_score=record.ood_score if ok else None)
-
-
 def sample_report_from_store(store: Any, sample_id: str, *, card: Any = None, lab_name: str = "",
                              operator: str = "") -> SampleReport:
     """The :class:`SampleReport` of one stored sample, every image in stored order.
@@ -365,10 +263,10 @@ def sample_report_from_store(store: Any, sample_id: str, *, card: Any = None, la
     for im in store.images(sample_id):
         record = by_path.get(im.path)
         if record is None:
-            images.append(ReportImage(Path(im.path), im.file_name, "error",
-                                      error=f"not classified with model {model.id} {model.version}"))
+            images.append(ReviewedImage(im.path, ImageStatus.ERROR, file_name=im.file_name,
+                                        error=f"not classified with model {model.id} {model.version}"))
         else:
-            images.append(report_image_from_record(record))
+            images.append(record)
     return SampleReport(
         lab_name=lab_name, sample_id=sample.sample_id, patient_id=sample.patient_id,
         operator=sample.operator or operator, reviewer=sample.signed_off_by,
@@ -387,18 +285,16 @@ class SampleReport:
     reviewer: str | None
     signed_off_at: str | None
     created_at: str
-    images: tuple[ReportImage, ...]
+    images: tuple[ReviewedImage, ...]
     model: ReportModelInfo
     software_version: str = __version__
-    summary: Mapping[str, Any] | None = None
+    #: Computed in ``__post_init__``; a mapping given here overrides the computed keys.
+    summary: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "images", tuple(self.images))
-        for im in self.images:
-            if not isinstance(im, ReportImage):
-                raise ReportError(f"images must be ReportImage records, got {type(im).__name__}")
+        object.__setattr__(self, "images", tuple(checked_image(im) for im in self.images))
         summary = summarize_images(self.images)
-        if self.summary is not None:
+        if self.summary:
             summary.update(_plain(self.summary))
         object.__setattr__(self, "summary", _freeze(summary))
 
@@ -422,7 +318,7 @@ class SampleReport:
             "status": "final" if self.signed_off else "preliminary",
             "model": self.model.to_dict(),
             "summary": _plain(self.summary),
-            "images": [im.to_dict() for im in self.images],
+            "images": [image_to_dict(im) for im in self.images],
         }
 
     @classmethod
@@ -434,9 +330,9 @@ class SampleReport:
             lab_name=data["lab_name"], sample_id=data["sample_id"], patient_id=data["patient_id"],
             operator=data["operator"], reviewer=data.get("reviewer"),
             signed_off_at=data.get("signed_off_at"), created_at=data["created_at"],
-            images=tuple(ReportImage.from_dict(d) for d in data["images"]),
+            images=tuple(image_from_dict(d) for d in data["images"]),
             model=ReportModelInfo.from_dict(data["model"]),
-            software_version=data.get("software_version", ""), summary=data.get("summary"),
+            software_version=data.get("software_version", ""), summary=data.get("summary") or {},
         )
 
 
@@ -460,7 +356,7 @@ def _os_reason(exc: OSError) -> str:
     return _OS_REASONS.get(exc.errno or -1) or exc.strerror or str(exc) or type(exc).__name__
 
 
-def _atomic_write(path: str | Path, write: Callable[[BinaryIO], None], what: str = "report") -> Path:
+def _atomic_write(path: str | Path, write: Callable[[BinaryIO], object], what: str = "report") -> Path:
     """Run ``write(fileobj)`` into a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
     try:
@@ -535,7 +431,7 @@ def csv_rows(report: SampleReport) -> list[dict[str, str]]:
         row = dict(sample)
         row.update({
             "index": str(i), "file_name": im.file_name, "path": str(im.path), "status": im.status,
-            "model_class": im.model_class or "", "model_class_display": display_name(im.model_class),
+            "model_class": im.predicted_class or "", "model_class_display": display_name(im.predicted_class),
             "confidence": "" if im.confidence is None else f"{im.confidence:.6f}",
             "needs_review": _csv_bool(im.needs_review),
             "out_of_distribution": _csv_bool(im.out_of_distribution),
@@ -608,7 +504,7 @@ class _RowImages:
 
     __slots__ = ("_jpegs", "_left", "_notes", "check", "config", "heatmap_fn", "kinds", "path", "tick")
 
-    def __init__(self, path: Path, config: PreprocessConfig, heatmap_fn, kinds: tuple[str, ...],
+    def __init__(self, path: str | Path, config: PreprocessConfig, heatmap_fn, kinds: tuple[str, ...],
                  check: Callable[[], None], tick: Callable[[], None]):
         self.path, self.config, self.heatmap_fn, self.kinds = path, config, heatmap_fn, kinds
         self.check, self.tick = check, tick
@@ -1006,7 +902,7 @@ def _story(report: SampleReport, *, thumbnails: bool, heatmap_fn, check, tick, T
             reason = im.error or "unknown error"
             if len(reason) > MAX_REASON_CHARS:
                 reason = reason[:MAX_REASON_CHARS] + "\u2026"
-            verdict = f" \u2014 excluded by {E(im.reviewed_by or 'the reviewer')}" if im.final_class == EXCLUDED else ""
+            verdict = f" \u2014 excluded by {E(im.reviewed_by or 'the reviewer')}" if im.final_class == EXCLUDED_CLASS else ""
             data.append([str(i), name, P(f"<b>Failed \u2014 not classified:</b> {E(reason)}{verdict}", cell)]
                         + [""] * (len(columns) - 3))
             style += [("SPAN", (2, r), (-1, r)), ("BACKGROUND", (0, r), (-1, r), error_bg)]
@@ -1033,7 +929,7 @@ def _story(report: SampleReport, *, thumbnails: bool, heatmap_fn, check, tick, T
         if (withholds_call(im.flags) or im.out_of_distribution) and not im.reviewed:
             marks.append("<i>not counted</i>")
         seen_flags.update(im.flags)
-        data.append([str(i), name, *thumbs, P(E(display_name(im.model_class)), cell),
+        data.append([str(i), name, *thumbs, P(E(display_name(im.predicted_class)), cell),
                      _fmt_pct(im.confidence) or dash, final, P("<br/>".join(marks) or dash, cell)])
         if im.needs_review or im.out_of_distribution:
             style.append(("BACKGROUND", (0, r), (-1, r), review_bg))
@@ -1118,8 +1014,8 @@ def write_pdf(report: SampleReport, path: str | Path, *, thumbnails: bool = True
 
 
 __all__ = [
-    "CSV_COLUMNS", "JSON_SCHEMA", "NOTICE", "ReportError", "ReportImage", "ReportModelInfo",
-    "SampleReport", "csv_rows", "display_name", "read_json", "report_image_from_record",
+    "CSV_COLUMNS", "JSON_SCHEMA", "NOTICE", "ReportError", "ReportModelInfo",
+    "SampleReport", "csv_rows", "display_name", "read_json", "checked_image", "image_from_dict", "image_to_dict",
     "sample_report_from_store", "summarize_images", "write_csv",
     "write_fhir", "write_json", "write_pdf",
 ]

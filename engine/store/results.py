@@ -50,15 +50,13 @@ from typing import Any
 from engine import CLASS_IDS
 from engine.core.errors import AllSightError
 from engine.core.flags import (
-    FlagReason,
     codes_from_legacy,
-    describe,
     format_codes,
     normalize,
     parse_codes,
 )
 from engine.core.paths import user_dir
-from engine.core.records import EXCLUDED_CLASS
+from engine.core.records import EXCLUDED_CLASS, ImageResult, ReviewedImage, sign_off_blockers
 
 log = logging.getLogger(__name__)
 
@@ -169,60 +167,6 @@ class ImageRecord:
     size: int | None
     position: int
     added_at: str
-
-
-@dataclass(frozen=True)
-class PredictionRecord:
-    """An image with one model prediction and its current review (if any), side by side.
-
-    ``predicted_class``/``confidence``/... are the model's output, never changed by a review.
-    ``final_class`` is the reviewer's class when reviewed (possibly :data:`EXCLUDED_CLASS`),
-    else the model's class. ``overridden`` is True when a review exists and differs from the
-    model's class.
-    """
-
-    sample_id: str
-    path: str
-    file_name: str
-    position: int
-    image_sha256: str | None
-    model_id: str
-    model_version: str
-    model_sha256: str
-    status: str
-    predicted_class: str | None
-    confidence: float | None
-    probabilities: dict[str, float] | None
-    needs_review: bool
-    out_of_distribution: bool
-    ood_score: float | None
-    #: Why the image is flagged (:class:`~engine.core.flags.FlagReason` codes, display order).
-    flags: tuple[FlagReason, ...]
-    error: str | None
-    predicted_at: str
-    final_class: str | None
-    reviewed_by: str | None
-    reviewed_at: str | None
-    review_note: str
-    overridden: bool
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    @property
-    def reviewed(self) -> bool:
-        return self.reviewed_by is not None
-
-    @property
-    def flagged(self) -> bool:
-        """Needs a human look before sign-off: low confidence, out of distribution or an error."""
-        return self.needs_review or self.out_of_distribution or self.status != "ok"
-
-    @property
-    def ood_reason(self) -> str:
-        """Why the image is out of distribution, in plain sentences ("" when it is not)."""
-        return describe(r for r in self.flags if r is not FlagReason.LOW_CONFIDENCE)
 
 
 @dataclass(frozen=True)
@@ -501,7 +445,7 @@ class ResultStore:
         cur = conn.execute(
             "INSERT OR IGNORE INTO images (sample_pk, path, file_name, sha256, size, position, added_at) "
             "VALUES (?,?,?,?,?,?,?)", (sample_pk, path, os.path.basename(path), sha, size, position, _now()))
-        return int(cur.lastrowid) if cur.rowcount == 1 else None
+        return int(cur.lastrowid) if cur.rowcount == 1 and cur.lastrowid is not None else None
 
     # -------------------------------------------------------------------------------- samples
     @staticmethod
@@ -605,11 +549,11 @@ class ResultStore:
         return [ImageRecord(row["sample_id"], *r) for r in rows]
 
     # -------------------------------------------------------------------------------- predictions
-    def record_prediction(self, sample_id: str, path: str | os.PathLike[str], result: Any, model_id: str,
+    def record_prediction(self, sample_id: str, path: str | os.PathLike[str], result: ImageResult, model_id: str,
                           model_version: str, model_sha256: str, actor: str = "") -> bool:
         """Store one model result for one image, committed before returning.
 
-        ``result`` is any object with the attributes of :class:`engine.inference.classifier.ImageResult`
+        ``result`` is any object with the attributes of :class:`engine.core.records.ImageResult`
         (``status``, ``predicted_class``, ``confidence``, ``probabilities``, ``needs_review``,
         ``out_of_distribution``, ``ood_score``, ``error``, ``flags``). A result without ``flags``
         (an older caller) gets codes derived from its ``ood_reason`` text and flags, as stored
@@ -683,7 +627,7 @@ class ResultStore:
                 "ORDER BY i.position, i.pk", (row["pk"], model_sha256)).fetchall()
         return [r[0] for r in rows]
 
-    def predictions(self, sample_id: str, model_sha256: str | None = None) -> list[PredictionRecord]:
+    def predictions(self, sample_id: str, model_sha256: str | None = None) -> list[ReviewedImage]:
         """One record per image that has a prediction, in image order: the prediction of
         ``model_sha256`` (default: each image's most recent prediction, whatever the model),
         joined with the image's current (latest) review. Images without one are left out — see
@@ -708,7 +652,7 @@ class ResultStore:
                 flags = parse_codes(r["flags"])
             except ValueError as err:
                 raise StoreError(f"{self.path}: {r['path']}: {err} (written by a newer ALLSight?)") from None
-            out.append(PredictionRecord(
+            out.append(ReviewedImage(
                 sample_id=row["sample_id"], path=r["path"], file_name=r["file_name"], position=r["position"],
                 image_sha256=r["image_sha256"], model_id=r["model_id"], model_version=r["model_version"],
                 model_sha256=r["model_sha256"], status=r["status"], predicted_class=r["predicted_class"],
@@ -717,9 +661,8 @@ class ResultStore:
                 needs_review=bool(r["needs_review"]), out_of_distribution=bool(r["out_of_distribution"]),
                 ood_score=r["ood_score"], flags=flags, error=r["error"],
                 predicted_at=r["predicted_at"],
-                final_class=r["final_class"] if reviewed else r["predicted_class"],
-                reviewed_by=r["reviewer"], reviewed_at=r["reviewed_at"], review_note=r["note"] or "",
-                overridden=reviewed and r["final_class"] != r["predicted_class"]))
+                final_class=r["final_class"] if reviewed else None,
+                reviewed_by=r["reviewer"], reviewed_at=r["reviewed_at"], review_note=r["note"] or ""))
         return out
 
     # -------------------------------------------------------------------------------- review
@@ -769,17 +712,10 @@ class ResultStore:
                 n_images = conn.execute("SELECT COUNT(*) FROM images WHERE sample_pk = ?", (row["pk"],)).fetchone()[0]
                 if n_images == 0:
                     raise SignOffError(f"sample {sample_id!r} has no images to sign off")
-                n_pending = n_images - len(records)
-                unreviewed = [r for r in records if r.flagged and not r.reviewed]
-                if unreviewed or n_pending:
-                    parts = []
-                    if unreviewed:
-                        parts.append(f"{len(unreviewed)} flagged image(s) still need a review "
-                                     f"(e.g. {unreviewed[0].file_name})")
-                    if n_pending:
-                        parts.append(f"{n_pending} image(s) have not been classified yet")
-                    raise SignOffError(f"cannot sign off sample {sample_id!r}: " + "; ".join(parts),
-                                       n_unreviewed=len(unreviewed), n_pending=n_pending)
+                blockers = sign_off_blockers(records, n_images)
+                if blockers:
+                    raise SignOffError(f"cannot sign off sample {sample_id!r}: {blockers.describe()}",
+                                       n_unreviewed=blockers.n_unreviewed, n_pending=blockers.n_pending)
                 summary = summarize(records)
                 now = _now()
                 conn.execute("UPDATE samples SET signed_off_by = ?, signed_off_at = ?, updated_at = ? WHERE pk = ?",
@@ -837,13 +773,11 @@ class ResultStore:
 
 __all__ = [
     "DB_FILE_NAME",
-    "EXCLUDED_CLASS",
     "MIGRATIONS",
     "REVIEW_CLASSES",
     "SCHEMA_VERSION",
     "AuditEntry",
     "ImageRecord",
-    "PredictionRecord",
     "ResultStore",
     "Sample",
     "SignOffError",

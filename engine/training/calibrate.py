@@ -56,10 +56,16 @@ def finish(net: nn.Module, arch: str, pp: PreprocessConfig, *, train_imgs: np.nd
     threshold = review_threshold(softmax(val_logits, temperature), val_y, review_precision)
 
     # One forward pass per batch of a single layer tells each layer's width.
-    dims = [int(run_network(net, preprocess_batch(val_imgs[:2], pp), feature_layer=m)[1].shape[1]) for m in layers]
+    dims: list[int] = []
+    for m in layers:
+        _, feats = run_network(net, preprocess_batch(val_imgs[:2], pp), feature_layer=m)
+        assert feats is not None  # features asked for; the validation split is never empty
+        dims.append(int(feats.shape[1]))
     train_x = preprocess_batch(train_imgs, pp)
     _, train_feats = run_network(net, train_x, batch_size=128, feature_layer=layers)
     del train_x
+    # Features were asked for, and neither split is empty (train and refit build them).
+    assert train_feats is not None and val_feats is not None
     detector = fit_detector(train_feats, train_y, val_feats, names, dims, len(CLASS_IDS),
                             quantile=ood_quantile, block_quantile=BLOCK_QUANTILE)
     section, tensors = detector.card_section(ood_quantile, BLOCK_QUANTILE)
@@ -68,6 +74,7 @@ def finish(net: nn.Module, arch: str, pp: PreprocessConfig, *, train_imgs: np.nd
     test_logits, test_feats = run_network(net, preprocess_batch(test_imgs, pp), batch_size=128,
                                           feature_layer=layers) if len(test_imgs) else (
         np.zeros((0, len(CLASS_IDS)), np.float32), np.zeros((0, sum(dims)), np.float32))
+    assert test_feats is not None  # features asked for on a non-empty split, or the zeros above
     test_probs = softmax(test_logits, temperature)
     report = classification_report(test_probs, test_y, CLASS_IDS)
     _, test_ood = detector.flags(test_feats)

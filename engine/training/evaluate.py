@@ -10,7 +10,7 @@ import numpy as np
 from engine.core.progress import Progress
 from engine.inference.predict import preprocess_batch, run_network, softmax
 from engine.models.checkpoint import load_model
-from engine.training.data import discover_dataset, load_resized
+from engine.training.data import LoadFailure, discover_dataset, load_resized
 from engine.training.metrics import classification_report
 
 
@@ -23,10 +23,11 @@ def evaluate_folder(data_dir: str | Path, model: str | None = None, *, batch_siz
     loaded = load_model(model)
     card = loaded.card
     dataset = discover_dataset(data_dir, card.classes, min_classes=1)
-    result = None
+    result: tuple[np.ndarray, list[LoadFailure]] | None = None
     for item in load_resized(dataset.samples, card.image_size, card.preprocess.crop):
         if not isinstance(item, Progress):
             result = item
+    assert result is not None  # load_resized always yields (array, failures) last
     array, failures = result
     bad = {f.path for f in failures}
     keep = [i for i, s in enumerate(dataset.samples) if s.path not in bad]

@@ -19,17 +19,19 @@ import numpy as np
 
 from engine import __version__
 from engine.core.errors import DataLayoutError
+from engine.core.progress import Progress
 from engine.models.checkpoint import ModelCard, load_model, save_model
 from engine.training.calibrate import finish
-from engine.training.data import load_resized
+from engine.training.data import LoadFailure, load_resized
 from engine.training.evaluate import split_samples
 
 
 def _load(samples, size: int) -> tuple[np.ndarray, np.ndarray]:
-    result = None
+    result: tuple[np.ndarray, list[LoadFailure]] | None = None
     for item in load_resized(list(samples), size, "center", workers=2):
-        if not hasattr(item, "phase"):  # the final (array, failures) pair, not a Progress record
+        if not isinstance(item, Progress):  # the final (array, failures) pair, not a Progress record
             result = item
+    assert result is not None  # load_resized always yields (array, failures) last
     array, failures = result
     if failures:
         raise DataLayoutError(f"{len(failures)} image(s) of the model's split cannot be read, e.g. "

@@ -26,12 +26,12 @@ from engine.core.errors import ConfigError, DataLayoutError
 from engine.core.fsutil import atomic_write_bytes
 from engine.core.progress import CancelToken, Progress
 from engine.imaging.augment import AugmentConfig, BackgroundBank, augment
-from engine.imaging.preprocess import PreprocessConfig, model_input_only, to_chw_float
+from engine.imaging.preprocess import ModelInput, PreprocessConfig, model_input_only, to_chw_float
 from engine.inference.predict import preprocess_batch, run_network
 from engine.models.checkpoint import ModelCard, load_model, save_model
 from engine.models.registry import build_model
 from engine.training.calibrate import finish
-from engine.training.data import Dataset, Sample, discover_dataset, load_resized, split_dataset
+from engine.training.data import Dataset, LoadFailure, Sample, discover_dataset, load_resized, split_dataset
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     warmup_epochs: float = 1.0
     patience: int = 8
-    model_input: str = "masked"
+    model_input: ModelInput = "masked"
     #: Per-field white balance on the background before contrast enhancement (PreprocessConfig).
     white_balance: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -163,12 +163,13 @@ def _labels(samples) -> np.ndarray:
 def _load_split_images(dataset: Dataset, splits, cfg: TrainConfig, cancel):
     """Decode every image once; broken files stop the run unless ``skip_broken``."""
     everything = [s for name in ("train", "val", "test") for s in splits[name]]
-    result = None
+    result: tuple[np.ndarray, list[LoadFailure]] | None = None
     for item in load_resized(everything, cfg.image_size, "center", workers=cfg.workers, cancel=cancel):
         if isinstance(item, Progress):
             yield item
         else:
             result = item
+    assert result is not None  # load_resized always yields (array, failures) last
     array, failures = result
     if failures and not cfg.skip_broken:
         listing = "\n".join(f"  {f.path}: {f.reason}" for f in failures[:50])
@@ -313,10 +314,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, cancel: CancelToken | None 
     net.load_state_dict(best_state)
     net.eval()
     yield Progress(1, 4, "fit out-of-distribution detector")
-    done = finish(net, cfg.arch, pp, train_imgs=train_imgs, train_y=train_y, val_imgs=val_imgs, val_y=val_y,
-                  test_imgs=test_imgs, test_y=test_y, review_precision=cfg.review_precision,
-                  ood_quantile=cfg.ood_quantile)
-    temperature, threshold, report = done.temperature, done.review_threshold, done.report
+    finished = finish(net, cfg.arch, pp, train_imgs=train_imgs, train_y=train_y, val_imgs=val_imgs, val_y=val_y,
+                      test_imgs=test_imgs, test_y=test_y, review_precision=cfg.review_precision,
+                      ood_quantile=cfg.ood_quantile)
+    temperature, threshold, report = finished.temperature, finished.review_threshold, finished.report
     yield Progress(2, 4, "test")
 
     yield Progress(3, 4, "save")
@@ -328,7 +329,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, cancel: CancelToken | None 
         preprocess=pp,
         temperature=temperature,
         review_threshold=threshold,
-        ood=done.ood_section,
+        ood=finished.ood_section,
         training={
             "recipe": {k: v for k, v in cfg.to_dict().items() if k not in ("data_dir", "out_dir")},
             "seed": cfg.seed, "best_epoch": best_epoch, "history": history,
@@ -346,7 +347,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, cancel: CancelToken | None 
         weights_dtype="float16" if cfg.fp16_weights else "float32",
     )
     tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
-    tensors.update({k: torch.from_numpy(v) for k, v in done.ood_tensors.items()})
+    tensors.update({k: torch.from_numpy(v) for k, v in finished.ood_tensors.items()})
     card = save_model(tensors, card, out_dir, cfg.resolved_id)
     yield Progress(4, 4, "done", {
         "model_path": str(card.weights_path), "accuracy": report["accuracy"], "macro_f1": report["macro_f1"],

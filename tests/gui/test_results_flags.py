@@ -6,20 +6,20 @@ from __future__ import annotations
 import pytest
 
 from engine.core.flags import FlagReason
-from engine.inference.classifier import ImageResult
-from gui.results import COL_OOD, ResultRow, ResultsPanel
+from engine.core.records import ImageResult, ReviewedImage
+from gui.results import COL_OOD, ResultsPanel
 
 WARNING = "The model has not been validated on images like these"
 
 
-def _rows(*specs) -> list[ResultRow]:
+def _rows(*specs) -> list[ReviewedImage]:
     rows = []
     for i, (cls, flags) in enumerate(specs):
         result = ImageResult(f"/data/S/img{i:02d}.jpg", "ok", cls, 0.9, {"Benign": 0.1, "Early": 0.0, "Pre": 0.0,
                                                                       "Pro": 0.0, cls: 0.9},
                              needs_review=bool(flags), out_of_distribution=any(f != "low_confidence" for f in flags),
                              ood_score=987.6 if flags else 10.0, flags=tuple(flags))
-        rows.append(ResultRow.from_result(result, i))
+        rows.append(ReviewedImage.from_result(result, position=i))
     return rows
 
 

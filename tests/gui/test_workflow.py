@@ -107,35 +107,39 @@ def test_review_with_keyboard_then_sign_off(qtbot, wf_window, tmp_path, monkeypa
     assert rp.current_result().file_name == "cell_02.png"
     qtbot.waitUntil(lambda: win.current_row == 1 and win.current_rgb is not None, timeout=5000)
     rp.select_proxy_row(0)
+
+    def latest(row):  # rows are immutable records: a review replaces the row
+        return rp.model.row_data(rp.model.row_of(row.path))
+
     first = rp.current_result()
     assert first is not None and first.file_name == "cell_01.png"
     qtbot.waitUntil(lambda: win.current_row == 0 and win.current_rgb is not None, timeout=5000)
     qtbot.keyClick(table, Qt.Key.Key_2)  # Early
-    assert first.final_class == "Early" and first.reviewed_by == "T. Tester"
+    assert latest(first).final_class == "Early" and latest(first).reviewed_by == "T. Tester"
     second = rp.current_result()  # moved on to the next flagged image
     assert second is not first and second.file_name == "cell_02.png"
     qtbot.waitUntil(lambda: win.current_row == 1, timeout=5000)  # the viewer follows
     qtbot.keyClick(table, Qt.Key.Key_Return)  # confirm the model's class
-    assert second.final_class == second.predicted_class and not second.overridden
+    assert latest(second).final_class == second.predicted_class and not latest(second).overridden
     third = rp.current_result()
     qtbot.keyClick(table, Qt.Key.Key_4)
-    assert third.final_class == "Pro"
+    assert latest(third).final_class == "Pro"
     fourth = rp.current_result()
     qtbot.keyClick(table, Qt.Key.Key_1)
-    assert fourth.final_class == "Benign"
+    assert latest(fourth).final_class == "Benign"
     broken = rp.current_result()
     assert not broken.ok
     qtbot.keyClick(table, Qt.Key.Key_Return)  # an error cannot be confirmed...
-    assert not broken.reviewed
+    assert not latest(broken).reviewed
     qtbot.keyClick(table, Qt.Key.Key_X)  # ...only excluded
-    assert broken.final_class == "Excluded"
+    assert latest(broken).final_class == "Excluded"
 
     # stored beside the model output, with the reviewer
     stored = {p.file_name: p for p in _store_predictions("S-review")}
     assert stored["cell_01.png"].final_class == "Early" and stored["cell_01.png"].reviewed_by == "T. Tester"
     assert stored["cell_01.png"].predicted_class == first.predicted_class
     assert stored["cell_99.jpg"].final_class == "Excluded"
-    assert rp.model.data(rp.model.index(0, 7)) == ("overridden" if first.overridden else "")
+    assert rp.model.data(rp.model.index(0, 7)) == ("overridden" if latest(first).overridden else "")
 
     # now it can be signed off
     assert rp.summary.n_flagged_unreviewed == 0
@@ -147,7 +151,7 @@ def test_review_with_keyboard_then_sign_off(qtbot, wf_window, tmp_path, monkeypa
     # a signed-off sample refuses edits until reopened
     table.setFocus()
     qtbot.keyClick(table, Qt.Key.Key_3)
-    assert broken.final_class == "Excluded"
+    assert latest(broken).final_class == "Excluded"
     assert not win.act_classify.isEnabled()
     monkeypatch.setattr(gui_dialogs, "ask_text", lambda *a, **k: "")
     assert win.reopen() is False and sample.signed_off  # a reason is required

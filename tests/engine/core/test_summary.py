@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
-from engine.core.flags import FlagReason, is_out_of_distribution
-from engine.core.records import EXCLUDED_CLASS
+from engine.core.flags import FlagReason
+from engine.core.records import EXCLUDED_CLASS, ImageResult, ReviewedImage
 from engine.core.summary import (
     ACQUISITION_MAX_SHARE,
     ACQUISITION_WARNING,
@@ -19,14 +17,10 @@ from engine.store.results import ResultStore
 
 
 def rec(cls=None, *, status="ok", review=None, needs_review=False, ood=False, flags=()):
-    """A PredictionRecord-like object (review=None: not reviewed)."""
-    flags = tuple(FlagReason(f) for f in flags)
-    return SimpleNamespace(
-        status=status, predicted_class=cls if status == "ok" else None,
-        needs_review=needs_review or bool(flags), out_of_distribution=ood or is_out_of_distribution(flags),
-        flags=flags, reviewed=review is not None,
-        final_class=review if review is not None else (cls if status == "ok" else None),
-        overridden=review is not None and review != cls)
+    """One image of a sample (review=None: not reviewed)."""
+    return ReviewedImage("/s/x.jpg", status, cls if status == "ok" else None, needs_review=needs_review,
+                         out_of_distribution=ood, flags=tuple(FlagReason(f) for f in flags), final_class=review,
+                         reviewed_by="R" if review is not None else None)
 
 
 def many(**counts):
@@ -86,8 +80,7 @@ def test_errors_excluded_and_flags_are_counted():
 
 
 def test_plain_inference_results_are_accepted():
-    results = [SimpleNamespace(status="ok", predicted_class="Early", needs_review=False, out_of_distribution=False)
-               for _ in range(3)]
+    results = [ImageResult(f"/s/{i}.jpg", "ok", "Early", 0.9) for i in range(3)]
     s = summarize(results)
     assert s.call_code == "ALL_EARLY" and s.n_reviewed == 0 and s.n_overridden == 0
 
@@ -101,8 +94,7 @@ def test_summarize_store_records(tmp_path):
     with ResultStore.open(tmp_path / "s.sqlite3") as store:
         store.create_or_get_sample("S", tmp_path)
         for p, cls in zip(paths, ["Pre", "Pre", "Early", "Benign"], strict=False):
-            r = SimpleNamespace(status="ok", predicted_class=cls, confidence=0.9, probabilities=None,
-                                needs_review=False, out_of_distribution=False, ood_score=None, error=None)
+            r = ImageResult(str(p), "ok", cls, 0.9)
             store.record_prediction("S", p, r, "m", "1", "d" * 64)
         store.record_review("S", paths[2], "Pre", "dr")
         s = summarize(store.predictions("S"))

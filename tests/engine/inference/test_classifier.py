@@ -12,10 +12,9 @@ import torch
 from engine.core.errors import AllSightError, Cancelled, ModelError
 from engine.core.flags import FlagReason, parse_codes
 from engine.core.progress import CancelToken
+from engine.core.records import CSV_COLUMNS, ImageResult
 from engine.inference.classifier import (
-    CSV_COLUMNS,
     Classifier,
-    ImageResult,
     configure_threads,
     select_device,
 )

@@ -19,6 +19,7 @@ from engine import CLASS_DISPLAY_NAMES, CLASS_IDS
 from engine.core.errors import AllSightError, Cancelled
 from engine.core.flags import FlagReason, format_codes
 from engine.core.progress import CancelToken
+from engine.core.records import ImageResult, ReviewedImage
 from engine.imaging.preprocess import PreprocessConfig
 from engine.reports.fhir import build_bundle, fhir_datetime
 from engine.reports.report import (
@@ -26,9 +27,10 @@ from engine.reports.report import (
     JSON_SCHEMA,
     NOTICE,
     ReportError,
-    ReportImage,
     ReportModelInfo,
     SampleReport,
+    checked_image,
+    image_from_dict,
     read_json,
     summarize_images,
     write_csv,
@@ -39,6 +41,12 @@ from engine.reports.report import (
 from tests.conftest import synthetic_smear, write_image
 
 SHA = "9c1e5b7a" + "d4" * 28
+
+
+def RI(path, file_name: str, status: str, model_class: str | None = None, confidence: float | None = None,
+       **fields) -> ReviewedImage:
+    """A report's image in the argument order the report's columns have (model class first)."""
+    return ReviewedImage(str(path), status, model_class, confidence, file_name=file_name, **fields)
 FAIL_REASON = "truncated or incomplete image data (image file is truncated)"
 pypdf = pytest.importorskip("pypdf")
 
@@ -50,16 +58,16 @@ def make_report(folder: Path, n: int = 6, *, signed: bool = True, size: int = 64
     for i in range(n):
         path = folder / f"WBC-{i + 1:03d}.jpg"
         if i == 3:
-            images.append(ReportImage(path, path.name, "error", error=FAIL_REASON))
+            images.append(RI(path, path.name, "error", error=FAIL_REASON))
             continue
         write_image(path, synthetic_smear(i % 4, size, i), quality=90)
         model_class = CLASS_IDS[2] if i % 2 else CLASS_IDS[i % 4]
         final = {1: "Pro", 2: model_class}.get(i)
-        images.append(ReportImage(
+        images.append(RI(
             path, path.name, "ok", model_class, 0.5 + (i % 5) / 10, needs_review=i == 4,
             out_of_distribution=i == 4, final_class=final,
             flags=(FlagReason.UNLIKE_TRAINING,) if i == 4 else (), ood_score=412.3 if i == 4 else 101.5,
-            reviewed_by="Dr. Rev" if final else None, overridden=final is not None and final != model_class,
+            reviewed_by="Dr. Rev" if final else None,
         ))
     return SampleReport(
         lab_name="Haematology Lab", sample_id="S-0042", patient_id="P-777", operator="Op One",
@@ -91,13 +99,13 @@ def test_summary_counts_final_class_when_reviewed(tmp_path):
 
 def test_summary_majority_and_empty(tmp_path):
     p = tmp_path / "x.jpg"
-    ims = [ReportImage(p, "a", "ok", "Pre", 0.9), ReportImage(p, "b", "ok", "Pre", 0.8),
-           ReportImage(p, "c", "ok", "Early", 0.7, final_class="Pre", overridden=True)]
+    ims = [RI(p, "a", "ok", "Pre", 0.9), RI(p, "b", "ok", "Pre", 0.8),
+           RI(p, "c", "ok", "Early", 0.7, final_class="Pre")]
     s = summarize_images(ims)
     assert s["call_class"] == "Pre" and s["call"].startswith("ALL suspected: Pre-B ALL")
     assert "research use only" in s["call"] and s["call_code"] == "ALL_PRE"
     assert s["call_rationale"]
-    empty = summarize_images([ReportImage(p, "d", "error", error="bad")])
+    empty = summarize_images([RI(p, "d", "error", error="bad")])
     assert empty["call_class"] is None and empty["n_ok"] == 0 and empty["call"].startswith("Indeterminate")
     assert empty["fractions"] == {c: 0.0 for c in CLASS_IDS}
 
@@ -111,20 +119,19 @@ def test_given_summary_overrides_computed_keys(tmp_path):
 
 def test_invalid_input_is_a_report_error(tmp_path):
     with pytest.raises(ReportError, match="model_class"):
-        ReportImage(tmp_path / "a.jpg", "a.jpg", "ok", "Nonsense", 0.5)
+        checked_image(RI(tmp_path / "a.jpg", "a.jpg", "ok", "Nonsense", 0.5))
     with pytest.raises(ReportError, match="confidence"):
-        ReportImage(tmp_path / "a.jpg", "a.jpg", "ok", "Pre", 1.5)
+        checked_image(RI(tmp_path / "a.jpg", "a.jpg", "ok", "Pre", 1.5))
     with pytest.raises(ReportError, match="status"):
-        ReportImage(tmp_path / "a.jpg", "a.jpg", "maybe")
+        image_from_dict({"path": str(tmp_path / "a.jpg"), "status": "maybe"})
+    with pytest.raises(ReportError, match="a.jpg: unknown flag"):
+        image_from_dict({"path": str(tmp_path / "a.jpg"), "status": "ok", "model_class": "Pre", "flags": ["nope"]})
 
 
-def test_from_result_duck_typed(tmp_path):
-    class R:  # shaped like engine.inference.classifier.ImageResult
-        path, status, predicted_class, confidence = str(tmp_path / "a.jpg"), "ok", "Early", 0.61
-        needs_review, out_of_distribution, error = True, False, None
-
-    im = ReportImage.from_result(R(), final_class="Pro", reviewed_by="Dr. X")
-    assert im.file_name == "a.jpg" and im.model_class == "Early"
+def test_a_classifier_result_reviewed(tmp_path):
+    result = ImageResult(str(tmp_path / "a.jpg"), "ok", "Early", 0.61, needs_review=True)
+    im = ReviewedImage.from_result(result).with_review("Pro", "Dr. X")
+    assert im.file_name == "a.jpg" and im.predicted_class == "Early"
     assert im.overridden and im.effective_class == "Pro" and im.reviewed_by == "Dr. X"
 
 
@@ -170,7 +177,7 @@ def test_pdf_multipage_content(tmp_path):
 
 def test_pdf_survives_missing_image_and_failing_heatmap(tmp_path):
     rep = make_report(tmp_path / "imgs", 3)
-    rep.images[0].path.unlink()  # moved after classification: a blank thumbnail, not a crash
+    Path(rep.images[0].path).unlink()  # moved after classification: a blank thumbnail, not a crash
 
     def bad_heat(path):
         raise RuntimeError("no gradients")
@@ -287,7 +294,7 @@ def test_csv_round_trip(tmp_path):
     for row, im in zip(rows, rep.images, strict=False):
         assert row["file_name"] == im.file_name and row["path"] == str(im.path)
         assert row["status"] == im.status
-        assert row["model_class"] == (im.model_class or "") and row["final_class"] == (im.final_class or "")
+        assert row["model_class"] == (im.predicted_class or "") and row["final_class"] == (im.final_class or "")
         assert (row["confidence"] and float(row["confidence"])) == (im.confidence or "")
         assert row["overridden"] == ("true" if im.overridden else "false")
         assert row["error"] == (im.error or "")
@@ -378,8 +385,8 @@ def test_writers_create_missing_folders_and_leave_no_temp(tmp_path):
 
 def test_a_reviewers_exclusion_is_shown_and_not_counted(tmp_path):
     p = tmp_path / "x.jpg"
-    ims = [ReportImage(p, "a", "ok", "Pre", 0.9), ReportImage(p, "b", "ok", "Pre", 0.8),
-           ReportImage(p, "c", "ok", "Benign", 0.4, final_class="Excluded", reviewed_by="R", overridden=True)]
+    ims = [RI(p, "a", "ok", "Pre", 0.9), RI(p, "b", "ok", "Pre", 0.8),
+           RI(p, "c", "ok", "Benign", 0.4, final_class="Excluded", reviewed_by="R")]
     s = summarize_images(ims)
     assert s["counts"] == {"Benign": 0, "Early": 0, "Pre": 2, "Pro": 0} and s["n_excluded"] == 1
     assert s["fractions"]["Pre"] == 1.0
@@ -425,14 +432,14 @@ def _flagged_report(tmp_path, n_unlike: int, n_plain: int) -> SampleReport:
     (feature distance 987.6), n_plain ordinary Pre fields."""
     rep = make_report(tmp_path / "imgs", 1)
     base = rep.images[0]
-    no_cell = dataclasses.replace(base, file_name="no-cell.jpg", model_class="Pro", final_class=None,
-                                  reviewed_by=None, overridden=False, flags=(FlagReason.NO_WHITE_CELL,),
+    no_cell = dataclasses.replace(base, file_name="no-cell.jpg", predicted_class="Pro", final_class=None,
+                                  reviewed_by=None, flags=(FlagReason.NO_WHITE_CELL,),
                                   ood_score=55.5)
-    unlike = [dataclasses.replace(base, file_name=f"other-lab-{k}.jpg", model_class="Pre", final_class=None,
-                                  reviewed_by=None, overridden=False, flags=(FlagReason.UNLIKE_TRAINING,),
+    unlike = [dataclasses.replace(base, file_name=f"other-lab-{k}.jpg", predicted_class="Pre", final_class=None,
+                                  reviewed_by=None, flags=(FlagReason.UNLIKE_TRAINING,),
                                   ood_score=987.6) for k in range(n_unlike)]
-    plain = [dataclasses.replace(base, file_name=f"plain-{k}.jpg", model_class="Pre", final_class=None,
-                                 reviewed_by=None, overridden=False, ood_score=12.0) for k in range(n_plain)]
+    plain = [dataclasses.replace(base, file_name=f"plain-{k}.jpg", predicted_class="Pre", final_class=None,
+                                 reviewed_by=None, ood_score=12.0) for k in range(n_plain)]
     return dataclasses.replace(rep, images=(no_cell, *unlike, *plain), summary=None)
 
 
@@ -511,7 +518,6 @@ def test_fhir_conclusion_carries_the_acquisition_warning(tmp_path):
 
 
 def test_report_from_the_store_keeps_the_flags(tmp_path):
-    from engine.inference.classifier import ImageResult
     from engine.reports.report import sample_report_from_store
     from engine.store.results import ResultStore
 

@@ -201,7 +201,7 @@ def test_relative_paths_match_absolute(store, images, monkeypatch):
 
 # ------------------------------------------------------------------------------- flags
 def test_flag_codes_round_trip_through_the_store(store, images):
-    from engine.inference.classifier import ImageResult
+    from engine.core.records import ImageResult
 
     store.create_or_get_sample("S", images[0].parent)
     flags = (FlagReason.UNLIKE_TRAINING, FlagReason.NO_WHITE_CELL, FlagReason.LOW_CONFIDENCE)
@@ -280,7 +280,7 @@ def test_schema_1_database_opens_and_gets_codes_from_the_old_texts(tmp_path):
         store.record_review("S", preds[0].path, "Pre", "dr")
         extra = folder / "new.jpg"
         extra.write_bytes(b"new")
-        from engine.inference.classifier import ImageResult
+        from engine.core.records import ImageResult
 
         store.record_prediction("S", extra, ImageResult(str(extra), "ok", "Pre", 0.95,
                                                         flags=(FlagReason.NO_WHITE_CELL,)), "m", "1", SHA_A)

@@ -49,7 +49,7 @@ from PySide6.QtWidgets import (
 
 from engine import CLASS_DISPLAY_NAMES, CLASS_IDS
 from engine.core.flags import labels
-from engine.core.records import EXCLUDED_CLASS, ReviewedImage
+from engine.core.records import EXCLUDED_CLASS, ReviewedImage, sign_off_blockers
 
 ERROR_KEY = "__error__"
 #: While a batch streams rows in, the summary is recomputed at most this often.
@@ -846,10 +846,11 @@ class ResultsPanel(QWidget):
             return "Classification is running."
         if self.n_images == 0:
             return "The sample has no images."
-        if self.n_pending:
-            return f"{self.n_pending} image(s) not classified yet."
-        if self.summary is not None and self.summary.n_flagged_unreviewed:
-            return f"{self.summary.n_flagged_unreviewed} flagged image(s) left to review."
+        blockers = sign_off_blockers(self.model.rows, self.n_images)  # the store's rule
+        if blockers.n_pending:
+            return f"{blockers.n_pending} image(s) not classified yet."
+        if blockers.n_unreviewed:
+            return f"{blockers.n_unreviewed} flagged image(s) left to review."
         return ""
 
     def _update_sign_off(self) -> None:

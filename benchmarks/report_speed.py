@@ -3,8 +3,8 @@
     python benchmarks/report_speed.py [--n 1000] [--size 224] [--heatmaps] [--keep out.pdf]
 
 Writes N synthetic smear-like JPEGs (``--size`` pixels square; the ALL data set's images are
-224x224) into a temporary folder, builds a :class:`~engine.reports.report.SampleReport` for them (2% of
-the images failed, 5% flagged for review, 10% reviewed) and times :func:`~engine.reports.report.write_pdf`
+224x224) into a temporary folder, builds a :class:`~engine.reports.sample.SampleReport` for them (2% of
+the images failed, 5% flagged for review, 10% reviewed) and times :func:`~engine.reports.pdf.write_pdf`
 with thumbnails (and, with ``--heatmaps``, a stand-in Grad-CAM function that only loads and tints
 the image, so it measures the report's share of the work, not the network's). Prints one JSON
 line: seconds, pages, file size and the process's peak memory.
@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine import CLASS_IDS
 from engine.core.records import ReviewedImage
 from engine.imaging.preprocess import PreprocessConfig
-from engine.reports.report import ReportModelInfo, SampleReport, write_pdf
+from engine.reports.pdf import write_pdf
+from engine.reports.sample import ReportModelInfo, SampleReport
 
 
 def smear(label: int, size: int, seed: int) -> np.ndarray:

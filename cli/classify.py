@@ -154,7 +154,7 @@ def report_targets(report: Path, sample_ids: list[str]) -> dict[str, Path]:
 
 def check_report_path(path: Path) -> None:
     """Fail now (:class:`AllSightError`) when no PDF could be written at ``path`` (or beside it)."""
-    from engine.reports.report import _os_reason
+    from engine.reports.files import os_reason
 
     def fail(reason: str) -> AllSightError:
         return AllSightError(f"cannot write the PDF report {path}: {reason}")
@@ -176,7 +176,7 @@ def check_report_path(path: Path) -> None:
     try:
         fd, tmp = tempfile.mkstemp(dir=parent, prefix=".allsight-check.", suffix=".tmp")
     except OSError as exc:
-        raise fail(_os_reason(exc)) from None
+        raise fail(os_reason(exc)) from None
     os.close(fd)
     os.unlink(tmp)
 
@@ -541,12 +541,8 @@ class _Run:
 
     def write_reports(self, report_path: Path, groups: list[SampleGroup]) -> list[Path]:
         from engine.core.records import ReviewedImage
-        from engine.reports.report import (
-            ReportModelInfo,
-            SampleReport,
-            sample_report_from_store,
-            write_pdf,
-        )
+        from engine.reports.pdf import write_pdf
+        from engine.reports.sample import ReportModelInfo, SampleReport, sample_report_from_store
 
         card = self.classifier.card
         lab, operator = self.args.lab_name or "", self.args.operator or ""

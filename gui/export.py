@@ -1,12 +1,12 @@
 """Export a sample's report (PDF, CSV or JSON) from the result store, in a worker thread.
 
-:func:`build_report` turns the store's records of one sample into the plain input of
-:mod:`engine.reports.report` (:class:`engine.reports.report.SampleReport`); :func:`export_sample` builds and
+:func:`build_report` turns the store's records of one sample into the plain input of the
+report writers (:class:`engine.reports.sample.SampleReport`); :func:`export_sample` builds and
 writes it, choosing the writer from the file's suffix. Both are plain functions (no Qt) so the
 main window runs them in the worker pool and tests call them directly.
 
 The sample-level call in the report is the one the app shows and the store audits at sign-off:
-:mod:`engine.reports.report` takes it from :func:`engine.core.summary.summarize`.
+:class:`~engine.reports.sample.SampleReport` takes it from :func:`engine.core.summary.summarize`.
 """
 
 from __future__ import annotations
@@ -17,13 +17,15 @@ from typing import Any
 
 log = logging.getLogger("allsight.gui.export")
 
-FORMATS = {".pdf": "write_pdf", ".csv": "write_csv", ".json": "write_json"}
+#: File suffix -> (engine module, writer): imported when used (ReportLab only for a PDF).
+FORMATS = {".pdf": ("engine.reports.pdf", "write_pdf"), ".csv": ("engine.reports.tables", "write_csv"),
+           ".json": ("engine.reports.tables", "write_json")}
 
 
 def build_report(store: Any, sample_id: str, *, lab_name: str = "", model_card: Any = None):
-    """The :class:`engine.reports.report.SampleReport` of one sample as stored now (each image's latest
+    """The :class:`engine.reports.sample.SampleReport` of one sample as stored now (each image's latest
     prediction; the active model's preprocessing is named when it made those predictions)."""
-    from engine.reports.report import sample_report_from_store
+    from engine.reports.sample import sample_report_from_store
 
     records = store.predictions(sample_id)
     shas = {r.model_sha256 for r in records}
@@ -40,14 +42,16 @@ def build_report(store: Any, sample_id: str, *, lab_name: str = "", model_card: 
 def export_sample(store: Any, sample_id: str, path: str | Path, *, lab_name: str = "",
                   model_card: Any = None) -> Path:
     """Build the report and write it to ``path`` (format from the suffix: .pdf, .csv, .json)."""
+    import importlib
+
     from engine.core.errors import AllSightError
-    from engine.reports import report
 
     path = Path(path)
-    writer_name = FORMATS.get(path.suffix.lower())
-    if writer_name is None:
+    writer = FORMATS.get(path.suffix.lower())
+    if writer is None:
         raise AllSightError(f"{path}: unknown report format {path.suffix!r}; use .pdf, .csv or .json")
     rep = build_report(store, sample_id, lab_name=lab_name, model_card=model_card)
-    getattr(report, writer_name)(rep, path)
+    module, name = writer
+    getattr(importlib.import_module(module), name)(rep, path)
     log.info("exported sample %s to %s", sample_id, path)
     return path

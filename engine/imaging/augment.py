@@ -7,6 +7,7 @@ is tested on) what a different microscope, camera or stain does to the raw image
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -132,8 +133,15 @@ class AugmentConfig:
         raise ValueError(f"unknown augmentation preset {name!r}; use standard, microscope, cell or none")
 
 
+class BackgroundSwapper(Protocol):
+    """Pastes training image ``i``'s white cells onto another image's cell-free background
+    (:class:`engine.imaging.background_swap.BackgroundBank`)."""
+
+    def swap(self, i: int, image: np.ndarray, rng: np.random.Generator) -> np.ndarray: ...
+
+
 def augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig,
-            swap: tuple[BackgroundBank, int] | None = None) -> np.ndarray:
+            swap: tuple[BackgroundSwapper, int] | None = None) -> np.ndarray:
     """One random augmentation of ``img``; ``swap`` = (bank, index of ``img`` in it) enables
     background swap (before anything else, so the pasted field is then augmented as a whole)."""
     if swap is not None and cfg.p_background_swap and rng.random() < cfg.p_background_swap:
@@ -164,34 +172,6 @@ def augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig,
     if rng.random() < cfg.p_jpeg:
         img = jpeg(img, int(rng.integers(cfg.jpeg_min_quality, 96)))
     return img
-
-
-class BackgroundBank:
-    """Per-training-image white-cell alphas and cell-free backgrounds, for background swap.
-
-    Built once per run from the resized training images with the shortcut probes' own builders
-    (:func:`engine.imaging.probes.swap_alpha`, :func:`engine.imaging.probes.cell_free`), so training sees the
-    same kind of composite the background-swap probe measures; :meth:`swap` pastes image ``i``'s
-    cells onto a random other image's background.
-    """
-
-    def __init__(self, images: np.ndarray) -> None:
-        from engine.imaging.probes import cell_free, swap_alpha
-
-        self.alphas = (np.stack([swap_alpha(im) for im in images]).astype(np.float16) if len(images)
-                       else np.zeros((0,) + images.shape[1:3], np.float16))
-        self.backgrounds = np.stack([cell_free(im) for im in images]) if len(images) else images.copy()
-
-    def __len__(self) -> int:
-        return len(self.backgrounds)
-
-    def swap(self, i: int, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        j = int(rng.integers(len(self)))
-        if j == i and len(self) > 1:
-            j = (j + 1) % len(self)
-        from engine.imaging.probes import composite
-
-        return composite(image, self.alphas[i], self.backgrounds[j])
 
 
 #: The robustness benchmark: name -> perturbation of a raw (S, S, 3) image.

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from engine.core.errors import ModelError
-from engine.models.registry import register_model
+from engine.models.spec import register_model
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from engine import CLASS_IDS
-from engine.reports.report import NOTICE, SampleReport, _atomic_write, display_name
+from engine.reports.files import atomic_write
+from engine.reports.sample import NOTICE, SampleReport, display_name
 
 #: Namespace for the deterministic resource ids (same report -> same UUIDs).
 _NAMESPACE = uuid.UUID("6f2b1c1e-8a4e-4f8e-9d55-5a1c3e0b7a11")
@@ -160,4 +161,4 @@ def build_bundle(report: SampleReport) -> dict[str, Any]:
 def write_fhir(report: SampleReport, path: str | Path) -> Path:
     """Write the FHIR R4 Bundle as JSON, atomically."""
     data = (json.dumps(build_bundle(report), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-    return _atomic_write(path, lambda fh: fh.write(data), "FHIR export")
+    return atomic_write(path, lambda fh: fh.write(data), "FHIR export")

@@ -25,7 +25,8 @@ from engine import CLASS_IDS, __version__
 from engine.core.errors import ConfigError, DataLayoutError
 from engine.core.fsutil import atomic_write_bytes
 from engine.core.progress import CancelToken, Progress
-from engine.imaging.augment import AugmentConfig, BackgroundBank, augment
+from engine.imaging.augment import AugmentConfig, augment
+from engine.imaging.background_swap import BackgroundBank
 from engine.imaging.preprocess import ModelInput, PreprocessConfig, model_input_only, to_chw_float
 from engine.inference.predict import preprocess_batch, run_network
 from engine.models.checkpoint import ModelCard, load_model, save_model

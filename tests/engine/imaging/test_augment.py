@@ -65,7 +65,8 @@ def test_robustness_shifts_keep_the_image_shape():
 def test_cell_preset_swaps_backgrounds_and_keeps_the_cells():
     import cv2
 
-    from engine.imaging.augment import AugmentConfig, BackgroundBank, augment
+    from engine.imaging.augment import AugmentConfig, augment
+    from engine.imaging.background_swap import BackgroundBank
 
     def field(tint):
         img = np.full((128, 128, 3), tint, np.uint8)

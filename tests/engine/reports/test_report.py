@@ -21,9 +21,9 @@ from engine.core.flags import FlagReason, format_codes
 from engine.core.progress import CancelToken
 from engine.core.records import ImageResult, ReviewedImage
 from engine.imaging.preprocess import PreprocessConfig
-from engine.reports.fhir import build_bundle, fhir_datetime
-from engine.reports.report import (
-    CSV_COLUMNS,
+from engine.reports.fhir import build_bundle, fhir_datetime, write_fhir
+from engine.reports.pdf import write_pdf
+from engine.reports.sample import (
     JSON_SCHEMA,
     NOTICE,
     ReportError,
@@ -31,13 +31,9 @@ from engine.reports.report import (
     SampleReport,
     checked_image,
     image_from_dict,
-    read_json,
     summarize_images,
-    write_csv,
-    write_fhir,
-    write_json,
-    write_pdf,
 )
+from engine.reports.tables import CSV_COLUMNS, read_json, write_csv, write_json
 from tests.conftest import synthetic_smear, write_image
 
 SHA = "9c1e5b7a" + "d4" * 28
@@ -205,7 +201,7 @@ def test_pdf_renders_with_pdftoppm(tmp_path):
 
 
 def test_pdf_non_latin_text(tmp_path, monkeypatch):
-    import engine.reports.report as report_mod
+    import engine.reports.pdf as report_mod
 
     rep = make_report(tmp_path / "imgs", 2)
     rep = SampleReport(**{**rep.__dict__, "patient_id": "Пациент-7", "summary": None})
@@ -241,7 +237,7 @@ def test_full_disk_leaves_no_partial_file(tmp_path, monkeypatch):
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("engine.reports.report.os.fsync", full)
+    monkeypatch.setattr("engine.reports.files.os.fsync", full)
     with pytest.raises(ReportError, match="disk is full") as info:
         write_pdf(rep, target)
     assert str(target) in str(info.value)
@@ -518,7 +514,7 @@ def test_fhir_conclusion_carries_the_acquisition_warning(tmp_path):
 
 
 def test_report_from_the_store_keeps_the_flags(tmp_path):
-    from engine.reports.report import sample_report_from_store
+    from engine.reports.sample import sample_report_from_store
     from engine.store.results import ResultStore
 
     path = write_image(tmp_path / "a.jpg", synthetic_smear(0, 64, 0))

@@ -1,484 +1,43 @@
-"""Sample reports: one patient's sample (a folder of images), reviewed and signed, as PDF, CSV,
-JSON or an HL7 FHIR R4 bundle.
+"""The PDF sample report, built with ReportLab's platypus on A4.
 
-The input is plain data — :class:`SampleReport` holding one
-:class:`~engine.core.records.ReviewedImage` per file (the record the store returns and the GUI
-shows) and a :class:`ReportModelInfo` — so this module depends on neither the inference engine
-nor the GUI.
-
-Every writer is atomic: the file is written next to the target under a temporary name and
-renamed into place, so a failure (full disk, cancellation, a bug) never leaves half a file and
-never damages an existing report of the same name. File-system failures are raised as
-:class:`ReportError` naming the path and the reason.
-
-The PDF (:func:`write_pdf`) is built with ReportLab's platypus on A4. Thumbnails are made per row
-while the page is drawn (64 px JPEGs in memory; the full-size image is dropped at once), so memory
-stays bounded for samples of thousands of images. The schema of the JSON export is in
-docs/report.md.
+Thumbnails are made per row while the page is drawn (64 px JPEGs in memory; the full-size image
+is dropped at once), so memory stays bounded for samples of thousands of images.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import dataclasses
-import errno
 import io
-import json
 import logging
 import os
-import tempfile
 import threading
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, BinaryIO
 from xml.sax.saxutils import escape
 
 import numpy as np
 
-from engine import CLASS_DISPLAY_NAMES, CLASS_IDS, __version__
+from engine import CLASS_IDS
 from engine.core.errors import AllSightError, Cancelled
 from engine.core.flags import (
     FlagReason,
-    codes_from_legacy,
-    format_codes,
     normalize,
     withholds_call,
 )
-from engine.core.records import EXCLUDED_CLASS, ImageStatus, ReviewedImage
+from engine.core.records import EXCLUDED_CLASS
 from engine.imaging.preprocess import PreprocessConfig
+from engine.reports.files import atomic_write, cancel_check
+from engine.reports.sample import NOTICE, ReportError, SampleReport, display_name
 
 log = logging.getLogger(__name__)
 
-#: Identifies the JSON export format (bumped on incompatible changes).
-JSON_SCHEMA = "allsight.sample-report/1"
-#: Printed on every PDF page and carried in every export.
-NOTICE = "Research use only \u2014 not a medical device."
 #: Thumbnail size in pixels (JPEG in memory) and as drawn in the PDF (points; 1 pt = 1/72 in).
 THUMB_PX = 64
 THUMB_PT = 40.0
 #: Longest error reason printed in the PDF (the exports keep the full text).
 MAX_REASON_CHARS = 400
-
-STATUSES = tuple(str(s) for s in ImageStatus)
-
-
-class ReportError(AllSightError):
-    """A report could not be written (or its input is inconsistent)."""
-
-
-# ======================================================================================= input
-def _class_or_none(value: Any, what: str, allowed: tuple[str, ...] = CLASS_IDS) -> str | None:
-    if value is None or value == "":
-        return None
-    if value not in allowed:
-        raise ReportError(f"{what} must be one of {', '.join(allowed)} or empty, got {value!r}")
-    return str(value)
-
-
-def display_name(class_id: str | None) -> str:
-    """``"Pre"`` -> ``"Pre-B ALL"``; ``None`` -> ``""``."""
-    if class_id == EXCLUDED_CLASS:
-        return "Excluded (not counted)"
-    return "" if class_id is None else CLASS_DISPLAY_NAMES.get(class_id, class_id)
-
-
-def checked_image(im: ReviewedImage) -> ReviewedImage:
-    """``im`` as a report prints it, or :class:`ReportError` naming the file and what is wrong.
-
-    A failed image keeps only its error (and a reviewer's "Excluded"); the classes must be known
-    ones and the confidence a probability.
-    """
-    if not isinstance(im, ReviewedImage):
-        raise ReportError(f"images must be ReviewedImage records, got {type(im).__name__}")
-    name = im.file_name
-    _class_or_none(im.predicted_class, f"{name}: model_class")
-    _class_or_none(im.final_class, f"{name}: final_class", (*CLASS_IDS, EXCLUDED_CLASS))
-    if im.confidence is not None and not 0.0 <= float(im.confidence) <= 1.0:
-        raise ReportError(f"{name}: confidence must be between 0 and 1, got {im.confidence}")
-    if im.ok and im.predicted_class is None:
-        raise ReportError(f"{name}: an image with status 'ok' needs a model_class")
-    if im.ok:
-        return im
-    keep = im.final_class if im.final_class == EXCLUDED_CLASS else None
-    return dataclasses.replace(
-        im, predicted_class=None, confidence=None, probabilities=None, flags=(), ood_score=None,
-        error=im.error or "unknown error", final_class=keep, reviewed_by=im.reviewed_by if keep else None,
-        reviewed_at=im.reviewed_at if keep else None)
-
-
-def image_to_dict(im: ReviewedImage) -> dict[str, Any]:
-    """One image of the JSON export (docs/report.md: the model's class is ``model_class``)."""
-    return {
-        "path": im.path, "file_name": im.file_name, "status": str(im.status),
-        "model_class": im.predicted_class, "model_class_display": display_name(im.predicted_class) or None,
-        "confidence": im.confidence, "needs_review": im.needs_review,
-        "out_of_distribution": im.out_of_distribution, "final_class": im.final_class,
-        "final_class_display": display_name(im.final_class) or None,
-        "reviewed_by": im.reviewed_by, "overridden": im.overridden, "error": im.error,
-        "flags": [str(r) for r in im.flags], "flag_sentences": [r.sentence for r in im.flags],
-        "ood_score": im.ood_score,
-    }
-
-
-def image_from_dict(data: Mapping[str, Any]) -> ReviewedImage:
-    """The inverse of :func:`image_to_dict`; a report written before reason codes gets codes
-    derived from its ``ood_reason`` text."""
-    needs_review = bool(data.get("needs_review", False))
-    ood = bool(data.get("out_of_distribution", False))
-    if "flags" in data:
-        flags = tuple(data.get("flags") or ())
-    elif data.get("status") == "ok":
-        flags = codes_from_legacy(data.get("ood_reason"), needs_review=needs_review, out_of_distribution=ood)
-    else:
-        flags = ()
-    name = data.get("file_name") or Path(data["path"]).name
-    if data.get("status") not in STATUSES:
-        raise ReportError(f"{name}: status must be 'ok' or 'error', got {data.get('status')!r}")
-    try:
-        return ReviewedImage(
-            path=data["path"], file_name=name, status=data["status"], predicted_class=data.get("model_class"),
-            confidence=None if data.get("confidence") is None else float(data["confidence"]),
-            needs_review=needs_review, out_of_distribution=ood, final_class=data.get("final_class") or None,
-            reviewed_by=data.get("reviewed_by"), error=data.get("error"), flags=flags,
-            ood_score=None if data.get("ood_score") is None else float(data["ood_score"]))
-    except ValueError as exc:  # an unknown flag code
-        raise ReportError(f"{name}: {exc}") from None
-
-
-@dataclass(frozen=True)
-class ReportModelInfo:
-    """The model that classified the sample: identity, exact weights and preprocessing."""
-
-    id: str
-    version: str
-    sha256: str
-    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "version": self.version, "sha256": self.sha256,
-                "preprocess": self.preprocess.to_dict()}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ReportModelInfo:
-        return cls(id=data["id"], version=data["version"], sha256=data["sha256"],
-                   preprocess=PreprocessConfig.from_dict(data.get("preprocess") or {}))
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return tuple(_freeze(v) for v in value)
-    return value
-
-
-def _plain(value: Any) -> Any:
-    """Frozen structures back to JSON-ready dicts and lists."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _n_images(n: int) -> str:
-    return f"{n} image" if n == 1 else f"{n} images"
-
-
-def _verb(n: int, one: str, many: str) -> str:
-    return one if n == 1 else many
-
-
-def summarize_images(images: Iterable[ReviewedImage]) -> dict[str, Any]:
-    """Counts per class and the sample-level call.
-
-    Each successfully classified ("ok") image counts once, under the reviewer's final class when
-    it has been reviewed and under the model's class otherwise; failed images are counted apart.
-    The call and its rationale come from :func:`engine.core.summary.summarize`, the one call
-    rule the GUI, the CLI and every export share.
-    """
-    from engine.core.summary import summarize
-
-    images = list(images)
-    ok = [im for im in images if im.ok]
-    n_ok = len(ok)
-    shared = summarize(images)
-    summary: dict[str, Any] = {
-        "n_images": len(images),
-        "n_ok": n_ok,
-        "n_error": len(images) - n_ok,
-        "n_needs_review": sum(im.needs_review for im in ok),
-        "n_needs_review_unreviewed": sum(im.needs_review and not im.reviewed for im in ok),
-        "n_ood": sum(im.out_of_distribution for im in ok),
-        "n_reviewed": sum(im.reviewed for im in ok),
-        "n_overridden": sum(im.reviewed and im.overridden for im in ok),
-        "n_excluded": shared.n_excluded,
-        "n_classified": shared.n_classified,
-        "n_withheld": shared.n_withheld,
-        "n_unlike_training": shared.n_unlike_training,
-        "acquisition_warning": shared.acquisition_warning,
-        "counts": dict(shared.counts),
-        "fractions": dict(shared.fractions),
-        "call": f"{shared.call} (research use only)",
-        "call_code": shared.call_code,
-        "call_rationale": shared.rationale,
-    }
-    top = max(shared.counts.items(), key=lambda kv: kv[1]) if shared.n_classified else None
-    summary["call_class"] = top[0] if top and not shared.call_code.startswith("INDETERMINATE") else None
-    return summary
-
-
-# ============================================================================ from the store
-def sample_report_from_store(store: Any, sample_id: str, *, card: Any = None, lab_name: str = "",
-                             operator: str = "") -> SampleReport:
-    """The :class:`SampleReport` of one stored sample, every image in stored order.
-
-    With ``card`` (a :class:`~engine.models.checkpoint.ModelCard`): that model's predictions, and images
-    it has not classified become failed rows saying so (never dropped). Without: each image's
-    latest prediction, described by the latest model's id/version/sha256.
-    """
-    from engine.imaging.preprocess import PreprocessConfig
-
-    sample = store.get_sample(sample_id)
-    if sample is None:
-        raise ReportError(f"no sample {sample_id!r} in the result history")
-    records = store.predictions(sample_id, card.weights_sha256 if card is not None else None)
-    if card is not None:
-        model = ReportModelInfo(card.id, card.version, card.weights_sha256, card.preprocess)
-    elif records:
-        latest = records[-1]
-        model = ReportModelInfo(latest.model_id, latest.model_version, latest.model_sha256, PreprocessConfig())
-    else:
-        raise ReportError(f"sample {sample_id} has not been classified yet: nothing to report")
-    by_path = {r.path: r for r in records}
-    images = []
-    for im in store.images(sample_id):
-        record = by_path.get(im.path)
-        if record is None:
-            images.append(ReviewedImage(im.path, ImageStatus.ERROR, file_name=im.file_name,
-                                        error=f"not classified with model {model.id} {model.version}"))
-        else:
-            images.append(record)
-    return SampleReport(
-        lab_name=lab_name, sample_id=sample.sample_id, patient_id=sample.patient_id,
-        operator=sample.operator or operator, reviewer=sample.signed_off_by,
-        signed_off_at=sample.signed_off_at, created_at=sample.created_at, images=tuple(images), model=model)
-
-
-@dataclass(frozen=True)
-class SampleReport:
-    """Everything a sample report shows. ``summary`` is computed by :func:`summarize_images` when
-    not given; keys given in ``summary`` override the computed ones (e.g. a reviewer's call)."""
-
-    lab_name: str
-    sample_id: str
-    patient_id: str
-    operator: str
-    reviewer: str | None
-    signed_off_at: str | None
-    created_at: str
-    images: tuple[ReviewedImage, ...]
-    model: ReportModelInfo
-    software_version: str = __version__
-    #: Computed in ``__post_init__``; a mapping given here overrides the computed keys.
-    summary: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "images", tuple(checked_image(im) for im in self.images))
-        summary = summarize_images(self.images)
-        if self.summary:
-            summary.update(_plain(self.summary))
-        object.__setattr__(self, "summary", _freeze(summary))
-
-    @property
-    def signed_off(self) -> bool:
-        return bool(self.signed_off_at)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON export (schema ``allsight.sample-report/1``, see docs/report.md)."""
-        return {
-            "schema": JSON_SCHEMA,
-            "notice": NOTICE,
-            "software_version": self.software_version,
-            "lab_name": self.lab_name,
-            "sample_id": self.sample_id,
-            "patient_id": self.patient_id,
-            "operator": self.operator,
-            "reviewer": self.reviewer,
-            "created_at": self.created_at,
-            "signed_off_at": self.signed_off_at,
-            "status": "final" if self.signed_off else "preliminary",
-            "model": self.model.to_dict(),
-            "summary": _plain(self.summary),
-            "images": [image_to_dict(im) for im in self.images],
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SampleReport:
-        if data.get("schema") != JSON_SCHEMA:
-            raise ReportError(f"not an ALLSight sample report (schema {data.get('schema')!r}, "
-                              f"expected {JSON_SCHEMA!r})")
-        return cls(
-            lab_name=data["lab_name"], sample_id=data["sample_id"], patient_id=data["patient_id"],
-            operator=data["operator"], reviewer=data.get("reviewer"),
-            signed_off_at=data.get("signed_off_at"), created_at=data["created_at"],
-            images=tuple(image_from_dict(d) for d in data["images"]),
-            model=ReportModelInfo.from_dict(data["model"]),
-            software_version=data.get("software_version", ""), summary=data.get("summary") or {},
-        )
-
-
-# ============================================================================ atomic writing
-_OS_REASONS = {
-    errno.ENOSPC: "the disk is full (no space left on device)",
-    errno.EACCES: "permission denied (the folder is not writable)",
-    errno.EPERM: "operation not permitted",
-    errno.EROFS: "the disk or folder is read-only",
-    errno.ENAMETOOLONG: "the file name is too long",
-    errno.ENOTDIR: "a part of the path is a file, not a folder",
-    errno.EISDIR: "the path is a folder",
-    errno.EEXIST: "a file of that name is in the way",
-    errno.ENOENT: "the folder does not exist",
-}
-if hasattr(errno, "EDQUOT"):
-    _OS_REASONS[errno.EDQUOT] = "the disk quota is exceeded"
-
-
-def _os_reason(exc: OSError) -> str:
-    return _OS_REASONS.get(exc.errno or -1) or exc.strerror or str(exc) or type(exc).__name__
-
-
-def _atomic_write(path: str | Path, write: Callable[[BinaryIO], object], what: str = "report") -> Path:
-    """Run ``write(fileobj)`` into a temporary file beside ``path``, then rename it into place."""
-    path = Path(path)
-    try:
-        if path.is_dir():
-            raise ReportError(f"Cannot write the {what} to {path}: that path is a folder")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:40]}.", suffix=".tmp")
-    except OSError as exc:
-        raise ReportError(f"Cannot write the {what} to {path}: {_os_reason(exc)}") from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)  # mkstemp makes 0600 files; reports are meant to be shared
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise ReportError(f"Cannot write the {what} to {path}: {_os_reason(exc)}") from exc
-        raise
-    return path
-
-
-def _cancel_check(cancel: Any) -> Callable[[], None]:
-    """Accept a CancelToken (``raise_if_cancelled``), a callable returning True, or None."""
-    if cancel is None:
-        return lambda: None
-    if hasattr(cancel, "raise_if_cancelled"):
-        return cancel.raise_if_cancelled
-
-    def check() -> None:
-        if cancel():
-            raise Cancelled()
-
-    return check
-
-
-# ================================================================================ CSV / JSON
-#: Columns of :func:`write_csv`, one row per image; the sample columns repeat on every row.
-CSV_COLUMNS: tuple[str, ...] = (
-    "sample_id", "patient_id", "lab_name", "operator", "reviewer", "created_at", "signed_off_at",
-    "report_status", "call", "model_id", "model_version", "model_sha256", "software_version",
-    "index", "file_name", "path", "status", "model_class", "model_class_display", "confidence",
-    "needs_review", "out_of_distribution", "final_class", "final_class_display", "reviewed_by",
-    "overridden", "error", "flags", "preprocess_json",
-)
-
-
-def _csv_bool(value: bool) -> str:
-    return "true" if value else "false"
-
-
-def csv_rows(report: SampleReport) -> list[dict[str, str]]:
-    """The CSV rows as dicts of strings (flags "true"/"false", missing values "")."""
-    sample = {
-        "sample_id": report.sample_id, "patient_id": report.patient_id, "lab_name": report.lab_name,
-        "operator": report.operator, "reviewer": report.reviewer or "", "created_at": report.created_at,
-        "signed_off_at": report.signed_off_at or "",
-        "report_status": "final" if report.signed_off else "preliminary",
-        "call": str(report.summary.get("call", "")), "model_id": report.model.id,
-        "model_version": report.model.version, "model_sha256": report.model.sha256,
-        "software_version": report.software_version,
-        "preprocess_json": json.dumps(report.model.preprocess.to_dict(), sort_keys=True,
-                                      separators=(",", ":")),
-    }
-    rows = []
-    for i, im in enumerate(report.images, 1):
-        row = dict(sample)
-        row.update({
-            "index": str(i), "file_name": im.file_name, "path": str(im.path), "status": im.status,
-            "model_class": im.predicted_class or "", "model_class_display": display_name(im.predicted_class),
-            "confidence": "" if im.confidence is None else f"{im.confidence:.6f}",
-            "needs_review": _csv_bool(im.needs_review),
-            "out_of_distribution": _csv_bool(im.out_of_distribution),
-            "final_class": im.final_class or "", "final_class_display": display_name(im.final_class),
-            "reviewed_by": im.reviewed_by or "", "overridden": _csv_bool(im.overridden),
-            "error": im.error or "", "flags": format_codes(im.flags),
-        })
-        rows.append(row)
-    return rows
-
-
-def write_csv(report: SampleReport, path: str | Path) -> Path:
-    """One row per image (UTF-8 with BOM so spreadsheet programs detect it), atomically."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS), lineterminator="\r\n")
-    writer.writeheader()
-    writer.writerows(csv_rows(report))
-    data = buf.getvalue().encode("utf-8-sig")
-    return _atomic_write(path, lambda fh: fh.write(data), "CSV export")
-
-
-def write_json(report: SampleReport, path: str | Path) -> Path:
-    """The whole report as JSON (schema ``allsight.sample-report/1``), atomically."""
-    data = (json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-    return _atomic_write(path, lambda fh: fh.write(data), "JSON export")
-
-
-def read_json(path: str | Path) -> SampleReport:
-    """Read a report written by :func:`write_json`."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ReportError(f"Cannot read the report {path}: {_os_reason(exc)}") from exc
-    except ValueError as exc:
-        raise ReportError(f"{path} is not valid JSON ({exc})") from exc
-    try:
-        return SampleReport.from_dict(data)
-    except (KeyError, TypeError, AllSightError) as exc:
-        raise ReportError(f"{path}: not a valid ALLSight sample report ({exc})") from exc
-
-
-def write_fhir(report: SampleReport, path: str | Path) -> Path:
-    """An HL7 FHIR R4 Bundle (see :mod:`engine.reports.fhir`), atomically."""
-    from engine.reports.fhir import write_fhir as _write_fhir
-
-    return _write_fhir(report, path)
 
 
 # ======================================================================================= PDF
@@ -986,7 +545,7 @@ def write_pdf(report: SampleReport, path: str | Path, *, thumbnails: bool = True
 
     if not isinstance(report, SampleReport):
         raise ReportError(f"write_pdf needs a SampleReport, got {type(report).__name__}")
-    check = _cancel_check(cancel)
+    check = cancel_check(cancel)
     check()
     fonts = _choose_fonts(report)
     Thumb, numbered_canvas = _pdf_classes(fonts)
@@ -1010,13 +569,7 @@ def write_pdf(report: SampleReport, path: str | Path, *, thumbnails: bool = True
                        Thumb=Thumb, fonts=fonts)
         doc.build(story, canvasmaker=numbered_canvas(report, check))
 
-    return _atomic_write(path, render, "PDF report")
+    return atomic_write(path, render, "PDF report")
 
 
-__all__ = [
-    "CSV_COLUMNS", "JSON_SCHEMA", "NOTICE", "ReportError", "ReportModelInfo",
-    "SampleReport", "csv_rows", "display_name", "read_json", "checked_image", "image_from_dict", "image_to_dict",
-    "sample_report_from_store", "summarize_images", "write_csv",
-    "write_fhir", "write_json", "write_pdf",
-]
-
+__all__ = ["write_pdf"]

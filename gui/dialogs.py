@@ -111,16 +111,3 @@ def ask_text(parent: QWidget | None, title: str, label: str, text: str = "") -> 
     if not dialog.exec():
         return None
     return dialog.textValue().strip()
-
-
-def edit_settings(parent: QWidget | None, settings):
-    """The settings dialog: the edited Settings, or None when cancelled."""
-    from gui.settings_dialog import SettingsDialog
-
-    dialog = SettingsDialog(settings, parent)
-    try:
-        if not dialog.exec():
-            return None
-        return dialog.settings()
-    finally:
-        dialog.deleteLater()

@@ -997,9 +997,9 @@ class MainWindow(QMainWindow):
 
     def open_settings(self) -> bool:
 
-        from gui import dialogs
+        from gui import settings_dialog
 
-        edited = dialogs.edit_settings(self, self.settings)
+        edited = settings_dialog.edit_settings(self, self.settings)
         if edited is None:
             return False
         self.apply_settings(edited)

@@ -185,3 +185,14 @@ class SettingsDialog(QDialog):
             operator_name=self.operator_edit.text().strip(),
             lab_name=self.lab_edit.text().strip(),
         )
+
+
+def edit_settings(parent: QWidget | None, settings: Settings) -> Settings | None:
+    """The settings dialog: the edited Settings, or None when cancelled."""
+    dialog = SettingsDialog(settings, parent)
+    try:
+        if not dialog.exec():
+            return None
+        return dialog.settings()
+    finally:
+        dialog.deleteLater()

@@ -396,7 +396,7 @@ def test_broken_model_file_fails_the_job_through_the_error_path(qtbot, tmp_path,
 
 
 def test_settings_dialog_edits_and_applies(qtbot, wf_window, tiny_model_path, monkeypatch):
-    from gui import dialogs as gui_dialogs
+    from gui import settings_dialog
     from gui.settings import load_settings
     from gui.settings_dialog import FILE_CHOICE, SettingsDialog
 
@@ -420,7 +420,7 @@ def test_settings_dialog_edits_and_applies(qtbot, wf_window, tiny_model_path, mo
     dlg._accept()
     assert dlg.error_label.isVisibleTo(dlg) and not dlg.result()
 
-    monkeypatch.setattr(gui_dialogs, "edit_settings",
+    monkeypatch.setattr(settings_dialog, "edit_settings",
                         lambda parent, s: s.replace(review_threshold_override=0.2, lab_name="Lab 5"))
     wf_window.act_settings.trigger()
     saved = load_settings()

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from engine.core.errors import AllSightError
-from engine.core.flags import withholds_call
+from engine.core.records import ReviewedImage
 
 log = logging.getLogger("allsight.cli")
 
@@ -420,7 +420,7 @@ class _Run:
                     record["from_store"] = entry.stored is not None
                 if result.ok:
                     n_ok += 1
-                    if withholds_call(result.flags) or result.out_of_distribution:
+                    if ReviewedImage.from_result(result).withheld:
                         n_withheld += 1  # the model cannot judge it: its class counts nowhere
                     else:
                         counts[result.predicted_class] = counts.get(result.predicted_class, 0) + 1

@@ -79,7 +79,7 @@ def _add_preview(sub: argparse._SubParsersAction) -> None:
 
 
 _REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_preview]
-COMMANDS: set[str] = {"preview", "train", "evaluate", "classify"}
+COMMANDS: set[str] = {"preview", "train", "evaluate", "refit", "classify"}
 
 
 def _register_commands() -> None:

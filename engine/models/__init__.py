@@ -1,7 +1,8 @@
 """Models: the registry of builders, the built-in architectures, model files (safetensors
 weights + JSON card) and Grad-CAM.
 
-``registry`` (``@register_model``, ``build_model``, ``get_spec``), ``zoo`` (the baseline CNN and
+``spec`` (``@register_model``), ``registry`` (``build_model``, ``get_spec``), ``zoo`` (the baseline CNN and
 the torchvision backbones), ``checkpoint`` (reading, verifying and writing model files) and
-``gradcam``. Only ``zoo``, ``gradcam`` and building a network import torch.
+``gradcam``. ``zoo``, ``registry`` (it loads the zoo) and ``gradcam`` import torch; ``spec``
+(``@register_model``) and ``checkpoint`` do not, so the ONNX inference path never loads it.
 """

@@ -24,7 +24,6 @@ from engine.core.errors import AllSightError, Cancelled
 from engine.core.flags import (
     FlagReason,
     normalize,
-    withholds_call,
 )
 from engine.core.records import EXCLUDED_CLASS
 from engine.imaging.preprocess import PreprocessConfig
@@ -485,7 +484,7 @@ def _story(report: SampleReport, *, thumbnails: bool, heatmap_fn, check, tick, T
                 marks.append("out of distribution")
             elif im.needs_review:
                 marks.append("needs review")
-        if (withholds_call(im.flags) or im.out_of_distribution) and not im.reviewed:
+        if im.withheld:
             marks.append("<i>not counted</i>")
         seen_flags.update(im.flags)
         data.append([str(i), name, *thumbs, P(E(display_name(im.predicted_class)), cell),

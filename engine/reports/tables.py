@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 # ================================================================================ CSV / JSON
 #: Columns of :func:`write_csv`, one row per image; the sample columns repeat on every row.
-CSV_COLUMNS: tuple[str, ...] = (
+REPORT_CSV_COLUMNS: tuple[str, ...] = (
     "sample_id", "patient_id", "lab_name", "operator", "reviewer", "created_at", "signed_off_at",
     "report_status", "call", "model_id", "model_version", "model_sha256", "software_version",
     "index", "file_name", "path", "status", "model_class", "model_class_display", "confidence",
@@ -66,7 +66,7 @@ def csv_rows(report: SampleReport) -> list[dict[str, str]]:
 def write_csv(report: SampleReport, path: str | Path) -> Path:
     """One row per image (UTF-8 with BOM so spreadsheet programs detect it), atomically."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS), lineterminator="\r\n")
+    writer = csv.DictWriter(buf, fieldnames=list(REPORT_CSV_COLUMNS), lineterminator="\r\n")
     writer.writeheader()
     writer.writerows(csv_rows(report))
     data = buf.getvalue().encode("utf-8-sig")

@@ -33,7 +33,7 @@ from engine.reports.sample import (
     image_from_dict,
     summarize_images,
 )
-from engine.reports.tables import CSV_COLUMNS, read_json, write_csv, write_json
+from engine.reports.tables import REPORT_CSV_COLUMNS, read_json, write_csv, write_json
 from tests.conftest import synthetic_smear, write_image
 
 SHA = "9c1e5b7a" + "d4" * 28
@@ -286,7 +286,7 @@ def test_csv_round_trip(tmp_path):
     path = write_csv(rep, tmp_path / "r.csv")
     with open(path, newline="", encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f))
-    assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == len(rep.images)
+    assert tuple(rows[0]) == REPORT_CSV_COLUMNS and len(rows) == len(rep.images)
     for row, im in zip(rows, rep.images, strict=False):
         assert row["file_name"] == im.file_name and row["path"] == str(im.path)
         assert row["status"] == im.status

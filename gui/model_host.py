@@ -27,6 +27,11 @@ from pathlib import Path
 log = logging.getLogger("allsight.gui.model_host")
 
 
+#: The classifier process runs at a lower CPU priority than the app (Unix ``nice``), so the event
+#: loop gets a core first on a machine with few of them.
+CLASSIFIER_NICENESS = 10
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """What defines the loaded model: the settings it came from."""
@@ -103,7 +108,7 @@ class ModelHost:
                 spec = self._spec
             log.info("starting the classifier process for model %s on %s", spec.model, spec.device)
             process = ClassifierProcess(spec.model, spec.device, review_threshold=spec.review_threshold,
-                                        threads=default_thread_count())
+                                        threads=default_thread_count(), nice=CLASSIFIER_NICENESS)
             log.info("model %s %s loaded on %s (review threshold %.3f)", process.card.id, process.card.version,
                      process.runtime, process.card.review_threshold)
             with self._lock:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import threading
 import traceback
 from collections.abc import Iterable, Iterator
@@ -46,12 +47,15 @@ def _portable(exc: BaseException) -> tuple[str, str, str]:
     return type(exc).__name__, str(exc), "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
-def _serve(conn: Any, model: str, device: str, review_threshold: float | None, threads: int) -> None:
+def _serve(conn: Any, model: str, device: str, review_threshold: float | None, threads: int,
+           nice: int = 0) -> None:
     """The child's main loop: load the model, then answer ``classify`` requests until ``quit``."""
     from engine.inference.classifier import Classifier
     from engine.inference.runtime import configure_threads
 
     try:
+        if nice and hasattr(os, "nice"):
+            os.nice(nice)  # the app's own threads (the event loop) come first when cores are scarce
         configure_threads(threads)
         classifier = Classifier(model, device)
         if review_threshold is not None:
@@ -123,13 +127,13 @@ class ClassifierProcess:
     """
 
     def __init__(self, model: str | Path, device: str = "auto", *, review_threshold: float | None = None,
-                 threads: int = 1, start_timeout_s: float = START_TIMEOUT_S) -> None:
+                 threads: int = 1, nice: int = 0, start_timeout_s: float = START_TIMEOUT_S) -> None:
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
         self._conn, child_conn = ctx.Pipe(duplex=True)
         self._process = ctx.Process(target=_serve, name="allsight-classifier", daemon=True,
-                                    args=(child_conn, str(model), str(device), review_threshold, int(threads)))
+                                    args=(child_conn, str(model), str(device), review_threshold, int(threads), int(nice)))
         self._process.start()
         child_conn.close()
         self._job_lock = threading.Lock()

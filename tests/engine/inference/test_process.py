@@ -6,6 +6,7 @@ start their own.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,10 @@ def test_close_stops_the_child(model_path):
     assert not process._process.is_alive() and not process.alive
     with pytest.raises(ModelError, match="closed"):
         next(process.classify_paths([]))
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="Unix process priorities")
+def test_the_child_can_run_at_a_lower_priority(model_path):
+    with ClassifierProcess(model_path, "cpu", nice=5) as process:
+        child = os.getpriority(os.PRIO_PROCESS, process.pid)
+    assert child == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 5)

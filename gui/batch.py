@@ -29,15 +29,13 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from engine.core.jobs import JobState
 from engine.core.progress import CancelToken
 
 log = logging.getLogger("allsight.gui.batch")
 
-QUEUED, RUNNING, DONE, CANCELLED, FAILED = "queued", "running", "done", "cancelled", "failed"
-STATE_LABELS = {QUEUED: "Queued", RUNNING: "Running", DONE: "Done", CANCELLED: "Cancelled",
-                FAILED: "Failed"}
-#: States in which a job still has work to do when Start is pressed.
-RESTARTABLE = (QUEUED, CANCELLED, FAILED)
+QUEUED, RUNNING, DONE, CANCELLED, FAILED = (JobState.QUEUED, JobState.RUNNING, JobState.DONE,
+                                             JobState.CANCELLED, JobState.FAILED)
 
 #: How often results are handed to the GUI thread (ms).
 DRAIN_INTERVAL_MS = 100
@@ -56,7 +54,7 @@ class BatchJob:
     paths: list[str]
     actor: str = ""
     key: int = field(default_factory=lambda: next(_keys))
-    state: str = QUEUED
+    state: JobState = QUEUED
     #: Images in the sample / with a prediction of the model (incl. before this run).
     total: int = 0
     done: int = 0
@@ -350,7 +348,7 @@ class BatchQueue(QObject):
                     return job
         return None
 
-    def _finish(self, job: BatchJob, state: str, message: str = "") -> None:
+    def _finish(self, job: BatchJob, state: JobState, message: str = "") -> None:
         with self._lock:
             job.state, job.message = state, message
         self._post("finished", job)

@@ -27,13 +27,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.core.jobs import RESTARTABLE
 from gui.batch import (
-    CANCELLED,
     DONE,
     FAILED,
     QUEUED,
     RUNNING,
-    STATE_LABELS,
     BatchJob,
     BatchQueue,
     format_eta,
@@ -249,8 +248,8 @@ class QueuePanel(QWidget):
             return "Paused"
         if job.state == RUNNING and job.total == 0:
             return "Starting…"
-        text = STATE_LABELS.get(job.state, job.state)
-        if job.state in (DONE, FAILED, CANCELLED) and job.message:
+        text = job.state.label
+        if job.state.finished and job.message:
             text += f" — {job.message}"
         return text
 
@@ -298,7 +297,7 @@ class QueuePanel(QWidget):
     def _update_buttons(self) -> None:
         q = self.queue
         has_running = q.current_job() is not None
-        restartable = any(j.state in (QUEUED, CANCELLED, FAILED) for j in self._rows)
+        restartable = any(j.state in RESTARTABLE for j in self._rows)
         self.add_button.setEnabled(bool(self.can_add()))
         self.start_button.setEnabled(restartable and not has_running)
         self.pause_button.setEnabled(has_running and not q.paused)

@@ -63,3 +63,4 @@ def test_only_low_confidence_leaves_the_call_to_the_model():
 def test_codes_from_the_old_free_text(text, needs_review, ood, expected):
     assert codes_from_legacy(text, needs_review=needs_review, out_of_distribution=ood) == parse_codes(
         ";".join(expected))
+

@@ -66,10 +66,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if bar is not None:
         bar.close()
     m = last.metrics
-    print(f"model: {m['model_path']}")
-    print(f"test accuracy {m['accuracy'] * 100:.2f} %  macro-F1 {m['macro_f1']:.4f}  ECE {m['ece']:.4f}  "
-          f"needs review {m['needs_review_fraction'] * 100:.1f} %  ({m['seconds']:.0f} s, best epoch {m['best_epoch']})")
+    _print_model(m["model_path"], m["accuracy"], f"macro-F1 {m['macro_f1']:.4f}  ECE {m['ece']:.4f}  ",
+                 m["needs_review_fraction"], f"  ({m['seconds']:.0f} s, best epoch {m['best_epoch']})")
     return EXIT_OK
+
+
+def _print_model(path: object, accuracy: float, middle: str, needs_review: float, tail: str = "") -> None:
+    """The two lines train and refit end with: the model file, and its test figures."""
+    print(f"model: {path}")
+    print(f"test accuracy {accuracy * 100:.2f} %  {middle}needs review {needs_review * 100:.1f} %{tail}")
 
 
 def _add_train(sub) -> None:
@@ -141,9 +146,8 @@ def cmd_refit(args: argparse.Namespace) -> int:
 
     card = refit(args.model, args.data_dir, args.out, model_version=args.model_version)
     m = card.metrics.get(f"test_{card.data_fingerprint.get('split', 'random')}", {})
-    print(f"model: {card.path.with_suffix('.safetensors') if card.path else card.weights_file}")
-    print(f"test accuracy {m.get('accuracy', 0) * 100:.2f} %  out of distribution {m.get('ood_fraction', 0) * 100:.1f} %  "
-          f"needs review {m.get('needs_review_fraction', 0) * 100:.1f} %")
+    _print_model(card.path.with_suffix(".safetensors") if card.path else card.weights_file, m.get("accuracy", 0),
+                 f"out of distribution {m.get('ood_fraction', 0) * 100:.1f} %  ", m.get("needs_review_fraction", 0))
     return EXIT_OK
 
 

@@ -141,6 +141,9 @@ class BatchQueue(QObject):
         self._halt = False  # stop taking new jobs (cancel, failure, shutdown)
         self._closed = False
         self._thread: threading.Thread | None = None
+        #: The thread has found no more work and is ending (set under ``_lock``): a start() from
+        #: then on needs a new thread, even before the "stopped" event is drained.
+        self._thread_ending = False
         self._events: deque = deque()
         self._draining = False
         self._timer = QTimer(self)
@@ -240,13 +243,21 @@ class BatchQueue(QObject):
                     job.state, job.cancel, job.message = QUEUED, CancelToken(), ""
             has_work = any(j.state == QUEUED for j in self.jobs)
             self._halt = False
+            new_thread = has_work and (self._thread is None or self._thread_ending)
+            was_running = self._thread is not None
+            ending = self._thread if new_thread and self._thread_ending else None
+            if new_thread:
+                self._thread = threading.Thread(target=self._run, name="allsight-batch", daemon=False)
+                self._thread_ending = False
+                self._thread.start()
+        if ending is not None:
+            ending.join(5.0)  # it only has its "stopped" event left to post
         self._resume.set()
         self.changed.emit()
-        if self._thread is None and has_work:
-            self._thread = threading.Thread(target=self._run, name="allsight-batch", daemon=False)
-            self._thread.start()
+        if new_thread:
             self._timer.start()
-            self.running_changed.emit(True)
+            if not was_running:
+                self.running_changed.emit(True)
         return has_work
 
     def pause(self) -> None:
@@ -322,11 +333,11 @@ class BatchQueue(QObject):
                 elif kind == "failed":
                     self.failed.emit(event[1], event[2])
                 elif kind == "stopped":
-                    stopped = True
+                    event[1].join(5.0)
+                    stopped = stopped or event[1] is self._thread  # not an earlier, replaced thread
             if self._thread is not None:
                 self.progress.emit()
             if stopped and self._thread is not None:
-                self._thread.join(5.0)
                 self._thread = None
                 self._timer.stop()
                 self.changed.emit()
@@ -339,13 +350,16 @@ class BatchQueue(QObject):
         self._events.append(event)
 
     def _take_next(self) -> BatchJob | None:
+        """The next queued job, marked running; None (and this thread marked as ending) when
+        there is none or the queue is halted."""
         with self._lock:
-            if self._halt or self._closed:
-                return None
-            for job in self.jobs:
-                if job.state == QUEUED:
-                    job.state = RUNNING
-                    return job
+            if not (self._halt or self._closed):
+                for job in self.jobs:
+                    if job.state == QUEUED:
+                        job.state = RUNNING
+                        return job
+            if threading.current_thread() is self._thread:
+                self._thread_ending = True
         return None
 
     def _finish(self, job: BatchJob, state: JobState, message: str = "") -> None:
@@ -362,7 +376,7 @@ class BatchQueue(QObject):
                 self._post("state", job)
                 self._run_job(job)
         finally:
-            self._post("stopped")
+            self._post("stopped", threading.current_thread())
 
     def _wait_while_paused(self, job: BatchJob) -> float:
         """Block while paused; the seconds spent waiting."""

@@ -15,8 +15,9 @@ COMMON=(--init scratch --image-size 128 --batch-size 64 --seed 0 --model-input e
 # cell-free background; hue +-22 deg, brightness 0.7-1.32, contrast 0.62-1.3, white-balance casts
 # +-18 %, blur, JPEG 20+, lower resolution and magnification). v1.1 (standard augmentation, 50
 # epochs) learned the background: its calls followed a swapped background more often than the cells.
-R18=(--epochs 32 --patience 12 --augment cell --white-balance --model-version 1.2.0)
-BASE=(--epochs 30 --patience 10 --augment cell --white-balance --model-version 1.2.0)
+VERSION=1.2.0
+R18=(--epochs 32 --patience 12 --augment cell --white-balance --model-version "$VERSION")
+BASE=(--epochs 30 --patience 10 --augment cell --white-balance --model-version "$VERSION")
 
 $PY main.py train "$DATA" --arch resnet18 --split random "${R18[@]}" "${COMMON[@]}" --out runs/r18-cell-random --id resnet18
 $PY main.py train "$DATA" --arch resnet18 --split block  "${R18[@]}" "${COMMON[@]}" --out runs/r18-cell-block --id resnet18-block
@@ -26,9 +27,9 @@ $PY main.py train "$DATA" --arch baseline --split block  "${BASE[@]}" "${COMMON[
 $PY benchmarks/model_results.py "$DATA" runs/r18-cell-random/resnet18.safetensors runs/r18-cell-block/resnet18-block.safetensors \
     runs/baseline-cell-random/baseline.safetensors runs/baseline-cell-block/baseline-block.safetensors --out docs/results
 for m in runs/r18-cell-random/resnet18 runs/r18-cell-block/resnet18-block; do
-  $PY benchmarks/shortcut.py "$DATA" --model "$m.safetensors" --json "docs/results/shortcut-$(basename "$m").json"
+  $PY benchmarks/shortcut.py "$DATA" --model "$m.safetensors" --json "docs/results/probes/shortcut-$(basename "$m")-$VERSION.json"
 done
-$PY benchmarks/bccd_ood.py "$DATA" --model runs/r18-cell-random/resnet18.safetensors --json docs/results/bccd-ood-resnet18.json
+$PY benchmarks/bccd_ood.py "$DATA" --model runs/r18-cell-random/resnet18.safetensors --json "docs/results/probes/bccd-ood-resnet18-$VERSION.json"
 
 mkdir -p resources/models
 for m in runs/r18-cell-random/resnet18 runs/baseline-cell-random/baseline; do

@@ -368,6 +368,9 @@ class BatchQueue(QObject):
         self._post("finished", job)
 
     def _run(self) -> None:
+        from gui.workers import lower_this_threads_priority
+
+        lower_this_threads_priority()  # committing results can wait; the event loop cannot
         try:
             while True:
                 job = self._take_next()

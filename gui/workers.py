@@ -13,6 +13,9 @@ widgets it reports to.
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +56,7 @@ class Task(QRunnable):
         self.cancelled = True
 
     def run(self) -> None:  # worker thread
+        lower_this_threads_priority()
         if self.cancelled:
             self._pool._signals.done.emit(self, None, None)
             return
@@ -63,6 +67,24 @@ class Task(QRunnable):
             self._pool._signals.done.emit(self, None, error)
         else:
             self._pool._signals.done.emit(self, value, None)
+
+
+#: Worker threads run at this Unix niceness (Linux applies it per thread), so thumbnail decoding
+#: never takes the core the event loop needs (docs/performance.md, "The batch in a child process").
+WORKER_NICENESS = 10
+_niced = threading.local()
+
+
+def lower_this_threads_priority() -> None:
+    """Run the calling (background) thread at :data:`WORKER_NICENESS` from now on (Linux; once)."""
+    if getattr(_niced, "done", False):
+        return
+    _niced.done = True
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICENESS)
+        except OSError:  # not permitted here: the thread keeps its priority
+            log.debug("could not lower a worker thread's priority", exc_info=True)
 
 
 class _Signals(QObject):

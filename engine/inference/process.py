@@ -50,12 +50,12 @@ def _portable(exc: BaseException) -> tuple[str, str, str]:
 def _serve(conn: Any, model: str, device: str, review_threshold: float | None, threads: int,
            nice: int = 0) -> None:
     """The child's main loop: load the model, then answer ``classify`` requests until ``quit``."""
-    from engine.inference.classifier import Classifier
-    from engine.inference.runtime import configure_threads
-
+    if nice and hasattr(os, "nice"):
+        os.nice(nice)  # before the heavy imports: the app's event loop comes first when cores are scarce
     try:
-        if nice and hasattr(os, "nice"):
-            os.nice(nice)  # the app's own threads (the event loop) come first when cores are scarce
+        from engine.inference.classifier import Classifier
+        from engine.inference.runtime import configure_threads
+
         configure_threads(threads)
         classifier = Classifier(model, device)
         if review_threshold is not None:

@@ -5,8 +5,9 @@ Exit codes: 0 every image classified; 3 finished, but some images (or named inpu
 2 usage or fatal error (no images, unwritable output, missing or corrupt model).
 
 With ``--db FILE`` each folder INPUT is one *sample* of the result store (sample ID = the
-folder's name); image files named directly form one sample named after their common parent
-folder (``loose-files`` when they have none in common). Every result is committed to the store
+folder's name, ``NAME (2)`` when another folder's sample has that ID: the app's rule,
+:meth:`engine.store.results.ResultStore.register_sample`); image files named directly form one
+sample named after their common parent folder (``loose-files`` when they have none in common). Every result is committed to the store
 as it arrives, so a run that is interrupted and started again classifies only what is missing
 (:meth:`engine.store.results.ResultStore.pending_paths`), while its CSV/JSON still list every image once,
 in the same order as a fresh run: results already stored are read back from the store. A sample
@@ -32,13 +33,12 @@ from typing import IO, Any
 
 from engine.core.errors import AllSightError
 from engine.core.records import ReviewedImage
+from engine.store.naming import LOOSE_SAMPLE_ID
 
 log = logging.getLogger("allsight.cli")
 
 EXIT_OK, EXIT_FATAL, EXIT_PARTIAL = 0, 2, 3
 
-#: Sample ID of image files named directly on the command line that share no parent folder.
-LOOSE_SAMPLE_ID = "loose-files"
 #: Sample ID of a ``--report`` without ``--db`` that covers more than one folder (or loose files).
 RUN_SAMPLE_ID = "classify-run"
 
@@ -83,17 +83,19 @@ class SampleGroup:
     folder: str
     from_folder: bool
     paths: list[Path] = field(default_factory=list)
-    folders: list[str] = field(default_factory=list)
 
 
 def group_samples(inputs: list[str], images: list[Path] | tuple[Path, ...]) -> list[SampleGroup]:
-    """Split the scanned images into samples.
+    """Split the scanned images into samples (names by :mod:`engine.store.naming`).
 
-    Each folder INPUT is a sample whose ID is the folder's name; an image belongs to the first
-    folder INPUT (in command-line order) that contains it. The remaining images (files named
-    directly) form one sample named after their common parent folder, or :data:`LOOSE_SAMPLE_ID`
-    when they lie in different folders. Folders that share a name share one sample.
+    Each folder INPUT is a sample named after the folder; an image belongs to the first folder
+    INPUT (in command-line order) that contains it. The remaining images (files named directly)
+    form one sample named after their common parent folder, or :data:`LOOSE_SAMPLE_ID` when they
+    lie in different folders. Two folders of the same name are two samples; with a result store,
+    :meth:`~engine.store.results.ResultStore.register_sample` names the second ``NAME (2)``.
     """
+    from engine.store.naming import loose_files_folder, sample_name
+
     roots = [Path(raw) for raw in inputs if os.path.isdir(raw)]
     groups: dict[str, SampleGroup] = {}
     loose: list[Path] = []
@@ -103,20 +105,15 @@ def group_samples(inputs: list[str], images: list[Path] | tuple[Path, ...]) -> l
             loose.append(path)
             continue
         folder = _key(root)
-        sample_id = Path(folder).name or folder
-        group = groups.get(sample_id)
+        group = groups.get(folder)
         if group is None:
-            group = groups[sample_id] = SampleGroup(sample_id, folder, True)
-        if folder not in group.folders:
-            group.folders.append(folder)
+            group = groups[folder] = SampleGroup(sample_name(folder), folder, True)
         group.paths.append(path)
     if loose:
-        parents = {os.path.dirname(_key(p)) for p in loose}
-        parent = parents.pop() if len(parents) == 1 else ""
-        sample_id = (Path(parent).name if parent else "") or LOOSE_SAMPLE_ID
-        group = groups.get(sample_id)
+        parent = loose_files_folder(loose)
+        group = groups.get(parent) if parent else None
         if group is None:
-            group = groups[sample_id] = SampleGroup(sample_id, parent, False)
+            group = groups[parent or "\0loose"] = SampleGroup(sample_name(parent), parent, False)
         group.paths.extend(loose)
     return list(groups.values())
 
@@ -290,11 +287,14 @@ def _prepare_store(store: Any, groups: list[SampleGroup], images: tuple[Path, ..
     sha = card.weights_sha256
     by_path: dict[Path, _Entry] = {}
     print(f"result store: {store.path}", file=sys.stderr)
+    used: set[str] = set()
     for g in groups:
-        if len(g.folders) > 1:
-            print(f"note: folders {', '.join(g.folders)} share the name {g.sample_id!r}; "
-                  f"their images form one sample", file=sys.stderr)
-        sample = store.create_or_get_sample(g.sample_id, g.folder, operator=operator)
+        sample, _ = store.register_sample(g.sample_id, g.folder, operator=operator, taken=used)
+        if sample.sample_id != g.sample_id:
+            print(f"note: sample {g.sample_id!r} of the result store holds another folder; "
+                  f"{g.folder or 'these files'} are sample {sample.sample_id!r}", file=sys.stderr)
+            g.sample_id = sample.sample_id
+        used.add(g.sample_id)
         if sample.signed_off:
             pending: set[str] = set()
             print(f"sample {g.sample_id}: signed off by {sample.signed_off_by} at {sample.signed_off_at}; "
@@ -540,7 +540,6 @@ class _Run:
         return heatmap
 
     def write_reports(self, report_path: Path, groups: list[SampleGroup]) -> list[Path]:
-        from engine.core.records import ReviewedImage
         from engine.reports.pdf import write_pdf
         from engine.reports.sample import ReportModelInfo, SampleReport, sample_report_from_store
 
@@ -578,8 +577,8 @@ _DESCRIPTION = """\
 Classify image files and folders (searched recursively) and write one CSV row per image.
 
 Result store (--db FILE): every result is committed to the result database as it arrives.
-Each folder INPUT is one sample, its sample ID the folder's name (folders of the same name
-share one sample). Image files named directly form one sample named after their common
+Each folder INPUT is one sample, its sample ID the folder's name; a folder whose name is
+already the ID of another folder's sample (in the store or in this run) becomes "NAME (2)". Image files named directly form one sample named after their common
 parent folder, or "loose-files" when they lie in different folders. Running the same command
 again (e.g. after an interruption) classifies only the images that model has not classified
 yet; the CSV/JSON still list every image once, in the usual order, stored results read back

@@ -487,23 +487,19 @@ class MainWindow(QMainWindow):
             return False
         panel = self.samples_panel
         folder = _norm(sample.folder) if sample.folder is not None else ""
-        base, sid, n = sample.sample_id, sample.sample_id, 2
+        # IDs of the other open samples are taken: two open samples never share a stored one.
+        taken = {t for s in panel.samples if s is not sample for t in (s.sample_id, s.store_id) if t}
         try:
-            while True:
-                taken = any(s.sample_id == sid and s is not sample for s in panel.samples)
-                stored = None if taken else self.store.get_sample(sid)
-                if not taken and stored is None:
-                    self.store.create_or_get_sample(sid, folder, sample.patient_id,
-                                                    sample.operator or self.settings.operator_name)
-                    break
-                if (stored is not None and folder and stored.folder == folder
-                        and not any(s.store_id == sid for s in panel.samples)):
-                    self._adopt(sample, stored)
-                    return True
-                sid, n = f"{base} ({n})", n + 1
+            stored, created = self.store.register_sample(
+                sample.sample_id, folder, patient_id=sample.patient_id,
+                operator=sample.operator or self.settings.operator_name, taken=taken)
         except StoreError as exc:
             gui_errors.show_error(self, str(exc), gui_errors.format_details(exc))
             return False
+        if not created:
+            self._adopt(sample, stored)
+            return True
+        sid = stored.sample_id
         if sid != sample.sample_id:
             self.show_message(f"Sample ID {sample.sample_id} is already in the result history; saved as {sid}.")
             sample.sample_id = sid

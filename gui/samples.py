@@ -402,8 +402,9 @@ class SamplesPanel(QWidget):
         return candidate
 
     def open_paths(self, paths: list[str | Path]) -> None:
-        """Add one sample per folder; loose image files become one sample named after their
-        folder. The folders are scanned in the worker pool; samples appear when scanned."""
+        """Add one sample per folder; loose image files become one sample named after their common
+        folder, or "loose-files" (:mod:`engine.store.naming`, as the CLI names them). The folders
+        are scanned in the worker pool; samples appear when scanned."""
         folders = [Path(p) for p in paths if Path(p).is_dir()]
         files = [Path(p) for p in paths if not Path(p).is_dir()]
         for folder in folders:
@@ -425,7 +426,13 @@ class SamplesPanel(QWidget):
         )
 
     def _on_scanned(self, paths: list[Path], folder: Path | None, result: ScanResult) -> None:
-        base = folder if folder is not None else paths[0].parent
+        from engine.store.naming import loose_files_folder, sample_name
+
+        sample_folder = folder
+        if folder is None:  # files picked one by one: their common folder, if they have one (as the CLI)
+            common = loose_files_folder(result.images or paths)
+            sample_folder = Path(common) if common else None
+        base = sample_folder if sample_folder is not None else paths[0].parent
         if not result.images:
             self.status_message.emit(
                 f"No images found in {base}"
@@ -434,8 +441,8 @@ class SamplesPanel(QWidget):
         if folder is not None and self.find_sample(folder) is not None:
             return  # opened twice in quick succession
         sample = Sample(
-            sample_id=self.unique_sample_id(base.name or str(base)),
-            folder=folder if folder is not None else base,
+            sample_id=self.unique_sample_id(sample_name(sample_folder if sample_folder is not None else "")),
+            folder=sample_folder,
             images=[SampleImage(p) for p in result.images],
             operator=self.default_operator,
             skipped=result.skipped,

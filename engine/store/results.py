@@ -34,6 +34,7 @@ the migrations in :data:`MIGRATIONS`; a file written by a newer ALLSight is refu
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -469,6 +470,43 @@ class ResultStore:
             row = conn.execute(f"SELECT {_SAMPLE_COLUMNS} FROM samples s WHERE s.sample_id = ?",
                                (sample_id,)).fetchone()
         return self._to_sample(row)
+
+    def register_sample(self, name: str, folder: str | os.PathLike[str], *, patient_id: str = "",
+                        operator: str = "", taken: Iterable[str] = ()) -> tuple[Sample, bool]:
+        """The stored sample of the images of ``folder``, named after ``name``: ``(sample, created)``.
+
+        The one sample-naming rule of both front ends (the CLI's ``classify --db`` and the app):
+        the ID is ``name``, or ``name (2)``, ``name (3)``... when that ID belongs to another folder
+        or is in ``taken`` (IDs already used in this run or session). So the same folder always
+        comes back as the same sample, however it was classified, and two folders of the same name
+        never merge into one sample. ``folder`` "" (files from several folders) matches a stored
+        sample without a folder.
+        """
+        name = _required(name, "sample id")
+        folder_s = _norm_path(folder) if os.fspath(folder) else ""
+        skip = set(taken)
+        for n in itertools.count(1):
+            candidate = name if n == 1 else f"{name} ({n})"
+            if candidate in skip:
+                continue
+            with self._write() as conn:  # look up and create in one transaction
+                row = conn.execute("SELECT folder FROM samples WHERE sample_id = ?", (candidate,)).fetchone()
+                if row is None:
+                    now = _now()
+                    cur = conn.execute(
+                        "INSERT INTO samples (sample_id, folder, patient_id, operator, created_at, updated_at) "
+                        "VALUES (?,?,?,?,?,?)", (candidate, folder_s, patient_id or "", operator or "", now, now))
+                    self._audit(conn, operator, "create_sample", cur.lastrowid, folder=folder_s,
+                                patient_id=patient_id or "", operator=operator or "")
+                    created = True
+                elif row["folder"] == folder_s:
+                    created = False
+                else:
+                    continue
+                sample_row = conn.execute(f"SELECT {_SAMPLE_COLUMNS} FROM samples s WHERE s.sample_id = ?",
+                                          (candidate,)).fetchone()
+            return self._to_sample(sample_row), created
+        raise AssertionError("unreachable")  # itertools.count never ends
 
     def get_sample(self, sample_id: str) -> Sample | None:
         """The sample, or ``None`` when there is none with that id."""

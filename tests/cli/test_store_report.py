@@ -307,6 +307,11 @@ def test_group_samples(tmp_path):
     # a file named directly inside a named folder belongs to that folder's sample
     groups = group_samples([str(a[0]), str(tmp_path / "A")], [a[0], a[1], inner])
     assert [(g.sample_id, len(g.paths)) for g in groups] == [("A", 3)]
+    # two folders of the same name stay two samples (the store names the second "A (2)")
+    twin = smears(tmp_path / "other" / "A", 1)
+    groups = group_samples([str(tmp_path / "A"), str(tmp_path / "other" / "A")], [*a, *twin])
+    assert [(g.sample_id, g.folder, len(g.paths)) for g in groups] == [
+        ("A", str(tmp_path / "A"), 2), ("A", str(tmp_path / "other" / "A"), 1)]
 
     rep = tmp_path / "out" / "r.pdf"
     assert report_targets(rep, ["S1"]) == {"S1": rep}

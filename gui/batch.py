@@ -144,6 +144,9 @@ class BatchQueue(QObject):
         #: The thread has found no more work and is ending (set under ``_lock``): a start() from
         #: then on needs a new thread, even before the "stopped" event is drained.
         self._thread_ending = False
+        #: Threads that have ended or are ending, joined only off the GUI thread's hot path (by
+        #: wait() and shutdown()): a low-priority thread can take a while to be scheduled to exit.
+        self._ended_threads: list[threading.Thread] = []
         self._events: deque = deque()
         self._draining = False
         self._timer = QTimer(self)
@@ -251,7 +254,7 @@ class BatchQueue(QObject):
                 self._thread_ending = False
                 self._thread.start()
         if ending is not None:
-            ending.join(5.0)  # it only has its "stopped" event left to post
+            self._ended_threads.append(ending)  # it only has its "stopped" event left to post
         self._resume.set()
         self.changed.emit()
         if new_thread:
@@ -281,11 +284,17 @@ class BatchQueue(QObject):
 
     def wait(self, timeout: float | None = None) -> bool:
         """Join the thread (tests); True when it has ended. Results are delivered by drain()."""
+        self._join_ended(timeout)
         thread = self._thread
         if thread is not None:
             thread.join(timeout)
             return not thread.is_alive()
         return True
+
+    def _join_ended(self, timeout: float | None) -> None:
+        for thread in self._ended_threads:
+            thread.join(timeout)
+        self._ended_threads = [t for t in self._ended_threads if t.is_alive()]
 
     def shutdown(self, timeout: float = 60.0) -> None:
         """Cancel, join the thread and stop delivering (idempotent)."""
@@ -296,6 +305,7 @@ class BatchQueue(QObject):
             thread.join(timeout)
             if thread.is_alive():
                 log.warning("the batch thread did not stop within %.0f s", timeout)
+        self._join_ended(timeout)
         self._timer.stop()
         self._events.clear()
         self._thread = None
@@ -333,7 +343,9 @@ class BatchQueue(QObject):
                 elif kind == "failed":
                     self.failed.emit(event[1], event[2])
                 elif kind == "stopped":
-                    event[1].join(5.0)
+                    self._ended_threads = [t for t in self._ended_threads if t.is_alive()]
+                    if event[1].is_alive():
+                        self._ended_threads.append(event[1])
                     stopped = stopped or event[1] is self._thread  # not an earlier, replaced thread
             if self._thread is not None:
                 self.progress.emit()
@@ -397,7 +409,7 @@ class BatchQueue(QObject):
         store = self.store
         gen = None
         try:
-            classifier = self.model_host.batch_classifier()
+            classifier = self.model_host.batch_classifier(cancel=job.cancel)
             card = classifier.card
             self._post("model", card, classifier.runtime)
             job.cancel.raise_if_cancelled()

@@ -90,11 +90,12 @@ class ModelHost:
                 return self._process
             return self._classifier if self._loaded_spec == self._spec else None
 
-    def batch_classifier(self):
+    def batch_classifier(self, cancel=None):
         """The classifier process for the current spec, started if needed (call in a worker
         thread: starting one takes seconds). Raises the engine's
         :class:`~engine.core.errors.ModelError` (no such model, corrupt weights, device unavailable,
-        the process died...) for the caller's error path."""
+        the process died...) for the caller's error path; ``cancel`` (a CancelToken) stops a start
+        in progress with :class:`~engine.core.errors.Cancelled`."""
         from engine.inference.process import ClassifierProcess
 
         with self._load_lock:
@@ -108,7 +109,7 @@ class ModelHost:
                 spec = self._spec
             log.info("starting the classifier process for model %s on %s", spec.model, spec.device)
             process = ClassifierProcess(spec.model, spec.device, review_threshold=spec.review_threshold,
-                                        threads=default_thread_count(), nice=CLASSIFIER_NICENESS)
+                                        threads=default_thread_count(), nice=CLASSIFIER_NICENESS, cancel=cancel)
             log.info("model %s %s loaded on %s (review threshold %.3f)", process.card.id, process.card.version,
                      process.runtime, process.card.review_threshold)
             with self._lock:

@@ -127,7 +127,8 @@ class ClassifierProcess:
     """
 
     def __init__(self, model: str | Path, device: str = "auto", *, review_threshold: float | None = None,
-                 threads: int = 1, nice: int = 0, start_timeout_s: float = START_TIMEOUT_S) -> None:
+                 threads: int = 1, nice: int = 0, start_timeout_s: float = START_TIMEOUT_S,
+                 cancel: CancelToken | None = None) -> None:
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
@@ -139,7 +140,10 @@ class ClassifierProcess:
         self._job_lock = threading.Lock()
         self._closed = False
         try:
-            message = self._receive(start_timeout_s, what="load the model")
+            message = self._receive(start_timeout_s, what="load the model", cancel=cancel)
+        except Cancelled:
+            self.close(timeout_s=0.5)  # it is loading, not listening: do not wait for it
+            raise
         except BaseException:
             self.close()
             raise
@@ -170,10 +174,13 @@ class ClassifierProcess:
         return ModelError(f"the classifier process stopped unexpectedly while trying to {what} "
                           f"(exit code {self._process.exitcode}); classifying again starts a new one")
 
-    def _receive(self, timeout_s: float | None, what: str = "classify") -> tuple:
-        """The next message, waiting at most ``timeout_s`` (None: as long as the child lives)."""
+    def _receive(self, timeout_s: float | None, what: str = "classify", cancel: CancelToken | None = None) -> tuple:
+        """The next message, waiting at most ``timeout_s`` (None: as long as the child lives);
+        ``cancel`` raises :class:`~engine.core.errors.Cancelled` while waiting."""
         waited = 0.0
         while True:
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled()
             try:
                 if self._conn.poll(_POLL_S):
                     return self._conn.recv()

@@ -49,7 +49,7 @@ class FakeHost:
     def __init__(self, classifier: FakeClassifier | None = None, error: BaseException | None = None):
         self.classifier, self.error = classifier or FakeClassifier(), error
 
-    def batch_classifier(self):
+    def batch_classifier(self, cancel=None):
         if self.error is not None:
             raise self.error
         return self.classifier

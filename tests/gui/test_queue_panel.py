@@ -42,7 +42,7 @@ class Host:
     def __init__(self, classifier=None, error=None):
         self.classifier, self.error = classifier or GatedClassifier(), error
 
-    def batch_classifier(self):
+    def batch_classifier(self, cancel=None):
         if self.error is not None:
             raise self.error
         return self.classifier

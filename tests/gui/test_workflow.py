@@ -508,15 +508,17 @@ def test_model_warm_up_loads_the_active_model_in_the_background(qtbot, wf_window
 _KILLED_APP = r"""
 import sys, time
 from PySide6.QtCore import QTimer
-from engine.inference.classifier import Classifier
+from engine.inference.process import ClassifierProcess
 
-original = Classifier._classify_prepared
+original = ClassifierProcess.classify_paths
 
-def slow(self, batch):  # slow enough to be killed mid-batch
-    time.sleep(0.25)
-    return original(self, batch)
+def slow(self, paths, **kwargs):  # slow enough to be killed mid-batch (where the app receives results)
+    for i, result in enumerate(original(self, paths, **kwargs)):
+        if i % 2 == 0:
+            time.sleep(0.25)
+        yield result
 
-Classifier._classify_prepared = slow
+ClassifierProcess.classify_paths = slow
 from gui.app import create_application
 from gui.main_window import MainWindow
 from gui.settings import Settings

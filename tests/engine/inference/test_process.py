@@ -115,3 +115,14 @@ def test_the_child_can_run_at_a_lower_priority(model_path):
     with ClassifierProcess(model_path, "cpu", nice=5) as process:
         child = os.getpriority(os.PRIO_PROCESS, process.pid)
     assert child == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 5)
+
+
+def test_a_start_can_be_cancelled_and_leaves_no_child(model_path):
+    import multiprocessing
+
+    before = {p.pid for p in multiprocessing.active_children()}
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        ClassifierProcess(model_path, "cpu", cancel=token)
+    assert {p.pid for p in multiprocessing.active_children()} <= before

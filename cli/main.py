@@ -82,7 +82,7 @@ _REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_preview]
 COMMANDS: set[str] = {"preview", "train", "evaluate", "refit", "classify"}
 
 
-def _register_commands() -> None:
+def register_commands() -> None:
     # The command modules import torch, OpenCV etc. only inside their functions, so registering
     # them costs ~50 ms and --help lists every command.
     from cli import classify, models
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     from engine.core.logging_setup import setup_logging
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    _register_commands()
+    register_commands()
     parser = build_parser()
     args = parser.parse_args(argv)
     log_path = setup_logging(logging.DEBUG if args.verbose else logging.INFO)

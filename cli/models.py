@@ -19,7 +19,9 @@ def _progress_bar(total: int, desc: str):
                 disable=not sys.stderr.isatty())
 
 
-def _augment_config(args: argparse.Namespace):
+def augment_config(args: argparse.Namespace):
+    """The training augmentation the train command's options ask for (a preset, overridden by
+    --background-swap)."""
     import dataclasses
 
     from engine.imaging.augment import AugmentConfig
@@ -40,7 +42,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         image_size=args.image_size, batch_size=args.batch_size, split=args.split, seed=args.seed,
         out_dir=args.out, model_id=args.id or "", model_version=args.model_version, lr=args.lr,
         patience=args.patience, model_input=args.model_input, skip_broken=args.skip_broken,
-        augment=_augment_config(args),
+        augment=augment_config(args),
         white_balance=args.white_balance,
     )
     bar = None

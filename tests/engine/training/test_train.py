@@ -186,16 +186,3 @@ def test_precise_batchnorm_uses_exact_statistics_of_clean_images():
     assert torch.allclose(net[0].running_mean, torch.full((3,), expected), atol=1e-5)
     assert net[0].momentum == 0.1 and not net.training
 
-
-def test_cli_background_swap_overrides_the_presets_share():
-    from cli.main import _register_commands, build_parser
-    from cli.models import _augment_config
-    from engine.core.errors import ConfigError
-
-    _register_commands()
-    parse = build_parser().parse_args
-    assert _augment_config(parse(["train", "d", "--augment", "cell"])).p_background_swap == 0.6
-    cfg = _augment_config(parse(["train", "d", "--augment", "cell", "--background-swap", "0.9"]))
-    assert cfg.p_background_swap == 0.9 and cfg.hue_degrees == 22.0  # the rest of the preset stays
-    with pytest.raises(ConfigError, match="probability"):
-        _augment_config(parse(["train", "d", "--background-swap", "1.5"]))

@@ -166,3 +166,13 @@ def slow_classification(monkeypatch, seconds: float = 0.05):
             yield result
 
     monkeypatch.setattr(ClassifierProcess, "classify_paths", slow)
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A result store of its own for a test (a real SQLite file in the test's folder)."""
+    from engine.store.results import ResultStore
+
+    s = ResultStore.open(tmp_path / "results.db")
+    yield s
+    s.close()

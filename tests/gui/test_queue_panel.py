@@ -3,64 +3,24 @@ and which buttons are enabled when the queue is empty, waiting, running, paused,
 
 from __future__ import annotations
 
-import threading
 from types import SimpleNamespace
 
 import pytest
 
-from engine import CLASS_IDS
 from engine.core.errors import ModelError
-from engine.core.records import ImageResult
-from engine.store.results import ResultStore
 from gui.batch import BatchQueue
 from gui.queue_panel import QueuePanel
+from tests.gui.fakes import FakeClassifier, FakeHost
 
 CONTROLS = ("start", "pause", "resume", "cancel", "remove", "up", "down")
-
-
-class GatedClassifier:
-    """One Benign result per path, each once a permit is given (:meth:`allow`)."""
-
-    def __init__(self, gated: bool = True):
-        self.card = SimpleNamespace(id="fake", version="1", weights_sha256="cd" * 32, review_threshold=0.5)
-        self.runtime = "cpu"
-        self._permits = threading.Semaphore(0 if gated else 10_000)
-
-    def allow(self, n: int) -> None:
-        for _ in range(n):
-            self._permits.release()
-
-    def classify_paths(self, paths, *, batch_size, workers, cancel):
-        for path in paths:
-            while not self._permits.acquire(timeout=0.02):
-                cancel.raise_if_cancelled()
-            cancel.raise_if_cancelled()
-            yield ImageResult(path, "ok", "Benign", 0.9, {c: 0.9 if c == "Benign" else 0.0 for c in CLASS_IDS})
-
-
-class Host:
-    def __init__(self, classifier=None, error=None):
-        self.classifier, self.error = classifier or GatedClassifier(), error
-
-    def batch_classifier(self, cancel=None):
-        if self.error is not None:
-            raise self.error
-        return self.classifier
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = ResultStore.open(tmp_path / "results.db")
-    yield s
-    s.close()
 
 
 @pytest.fixture
 def make_panel(qtbot, store):
     queues: list[BatchQueue] = []
 
-    def make(host: Host | None = None) -> QueuePanel:
-        queue = BatchQueue(store, host or Host(), batch_size=1, decode_workers=1)
+    def make(host: FakeHost | None = None) -> QueuePanel:
+        queue = BatchQueue(store, host or FakeHost(FakeClassifier(gated=True)), batch_size=1, decode_workers=1)
         queues.append(queue)
         panel = QueuePanel(queue)
         qtbot.addWidget(panel)
@@ -142,7 +102,7 @@ def test_while_running_pause_and_cancel_are_enabled_and_paused_offers_resume(qtb
 
 
 def test_a_finished_queue_shows_done_and_cannot_be_started_again(qtbot, make_panel, store, tmp_path):
-    panel = make_panel(Host(GatedClassifier(gated=False)))
+    panel = make_panel(FakeHost(FakeClassifier()))
     add(panel, store, tmp_path, "A", 2)
     panel.start_button.click()
     qtbot.waitUntil(lambda: not panel.queue.running, timeout=10000)
@@ -153,7 +113,7 @@ def test_a_finished_queue_shows_done_and_cannot_be_started_again(qtbot, make_pan
 
 
 def test_a_failed_job_shows_why_and_can_be_started_again(qtbot, make_panel, store, tmp_path):
-    panel = make_panel(Host(error=ModelError("model file missing")))
+    panel = make_panel(FakeHost(error=ModelError("model file missing")))
     add(panel, store, tmp_path, "A", 2)
     add(panel, store, tmp_path, "B", 1)
     panel.start_button.click()

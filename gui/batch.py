@@ -31,6 +31,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from engine.core.jobs import JobState
 from engine.core.progress import CancelToken
+from gui.workers import lower_this_threads_priority
 
 log = logging.getLogger("allsight.gui.batch")
 
@@ -254,7 +255,7 @@ class BatchQueue(QObject):
                 self._thread_ending = False
                 self._thread.start()
         if ending is not None:
-            self._ended_threads.append(ending)  # it only has its "stopped" event left to post
+            self._retire(ending)  # it only has its "stopped" event left to post
         self._resume.set()
         self.changed.emit()
         if new_thread:
@@ -290,6 +291,12 @@ class BatchQueue(QObject):
             thread.join(timeout)
             return not thread.is_alive()
         return True
+
+    def _retire(self, thread: threading.Thread) -> None:
+        """Keep an ending thread for a later join (the list holds only the ones still alive)."""
+        self._ended_threads = [t for t in self._ended_threads if t.is_alive() and t is not thread]
+        if thread.is_alive():
+            self._ended_threads.append(thread)
 
     def _join_ended(self, timeout: float | None) -> None:
         for thread in self._ended_threads:
@@ -343,9 +350,7 @@ class BatchQueue(QObject):
                 elif kind == "failed":
                     self.failed.emit(event[1], event[2])
                 elif kind == "stopped":
-                    self._ended_threads = [t for t in self._ended_threads if t.is_alive()]
-                    if event[1].is_alive():
-                        self._ended_threads.append(event[1])
+                    self._retire(event[1])
                     stopped = stopped or event[1] is self._thread  # not an earlier, replaced thread
             if self._thread is not None:
                 self.progress.emit()
@@ -380,8 +385,6 @@ class BatchQueue(QObject):
         self._post("finished", job)
 
     def _run(self) -> None:
-        from gui.workers import lower_this_threads_priority
-
         lower_this_threads_priority()  # committing results can wait; the event loop cannot
         try:
             while True:

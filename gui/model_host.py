@@ -73,14 +73,15 @@ class ModelHost:
         Returns True when it differs from the loaded one."""
         with self._lock:
             self._spec = spec
-            changed = spec != self._loaded_spec or (self._process is not None and spec != self._process_spec)
-            if spec != self._loaded_spec:
+            stale_classifier = spec != self._loaded_spec
+            stale_process = self._process is not None and spec != self._process_spec
+            if stale_classifier:
                 self._classifier = None  # released when the last user drops it
                 self._loaded_spec = None
-            if self._process is not None and spec != self._process_spec:
+            if stale_process:
                 self._retired.append(self._process)
                 self._process, self._process_spec = None, None
-            return changed
+            return stale_classifier or stale_process
 
     def loaded(self):
         """The batch classifier process if running for the current spec, else the in-process

@@ -41,7 +41,7 @@ import math
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,7 +49,6 @@ from pathlib import Path
 from typing import Any
 
 from engine import CLASS_IDS
-from engine.core.errors import AllSightError
 from engine.core.flags import (
     codes_from_legacy,
     format_codes,
@@ -58,34 +57,17 @@ from engine.core.flags import (
 )
 from engine.core.paths import user_dir
 from engine.core.records import EXCLUDED_CLASS, ImageResult, ReviewedImage, sign_off_blockers
+from engine.store.errors import SignOffError, StoreError
+from engine.store.schema import MIGRATIONS, SCHEMA_VERSION, migrate
 
 log = logging.getLogger(__name__)
 
 DB_FILE_NAME = "allsight.sqlite3"
 
-#: The schema version this code writes (stored as ``PRAGMA user_version``).
-#: 1: first schema; 2: ``predictions.flags`` (reason codes, see :mod:`engine.core.flags`).
-SCHEMA_VERSION = 2
 
 REVIEW_CLASSES: tuple[str, ...] = (*CLASS_IDS, EXCLUDED_CLASS)
 
 BUSY_TIMEOUT_S = 30.0
-
-
-class StoreError(AllSightError):
-    """The result database cannot be opened, is too new, or refused an operation."""
-
-
-class SignOffError(StoreError):
-    """A sample cannot be signed off (or changed because it already is).
-
-    ``n_unreviewed`` flagged images still lack a review; ``n_pending`` images have no prediction.
-    """
-
-    def __init__(self, message: str, *, n_unreviewed: int = 0, n_pending: int = 0):
-        self.n_unreviewed = n_unreviewed
-        self.n_pending = n_pending
-        super().__init__(message)
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -112,6 +94,11 @@ def _file_size(path: str) -> int | None:
         return os.stat(path).st_size
     except OSError:
         return None
+
+
+def _folder_key(folder: str | os.PathLike[str]) -> str:
+    """A sample's folder as stored: normalised, or "" for files from several folders."""
+    return _norm_path(folder) if os.fspath(folder) else ""
 
 
 def _norm_path(path: str | os.PathLike[str]) -> str:
@@ -181,132 +168,6 @@ class AuditEntry:
     sample_id: str | None
     path: str | None
     details: dict[str, Any]
-
-
-# ------------------------------------------------------------------------------------ schema
-_SCHEMA_V1 = """
-CREATE TABLE samples (
-    pk            INTEGER PRIMARY KEY AUTOINCREMENT,
-    sample_id     TEXT NOT NULL UNIQUE,
-    folder        TEXT NOT NULL,
-    patient_id    TEXT NOT NULL DEFAULT '',
-    operator      TEXT NOT NULL DEFAULT '',
-    created_at    TEXT NOT NULL,
-    updated_at    TEXT NOT NULL,
-    signed_off_by TEXT,
-    signed_off_at TEXT
-);
-CREATE TABLE images (
-    pk        INTEGER PRIMARY KEY AUTOINCREMENT,
-    sample_pk INTEGER NOT NULL REFERENCES samples(pk),
-    path      TEXT NOT NULL,
-    file_name TEXT NOT NULL,
-    sha256    TEXT,
-    size      INTEGER,
-    position  INTEGER NOT NULL,
-    added_at  TEXT NOT NULL,
-    UNIQUE (sample_pk, path)
-);
-CREATE INDEX images_by_sample_position ON images(sample_pk, position);
-CREATE TABLE predictions (
-    pk                  INTEGER PRIMARY KEY AUTOINCREMENT,
-    image_pk            INTEGER NOT NULL REFERENCES images(pk),
-    model_id            TEXT NOT NULL,
-    model_version       TEXT NOT NULL,
-    model_sha256        TEXT NOT NULL,
-    status              TEXT NOT NULL CHECK (status IN ('ok', 'error')),
-    predicted_class     TEXT,
-    confidence          REAL,
-    probabilities       TEXT,
-    needs_review        INTEGER NOT NULL DEFAULT 0,
-    out_of_distribution INTEGER NOT NULL DEFAULT 0,
-    ood_score           REAL,
-    ood_reason          TEXT NOT NULL DEFAULT '',
-    error               TEXT,
-    created_at          TEXT NOT NULL,
-    UNIQUE (image_pk, model_sha256)
-);
-CREATE TABLE reviews (
-    pk          INTEGER PRIMARY KEY AUTOINCREMENT,
-    image_pk    INTEGER NOT NULL REFERENCES images(pk),
-    reviewer    TEXT NOT NULL,
-    final_class TEXT NOT NULL,
-    note        TEXT NOT NULL DEFAULT '',
-    created_at  TEXT NOT NULL
-);
-CREATE INDEX reviews_by_image ON reviews(image_pk);
-CREATE TABLE audit_log (
-    pk        INTEGER PRIMARY KEY AUTOINCREMENT,
-    ts        TEXT NOT NULL,
-    actor     TEXT NOT NULL,
-    action    TEXT NOT NULL,
-    sample_pk INTEGER REFERENCES samples(pk),
-    image_pk  INTEGER REFERENCES images(pk),
-    details   TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX audit_by_sample ON audit_log(sample_pk);
-"""
-
-
-def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
-    """Version 0 is an empty file: create the first schema."""
-    for statement in _SCHEMA_V1.split(";"):
-        if statement.strip():
-            conn.execute(statement)
-
-
-def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
-    """Version 2 stores the reason codes (``predictions.flags``, ``;``-joined). Version-1 rows
-    get codes derived from their free-text ``ood_reason`` (:func:`engine.core.flags.codes_from_legacy`);
-    the old column stays (SQLite keeps it; new rows leave it empty)."""
-    conn.execute("ALTER TABLE predictions ADD COLUMN flags TEXT NOT NULL DEFAULT ''")
-    rows = conn.execute("SELECT pk, ood_reason, needs_review, out_of_distribution FROM predictions "
-                        "WHERE status = 'ok'").fetchall()
-    updates = []
-    for pk, reason, needs_review, ood in rows:
-        codes = format_codes(codes_from_legacy(reason, needs_review=bool(needs_review),
-                                               out_of_distribution=bool(ood)))
-        if codes:
-            updates.append((codes, pk))
-    conn.executemany("UPDATE predictions SET flags = ? WHERE pk = ?", updates)
-
-
-#: ``MIGRATIONS[v]`` upgrades a version-``v`` database to ``v + 1``, inside a transaction.
-#: A future schema change adds ``MIGRATIONS[2] = _migrate_2_to_3`` and bumps SCHEMA_VERSION.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _migrate_0_to_1, 1: _migrate_1_to_2}
-
-
-def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
-    """Bring ``conn``'s database up to ``target``, one committed step per version.
-
-    Returns the version found before migrating. Raises :class:`StoreError` for a newer schema.
-    Each step re-reads the version inside its own ``BEGIN IMMEDIATE`` so two processes opening
-    an old file at once do not migrate it twice.
-    """
-    found = conn.execute("PRAGMA user_version").fetchone()[0]
-    if found > target:
-        raise StoreError(
-            f"the result database uses schema version {found}, written by a newer ALLSight; this "
-            f"version understands up to {target}. Update ALLSight or choose another database file.")
-    while True:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version >= target:
-                conn.execute("COMMIT")
-                break
-            step = MIGRATIONS.get(version)
-            if step is None:
-                raise StoreError(f"no migration from result-database schema version {version}")
-            log.info("migrating result database from schema %d to %d", version, version + 1)
-            step(conn)
-            conn.execute(f"PRAGMA user_version = {version + 1:d}")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-    return found
 
 
 # ------------------------------------------------------------------------------------ store
@@ -460,15 +321,20 @@ class ResultStore:
         sample_id = _required(sample_id, "sample id")
         with self._write() as conn:
             if conn.execute("SELECT 1 FROM samples WHERE sample_id = ?", (sample_id,)).fetchone() is None:
-                now = _now()
-                folder_s = _norm_path(folder) if os.fspath(folder) else ""
-                cur = conn.execute(
-                    "INSERT INTO samples (sample_id, folder, patient_id, operator, created_at, updated_at) "
-                    "VALUES (?,?,?,?,?,?)", (sample_id, folder_s, patient_id or "", operator or "", now, now))
-                self._audit(conn, operator, "create_sample", cur.lastrowid, folder=folder_s,
-                            patient_id=patient_id or "", operator=operator or "")
-            row = conn.execute(f"SELECT {_SAMPLE_COLUMNS} FROM samples s WHERE s.sample_id = ?",
-                               (sample_id,)).fetchone()
+                self._insert_sample(conn, sample_id, _folder_key(folder), patient_id, operator)
+            return self._sample_by_id(conn, sample_id)
+
+    def _insert_sample(self, conn: sqlite3.Connection, sample_id: str, folder: str, patient_id: str,
+                       operator: str) -> None:
+        now = _now()
+        cur = conn.execute(
+            "INSERT INTO samples (sample_id, folder, patient_id, operator, created_at, updated_at) "
+            "VALUES (?,?,?,?,?,?)", (sample_id, folder, patient_id or "", operator or "", now, now))
+        self._audit(conn, operator, "create_sample", cur.lastrowid, folder=folder,
+                    patient_id=patient_id or "", operator=operator or "")
+
+    def _sample_by_id(self, conn: sqlite3.Connection, sample_id: str) -> Sample:
+        row = conn.execute(f"SELECT {_SAMPLE_COLUMNS} FROM samples s WHERE s.sample_id = ?", (sample_id,)).fetchone()
         return self._to_sample(row)
 
     def register_sample(self, name: str, folder: str | os.PathLike[str], *, patient_id: str = "",
@@ -483,7 +349,7 @@ class ResultStore:
         sample without a folder.
         """
         name = _required(name, "sample id")
-        folder_s = _norm_path(folder) if os.fspath(folder) else ""
+        folder_s = _folder_key(folder)
         skip = set(taken)
         for n in itertools.count(1):
             candidate = name if n == 1 else f"{name} ({n})"
@@ -491,21 +357,11 @@ class ResultStore:
                 continue
             with self._write() as conn:  # look up and create in one transaction
                 row = conn.execute("SELECT folder FROM samples WHERE sample_id = ?", (candidate,)).fetchone()
+                if row is not None and row["folder"] != folder_s:
+                    continue  # another folder's sample
                 if row is None:
-                    now = _now()
-                    cur = conn.execute(
-                        "INSERT INTO samples (sample_id, folder, patient_id, operator, created_at, updated_at) "
-                        "VALUES (?,?,?,?,?,?)", (candidate, folder_s, patient_id or "", operator or "", now, now))
-                    self._audit(conn, operator, "create_sample", cur.lastrowid, folder=folder_s,
-                                patient_id=patient_id or "", operator=operator or "")
-                    created = True
-                elif row["folder"] == folder_s:
-                    created = False
-                else:
-                    continue
-                sample_row = conn.execute(f"SELECT {_SAMPLE_COLUMNS} FROM samples s WHERE s.sample_id = ?",
-                                          (candidate,)).fetchone()
-            return self._to_sample(sample_row), created
+                    self._insert_sample(conn, candidate, folder_s, patient_id, operator)
+                return self._sample_by_id(conn, candidate), row is None
         raise AssertionError("unreachable")  # itertools.count never ends
 
     def get_sample(self, sample_id: str) -> Sample | None:

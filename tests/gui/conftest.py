@@ -149,23 +149,11 @@ def wait_classified(qtbot, window, sample, timeout: int = 30000):
 
 
 def slow_classification(monkeypatch, seconds: float = 0.05):
-    """Make each network batch take a while, so pause/cancel can be tested mid-run. The delay is
-    added where the batch thread receives the classifier process's results (a monkeypatch does
-    not reach the child process), once per batch."""
-    import time
-
+    """Make each network batch take a while, so pause/cancel can be tested mid-run."""
     from engine.inference.process import ClassifierProcess
+    from tests.gui.fakes import slowed
 
-    original = ClassifierProcess.classify_paths
-
-    def slow(self, paths, **kwargs):
-        batch_size = max(1, int(kwargs.get("batch_size", 1)))
-        for i, result in enumerate(original(self, paths, **kwargs)):
-            if i % batch_size == 0:
-                time.sleep(seconds)
-            yield result
-
-    monkeypatch.setattr(ClassifierProcess, "classify_paths", slow)
+    monkeypatch.setattr(ClassifierProcess, "classify_paths", slowed(ClassifierProcess.classify_paths, seconds))
 
 
 @pytest.fixture

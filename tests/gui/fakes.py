@@ -4,6 +4,7 @@ child process."""
 from __future__ import annotations
 
 import threading
+import time
 from types import SimpleNamespace
 
 from engine import CLASS_IDS
@@ -49,3 +50,17 @@ class FakeHost:
         if self.error is not None:
             raise self.error
         return self.classifier
+
+
+def slowed(classify_paths, seconds: float):
+    """``ClassifierProcess.classify_paths`` made slow where the app receives results: a sleep of
+    ``seconds`` before each batch (a monkeypatch does not reach the child process)."""
+
+    def slow(self, paths, **kwargs):
+        batch_size = max(1, int(kwargs.get("batch_size", 1)))
+        for i, result in enumerate(classify_paths(self, paths, **kwargs)):
+            if i % batch_size == 0:
+                time.sleep(seconds)
+            yield result
+
+    return slow

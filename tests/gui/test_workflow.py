@@ -506,19 +506,12 @@ def test_model_warm_up_loads_the_active_model_in_the_background(qtbot, wf_window
 
 
 _KILLED_APP = r"""
-import sys, time
+import sys
 from PySide6.QtCore import QTimer
 from engine.inference.process import ClassifierProcess
+from tests.gui.fakes import slowed
 
-original = ClassifierProcess.classify_paths
-
-def slow(self, paths, **kwargs):  # slow enough to be killed mid-batch (where the app receives results)
-    for i, result in enumerate(original(self, paths, **kwargs)):
-        if i % 2 == 0:
-            time.sleep(0.25)
-        yield result
-
-ClassifierProcess.classify_paths = slow
+ClassifierProcess.classify_paths = slowed(ClassifierProcess.classify_paths, 0.25)  # killed mid-batch
 from gui.app import create_application
 from gui.main_window import MainWindow
 from gui.settings import Settings

@@ -1,0 +1,21 @@
+"""The result store's exception types."""
+
+from __future__ import annotations
+
+from engine.core.errors import AllSightError
+
+
+class StoreError(AllSightError):
+    """The result database cannot be opened, is too new, or refused an operation."""
+
+
+class SignOffError(StoreError):
+    """A sample cannot be signed off (or changed because it already is).
+
+    ``n_unreviewed`` flagged images still lack a review; ``n_pending`` images have no prediction.
+    """
+
+    def __init__(self, message: str, *, n_unreviewed: int = 0, n_pending: int = 0):
+        self.n_unreviewed = n_unreviewed
+        self.n_pending = n_pending
+        super().__init__(message)

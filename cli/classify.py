@@ -25,15 +25,22 @@ import os
 import re
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from engine.core.errors import AllSightError
 from engine.core.records import ReviewedImage
-from engine.store.naming import LOOSE_SAMPLE_ID
+from engine.store.naming import LOOSE_SAMPLE_ID, image_key
+
+if TYPE_CHECKING:  # the engine's heavy modules load only once the inputs are known
+    from engine.core.records import ImageResult
+    from engine.models.checkpoint import ModelCard
+    from engine.store.results import ResultStore
+    from engine.workflow.classification import ImageClassified, SamplePlan
 
 log = logging.getLogger("allsight.cli")
 
@@ -69,11 +76,6 @@ def _summary(results_counts: dict[str, Any]) -> str:
             f"{c['n_needs_review']} need review, {c['n_ood']} out of distribution, {c['n_error']} failed")
 
 
-def _key(path: str | os.PathLike[str]) -> str:
-    """The key the result store files a path under (absolute, normalised, links kept)."""
-    return os.path.abspath(os.fspath(path))
-
-
 # ------------------------------------------------------------------------------------ samples
 @dataclass
 class SampleGroup:
@@ -104,7 +106,7 @@ def group_samples(inputs: list[str], images: list[Path] | tuple[Path, ...]) -> l
         if root is None:
             loose.append(path)
             continue
-        folder = _key(root)
+        folder = image_key(root)
         group = groups.get(folder)
         if group is None:
             group = groups[folder] = SampleGroup(sample_name(folder), folder, True)
@@ -189,17 +191,6 @@ class _Entry:
     refused: str | None = None  # why it was not classified (a signed-off sample)
 
 
-def _result_from_record(path: Path, record: Any) -> Any:
-    from engine.core.records import ImageResult
-
-    return ImageResult(
-        path=str(path), status=record.status, predicted_class=record.predicted_class,
-        confidence=record.confidence,
-        probabilities=None if record.probabilities is None else dict(record.probabilities),
-        needs_review=record.needs_review, out_of_distribution=record.out_of_distribution,
-        ood_score=record.ood_score, error=record.error, flags=record.flags)
-
-
 def _db_path(value: str) -> Path:
     if value == "default":
         from engine.store.results import default_db_path
@@ -230,18 +221,26 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
     store = None
     files: list[IO[str]] = []
-    running: Generator[Any, None, None] | None = None
-    results: Iterator[Any] | None = None
+    running: Iterator[ImageResult] | None = None
+    results: Iterator[ImageResult] | None = None
+    tally: Counter[str] = Counter()
     try:
         entries = [_Entry(p) for p in scan.images]
+        plans: list[SamplePlan] = []
         if args.db:
             from engine.store.results import ResultStore
 
             store = ResultStore.open(_db_path(args.db))
-            entries = _prepare_store(store, groups, scan.images, classifier.card, args.operator or "")
+            entries, plans = _prepare_store(store, groups, scan.images, classifier.card, args.operator or "")
         todo = [e.path for e in entries if e.stored is None and e.refused is None]
-        if todo:
+        if todo and store is not None:
+            from engine.workflow.classification import classify_samples
+
+            running = _recorded(classify_samples(store, classifier, plans, order=todo, actor=args.operator or "",
+                                                 batch_size=args.batch_size, workers=args.workers), tally)
+        elif todo:
             running = classifier.classify_paths(todo, batch_size=args.batch_size, workers=args.workers)
+        if running is not None:
             # The first result waits for the model: a missing or corrupt model fails here,
             # before any output file is touched. Decoding has been running meanwhile.
             results = itertools.chain([next(running)], running)
@@ -260,7 +259,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
                 heat_dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise AllSightError(f"cannot create the heat-map folder {heat_dir}: {exc.strerror or exc}") from None
-        run = _Run(args, entries, classifier, csv_file, json_file, heat_dir, CSV_COLUMNS, store, groups)
+        run = _Run(args, entries, classifier, csv_file, json_file, heat_dir, CSV_COLUMNS, store, groups, tally)
         code = run.execute(results)
         for f in files:
             f.close()
@@ -272,20 +271,23 @@ def cmd_classify(args: argparse.Namespace) -> int:
         code = max(code, EXIT_PARTIAL if missing else EXIT_OK)
         return code
     finally:
-        if running is not None:
-            running.close()  # stops the workers if the run ended early
+        close = getattr(running, "close", None)
+        if close is not None:
+            close()  # stops the workers if the run ended early
         for f in files:
             f.close()
         if store is not None:
             store.close()
 
 
-def _prepare_store(store: Any, groups: list[SampleGroup], images: tuple[Path, ...], card: Any,
-                   operator: str) -> list[_Entry]:
-    """Create/find each sample, add its images, and decide per image: classify, or read back.
-    Returns one entry per scanned image, in scan order."""
-    sha = card.weights_sha256
+def _prepare_store(store: ResultStore, groups: list[SampleGroup], images: tuple[Path, ...], card: ModelCard,
+                   operator: str) -> tuple[list[_Entry], list[SamplePlan]]:
+    """Register each sample, add its images and plan it (:func:`engine.workflow.classification.prepare_sample`):
+    per image, classify or read back. Returns one entry per scanned image, in scan order, and the plans."""
+    from engine.workflow.classification import prepare_sample
+
     by_path: dict[Path, _Entry] = {}
+    plans: list[SamplePlan] = []
     print(f"result store: {store.path}", file=sys.stderr)
     used: set[str] = set()
     for g in groups:
@@ -295,35 +297,46 @@ def _prepare_store(store: Any, groups: list[SampleGroup], images: tuple[Path, ..
                   f"{g.folder or 'these files'} are sample {sample.sample_id!r}", file=sys.stderr)
             g.sample_id = sample.sample_id
         used.add(g.sample_id)
-        if sample.signed_off:
-            pending: set[str] = set()
+        plan = prepare_sample(store, g.sample_id, g.paths, card.weights_sha256, actor=operator)
+        plans.append(plan)
+        if plan.signed_off:
             print(f"sample {g.sample_id}: signed off by {sample.signed_off_by} at {sample.signed_off_at}; "
                   f"not changed, its stored results are output as they are", file=sys.stderr)
-        else:
-            store.add_images(g.sample_id, g.paths, actor=operator)
-            pending = set(store.pending_paths(g.sample_id, sha))
-        records = {r.path: r for r in store.predictions(g.sample_id, sha)}
         n_stored = n_refused = 0
         for p in g.paths:
-            entry = _Entry(p, g.sample_id)
-            key = _key(p)
-            if key in pending:
-                pass  # to classify
-            elif key in records:
-                entry.stored = _result_from_record(p, records[key])
+            entry = by_path[p] = _Entry(p, g.sample_id)
+            key = image_key(p)
+            if key in plan.stored:
+                entry.stored = plan.stored[key].as_result(p)
                 n_stored += 1
-            elif sample.signed_off:
-                entry.refused = (f"not classified: sample {g.sample_id} is signed off and this image is "
-                                 "not part of it (reopen the sample to add it)")
+            elif key in plan.refused:
+                entry.refused = plan.refusal()
                 n_refused += 1
-            by_path[p] = entry
         n_todo = len(g.paths) - n_stored - n_refused
         line = (f"sample {g.sample_id}: {len(g.paths)} image(s), {n_stored} already in the result store, "
                 f"{n_todo} to classify")
         if n_refused:
             line += f", {n_refused} not added (signed off)"
         print(line, file=sys.stderr)
-    return [by_path[p] for p in images]
+    return [by_path[p] for p in images], plans
+
+
+def _recorded(events: Iterator[ImageClassified], tally: Counter[str]) -> Generator[ImageResult, None, None]:
+    """The results of the classification service, counting what it recorded and saying once per
+    sample when the store refused it (signed off while this run was going)."""
+    told: set[str] = set()
+    try:
+        for event in events:
+            tally["recorded"] += event.recorded
+            if event.refusal and event.sample_id not in told:
+                told.add(event.sample_id)
+                print(f"sample {event.sample_id}: {event.refusal}; its remaining results are not recorded",
+                      file=sys.stderr)
+            yield event.result
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
 
 
 class _PlainProgress:
@@ -367,7 +380,7 @@ class _Run:
     """One pass over the scanned images: classify what is needed, write every output row."""
 
     def __init__(self, args, entries, classifier, csv_file, json_file, heat_dir, columns, store,
-                 groups: list[SampleGroup] | None = None) -> None:
+                 groups: list[SampleGroup] | None = None, tally: Counter[str] | None = None) -> None:
         self.args, self.classifier, self.store = args, classifier, store
         self.groups = groups or []
         self.csv_file, self.json_file, self.heat_dir, self.columns = csv_file, json_file, heat_dir, columns
@@ -376,7 +389,7 @@ class _Run:
         self.info = sys.stderr if self.to_stdout else sys.stdout
         self.heatmaps: dict[str, Path] = {}  # image key -> written overlay PNG
         self.results: list[tuple[_Entry, Any]] = []  # for a report and the sample summaries
-        self.n_recorded = 0
+        self.tally = tally if tally is not None else Counter()  # "recorded": results committed by this run
         self.heat_failed = 0
         self.refused_samples: set[str] = set()
         self.bar: Any = _PlainProgress()
@@ -411,7 +424,6 @@ class _Run:
                     result = entry.stored
                 else:
                     result = next(gen)  # type: ignore[arg-type]
-                    self._record(entry, result)
                 writer.writerow(result.csv_row())
                 self.csv_file.flush()
                 record = result.to_dict()
@@ -466,7 +478,7 @@ class _Run:
                       "training images); "
                       f"call withheld: {sample['call']}", file=info)
         if self.store is not None:
-            print(f"result store {self.store.path}: {self.n_recorded} new result(s) recorded, "
+            print(f"result store {self.store.path}: {self.tally['recorded']} new result(s) recorded, "
                   f"{n_stored} already there", file=info)
         if args.out and not self.to_stdout:
             print(f"results: {args.out}", file=info)
@@ -475,20 +487,6 @@ class _Run:
         if self.heat_dir is not None:
             print(f"heat maps: {self.heat_dir}", file=info)
         return EXIT_PARTIAL if (n_error or self.heat_failed) else EXIT_OK
-
-    def _record(self, entry: _Entry, result: Any) -> None:
-        if self.store is None or entry.sample_id is None or entry.sample_id in self.refused_samples:
-            return
-        from engine.store.results import SignOffError
-
-        card = self.classifier.card
-        try:
-            if self.store.record_prediction(entry.sample_id, entry.path, result, card.id, card.version,
-                                            card.weights_sha256, actor=self.args.operator or ""):
-                self.n_recorded += 1
-        except SignOffError as exc:  # signed off elsewhere while this run was going
-            self.refused_samples.add(entry.sample_id)
-            print(f"sample {entry.sample_id}: {exc}; its remaining results are not recorded", file=sys.stderr)
 
     def _write_heatmap(self, result: Any, used_names: set[str]) -> Path | None:
         import cv2
@@ -504,7 +502,7 @@ class _Run:
             log.debug("heat map for %s failed", result.path, exc_info=True)
             self.bar.write(f"heat map for {result.path} not written: {exc}")
             return None
-        self.heatmaps[_key(result.path)] = target
+        self.heatmaps[image_key(result.path)] = target
         return target
 
     def sample_summaries(self) -> list[dict[str, Any]]:
@@ -513,13 +511,13 @@ class _Run:
         run's results. ``sample_id`` is added to each."""
         from engine.core.summary import summarize
 
-        by_path = {_key(e.path): r for e, r in self.results}
+        by_path = {image_key(e.path): r for e, r in self.results}
         out = []
         for g in self.groups:
             if self.store is not None:
                 records: list[Any] = self.store.predictions(g.sample_id, self.classifier.card.weights_sha256)
             else:
-                records = [by_path[_key(p)] for p in g.paths if _key(p) in by_path]
+                records = [by_path[image_key(p)] for p in g.paths if image_key(p) in by_path]
             out.append({"sample_id": g.sample_id, **summarize(records).to_dict()})
         return out
 
@@ -530,7 +528,7 @@ class _Run:
         import cv2
 
         def heatmap(path: Path):
-            written = self.heatmaps.get(_key(path))
+            written = self.heatmaps.get(image_key(path))
             if written is not None:
                 bgr = cv2.imread(str(written))
                 if bgr is not None:

@@ -408,40 +408,38 @@ class BatchQueue(QObject):
 
     def _run_job(self, job: BatchJob) -> None:
         from engine.core.errors import AllSightError, Cancelled
+        from engine.workflow.classification import classify_samples, prepare_sample
 
         store = self.store
-        gen = None
+        events = None
         try:
             classifier = self.model_host.batch_classifier(cancel=job.cancel)
             card = classifier.card
             self._post("model", card, classifier.runtime)
             job.cancel.raise_if_cancelled()
-            store.add_images(job.store_id, job.paths, actor=job.actor)
-            pending = store.pending_paths(job.store_id, card.weights_sha256)
-            sample = store.get_sample(job.store_id)
-            job.total = sample.n_images if sample is not None else len(pending)
-            job.done_before = job.done = job.total - len(pending)
-            job.errors, job.active_s = 0, 0.0
+            plan = prepare_sample(store, job.store_id, job.paths, card.weights_sha256, actor=job.actor)
+            job.total, job.done_before = plan.total, plan.done_before
+            job.done, job.errors, job.active_s = plan.done_before, 0, 0.0
             self._post("state", job)
-            log.info("classifying %d of %d image(s) of sample %s with %s %s", len(pending), job.total,
+            log.info("classifying %d of %d image(s) of sample %s with %s %s", len(plan.pending), job.total,
                      job.store_id, card.id, card.version)
-            gen = classifier.classify_paths(pending, batch_size=self.batch_size, workers=self.decode_workers,
-                                            cancel=job.cancel)
+            events = classify_samples(store, classifier, [plan], actor=job.actor, batch_size=self.batch_size,
+                                      workers=self.decode_workers, cancel=job.cancel)
             # The child process works on while this thread waits on the pipe, so the rate is
             # taken over wall time, pauses excluded.
             started, paused = time.perf_counter(), 0.0
             while True:
                 paused += self._wait_while_paused(job)
                 job.cancel.raise_if_cancelled()
-                result = next(gen, None)
+                event = next(events, None)
                 job.active_s = time.perf_counter() - started - paused
-                if result is None:
+                if event is None:
                     break
-                store.record_prediction(job.store_id, result.path, result, card.id, card.version,
-                                        card.weights_sha256, actor=job.actor)
-                job.done += 1
-                job.errors += result.status != "ok"
-                self._post("result", job, result)
+                if event.refusal:  # signed off on another workstation meanwhile
+                    raise AllSightError(f"the sample was signed off while it was being classified: {event.refusal}")
+                job.done = event.done
+                job.errors += event.failed
+                self._post("result", job, event.result)
         except Cancelled:
             log.info("classification of sample %s cancelled after %d image(s)", job.store_id, job.run_done)
             self._finish(job, CANCELLED, "Cancelled")
@@ -462,5 +460,5 @@ class BatchQueue(QObject):
         else:
             self._finish(job, DONE, f"{job.run_done} classified" + (f", {job.errors} error(s)" if job.errors else ""))
         finally:
-            if gen is not None:
-                gen.close()
+            if events is not None:
+                events.close()

@@ -172,6 +172,16 @@ class ReviewedImage:
         values.update(fields)
         return cls(**values)
 
+    def as_result(self, path: str | os.PathLike[str] | None = None) -> ImageResult:
+        """The model's result for this image, without the review or provenance (``path``: another
+        spelling of the path, e.g. as a command line named it)."""
+        return ImageResult(
+            path=os.fspath(path) if path is not None else self.path, status=self.status,
+            predicted_class=self.predicted_class, confidence=self.confidence,
+            probabilities=None if self.probabilities is None else dict(self.probabilities),
+            needs_review=self.needs_review, out_of_distribution=self.out_of_distribution,
+            ood_score=self.ood_score, error=self.error, flags=self.flags)
+
     def with_review(self, final_class: str | None, reviewed_by: str | None, reviewed_at: str | None = None,
                     note: str = "") -> ReviewedImage:
         """The same image with this review (``final_class=None``: no review)."""

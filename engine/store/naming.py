@@ -16,6 +16,12 @@ from pathlib import Path
 LOOSE_SAMPLE_ID = "loose-files"
 
 
+def image_key(path: str | os.PathLike[str]) -> str:
+    """The key the result store files a path (image or folder) under: absolute, normalised,
+    symbolic links left alone (so a link and its target are two images)."""
+    return os.path.abspath(os.fspath(path))
+
+
 def loose_files_folder(paths: Iterable[str | os.PathLike[str]]) -> str:
     """The one folder that holds all of ``paths`` directly (absolute), or "" when there are several."""
     parents = {os.path.dirname(os.path.abspath(os.fspath(p))) for p in paths}
@@ -28,4 +34,4 @@ def sample_name(folder: str | os.PathLike[str]) -> str:
     return (Path(text).name or text) if text else LOOSE_SAMPLE_ID
 
 
-__all__ = ["LOOSE_SAMPLE_ID", "loose_files_folder", "sample_name"]
+__all__ = ["LOOSE_SAMPLE_ID", "image_key", "loose_files_folder", "sample_name"]

@@ -58,6 +58,7 @@ from engine.core.flags import (
 from engine.core.paths import user_dir
 from engine.core.records import EXCLUDED_CLASS, ImageResult, ReviewedImage, sign_off_blockers
 from engine.store.errors import SignOffError, StoreError
+from engine.store.naming import image_key
 from engine.store.schema import MIGRATIONS, SCHEMA_VERSION, migrate
 
 log = logging.getLogger(__name__)
@@ -98,12 +99,7 @@ def _file_size(path: str) -> int | None:
 
 def _folder_key(folder: str | os.PathLike[str]) -> str:
     """A sample's folder as stored: normalised, or "" for files from several folders."""
-    return _norm_path(folder) if os.fspath(folder) else ""
-
-
-def _norm_path(path: str | os.PathLike[str]) -> str:
-    """The key a path is stored under: absolute, normalised, symlinks left alone."""
-    return os.path.abspath(os.fspath(path))
+    return image_key(folder) if os.fspath(folder) else ""
 
 
 def _now() -> str:
@@ -414,7 +410,7 @@ class ResultStore:
         Each new file's sha256 and size are computed first, outside the database lock
         (``None`` for an unreadable file). Returns how many images were added.
         """
-        wanted = list(dict.fromkeys(_norm_path(p) for p in paths))
+        wanted = list(dict.fromkeys(image_key(p) for p in paths))
         with self._read() as conn:
             row = self._sample_row(conn, sample_id)
             known = {r[0] for r in conn.execute("SELECT path FROM images WHERE sample_pk = ?", (row["pk"],))}
@@ -456,7 +452,7 @@ class ResultStore:
         ``model_sha256`` for this image already exists.
         """
         model_sha256 = _required(model_sha256, "model sha256")
-        key = _norm_path(path)
+        key = image_key(path)
         status = getattr(result, "status", None)
         if status not in ("ok", "error"):
             raise StoreError(f"{key}: result status must be 'ok' or 'error', not {status!r}")
@@ -569,7 +565,7 @@ class ResultStore:
         reviewer = _required(reviewer, "reviewer")
         if final_class not in REVIEW_CLASSES:
             raise StoreError(f"unknown class {final_class!r}; expected one of {', '.join(REVIEW_CLASSES)}")
-        key = _norm_path(path)
+        key = image_key(path)
         with self._write() as conn:
             row = self._sample_row(conn, sample_id)
             self._refuse_if_signed(row, "changing reviews")

@@ -1,0 +1,155 @@
+"""The classification service: classify what a sample is missing and record each result as it
+arrives. Both front ends call it — ``classify --db`` (:mod:`cli.classify`) and the desktop app's
+batch queue (:mod:`gui.batch`) — so a sample resumes, records and refuses the same way from either.
+
+Two steps:
+
+1. :func:`prepare_sample` adds the run's images to a sample that is already registered (the
+   naming rule is :meth:`engine.store.results.ResultStore.register_sample` with
+   :mod:`engine.store.naming`) and returns a :class:`SamplePlan`: which images the model has
+   not classified yet (a run after a crash resumes there), which results are already stored,
+   and, for a signed-off sample, which images cannot be added.
+2. :func:`classify_samples` streams the plans' pending images through a classifier, commits each
+   result to the store before yielding it (a crash loses at most the image being classified),
+   checks for cancellation between results, and yields one :class:`ImageClassified` per image.
+   A sample signed off meanwhile (on another workstation) is not changed: its remaining results
+   are yielded with ``recorded=False`` and the store's reason.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Protocol
+
+from engine.core.errors import AllSightError
+from engine.core.progress import CancelToken
+from engine.core.records import ImageResult, ImageStatus, ReviewedImage
+from engine.models.checkpoint import ModelCard
+from engine.store.errors import SignOffError
+from engine.store.naming import image_key
+from engine.store.results import ResultStore
+
+
+class PathClassifier(Protocol):
+    """What the service needs of a classifier: the in-process
+    :class:`engine.inference.classifier.Classifier` and the child-process
+    :class:`engine.inference.process.ClassifierProcess` both are one."""
+
+    card: ModelCard
+
+    def classify_paths(self, paths: Iterable[str | Path], *, batch_size: int = ..., workers: int = ...,
+                       cancel: CancelToken | None = None) -> Iterator[ImageResult]: ...
+
+
+@dataclass(frozen=True)
+class SamplePlan:
+    """What a run has to do for one registered sample, decided before anything is classified."""
+
+    sample_id: str
+    #: The sample is signed off: nothing is added or classified, stored results stand.
+    signed_off: bool
+    #: Images in the sample (in the store, this run's included).
+    total: int
+    #: Image keys the model has not classified yet, in the sample's order.
+    pending: tuple[str, ...]
+    #: Image key -> the model's stored result for it, with its review.
+    stored: Mapping[str, ReviewedImage] = field(default_factory=lambda: MappingProxyType({}))
+    #: This run's image keys that are not part of a signed-off sample (so not classified).
+    refused: frozenset[str] = frozenset()
+
+    @property
+    def done_before(self) -> int:
+        """Images of the sample the model had classified before this run."""
+        return self.total - len(self.pending)
+
+    def refusal(self) -> str:
+        """Why a refused image gets no result (one sentence for a person)."""
+        return (f"not classified: sample {self.sample_id} is signed off and this image is not part of it "
+                "(reopen the sample to add it)")
+
+
+def prepare_sample(store: ResultStore, sample_id: str, paths: Sequence[str | os.PathLike[str]],
+                   model_sha256: str, *, actor: str = "") -> SamplePlan:
+    """Add ``paths`` to the (registered) sample unless it is signed off, and plan the run."""
+    sample = store.get_sample(sample_id)
+    if sample is None:
+        raise AllSightError(f"sample {sample_id} is not in the result store {store.path}")
+    keys = [image_key(p) for p in paths]
+    if sample.signed_off:
+        pending: tuple[str, ...] = ()
+    else:
+        store.add_images(sample_id, keys, actor=actor)
+        pending = tuple(store.pending_paths(sample_id, model_sha256))
+    stored = {r.path: r for r in store.predictions(sample_id, model_sha256)}
+    refused = frozenset(k for k in keys if sample.signed_off and k not in stored)
+    registered = store.get_sample(sample_id)
+    total = registered.n_images if registered is not None else len(keys)
+    return SamplePlan(sample_id, sample.signed_off, total, pending, MappingProxyType(stored), refused)
+
+
+@dataclass(frozen=True)
+class ImageClassified:
+    """One image classified by :func:`classify_samples` (the service's progress record)."""
+
+    sample_id: str
+    result: ImageResult
+    #: Committed to the store by this call (False: already stored by another run, or refused).
+    recorded: bool
+    #: Images of this sample with a result of the model, this one included, and in all.
+    done: int
+    total: int
+    #: Why the result was not recorded ("" when it was): the sample was signed off meanwhile.
+    refusal: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.result.status != ImageStatus.OK
+
+
+def classify_samples(store: ResultStore, classifier: PathClassifier, plans: Sequence[SamplePlan], *,
+                     order: Sequence[str | os.PathLike[str]] | None = None, actor: str = "", batch_size: int = 64,
+                     workers: int = 2, cancel: CancelToken | None = None) -> Iterator[ImageClassified]:
+    """Classify the plans' pending images in one stream and record each result as it arrives.
+
+    ``order`` (image paths, each pending in one of the plans; results carry the path as given)
+    is the order to classify in; by default each plan's pending images in turn. Raises :class:`~engine.core.errors.Cancelled`
+    between results once ``cancel`` is set; what was recorded stays recorded. Closing the
+    generator early stops the classifier.
+    """
+    owner = {key: plan for plan in plans for key in plan.pending}
+    paths: Sequence[str | os.PathLike[str]] = (
+        [key for plan in plans for key in plan.pending] if order is None else order)
+    unknown = [p for p in paths if image_key(p) not in owner]
+    if unknown:
+        raise AllSightError(f"{unknown[0]} is not waiting to be classified in any sample of this run")
+    done = {plan.sample_id: plan.done_before for plan in plans}
+    refused: dict[str, str] = {}  # sample -> why the store refused it during this run
+    card = classifier.card
+    results = classifier.classify_paths(paths, batch_size=batch_size, workers=workers, cancel=cancel)
+    try:
+        for path, result in zip(paths, results, strict=False):
+            key = image_key(path)
+            plan = owner[key]
+            sid = plan.sample_id
+            recorded = False
+            if sid not in refused:
+                try:
+                    recorded = store.record_prediction(sid, key, result, card.id, card.version,
+                                                       card.weights_sha256, actor=actor)
+                except SignOffError as exc:  # signed off elsewhere while this run was going
+                    refused[sid] = str(exc)
+            done[sid] += 1
+            yield ImageClassified(sid, result, recorded, done[sid], plan.total, refused.get(sid, ""))
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+    finally:
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()  # stops the classifier's workers when the run ends early
+
+
+__all__ = ["ImageClassified", "PathClassifier", "SamplePlan", "classify_samples", "prepare_sample"]

@@ -25,13 +25,17 @@ import time
 import traceback
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from engine.core.jobs import JobState
 from engine.core.progress import CancelToken
 from gui.workers import lower_this_threads_priority
+
+if TYPE_CHECKING:
+    from engine.core.records import ImageResult
+    from engine.models.checkpoint import ModelCard
 
 log = logging.getLogger("allsight.gui.batch")
 
@@ -44,6 +48,63 @@ DRAIN_INTERVAL_MS = 100
 BATCH_SIZE = 16
 
 _keys = itertools.count(1)
+
+
+# What the batch thread posts for the GUI thread (drained by BatchQueue.drain, in order).
+@dataclass(frozen=True)
+class _JobChanged:
+    job: BatchJob
+
+
+@dataclass(frozen=True)
+class _ResultArrived:
+    job: BatchJob
+    result: ImageResult
+
+
+@dataclass(frozen=True)
+class _ModelReady:
+    card: ModelCard
+    runtime: str
+
+
+@dataclass(frozen=True)
+class _JobFinished:
+    job: BatchJob
+
+
+@dataclass(frozen=True)
+class _JobFailed:
+    message: str
+    details: str
+
+
+@dataclass(frozen=True)
+class _ThreadStopped:
+    thread: threading.Thread
+
+
+_Event = _JobChanged | _ResultArrived | _ModelReady | _JobFinished | _JobFailed | _ThreadStopped
+
+
+@dataclass(frozen=True)
+class _ResultsArrived:
+    """Consecutive results of one job, delivered in one signal."""
+
+    job: BatchJob
+    results: tuple[ImageResult, ...]
+
+
+def _group_results(events: list[_Event]) -> list[_Event | _ResultsArrived]:
+    runs: list[_Event | list[_ResultArrived]] = []
+    for event in events:
+        last = runs[-1] if runs else None
+        if isinstance(event, _ResultArrived) and isinstance(last, list) and last[0].job is event.job:
+            last.append(event)
+        else:
+            runs.append([event] if isinstance(event, _ResultArrived) else event)
+    return [_ResultsArrived(run[0].job, tuple(e.result for e in run)) if isinstance(run, list) else run
+            for run in runs]
 
 
 @dataclass(eq=False)
@@ -95,6 +156,10 @@ class BatchJob:
         if self.state == DONE:
             return 1.0
         return self.done / self.total if self.total else 0.0
+
+
+def _traceback(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
 def format_eta(seconds: float | None) -> str:
@@ -324,34 +389,25 @@ class BatchQueue(QObject):
             return
         self._draining = True
         try:
-            events = []
+            events: list[_Event] = []
             while self._events:
                 events.append(self._events.popleft())
-            grouped: list[list] = []  # consecutive results of one job -> one signal
-            for event in events:
-                if event[0] == "result" and grouped and grouped[-1][0] == "results" and grouped[-1][1] is event[1]:
-                    grouped[-1][2].append(event[2])
-                elif event[0] == "result":
-                    grouped.append(["results", event[1], [event[2]]])
-                else:
-                    grouped.append(list(event))
             stopped = False
-            for event in grouped:
-                kind = event[0]
-                if kind == "results":
-                    self.results.emit(event[1], event[2])
-                elif kind == "state":
+            for event in _group_results(events):
+                if isinstance(event, _ResultsArrived):
+                    self.results.emit(event.job, list(event.results))
+                elif isinstance(event, _JobChanged):
                     self.changed.emit()
-                elif kind == "model":
-                    self.model_ready.emit(event[1], event[2])
-                elif kind == "finished":
+                elif isinstance(event, _ModelReady):
+                    self.model_ready.emit(event.card, event.runtime)
+                elif isinstance(event, _JobFinished):
                     self.changed.emit()
-                    self.job_finished.emit(event[1])
-                elif kind == "failed":
-                    self.failed.emit(event[1], event[2])
-                elif kind == "stopped":
-                    self._retire(event[1])
-                    stopped = stopped or event[1] is self._thread  # not an earlier, replaced thread
+                    self.job_finished.emit(event.job)
+                elif isinstance(event, _JobFailed):
+                    self.failed.emit(event.message, event.details)
+                elif isinstance(event, _ThreadStopped):
+                    self._retire(event.thread)
+                    stopped = stopped or event.thread is self._thread  # not an earlier, replaced thread
             if self._thread is not None:
                 self.progress.emit()
             if stopped and self._thread is not None:
@@ -363,7 +419,7 @@ class BatchQueue(QObject):
             self._draining = False
 
     # ------------------------------------------------------------------ the batch thread
-    def _post(self, *event: Any) -> None:
+    def _post(self, event: _Event) -> None:
         self._events.append(event)
 
     def _take_next(self) -> BatchJob | None:
@@ -382,7 +438,7 @@ class BatchQueue(QObject):
     def _finish(self, job: BatchJob, state: JobState, message: str = "") -> None:
         with self._lock:
             job.state, job.message = state, message
-        self._post("finished", job)
+        self._post(_JobFinished(job))
 
     def _run(self) -> None:
         lower_this_threads_priority()  # committing results can wait; the event loop cannot
@@ -391,10 +447,10 @@ class BatchQueue(QObject):
                 job = self._take_next()
                 if job is None:
                     break
-                self._post("state", job)
+                self._post(_JobChanged(job))
                 self._run_job(job)
         finally:
-            self._post("stopped", threading.current_thread())
+            self._post(_ThreadStopped(threading.current_thread()))
 
     def _wait_while_paused(self, job: BatchJob) -> float:
         """Block while paused; the seconds spent waiting."""
@@ -415,12 +471,12 @@ class BatchQueue(QObject):
         try:
             classifier = self.model_host.batch_classifier(cancel=job.cancel)
             card = classifier.card
-            self._post("model", card, classifier.runtime)
+            self._post(_ModelReady(card, classifier.runtime))
             job.cancel.raise_if_cancelled()
             plan = prepare_sample(store, job.store_id, job.paths, card.weights_sha256, actor=job.actor)
             job.total, job.done_before = plan.total, plan.done_before
             job.done, job.errors, job.active_s = plan.done_before, 0, 0.0
-            self._post("state", job)
+            self._post(_JobChanged(job))
             log.info("classifying %d of %d image(s) of sample %s with %s %s", len(plan.pending), job.total,
                      job.store_id, card.id, card.version)
             events = classify_samples(store, classifier, [plan], actor=job.actor, batch_size=self.batch_size,
@@ -439,7 +495,7 @@ class BatchQueue(QObject):
                     raise AllSightError(f"the sample was signed off while it was being classified: {event.refusal}")
                 job.done = event.done
                 job.errors += event.failed
-                self._post("result", job, event.result)
+                self._post(_ResultArrived(job, event.result))
         except Cancelled:
             log.info("classification of sample %s cancelled after %d image(s)", job.store_id, job.run_done)
             self._finish(job, CANCELLED, "Cancelled")
@@ -448,15 +504,14 @@ class BatchQueue(QObject):
             with self._lock:
                 self._halt = True
             self._finish(job, FAILED, str(exc))
-            self._post("failed", f"Sample {job.label}: {exc}",
-                       "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+            self._post(_JobFailed(f"Sample {job.label}: {exc}", _traceback(exc)))
         except BaseException as exc:
             log.exception("classification of sample %s failed unexpectedly", job.store_id)
             with self._lock:
                 self._halt = True
             self._finish(job, FAILED, f"{type(exc).__name__}: {exc}")
-            self._post("failed", f"Sample {job.label}: an unexpected error occurred: {type(exc).__name__}: {exc}",
-                       "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+            self._post(_JobFailed(f"Sample {job.label}: an unexpected error occurred: {type(exc).__name__}: {exc}",
+                                  _traceback(exc)))
         else:
             self._finish(job, DONE, f"{job.run_done} classified" + (f", {job.errors} error(s)" if job.errors else ""))
         finally:

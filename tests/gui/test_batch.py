@@ -190,6 +190,27 @@ def test_an_error_mid_stream_keeps_the_results_before_it(make_queue, store, tmp_
     assert a.state == DONE and host.classifier.calls == [a.paths[2:]]
 
 
+def test_a_sample_signed_off_elsewhere_meanwhile_fails_its_job_and_keeps_the_sign_off(qtbot, make_queue, store,
+                                                                                     tmp_path):
+    from engine.core.records import ImageResult
+
+    host = FakeHost(FakeClassifier(gated=True))
+    q = make_queue(host)
+    a = add_sample(q, store, tmp_path, "A", 3)
+    failures = record(q.failed)
+    q.start()
+    host.classifier.allow(1)
+    qtbot.waitUntil(lambda: a.done == 1, timeout=10000)
+    for path in a.paths:  # another workstation classifies it with another model and signs it off
+        store.record_prediction("A", path, ImageResult(path, "ok", "Pro", 0.99), "other", "2", "e" * 64)
+    store.sign_off("A", "dr. b")
+    host.classifier.allow(100)
+    finish(q)
+    assert a.state == FAILED and "signed off while it was being classified" in a.message
+    assert failures and "signed off" in failures[0][0]
+    assert len(store.predictions("A", SHA)) == 1 and store.get_sample("A").signed_off
+
+
 def test_an_unexpected_exception_is_reported_as_unexpected(make_queue, store, tmp_path):
     q = make_queue(FakeHost(FakeClassifier(fail_at=0, error=RuntimeError("boom"))))
     a = add_sample(q, store, tmp_path, "A", 1)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,16 +50,27 @@ from PySide6.QtWidgets import (
 
 from engine import __version__
 from engine.core.errors import AllSightError, ImageLoadError
+from engine.core.jobs import JobState
 from engine.core.records import ImageResult, ReviewedImage
+from engine.store.naming import image_key
 from gui import errors as gui_errors
 from gui.batch import BatchQueue
 from gui.model_host import ModelHost, ModelSpec
 from gui.preview import PreviewPanel
 from gui.queue_panel import QueuePanel
 from gui.results import ResultsPanel
-from gui.samples import UNREADABLE, Sample, SampleImage, SamplesPanel
+from gui.samples import SamplesPanel
 from gui.settings import Settings, load_settings, save_settings
 from gui.viewer import ViewerPanel, crop_region
+from gui.workbench import (
+    UNREADABLE,
+    HistoryEntry,
+    Sample,
+    Workbench,
+    export_stem,
+    note_after_job,
+    note_from_results,
+)
 from gui.workers import PRIORITY_INTERACTIVE, TaskError, WorkerPool
 
 log = logging.getLogger("allsight.gui.main_window")
@@ -83,22 +93,7 @@ def _load_for_view(path: Path) -> np.ndarray | ImageLoadError:
 
 
 def _norm(path: str | Path) -> str:
-    return os.path.abspath(os.fspath(path))
-
-
-def read_history(store: Any, model_sha256: str | None) -> list[dict[str, Any]]:
-    """Worker: every stored sample with its image paths and how many the active model has left."""
-    out = []
-    for s in store.list_samples():
-        paths = [im.path for im in store.images(s.sample_id)]
-        pending = len(store.pending_paths(s.sample_id, model_sha256)) if model_sha256 else None
-        out.append({"sample": s, "paths": paths, "pending": pending})
-    return out
-
-
-def read_records(store: Any, sample_id: str) -> list[Any]:
-    """Worker: a sample's latest prediction per image with its current review."""
-    return store.predictions(sample_id)
+    return image_key(path)
 
 
 class MainWindow(QMainWindow):
@@ -121,6 +116,7 @@ class MainWindow(QMainWindow):
         self._owns_store = store is None
         if self.store is None:
             self._open_store()
+        self.workbench = Workbench(self.store, self.store_error)
 
         self.model_card = None
         self.model_error: str | None = None
@@ -216,7 +212,7 @@ class MainWindow(QMainWindow):
 
         self._update_actions()
         if self.store is not None:
-            self.workers.submit(read_history, self.store, self._model_sha(), priority=PRIORITY_INTERACTIVE,
+            self.workers.submit(self.workbench.read_history, self._model_sha(), priority=PRIORITY_INTERACTIVE,
                                 name="read history", on_result=self._on_history)
         else:
             self.history_loaded = True
@@ -438,136 +434,78 @@ class MainWindow(QMainWindow):
         return ""
 
     # ------------------------------------------------------------------ history (the store)
-    def _on_history(self, entries: list[dict[str, Any]]) -> None:
+    def _on_history(self, entries: list[HistoryEntry]) -> None:
         panel = self.samples_panel
-        added = []
-        for entry in entries:
-            stored = entry["sample"]
-            if any(s.store_id == stored.sample_id for s in panel.samples):
-                continue
-            folder = Path(stored.folder) if stored.folder else None
-            open_sample = panel.find_sample(folder) if folder is not None else None
-            if open_sample is not None and open_sample.store_id is None:
-                # Opened in this session before the history arrived: it is the stored sample.
-                self._adopt(open_sample, stored)
-                continue
-            sample = Sample(sample_id=stored.sample_id, folder=folder,
-                            images=[SampleImage(Path(p)) for p in entry["paths"]],
-                            patient_id=stored.patient_id, operator=stored.operator, store_id=stored.sample_id,
-                            signed_off_by=stored.signed_off_by, signed_off_at=stored.signed_off_at,
-                            from_history=True)
-            pending = entry["pending"]
-            n = len(sample.images)
-            if pending is not None and n and pending < n:
-                sample.status_note = f"{n - pending}/{n} classified" if pending else "classified"
-            added.append(sample)
-        panel.add_history(added)
+        merge = self.workbench.merge_history(entries, panel.samples)
+        for sample, stored in merge.adopted:  # opened in this session before the history arrived
+            self._adopt(sample, stored)
+        panel.add_history(list(merge.added))
         self.history_loaded = True
-        if added:
-            log.info("result history: %d sample(s) from %s", len(added), self.store.path)
+        if merge.added:
+            log.info("result history: %d sample(s) from %s", len(merge.added), self.store.path)
 
     def _adopt(self, sample: Sample, stored: Any) -> None:
-        sample.sample_id = sample.store_id = stored.sample_id
-        sample.patient_id = stored.patient_id or sample.patient_id
-        sample.operator = stored.operator or sample.operator
-        sample.signed_off_by, sample.signed_off_at = stored.signed_off_by, stored.signed_off_at
+        self.workbench.adopt(sample, stored)
+        self._show_adopted(sample)
+
+    def _show_adopted(self, sample: Sample) -> None:
+        """The sample took a stored sample's IDs and state: show them."""
         self.samples_panel.refresh_sample(sample)
         if sample is self.results_sample:
             self._show_results_of(sample)
 
     def _ensure_registered(self, sample: Sample) -> bool:
         """Give the sample its row in the store (first classification); False if impossible."""
-        from engine.store.results import StoreError
-
-        if sample.store_id is not None:
-            return True
-        if self.store is None:
-            gui_errors.show_error(self, f"The result history cannot be used, so results could not be saved: "
-                                        f"{self.store_error}")
-            return False
-        panel = self.samples_panel
-        folder = _norm(sample.folder) if sample.folder is not None else ""
-        # IDs of the other open samples are taken: two open samples never share a stored one.
-        taken = {t for s in panel.samples if s is not sample for t in (s.sample_id, s.store_id) if t}
         try:
-            stored, created = self.store.register_sample(
-                sample.sample_id, folder, patient_id=sample.patient_id,
-                operator=sample.operator or self.settings.operator_name, taken=taken)
-        except StoreError as exc:
+            done = self.workbench.register(sample, self.samples_panel.samples, self.settings.operator_name)
+        except AllSightError as exc:
             gui_errors.show_error(self, str(exc), gui_errors.format_details(exc))
             return False
-        if not created:
-            self._adopt(sample, stored)
-            return True
-        sid = stored.sample_id
-        if sid != sample.sample_id:
-            self.show_message(f"Sample ID {sample.sample_id} is already in the result history; saved as {sid}.")
-            sample.sample_id = sid
-        sample.store_id = sid
-        panel.refresh_sample(sample)
+        if done.note:
+            self.show_message(done.note)
+        if done.adopted:
+            self._show_adopted(sample)
+        elif done.created:
+            self.samples_panel.refresh_sample(sample)
         return True
 
     def _on_sample_edited(self, sample: Sample) -> None:
         """Save the sample's IDs and operator to the store (audited there)."""
         from engine.store.results import StoreError
 
-        if sample.store_id is None or self.store is None:
-            return
-        stored = self.store.get_sample(sample.store_id)
-        if stored is None:
-            return
-        changes = {}
-        if sample.sample_id != stored.sample_id:
-            changes["new_sample_id"] = sample.sample_id
-        if sample.patient_id != stored.patient_id:
-            changes["patient_id"] = sample.patient_id
-        if sample.operator != stored.operator:
-            changes["operator"] = sample.operator
-        if not changes:
-            return
-        actor = self.settings.operator_name or sample.operator or stored.operator or "operator"
+        actor = self.settings.operator_name or sample.operator
+        before = sample.store_id
         try:
-            updated = self.store.update_sample(sample.store_id, actor=actor, **changes)
+            saved = self.workbench.save_ids(sample, actor)
         except StoreError as exc:
-            gui_errors.show_error(self, f"The change to sample {stored.sample_id} could not be saved: {exc}",
+            gui_errors.show_error(self, f"The change to sample {before} could not be saved: {exc}",
                                   gui_errors.format_details(exc))
-            sample.sample_id, sample.patient_id, sample.operator = (stored.sample_id, stored.patient_id,
-                                                                    stored.operator)
-        else:
-            sample.store_id = updated.sample_id
-            self.show_message(f"Saved sample {updated.sample_id}.", 4000)
+            saved = False
+        if saved:
+            self.show_message(f"Saved sample {sample.store_id}.", 4000)
         self.samples_panel.refresh_sample(sample)
         if sample is self.results_sample:
             self.results_panel.set_title(self._results_title(sample))
 
     # ------------------------------------------------------------------ classification
     def _can_classify(self, sample: Sample | None, *, quiet: bool = False) -> bool:
-        def say(text: str) -> bool:
-            if not quiet:
-                self.show_message(text)
-            return False
-
-        if sample is None:
-            return say("Open or select a sample first.")
-        if self.model_card is None:
+        if sample is not None and self.model_card is None:
             if not quiet:
                 gui_errors.show_error(self, f"No model available to classify with: {self.model_error}\n\n"
                                             "Choose a model in Edit ▸ Settings….")
             return False
-        if sample.signed_off:
-            return say(f"Sample {sample.sample_id} is signed off; reopen it to classify it again.")
-        if not sample.images:
-            return say(f"Sample {sample.sample_id} has no images.")
-        return True
+        refusal = self.workbench.classify_refusal(sample)
+        if refusal and not quiet:
+            self.show_message(refusal)
+        return not refusal
 
     def queue_sample(self, sample: Sample | None, *, start: bool = False) -> Any:
         """Put a sample in the batch queue (registering it in the store first)."""
         if not self._can_classify(sample) or not self._ensure_registered(sample):
             return None
-        paths = [_norm(im.path) for im in sample.images]
         actor = self.settings.operator_name or sample.operator
-        job = self.batch.add(sample, sample.store_id, paths, actor)
-        if job.state == "queued" and not start:
+        job = self.batch.add(sample, sample.store_id, sample.image_keys(), actor)
+        if job.state == JobState.QUEUED and not start:
             sample.status_note = "queued"
         if start:
             self.batch.start()
@@ -622,16 +560,13 @@ class MainWindow(QMainWindow):
         if sample is self.results_sample:
             self.results_panel.flush()
         n = job.total or len(job.paths)
-        if job.state == "done":
-            left = self.results_panel.summary.n_flagged_unreviewed if (
-                sample is self.results_sample and self.results_panel.summary is not None) else None
-            sample.status_note = f"{left} to review" if left else "classified"
+        summary = self.results_panel.summary if sample is self.results_sample else None
+        left = summary.n_flagged_unreviewed if summary is not None else None
+        sample.status_note = note_after_job(job.state, job.done, n, left)
+        if job.state == JobState.DONE:
             self.show_message(f"Sample {job.label}: {job.message}.", 8000)
-        elif job.state == "cancelled":
-            sample.status_note = f"{job.done}/{n} classified (stopped)"
+        elif job.state == JobState.CANCELLED:
             self.show_message(f"Sample {job.label}: stopped after {job.done}/{n}; Classify resumes it.", 8000)
-        else:
-            sample.status_note = "failed"
         self.samples_panel.refresh_sample(sample)
 
     def _on_queue_changed(self) -> None:
@@ -671,7 +606,7 @@ class MainWindow(QMainWindow):
             return
         self._results_loading = True
         request = self._results_request
-        self.workers.submit(read_records, self.store, sample.store_id, priority=PRIORITY_INTERACTIVE,
+        self.workers.submit(self.workbench.read_records, sample, priority=PRIORITY_INTERACTIVE,
                             name="read results",
                             on_result=lambda records: self._on_records(request, sample, records),
                             on_error=lambda err: self._on_records_error(request, err))
@@ -687,10 +622,7 @@ class MainWindow(QMainWindow):
         rp.set_sample(self._results_title(sample), rows, len(sample.images))
         if newer:
             rp.add_results(newer)
-        if self.store is not None and sample.store_id is not None:
-            stored = self.store.get_sample(sample.store_id)
-            if stored is not None:
-                sample.signed_off_by, sample.signed_off_at = stored.signed_off_by, stored.signed_off_at
+        self.workbench.refresh_sign_state(sample)
         rp.set_sign_state(sample.signed_off_by, sample.signed_off_at)
         rp.set_busy(self.batch.is_active(sample))
         if rows:
@@ -713,14 +645,8 @@ class MainWindow(QMainWindow):
         summary = self.results_panel.summary
         if summary is None or self.batch.is_active(sample):
             return
-        n = len(sample.images)
-        pending = self.results_panel.n_pending
-        if pending:
-            sample.status_note = f"{n - pending}/{n} classified"
-        elif summary.n_flagged_unreviewed:
-            sample.status_note = f"{summary.n_flagged_unreviewed} to review"
-        else:
-            sample.status_note = "reviewed"
+        sample.status_note = note_from_results(len(sample.images), self.results_panel.n_pending,
+                                               summary.n_flagged_unreviewed)
         self.samples_panel.refresh_sample(sample)
 
     def _on_result_row_selected(self, row: ReviewedImage | None) -> None:
@@ -749,7 +675,7 @@ class MainWindow(QMainWindow):
 
     def review(self, path: str, final_class: str) -> bool:
         """Record the reviewer's class for one image of the results sample."""
-        from engine.store.results import SignOffError, StoreError
+        from engine.store.results import SignOffError
 
         sample = self.results_sample
         if sample is None or sample.store_id is None or self.store is None:
@@ -758,21 +684,20 @@ class MainWindow(QMainWindow):
         if reviewer is None:
             return False
         try:
-            self.store.record_review(sample.store_id, path, final_class, reviewer)
+            when = self.workbench.review(sample, path, final_class, reviewer)
         except SignOffError as exc:
             self.show_message(str(exc))
             return False
-        except StoreError as exc:
+        except AllSightError as exc:
             gui_errors.show_error(self, f"The review could not be saved: {exc}", gui_errors.format_details(exc))
             return False
-        when = datetime.now(UTC).isoformat(timespec="seconds")
         self.results_panel.set_review(path, final_class, reviewer, when)
         self._update_note_from_summary(sample)
         self.results_panel.after_review()
         return True
 
     def sign_off(self) -> bool:
-        from engine.store.results import SignOffError, StoreError
+        from engine.store.results import SignOffError
 
         sample = self.results_sample
         rp = self.results_panel
@@ -781,30 +706,28 @@ class MainWindow(QMainWindow):
             return False
         rp.flush()
         blockers = rp.sign_off_blockers()
-        if blockers:
+        if blockers:  # said before asking for a name
             self.show_message(f"Cannot sign off yet: {blockers}")
             return False
         reviewer = self.reviewer_name()
         if reviewer is None:
             return False
         try:
-            stored = self.store.sign_off(sample.store_id, reviewer)
+            self.workbench.sign_off(sample, reviewer)
         except SignOffError as exc:
             self.show_message(str(exc), 12000)
             rp.sign_state_label.setText(f"<span style='color:#e65100'>{exc}</span>")
             return False
-        except StoreError as exc:
+        except AllSightError as exc:
             gui_errors.show_error(self, f"The sign-off could not be saved: {exc}", gui_errors.format_details(exc))
             return False
-        sample.signed_off_by, sample.signed_off_at = stored.signed_off_by, stored.signed_off_at
-        rp.set_sign_state(stored.signed_off_by, stored.signed_off_at)
+        rp.set_sign_state(sample.signed_off_by, sample.signed_off_at)
         self.samples_panel.refresh_sample(sample)
         self._update_actions()
         self.show_message(f"Sample {sample.sample_id} signed off by {reviewer}.")
         return True
 
     def reopen(self) -> bool:
-        from engine.store.results import StoreError
         from gui import dialogs
 
         sample = self.results_sample
@@ -819,11 +742,10 @@ class MainWindow(QMainWindow):
         if actor is None:
             return False
         try:
-            self.store.reopen(sample.store_id, actor, reason)
-        except StoreError as exc:
+            self.workbench.reopen(sample, actor, reason)
+        except AllSightError as exc:
             gui_errors.show_error(self, f"The sample could not be reopened: {exc}", gui_errors.format_details(exc))
             return False
-        sample.signed_off_by = sample.signed_off_at = None
         self.results_panel.set_sign_state(None, None)
         self.samples_panel.refresh_sample(sample)
         self._update_note_from_summary(sample)
@@ -840,8 +762,7 @@ class MainWindow(QMainWindow):
             self.show_message("Classify the sample before exporting its report.")
             return False
         start = self.settings.last_export_dir if Path(self.settings.last_export_dir or "").is_dir() else ""
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in sample.sample_id)
-        path = dialogs.choose_export_file(self, start, f"{safe}_report")
+        path = dialogs.choose_export_file(self, start, export_stem(sample))
         if not path:
             return False
         folder = str(Path(path).parent)

@@ -1,6 +1,6 @@
 """Samples: one per opened folder, with its IDs and a thumbnail strip of its images.
 
-A :class:`Sample` is plain data (the future SQLite store and the batch queue take it as is).
+A :class:`~gui.workbench.Sample` is plain data (Qt-free, in :mod:`gui.workbench`).
 :class:`ThumbnailModel` lists a sample's images for a ``QListView`` in icon mode; thumbnails are
 decoded by :func:`make_thumbnail` in the worker pool, and a file that cannot be read gets a drawn
 "Unreadable" tile with the reason instead of failing. :class:`SamplesPanel` is the left panel of
@@ -10,7 +10,7 @@ the main window: the sample list, the ID fields and the thumbnails.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,61 +43,15 @@ from PySide6.QtWidgets import (
 )
 
 from engine.core.errors import ImageLoadError
-from engine.io.images import ScanResult, SkippedFile, load_image, scan_paths
+from engine.io.images import ScanResult, load_image, scan_paths
 from gui.imaging import array_to_qimage, placeholder_image
+from gui.workbench import PENDING, READY, UNREADABLE, Sample, SampleImage
 from gui.workers import PRIORITY_BACKGROUND, TaskError, WorkerPool
 
 log = logging.getLogger("allsight.gui.samples")
 
 THUMB_SIZE = 96
 LABEL_REFRESH_MS = 100
-
-PENDING, READY, UNREADABLE = "pending", "ready", "unreadable"
-
-
-@dataclass(eq=False)
-class SampleImage:
-    path: Path
-    state: str = PENDING
-    #: Why the file cannot be used (engine ImageLoadError reason), when ``state == UNREADABLE``.
-    error: str | None = None
-    #: (width, height) of the full image, once decoded.
-    size: tuple[int, int] | None = None
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-
-@dataclass(eq=False)
-class Sample:
-    """One patient sample: a folder of smear images plus the IDs typed by the operator."""
-
-    sample_id: str
-    folder: Path | None
-    images: list[SampleImage] = field(default_factory=list)
-    patient_id: str = ""
-    operator: str = ""
-    #: Files in the folder that are not images (by extension), as reported by the scan.
-    skipped: tuple[SkippedFile, ...] = ()
-    #: The sample's id in the result store (None until registered; follows renames).
-    store_id: str | None = None
-    #: Set when the store says the sample is signed off (no edits until reopened).
-    signed_off_by: str | None = None
-    signed_off_at: str | None = None
-    #: Loaded from the result history at start-up (not opened in this session).
-    from_history: bool = False
-    #: A short state shown after the name in the sample list ("12/40 classified", "signed off").
-    status_note: str = ""
-
-    @property
-    def signed_off(self) -> bool:
-        return self.signed_off_at is not None
-
-    @property
-    def unreadable_count(self) -> int:
-        return sum(1 for im in self.images if im.state == UNREADABLE)
-
 
 @dataclass(frozen=True)
 class ThumbnailResult:

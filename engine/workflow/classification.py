@@ -111,7 +111,7 @@ class ImageClassified:
 
 
 def classify_samples(store: ResultStore, classifier: PathClassifier, plans: Sequence[SamplePlan], *,
-                     order: Sequence[str | os.PathLike[str]] | None = None, actor: str = "", batch_size: int = 64,
+                     order: Sequence[str | Path] | None = None, actor: str = "", batch_size: int = 64,
                      workers: int = 2, cancel: CancelToken | None = None) -> Iterator[ImageClassified]:
     """Classify the plans' pending images in one stream and record each result as it arrives.
 
@@ -121,7 +121,7 @@ def classify_samples(store: ResultStore, classifier: PathClassifier, plans: Sequ
     generator early stops the classifier.
     """
     owner = {key: plan for plan in plans for key in plan.pending}
-    paths: Sequence[str | os.PathLike[str]] = (
+    paths: Sequence[str | Path] = (
         [key for plan in plans for key in plan.pending] if order is None else order)
     unknown = [p for p in paths if image_key(p) not in owner]
     if unknown:

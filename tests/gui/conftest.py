@@ -72,7 +72,7 @@ def sample_folder(tmp_path) -> Path:
 
 def wait_sample_loaded(qtbot, window, count: int = 1):
     """Wait until ``count`` samples are open and all their thumbnails are decoded."""
-    from gui.samples import PENDING
+    from gui.workbench import PENDING
 
     panel = window.samples_panel
 

@@ -86,8 +86,8 @@ def main(out_dir: str | None = None) -> int:
 
         from gui.app import create_application
         from gui.main_window import MainWindow
-        from gui.samples import PENDING
         from gui.settings import Settings
+        from gui.workbench import PENDING
 
         app = create_application([])
         win = MainWindow(Settings(operator_name="J. Smith", active_model=model, lab_name="Demo Lab",

@@ -24,8 +24,10 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
@@ -36,6 +38,24 @@ from gui.workers import lower_this_threads_priority
 if TYPE_CHECKING:
     from engine.core.records import ImageResult
     from engine.models.checkpoint import ModelCard
+    from engine.store.results import ResultStore
+    from gui.workbench import Sample
+
+
+class BatchClassifier(Protocol):
+    """A classifier the batch thread runs (:class:`engine.inference.process.ClassifierProcess`)."""
+
+    card: ModelCard
+    runtime: str
+
+    def classify_paths(self, paths: Iterable[str | Path], *, batch_size: int = ..., workers: int = ...,
+                       cancel: CancelToken | None = None) -> Iterator[ImageResult]: ...
+
+
+class ClassifierSource(Protocol):
+    """Where the batch thread gets its classifier (:class:`gui.model_host.ModelHost`)."""
+
+    def batch_classifier(self, cancel: CancelToken | None = None) -> BatchClassifier: ...
 
 log = logging.getLogger("allsight.gui.batch")
 
@@ -111,7 +131,7 @@ def _group_results(events: list[_Event]) -> list[_Event | _ResultsArrived]:
 class BatchJob:
     """One sample in the queue. Numbers are written by the batch thread and read by the GUI."""
 
-    sample: Any  # gui.samples.Sample
+    sample: Sample
     store_id: str
     paths: list[str]
     actor: str = ""
@@ -189,7 +209,7 @@ class BatchQueue(QObject):
     #: The thread started (True) or ended (False).
     running_changed = Signal(bool)
 
-    def __init__(self, store: Any, model_host: Any, parent: QObject | None = None, *,
+    def __init__(self, store: ResultStore, model_host: ClassifierSource, parent: QObject | None = None, *,
                  batch_size: int = BATCH_SIZE, decode_workers: int | None = None):
         super().__init__(parent)
         self.store = store
@@ -231,11 +251,11 @@ class BatchQueue(QObject):
     def current_job(self) -> BatchJob | None:
         return next((j for j in self.jobs if j.state == RUNNING), None)
 
-    def job_for(self, sample: Any) -> BatchJob | None:
+    def job_for(self, sample: Sample) -> BatchJob | None:
         """The sample's job that is queued or running, if any."""
         return next((j for j in self.jobs if j.sample is sample and j.state in (QUEUED, RUNNING)), None)
 
-    def is_active(self, sample: Any) -> bool:
+    def is_active(self, sample: Sample) -> bool:
         return self.job_for(sample) is not None
 
     def totals(self) -> tuple[int, int]:
@@ -248,7 +268,7 @@ class BatchQueue(QObject):
         return done, total
 
     # ------------------------------------------------------------------ editing the queue
-    def add(self, sample: Any, store_id: str, paths: list[str], actor: str = "") -> BatchJob:
+    def add(self, sample: Sample, store_id: str, paths: list[str], actor: str = "") -> BatchJob:
         """Queue a sample (again): an existing queued or running job for it is returned as is;
         a finished, cancelled or failed one is replaced by a fresh job at the end."""
         existing = self.job_for(sample)

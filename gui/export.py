@@ -13,7 +13,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engine.models.checkpoint import ModelCard
+    from engine.reports.sample import SampleReport
+    from engine.store.results import ResultStore
 
 log = logging.getLogger("allsight.gui.export")
 
@@ -22,7 +27,8 @@ FORMATS = {".pdf": ("engine.reports.pdf", "write_pdf"), ".csv": ("engine.reports
            ".json": ("engine.reports.tables", "write_json")}
 
 
-def build_report(store: Any, sample_id: str, *, lab_name: str = "", model_card: Any = None):
+def build_report(store: ResultStore, sample_id: str, *, lab_name: str = "",
+                 model_card: ModelCard | None = None) -> SampleReport:
     """The :class:`engine.reports.sample.SampleReport` of one sample as stored now (each image's latest
     prediction; the active model's preprocessing is named when it made those predictions)."""
     from engine.reports.sample import sample_report_from_store
@@ -33,14 +39,13 @@ def build_report(store: Any, sample_id: str, *, lab_name: str = "", model_card: 
         log.warning("sample %s mixes predictions of %d model files; the report names the latest", sample_id,
                     len(shas))
     card = model_card
-    if card is None or not records or getattr(card, "weights_sha256", None) != records[-1].model_sha256 \
-            or len(shas) > 1:
+    if card is None or not records or card.weights_sha256 != records[-1].model_sha256 or len(shas) > 1:
         card = None
     return sample_report_from_store(store, sample_id, card=card, lab_name=lab_name)
 
 
-def export_sample(store: Any, sample_id: str, path: str | Path, *, lab_name: str = "",
-                  model_card: Any = None) -> Path:
+def export_sample(store: ResultStore, sample_id: str, path: str | Path, *, lab_name: str = "",
+                  model_card: ModelCard | None = None) -> Path:
     """Build the report and write it to ``path`` (format from the suffix: .pdf, .csv, .json)."""
     import importlib
 

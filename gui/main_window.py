@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import Qt
@@ -54,7 +54,7 @@ from engine.core.jobs import JobState
 from engine.core.records import ImageResult, ReviewedImage
 from engine.store.naming import image_key
 from gui import errors as gui_errors
-from gui.batch import BatchQueue
+from gui.batch import BatchJob, BatchQueue
 from gui.model_host import ModelHost, ModelSpec
 from gui.preview import PreviewPanel
 from gui.queue_panel import QueuePanel
@@ -72,6 +72,11 @@ from gui.workbench import (
     note_from_results,
 )
 from gui.workers import PRIORITY_INTERACTIVE, TaskError, WorkerPool
+
+if TYPE_CHECKING:
+    from engine.models.checkpoint import ModelCard
+    from engine.store.results import ResultStore
+    from engine.store.results import Sample as StoredSample
 
 log = logging.getLogger("allsight.gui.main_window")
 
@@ -98,7 +103,7 @@ def _norm(path: str | Path) -> str:
 
 class MainWindow(QMainWindow):
     def __init__(self, settings: Settings | None = None, parent: QWidget | None = None, *,
-                 store: Any = None):
+                 store: ResultStore | None = None):
         super().__init__(parent)
         self.settings = settings if settings is not None else load_settings()
         self.setWindowTitle(window_title())
@@ -370,7 +375,7 @@ class MainWindow(QMainWindow):
             self.device_label.setText(f"Device: {text}")
             self.device_label.setToolTip("Where the model runs")
 
-    def _on_model_ready(self, card: Any, device: str) -> None:
+    def _on_model_ready(self, card: ModelCard, device: str) -> None:
         self._set_device_label(device)
 
     # ------------------------------------------------------------------ samples
@@ -444,7 +449,7 @@ class MainWindow(QMainWindow):
         if merge.added:
             log.info("result history: %d sample(s) from %s", len(merge.added), self.store.path)
 
-    def _adopt(self, sample: Sample, stored: Any) -> None:
+    def _adopt(self, sample: Sample, stored: StoredSample) -> None:
         self.workbench.adopt(sample, stored)
         self._show_adopted(sample)
 
@@ -499,7 +504,7 @@ class MainWindow(QMainWindow):
             self.show_message(refusal)
         return not refusal
 
-    def queue_sample(self, sample: Sample | None, *, start: bool = False) -> Any:
+    def queue_sample(self, sample: Sample | None, *, start: bool = False) -> BatchJob | None:
         """Put a sample in the batch queue (registering it in the store first)."""
         if not self._can_classify(sample) or not self._ensure_registered(sample):
             return None
@@ -517,10 +522,10 @@ class MainWindow(QMainWindow):
             self.results_panel.set_busy(True)
         return job
 
-    def queue_current(self) -> Any:
+    def queue_current(self) -> BatchJob | None:
         return self.queue_sample(self.samples_panel.current_sample())
 
-    def classify_current(self) -> Any:
+    def classify_current(self) -> BatchJob | None:
         """One click: queue the selected sample and start."""
         job = self.queue_sample(self.samples_panel.current_sample(), start=True)
         if job is not None:
@@ -539,7 +544,7 @@ class MainWindow(QMainWindow):
             self._positions[id(sample)] = positions
         return positions
 
-    def _on_batch_results(self, job: Any, results: list[ImageResult]) -> None:
+    def _on_batch_results(self, job: BatchJob, results: list[ImageResult]) -> None:
         sample = job.sample
         positions = self._positions_of(sample)
         rows = [ReviewedImage.from_result(r, path=os.path.abspath(r.path), position=positions.get(_norm(r.path), 0))
@@ -555,7 +560,7 @@ class MainWindow(QMainWindow):
             sample.status_note = f"{job.done}/{job.total} classified"
             self.samples_panel.refresh_sample(sample)
 
-    def _on_job_finished(self, job: Any) -> None:
+    def _on_job_finished(self, job: BatchJob) -> None:
         sample = job.sample
         if sample is self.results_sample:
             self.results_panel.flush()

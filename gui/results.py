@@ -16,7 +16,7 @@ The panel never writes to the store itself: it emits requests that the main wind
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import (
     QAbstractTableModel,
@@ -50,6 +50,9 @@ from PySide6.QtWidgets import (
 from engine import CLASS_DISPLAY_NAMES, CLASS_IDS
 from engine.core.flags import labels
 from engine.core.records import EXCLUDED_CLASS, ReviewedImage, sign_off_blockers
+
+if TYPE_CHECKING:
+    from engine.core.summary import SampleSummary
 
 ERROR_KEY = "__error__"
 #: While a batch streams rows in, the summary is recomputed at most this often.
@@ -407,7 +410,7 @@ class SummaryBox(QGroupBox):
         self.summary = None
         self.set_summary(None)
 
-    def set_summary(self, summary: Any, n_images: int = 0, n_pending: int = 0) -> None:
+    def set_summary(self, summary: SampleSummary | None, n_images: int = 0, n_pending: int = 0) -> None:
         """Show ``engine.core.summary.SampleSummary`` (None: nothing classified yet)."""
         self.summary = summary
         if summary is None:

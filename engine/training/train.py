@@ -140,7 +140,7 @@ def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
 
 
 @torch.no_grad()
-def _recompute_batchnorm(net: nn.Module, images: np.ndarray, pp: PreprocessConfig, batch_size: int) -> None:
+def recompute_batchnorm(net: nn.Module, images: np.ndarray, pp: PreprocessConfig, batch_size: int) -> None:
     """"Precise BN": replace running statistics by exact averages over clean training images."""
     norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms or len(images) == 0:
@@ -290,7 +290,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, cancel: CancelToken | None 
                 "eta_s": elapsed / done * remaining,
             })
         if cfg.mode == "finetune" and cfg.precise_bn_images > 0:
-            _recompute_batchnorm(net, train_imgs[order[: cfg.precise_bn_images]], pp, cfg.batch_size)
+            recompute_batchnorm(net, train_imgs[order[: cfg.precise_bn_images]], pp, cfg.batch_size)
         val_logits, _ = run_network(net, val_x, batch_size=128)
         val_loss = float(nn.functional.cross_entropy(torch.from_numpy(val_logits), torch.from_numpy(val_y)))
         val_acc = float((val_logits.argmax(1) == val_y).mean())

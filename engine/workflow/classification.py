@@ -19,7 +19,7 @@ Two steps:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -112,7 +112,7 @@ class ImageClassified:
 
 def classify_samples(store: ResultStore, classifier: PathClassifier, plans: Sequence[SamplePlan], *,
                      order: Sequence[str | Path] | None = None, actor: str = "", batch_size: int = 64,
-                     workers: int = 2, cancel: CancelToken | None = None) -> Iterator[ImageClassified]:
+                     workers: int = 2, cancel: CancelToken | None = None) -> Generator[ImageClassified, None, None]:
     """Classify the plans' pending images in one stream and record each result as it arrives.
 
     ``order`` (image paths, each pending in one of the plans; results carry the path as given)

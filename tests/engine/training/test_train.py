@@ -175,13 +175,13 @@ def test_precise_batchnorm_uses_exact_statistics_of_clean_images():
     import torch
 
     from engine.imaging.preprocess import PreprocessConfig
-    from engine.training.train import _recompute_batchnorm
+    from engine.training.train import recompute_batchnorm
 
     net = torch.nn.Sequential(torch.nn.BatchNorm2d(3))
     pp = PreprocessConfig(image_size=16, model_input="original", mean=(0, 0, 0), std=(1, 1, 1))
     images = np.stack([np.full((16, 16, 3), v, np.uint8) for v in (0, 51, 102, 153)])
     net[0].running_mean.fill_(7.0)
-    _recompute_batchnorm(net, images, pp, batch_size=2)
+    recompute_batchnorm(net, images, pp, batch_size=2)
     expected = images.astype(np.float32).mean() / 255.0
     assert torch.allclose(net[0].running_mean, torch.full((3,), expected), atol=1e-5)
     assert net[0].momentum == 0.1 and not net.training

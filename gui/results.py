@@ -2,8 +2,9 @@
 
 * Each row is an :class:`~engine.core.records.ReviewedImage` (the store's record, or one made from
   a fresh classifier result): the flag, withheld and override rules are that record's.
-* :class:`ResultsModel` / :class:`ResultsFilter` — the table and its class/flag filter + sorting.
-* :class:`SummaryBox` — counts and fractions per class, the sample-level call and its rationale
+* :class:`~gui.results_table.ResultsModel` / :class:`~gui.results_table.ResultsFilter` — the table and its
+  class/flag filter + sorting (:mod:`gui.results_table`).
+* :class:`~gui.summary_box.SummaryBox` (:mod:`gui.summary_box`) — counts and fractions per class, the sample-level call and its rationale
   (:func:`engine.core.summary.summarize`), and how many images need a look.
 * :class:`ResultsPanel` — all of the above plus the review controls (buttons, context menu and
   keys: Enter confirms the model's class, 1–4 pick Benign/Early/Pre/Pro, X excludes the image,
@@ -16,24 +17,20 @@ The panel never writes to the store itself: it emits requests that the main wind
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
     QItemSelectionModel,
     QModelIndex,
-    QPersistentModelIndex,
-    QSortFilterProxyModel,
     Qt,
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QAction, QColor, QFont, QKeySequence
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
-    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
@@ -47,14 +44,30 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine import CLASS_DISPLAY_NAMES, CLASS_IDS
-from engine.core.flags import labels
 from engine.core.records import EXCLUDED_CLASS, ReviewedImage, sign_off_blockers
 
 if TYPE_CHECKING:
-    from engine.core.summary import SampleSummary
+    pass
 
-ERROR_KEY = "__error__"
+from gui.results_table import (
+    CLASS_FILTERS,
+    COL_BY,
+    COL_CLASS,
+    COL_CONF,
+    COL_FILE,
+    COL_FINAL,
+    COL_OOD,
+    COL_OVERRIDDEN,
+    COL_REVIEW,
+    FLAG_FILTERS,
+    ResultsFilter,
+    ResultsModel,
+    RowRole,
+    class_name,
+    format_time,
+)
+from gui.summary_box import SummaryBox
+
 #: While a batch streams rows in, the summary is recomputed at most this often.
 SUMMARY_REFRESH_MS = 300
 
@@ -66,408 +79,6 @@ REVIEW_KEYS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("Pro", "Pro", ("4",)),
     (EXCLUDED_CLASS, "Exclude", ("X",)),
 )
-
-
-def class_name(class_id: str | None) -> str:
-    if class_id is None:
-        return ""
-    if class_id == EXCLUDED_CLASS:
-        return "Excluded"
-    return CLASS_DISPLAY_NAMES.get(class_id, class_id)
-
-
-def short_class_name(class_id: str | None) -> str:
-    """The display name without its parenthesis ("Benign (hematogones)" -> "Benign"), for the
-    table's narrow columns (the tooltip has the full name)."""
-    return class_name(class_id).split(" (")[0]
-
-
-def class_key(r: ReviewedImage) -> str:
-    """What a row counts as in the class filter: its effective class, or ERROR_KEY for an error
-    no one has reviewed."""
-    return r.effective_class if r.effective_class is not None else ERROR_KEY
-
-
-COLUMNS = ("File", "Model class", "Confidence", "Review", "Flags", "Final class", "Reviewed by", "Overridden")
-COL_FILE, COL_CLASS, COL_CONF, COL_REVIEW, COL_OOD, COL_FINAL, COL_BY, COL_OVERRIDDEN = range(len(COLUMNS))
-
-SortRole = int(Qt.ItemDataRole.UserRole) + 1
-RowRole = int(Qt.ItemDataRole.UserRole) + 2
-_DISPLAY = int(Qt.ItemDataRole.DisplayRole)
-_TOOLTIP = int(Qt.ItemDataRole.ToolTipRole)
-_BACKGROUND = int(Qt.ItemDataRole.BackgroundRole)
-_FOREGROUND = int(Qt.ItemDataRole.ForegroundRole)
-_FONT = int(Qt.ItemDataRole.FontRole)
-_ALIGN = int(Qt.ItemDataRole.TextAlignmentRole)
-_RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-_NO_PARENT = QModelIndex()
-
-_BG_TO_REVIEW = QColor("#fff3e0")
-_BG_ERROR = QColor("#fdecea")
-_FG_ERROR = QColor("#b71c1c")
-_FG_MUTED = QColor("#78909c")
-
-
-class ResultsModel(QAbstractTableModel):
-    """The rows of one sample, in image order."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.rows: list[ReviewedImage] = []
-        #: The table's display strings per row (made on first paint; reset when the row changes).
-        self._display_cache: list[tuple[str, ...] | None] = []
-        self._by_path: dict[str, int] = {}
-        self._bold = QFont()
-        self._bold.setBold(True)
-
-    # -------------------------------------------------------------- Qt model
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = _NO_PARENT) -> int:
-        return 0 if parent.isValid() else len(self.rows)
-
-    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = _NO_PARENT) -> int:
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section]
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
-            return {
-                COL_CLASS: "The model's class (never changed by a review)",
-                COL_CONF: "The model's calibrated probability of its class",
-                COL_REVIEW: "Needs review: low confidence or out of distribution, a person must look at it",
-                COL_OOD: "Why the image is flagged (hover for the full sentence); the model cannot judge an "
-                         "image flagged other than low confidence, and it is not counted until reviewed",
-                COL_FINAL: "The reviewer's class (what counts in the summary)",
-            }.get(section)
-        return None
-
-    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = _DISPLAY) -> Any:
-        # Called for every visible cell and role on each repaint: kept cheap (int roles, cached
-        # display strings, a dispatch on the few roles the table uses).
-        row = index.row()
-        rows = self.rows
-        if not 0 <= row < len(rows):
-            return None
-        role = int(role)
-        r = rows[row]
-        col = index.column()
-        if role == _DISPLAY:
-            cached = self._display_cache[row]
-            if cached is None:
-                cached = self._display_cache[row] = tuple(self._display(r, c) for c in range(len(COLUMNS)))
-            return cached[col]
-        if role == _BACKGROUND:
-            if not r.ok and not r.reviewed:
-                return _BG_ERROR
-            return _BG_TO_REVIEW if r.to_review else None
-        if role == _FOREGROUND:
-            if col == COL_CLASS and not r.ok:
-                return _FG_ERROR
-            if col == COL_FINAL and not r.reviewed:
-                return _FG_MUTED
-            return None
-        if role == _FONT:
-            return self._bold if col == COL_FINAL and r.reviewed else None
-        if role == _ALIGN:
-            return _RIGHT if col == COL_CONF else None
-        if role == RowRole:
-            return r
-        if role == SortRole:
-            return self._sort_key(r, col)
-        if role == _TOOLTIP:
-            return self._tooltip(r, col)
-        return None
-
-    @staticmethod
-    def _tooltip(r: ReviewedImage, col: int) -> str | None:
-        if not r.ok:
-            return f"{r.path}\nError: {r.error}"
-        if col == COL_OOD and (r.flags or r.out_of_distribution or r.needs_review):
-            text = "\n".join(f"{s}." for s in r.flag_sentences())
-            return text + ("\nNot counted in the sample summary until reviewed." if r.withheld else "")
-        if col == COL_FINAL and r.reviewed:
-            when = f" at {format_time(r.reviewed_at)}" if r.reviewed_at else ""
-            return f"{class_name(r.final_class)} — reviewed by {r.reviewed_by}{when}"
-        if col in (COL_CLASS, COL_CONF) and r.probabilities:
-            return "\n".join(f"{class_name(c)}: {100 * p:.1f} %" for c, p in
-                             sorted(r.probabilities.items(), key=lambda kv: -kv[1]))
-        if col == COL_FILE:
-            return r.path
-        return None
-
-    @staticmethod
-    def _display(r: ReviewedImage, col: int) -> str:
-        if col == COL_FILE:
-            return r.file_name
-        if col == COL_CLASS:
-            return short_class_name(r.predicted_class) if r.ok else "Error"
-        if col == COL_CONF:
-            return "" if r.confidence is None else f"{100 * r.confidence:.1f} %"
-        if col == COL_REVIEW:
-            if not r.ok:
-                return "⚑ error"
-            return "⚑ yes" if r.needs_review else ""
-        if col == COL_OOD:
-            if r.flags:
-                return labels(r.flags)
-            return "OOD" if r.out_of_distribution else ""
-        if col == COL_FINAL:
-            return short_class_name(r.final_class) if r.reviewed else "—"
-        if col == COL_BY:
-            return r.reviewed_by or ""
-        if col == COL_OVERRIDDEN:
-            return "overridden" if r.overridden else ""
-        return ""
-
-    @staticmethod
-    def _sort_key(r: ReviewedImage, col: int) -> Any:
-        if col == COL_FILE:
-            return r.position
-        if col == COL_CLASS:
-            return CLASS_IDS.index(r.predicted_class) if r.ok and r.predicted_class in CLASS_IDS else 99
-        if col == COL_CONF:
-            return -1.0 if r.confidence is None else r.confidence
-        if col == COL_REVIEW:
-            return int(r.needs_review) + 2 * int(not r.ok)
-        if col == COL_OOD:
-            return r.ood_score if r.out_of_distribution and r.ood_score is not None else (
-                1e18 if r.out_of_distribution else -1.0)
-        if col == COL_FINAL:
-            return class_name(r.final_class) if r.reviewed else ""
-        if col == COL_BY:
-            return r.reviewed_by or ""
-        if col == COL_OVERRIDDEN:
-            return int(r.overridden)
-        return 0
-
-    # -------------------------------------------------------------- content
-    def set_rows(self, rows: list[ReviewedImage]) -> None:
-        self.beginResetModel()
-        self.rows = list(rows)
-        self._display_cache = [None] * len(self.rows)
-        self._by_path = {r.path: i for i, r in enumerate(self.rows)}
-        self.endResetModel()
-
-    def upsert(self, rows: list[ReviewedImage]) -> None:
-        """Add new rows at the end (one insert for all of them) and replace known ones."""
-        new = []
-        for r in rows:
-            i = self._by_path.get(r.path)
-            if i is None:
-                new.append(r)
-            else:
-                old = self.rows[i]
-                if old.reviewed and not r.reviewed:  # a fresh model result keeps the review
-                    r = r.with_review(old.final_class, old.reviewed_by, old.reviewed_at, old.review_note)
-                self.rows[i], self._display_cache[i] = r, None
-                self.dataChanged.emit(self.index(i, 0), self.index(i, len(COLUMNS) - 1))
-        if new:
-            first = len(self.rows)
-            self.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
-            for k, r in enumerate(new):
-                self._by_path[r.path] = first + k
-                self.rows.append(r)
-                self._display_cache.append(None)
-            self.endInsertRows()
-
-    def row_of(self, path: str) -> int:
-        return self._by_path.get(path, -1)
-
-    def row_data(self, row: int) -> ReviewedImage | None:
-        return self.rows[row] if 0 <= row < len(self.rows) else None
-
-    def set_review(self, path: str, final_class: str, reviewer: str, when: str | None = None) -> bool:
-        i = self._by_path.get(path)
-        if i is None:
-            return False
-        self.rows[i] = self.rows[i].with_review(final_class, reviewer, when)
-        self._display_cache[i] = None
-        self.dataChanged.emit(self.index(i, 0), self.index(i, len(COLUMNS) - 1))
-        return True
-
-
-CLASS_FILTERS: tuple[tuple[str, str | None], ...] = (
-    ("All classes", None),
-    *((class_name(c), c) for c in CLASS_IDS),
-    ("Excluded", EXCLUDED_CLASS),
-    ("Errors", ERROR_KEY),
-)
-FLAG_FILTERS: tuple[tuple[str, str], ...] = (
-    ("All images", "all"),
-    ("Flagged, not reviewed", "to_review"),
-    ("Flagged", "flagged"),
-    ("Needs review", "needs_review"),
-    ("Out of distribution", "ood"),
-    ("Errors", "errors"),
-    ("Reviewed", "reviewed"),
-    ("Overridden", "overridden"),
-)
-
-
-class ResultsFilter(QSortFilterProxyModel):
-    """Filter rows by class (the final class: the reviewer's where reviewed) and by flag."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.class_filter: str | None = None
-        self.flag_filter = "all"
-        self.setSortRole(SortRole)
-        self.setDynamicSortFilter(True)
-
-    def set_class_filter(self, value: str | None) -> None:
-        self.beginFilterChange()
-        self.class_filter = value
-        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
-
-    def set_flag_filter(self, value: str) -> None:
-        self.beginFilterChange()
-        self.flag_filter = value
-        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
-
-    @staticmethod
-    def matches(r: ReviewedImage, class_filter: str | None, flag_filter: str) -> bool:
-        if class_filter is not None and class_key(r) != class_filter:
-            return False
-        return {
-            "all": True,
-            "to_review": r.to_review,
-            "flagged": r.flagged,
-            "needs_review": r.needs_review,
-            "ood": r.out_of_distribution,
-            "errors": not r.ok,
-            "reviewed": r.reviewed,
-            "overridden": r.overridden,
-        }.get(flag_filter, True)
-
-    def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex | QPersistentModelIndex) -> bool:
-        model = self.sourceModel()
-        r = model.row_data(source_row) if isinstance(model, ResultsModel) else None
-        return r is None or self.matches(r, self.class_filter, self.flag_filter)
-
-
-def _call_colour(code: str) -> str:
-    if code.startswith("ALL_"):
-        return "#b71c1c"
-    if code == "BENIGN":
-        return "#2e7d32"
-    return "#e65100"
-
-
-class SummaryBox(QGroupBox):
-    """Counts and fractions per class, the call and its rationale, and what still needs a look."""
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__("Sample summary", parent)
-        self.call_label = QLabel(self)
-        font = self.call_label.font()
-        font.setPointSizeF(font.pointSizeF() * 1.15)
-        font.setBold(True)
-        self.call_label.setFont(font)
-        self.call_label.setWordWrap(True)
-        self.warning_label = QLabel(self)  # the acquisition warning: one prominent line, else hidden
-        self.warning_label.setWordWrap(True)
-        self.warning_label.setStyleSheet("color: #b71c1c; background: #fdecea; border: 1px solid #b71c1c; "
-                                         "padding: 3px; font-weight: bold;")
-        self.warning_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.warning_label.hide()
-        self.rationale_label = QLabel(self)
-        self.rationale_label.setWordWrap(True)
-        self.rationale_label.setStyleSheet("color: #455a64;")
-        self.rationale_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.note_label = QLabel("Research use only — not a diagnosis. A qualified person must review the images.",
-                                 self)
-        self.note_label.setStyleSheet("color: #8d6e63; font-size: 11px;")
-        self.note_label.setWordWrap(True)
-
-        grid = QGridLayout()
-        grid.setHorizontalSpacing(14)
-        grid.setVerticalSpacing(3)
-        for col, text in enumerate(("Class", "Images", "Fraction", "Model said")):
-            head = QLabel(f"<b>{text}</b>", self)
-            head.setStyleSheet("color: #546e7a;")
-            grid.addWidget(head, 0, col, Qt.AlignmentFlag.AlignRight if col else Qt.AlignmentFlag.AlignLeft)
-        self.count_labels: dict[str, tuple[QLabel, QLabel, QLabel]] = {}
-        for row, cls in enumerate((*CLASS_IDS, EXCLUDED_CLASS), start=1):
-            grid.addWidget(QLabel(class_name(cls), self), row, 0)
-            row_labels = tuple(QLabel("", self) for _ in range(3))
-            for col, label in enumerate(row_labels, start=1):
-                grid.addWidget(label, row, col, Qt.AlignmentFlag.AlignRight)
-            self.count_labels[cls] = row_labels  # type: ignore[assignment]
-        grid.setColumnStretch(4, 1)
-        self.flags_label = QLabel(self)
-        self.flags_label.setWordWrap(True)
-        self.flags_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(8, 6, 8, 6)
-        layout.setSpacing(4)
-        layout.addWidget(self.warning_label)
-        layout.addWidget(self.call_label)
-        layout.addWidget(self.rationale_label)
-        layout.addLayout(grid)
-        layout.addWidget(self.flags_label)
-        layout.addWidget(self.note_label)
-        self.summary = None
-        self.set_summary(None)
-
-    def set_summary(self, summary: SampleSummary | None, n_images: int = 0, n_pending: int = 0) -> None:
-        """Show ``engine.core.summary.SampleSummary`` (None: nothing classified yet)."""
-        self.summary = summary
-        if summary is None:
-            self.call_label.setText("Not classified yet")
-            self.call_label.setStyleSheet("color: #607d8b;")
-            self.rationale_label.setText(
-                f"{n_images} image(s). Press Classify to classify them." if n_images else "No sample selected.")
-            for row_labels in self.count_labels.values():
-                for label in row_labels:
-                    label.setText("")
-            self.flags_label.setText("")
-            self.warning_label.setText("")
-            self.warning_label.hide()
-            return
-        warning = getattr(summary, "acquisition_warning", None)
-        # Only what changed is set: each setText/setStyleSheet on a word-wrapped label relayouts
-        # the panel, and this runs for every batch of results (measured: 57-172 ms stalls).
-        _set_text(self.warning_label, f"⚠ {html.escape(warning)}." if warning else "")
-        if self.warning_label.isVisibleTo(self) != bool(warning):
-            self.warning_label.setVisible(bool(warning))
-        _set_text(self.call_label, html.escape(summary.call))
-        _set_style(self.call_label, f"color: {_call_colour(summary.call_code)};")
-        _set_text(self.rationale_label, summary.rationale)
-        for cls, (count, frac, model) in self.count_labels.items():
-            if cls == EXCLUDED_CLASS:
-                _set_text(count, str(summary.n_excluded))
-                _set_text(frac, "")
-                _set_text(model, "")
-            else:
-                _set_text(count, str(summary.counts.get(cls, 0)))
-                _set_text(frac, f"{100 * summary.fractions.get(cls, 0.0):.0f} %" if summary.n_classified else "—")
-                _set_text(model, str(summary.model_counts.get(cls, 0)))
-        parts = [f"{n_images or summary.n_images} images", f"{summary.n_classified} classified"]
-        if n_pending:
-            parts.append(f"<b>{n_pending} not classified yet</b>")
-        if summary.n_error:
-            parts.append(f"<span style='color:#b71c1c'>{summary.n_error} error(s)</span>")
-        parts.append(f"{summary.n_needs_review} need review")
-        parts.append(f"{summary.n_ood} OOD")
-        if summary.n_withheld:
-            parts.append(f"<b style='color:#e65100'>{summary.n_withheld} not counted (cannot be judged, "
-                         "not reviewed)</b>")
-        parts.append(f"{summary.n_reviewed} reviewed ({summary.n_overridden} overridden)")
-        left = summary.n_flagged_unreviewed
-        parts.append(f"<b style='color:#e65100'>{left} flagged left to review</b>" if left
-                     else "<span style='color:#2e7d32'>all flagged images reviewed</span>")
-        _set_text(self.flags_label, " · ".join(parts))
-
-
-def _set_text(label: QLabel, text: str) -> None:
-    if label.text() != text:
-        label.setText(text)
-
-
-def _set_style(widget: QWidget, sheet: str) -> None:
-    if widget.styleSheet() != sheet:
-        widget.setStyleSheet(sheet)
 
 
 class ResultsPanel(QWidget):
@@ -872,15 +483,3 @@ class ResultsPanel(QWidget):
             self.sign_state_label.setText(f"<span style='color:#e65100'>Not signed off: {html.escape(blockers)}</span>")
         else:
             self.sign_state_label.setText("Ready to sign off.")
-
-
-def format_time(iso: str | None) -> str:
-    """An ISO 8601 UTC timestamp shown in local time, to the minute."""
-    if not iso:
-        return ""
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
-    except ValueError:
-        return iso

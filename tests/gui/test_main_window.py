@@ -6,8 +6,8 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 
 from engine import __version__
-from gui.samples import ThumbnailModel
 from gui.settings import load_settings
+from gui.thumbnails import ThumbnailModel
 from gui.workbench import READY, UNREADABLE
 from tests.gui.conftest import make_sample_folder, wait_image_shown, wait_sample_loaded
 

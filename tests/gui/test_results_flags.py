@@ -7,7 +7,8 @@ import pytest
 
 from engine.core.flags import FlagReason
 from engine.core.records import ImageResult, ReviewedImage
-from gui.results import COL_OOD, ResultsPanel
+from gui.results import ResultsPanel
+from gui.results_table import COL_OOD
 
 WARNING = "The model has not been validated on images like these"
 

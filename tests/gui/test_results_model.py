@@ -8,7 +8,8 @@ from PySide6.QtCore import Qt
 
 from engine import CLASS_IDS
 from engine.core.records import EXCLUDED_CLASS, ImageResult, ReviewedImage
-from gui.results import (
+from gui.results import ResultsPanel
+from gui.results_table import (
     COL_BY,
     COL_CLASS,
     COL_CONF,
@@ -21,7 +22,6 @@ from gui.results import (
     ERROR_KEY,
     ResultsFilter,
     ResultsModel,
-    ResultsPanel,
     RowRole,
     class_key,
 )

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from PySide6.QtGui import QImage
 
-from gui.samples import SamplesPanel, ThumbnailModel
+from gui.samples import SamplesPanel
+from gui.thumbnails import ThumbnailModel
 from gui.workbench import PENDING, READY, UNREADABLE, Sample, SampleImage
 from gui.workers import TaskError
 from tests.gui.conftest import make_sample_folder

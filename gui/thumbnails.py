@@ -1,0 +1,159 @@
+"""A sample's images as thumbnails: :func:`make_thumbnail` decodes one in the worker pool (a file
+that cannot be read gets a drawn "Unreadable" tile with the reason instead of failing) and
+:class:`ThumbnailModel` lists a sample's images for a ``QListView`` in icon mode.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    Qt,
+)
+from PySide6.QtGui import QIcon, QImage, QPixmap
+
+from engine.core.errors import ImageLoadError
+from engine.io.images import load_image
+from gui.imaging import array_to_qimage, placeholder_image
+from gui.workbench import PENDING, READY, UNREADABLE, Sample, SampleImage
+
+log = logging.getLogger("allsight.gui.thumbnails")
+
+THUMB_SIZE = 96
+
+
+@dataclass(frozen=True)
+class ThumbnailResult:
+    path: Path
+    image: QImage | None
+    error: str | None
+    size: tuple[int, int] | None
+
+
+def make_thumbnail(path: Path, size: int = THUMB_SIZE) -> ThumbnailResult:
+    """Decode ``path`` and shrink it to fit ``size`` (worker thread; QImage is thread-safe)."""
+    import cv2
+
+    try:
+        rgb = load_image(path)
+    except ImageLoadError as exc:
+        return ThumbnailResult(path, None, exc.reason, None)
+    h, w = rgb.shape[:2]
+    scale = size / max(h, w)
+    if scale < 1:
+        rgb = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
+                         interpolation=cv2.INTER_AREA)
+    return ThumbnailResult(path, array_to_qimage(np.ascontiguousarray(rgb)), None, (w, h))
+
+
+def _icon(pixmap: QPixmap) -> QIcon:
+    icon = QIcon()
+    for mode in (QIcon.Mode.Normal, QIcon.Mode.Selected, QIcon.Mode.Active):
+        icon.addPixmap(pixmap, mode)
+    return icon
+
+
+class ThumbnailModel(QAbstractListModel):
+    """The images of one sample, with their thumbnails (or a placeholder) as decoration."""
+
+    PathRole = Qt.ItemDataRole.UserRole + 1
+    StateRole = Qt.ItemDataRole.UserRole + 2
+    ErrorRole = Qt.ItemDataRole.UserRole + 3
+
+    def __init__(self, sample: Sample, parent=None):
+        super().__init__(parent)
+        self.sample = sample
+        self._thumbs: dict[int, QImage] = {}
+        self._pixmaps: dict[int, QIcon] = {}
+        self._loading_icon: QIcon | None = None
+        self._counts = {PENDING: 0, READY: 0, UNREADABLE: 0}  # kept up to date: no O(n) recount
+        for im in sample.images:
+            self._counts[im.state] = self._counts.get(im.state, 0) + 1
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
+        return 0 if parent.isValid() else len(self.sample.images)
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self.sample.images):
+            return None
+        row = index.row()
+        image = self.sample.images[row]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return image.name
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self._decoration(row, image)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if image.state == UNREADABLE:
+                return f"{image.path}\nunreadable: {image.error}"
+            if image.size is not None:
+                return f"{image.path}\n{image.size[0]} × {image.size[1]} px"
+            return str(image.path)
+        if role == Qt.ItemDataRole.ForegroundRole and image.state == UNREADABLE:
+            return Qt.GlobalColor.darkRed
+        if role == self.PathRole:
+            return image.path
+        if role == self.StateRole:
+            return image.state
+        if role == self.ErrorRole:
+            return image.error
+        return None
+
+    def _decoration(self, row: int, image: SampleImage) -> QIcon:
+        # An icon with the same pixmap for the selected state: Qt would otherwise tint the
+        # thumbnail with the selection colour, hiding the very colours being screened.
+        icon = self._pixmaps.get(row)
+        if icon is not None:
+            return icon
+        if image.state == READY and row in self._thumbs:
+            pixmap = QPixmap.fromImage(self._thumbs[row])
+        elif image.state == UNREADABLE:
+            pixmap = QPixmap.fromImage(placeholder_image(THUMB_SIZE, THUMB_SIZE, "Unreadable",
+                                                         image.error or "", error=True))
+        else:
+            if self._loading_icon is None:
+                self._loading_icon = _icon(QPixmap.fromImage(placeholder_image(THUMB_SIZE, THUMB_SIZE, "Loading…")))
+            return self._loading_icon
+        icon = _icon(pixmap)
+        self._pixmaps[row] = icon
+        return icon
+
+    def row_of(self, path: Path) -> int:
+        for row, image in enumerate(self.sample.images):
+            if image.path == path:
+                return row
+        return -1
+
+    def _set_state(self, entry: SampleImage, state: str) -> None:
+        self._counts[entry.state] -= 1
+        self._counts[state] = self._counts.get(state, 0) + 1
+        entry.state = state
+
+    def set_thumbnail(self, row: int, image: QImage, size: tuple[int, int] | None) -> None:
+        entry = self.sample.images[row]
+        self._set_state(entry, READY)
+        entry.error = None
+        entry.size = size or entry.size
+        self._thumbs[row] = image
+        self._changed(row)
+
+    def set_unreadable(self, row: int, reason: str) -> None:
+        entry = self.sample.images[row]
+        self._set_state(entry, UNREADABLE)
+        entry.error = reason
+        self._thumbs.pop(row, None)
+        self._changed(row)
+
+    def _changed(self, row: int) -> None:
+        self._pixmaps.pop(row, None)
+        index = self.index(row)
+        self.dataChanged.emit(index, index)
+
+    def count(self, state: str) -> int:
+        return self._counts.get(state, 0)

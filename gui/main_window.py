@@ -9,6 +9,10 @@ Layout (attribute names in brackets)::
     [queue_dock: queue_panel]
     [statusBar: message · error_button · busy_label · device_label · model_label · ruo_label]
 
+The widgets, actions, menus and status bar are built by :mod:`gui.window_layout`; the workflow
+rules the window applies (registering, history, IDs, review, sign-off) are :mod:`gui.workbench`,
+which is Qt-free. This module wires the two together and asks the person (names, reasons, files).
+
 Work off the GUI thread:
 
 * ``self.workers`` (:class:`gui.workers.WorkerPool`): image decoding, thumbnails, the preview,
@@ -35,16 +39,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
-    QDockWidget,
-    QLabel,
     QMainWindow,
-    QSplitter,
-    QTabWidget,
-    QToolBar,
-    QToolButton,
     QWidget,
 )
 
@@ -54,14 +51,11 @@ from engine.core.jobs import JobState
 from engine.core.records import ImageResult, ReviewedImage
 from engine.store.naming import image_key
 from gui import errors as gui_errors
+from gui import window_layout as layout
 from gui.batch import BatchJob, BatchQueue
 from gui.model_host import ModelHost, ModelSpec
-from gui.preview import PreviewPanel
-from gui.queue_panel import QueuePanel
-from gui.results import ResultsPanel
-from gui.samples import SamplesPanel
 from gui.settings import Settings, load_settings, save_settings
-from gui.viewer import ViewerPanel, crop_region
+from gui.viewer import crop_region
 from gui.workbench import (
     UNREADABLE,
     HistoryEntry,
@@ -128,44 +122,9 @@ class MainWindow(QMainWindow):
         self.model_host = ModelHost(self._model_spec())
         self.batch = BatchQueue(self.store, self.model_host, self)
 
-        # Panels
-        self.samples_panel = SamplesPanel(self.workers, self, default_operator=self.settings.operator_name)
+        layout.build_panels(self)
         self.samples_panel.lock_reason = self._lock_reason
-        self.viewer_panel = ViewerPanel(self)
-        self.viewer = self.viewer_panel.viewer
-        self.preview_panel = PreviewPanel(self.workers, self)
-        self.results_panel = ResultsPanel(self)
-        self.center_tabs = QTabWidget(self)
-        self.center_tabs.setDocumentMode(True)
-        self.center_tabs.addTab(self.viewer_panel, "Image")
-        self.side_tabs = QTabWidget(self)
-        self.side_tabs.setDocumentMode(True)
-        self.side_tabs.addTab(self.results_panel, "Results")
-        self.side_tabs.addTab(self.preview_panel, "Preprocessing")
-
-        self.splitter = QSplitter(Qt.Orientation.Horizontal, self)
-        self.splitter.setChildrenCollapsible(False)
-        self.splitter.addWidget(self.samples_panel)
-        self.splitter.addWidget(self.center_tabs)
-        self.splitter.addWidget(self.side_tabs)
-        self.splitter.setStretchFactor(0, 0)
-        self.splitter.setStretchFactor(1, 1)
-        self.splitter.setStretchFactor(2, 0)
-        self.samples_panel.setMinimumWidth(240)
-        self.side_tabs.setMinimumWidth(380)
-        self.splitter.setSizes([260, 470, 710])
-        self.setCentralWidget(self.splitter)
-
-        self.queue_panel = QueuePanel(self.batch, self)
         self.queue_panel.can_add = lambda: self.samples_panel.current_sample() is not None
-        self.queue_dock = QDockWidget("Batch queue", self)
-        self.queue_dock.setObjectName("queue_dock")
-        self.queue_dock.setWidget(self.queue_panel)
-        self.queue_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
-                                    | QDockWidget.DockWidgetFeature.DockWidgetFloatable
-                                    | QDockWidget.DockWidgetFeature.DockWidgetClosable)
-        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.queue_dock)
-        self.resizeDocks([self.queue_dock], [140], Qt.Orientation.Vertical)
 
         # Current image / results state
         self.current_sample: Sample | None = None
@@ -179,9 +138,12 @@ class MainWindow(QMainWindow):
         self._positions: dict[int, dict[str, int]] = {}
         self.history_loaded = False
 
-        self._build_actions()
-        self._build_menus()
-        self._build_status_bar()
+        layout.build_actions(self)
+        layout.build_menus(self)
+        layout.build_status_bar(self)
+        self._error_count = 0
+        if self.store_error:
+            self.show_message(f"Result history unavailable: {self.store_error}", 0)
         self.load_model_info()
 
         sp = self.samples_panel
@@ -231,92 +193,6 @@ class MainWindow(QMainWindow):
         except StoreError as exc:
             self.store, self.store_error = None, str(exc)
             log.error("result history unavailable: %s", exc)
-
-    def _build_actions(self) -> None:
-        self.act_open = QAction("Open folder(s)…", self)
-        self.act_open.setShortcut(QKeySequence.StandardKey.Open)
-        self.act_open.setStatusTip("Open one or more folders of smear images; each folder becomes a sample")
-        self.act_open.triggered.connect(self.open_folders_dialog)
-        self.act_quit = QAction("Quit", self)
-        self.act_quit.setShortcut(QKeySequence.StandardKey.Quit)
-        self.act_quit.setMenuRole(QAction.MenuRole.QuitRole)
-        self.act_quit.triggered.connect(self.close)
-        self.act_about = QAction("About ALLSight", self)
-        self.act_about.setMenuRole(QAction.MenuRole.AboutRole)
-        self.act_about.triggered.connect(self._show_about)
-        self.act_classify = QAction("Classify", self)
-        self.act_classify.setShortcut(QKeySequence("Ctrl+R"))
-        self.act_classify.setToolTip("Classify the selected sample (Ctrl+R): queued and started at once; "
-                                     "a sample classified before resumes where it stopped")
-        self.act_classify.triggered.connect(self.classify_current)
-        self.act_export = QAction("Export report…", self)
-        self.act_export.setShortcut(QKeySequence("Ctrl+E"))
-        self.act_export.setToolTip("Save the selected sample's report as PDF, CSV or JSON (Ctrl+E)")
-        self.act_export.triggered.connect(self.export_current)
-        self.act_settings = QAction("Settings…", self)
-        self.act_settings.setShortcut(QKeySequence.StandardKey.Preferences)
-        self.act_settings.setMenuRole(QAction.MenuRole.PreferencesRole)
-        self.act_settings.triggered.connect(self.open_settings)
-        self.act_sign_off = QAction("Sign off", self)
-        self.act_sign_off.triggered.connect(self.sign_off)
-        self.act_reopen = QAction("Reopen…", self)
-        self.act_reopen.triggered.connect(self.reopen)
-
-    def _build_menus(self) -> None:
-        bar = self.menuBar()
-        self.file_menu = bar.addMenu("&File")
-        self.file_menu.addAction(self.act_open)
-        self.file_menu.addAction(self.act_export)
-        self.file_menu.addSeparator()
-        self.file_menu.addAction(self.act_quit)
-        self.edit_menu = bar.addMenu("&Edit")
-        self.edit_menu.addAction(self.act_settings)
-        self.sample_menu = bar.addMenu("&Sample")
-        for act in (self.act_classify, self.act_sign_off, self.act_reopen, self.act_export):
-            self.sample_menu.addAction(act)
-        self.view_menu = bar.addMenu("&View")
-        for act in self.viewer_panel.actions_for_menu():
-            if act is None:
-                self.view_menu.addSeparator()
-            else:
-                self.view_menu.addAction(act)
-        self.view_menu.addSeparator()
-        self.view_menu.addAction(self.queue_dock.toggleViewAction())
-        self.help_menu = bar.addMenu("&Help")
-        self.help_menu.addAction(self.act_about)
-
-        self.toolbar = QToolBar("Main", self)
-        self.toolbar.setObjectName("main_toolbar")
-        self.toolbar.setMovable(False)
-        self.toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-        for act in (self.act_open, self.act_classify, self.act_export, self.act_settings):
-            self.toolbar.addAction(act)
-        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.toolbar)
-
-    def _build_status_bar(self) -> None:
-        bar = self.statusBar()
-        self.error_button = QToolButton(self)
-        self.error_button.setAutoRaise(True)
-        self.error_button.setStyleSheet("color: #c62828; font-weight: bold;")
-        self.error_button.setToolTip("Errors since start-up: click for the details (also in the log file)")
-        self.error_button.clicked.connect(lambda: gui_errors.show_recent_errors(self))
-        self.error_button.hide()
-        self._error_count = 0
-        self.busy_label = QLabel("", self)
-        self.busy_label.setStyleSheet("color: #546e7a; padding: 0 6px;")
-        self.device_label = QLabel("", self)
-        self.device_label.setStyleSheet("padding: 0 6px;")
-        self.model_label = QLabel("", self)
-        self.model_label.setStyleSheet("padding: 0 6px;")
-        self.ruo_label = QLabel("Research use only — not for diagnosis", self)
-        self.ruo_label.setStyleSheet("color: #8d6e63; padding: 0 6px;")
-        bar.addPermanentWidget(self.error_button)
-        bar.addPermanentWidget(self.busy_label)
-        bar.addPermanentWidget(self.device_label)
-        bar.addPermanentWidget(self.model_label)
-        bar.addPermanentWidget(self.ruo_label)
-        if self.store_error:
-            self.show_message(f"Result history unavailable: {self.store_error}", 0)
 
     def add_center_tab(self, widget: QWidget, title: str) -> int:
         return self.center_tabs.addTab(widget, title)

@@ -1,0 +1,145 @@
+"""The main window's widgets, actions, menus and status bar: layout only (no rules, no slots
+beyond connecting the actions). :class:`gui.main_window.MainWindow` calls these once, in order,
+from its constructor; the attribute names are the window's (see its module docstring).
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QSplitter, QTabWidget, QToolBar, QToolButton
+
+from gui import errors as gui_errors
+from gui.preview import PreviewPanel
+from gui.queue_panel import QueuePanel
+from gui.results import ResultsPanel
+from gui.samples import SamplesPanel
+from gui.viewer import ViewerPanel
+
+
+# ``window`` is the gui.main_window.MainWindow being built (typed as its Qt base: the window module
+# imports this one, never the other way round).
+def build_panels(window: QMainWindow) -> None:
+    """The samples panel | the image tabs | the results tabs, and the batch queue dock."""
+    window.samples_panel = SamplesPanel(window.workers, window, default_operator=window.settings.operator_name)
+    window.viewer_panel = ViewerPanel(window)
+    window.viewer = window.viewer_panel.viewer
+    window.preview_panel = PreviewPanel(window.workers, window)
+    window.results_panel = ResultsPanel(window)
+    window.center_tabs = QTabWidget(window)
+    window.center_tabs.setDocumentMode(True)
+    window.center_tabs.addTab(window.viewer_panel, "Image")
+    window.side_tabs = QTabWidget(window)
+    window.side_tabs.setDocumentMode(True)
+    window.side_tabs.addTab(window.results_panel, "Results")
+    window.side_tabs.addTab(window.preview_panel, "Preprocessing")
+
+    window.splitter = QSplitter(Qt.Orientation.Horizontal, window)
+    window.splitter.setChildrenCollapsible(False)
+    window.splitter.addWidget(window.samples_panel)
+    window.splitter.addWidget(window.center_tabs)
+    window.splitter.addWidget(window.side_tabs)
+    window.splitter.setStretchFactor(0, 0)
+    window.splitter.setStretchFactor(1, 1)
+    window.splitter.setStretchFactor(2, 0)
+    window.samples_panel.setMinimumWidth(240)
+    window.side_tabs.setMinimumWidth(380)
+    window.splitter.setSizes([260, 470, 710])
+    window.setCentralWidget(window.splitter)
+
+    window.queue_panel = QueuePanel(window.batch, window)
+    window.queue_dock = QDockWidget("Batch queue", window)
+    window.queue_dock.setObjectName("queue_dock")
+    window.queue_dock.setWidget(window.queue_panel)
+    window.queue_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                                | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                                | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+    window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, window.queue_dock)
+    window.resizeDocks([window.queue_dock], [140], Qt.Orientation.Vertical)
+
+
+def build_actions(window: QMainWindow) -> None:
+    """The window's actions (``window.act_*``), connected to its slots."""
+    window.act_open = QAction("Open folder(s)…", window)
+    window.act_open.setShortcut(QKeySequence.StandardKey.Open)
+    window.act_open.setStatusTip("Open one or more folders of smear images; each folder becomes a sample")
+    window.act_open.triggered.connect(window.open_folders_dialog)
+    window.act_quit = QAction("Quit", window)
+    window.act_quit.setShortcut(QKeySequence.StandardKey.Quit)
+    window.act_quit.setMenuRole(QAction.MenuRole.QuitRole)
+    window.act_quit.triggered.connect(window.close)
+    window.act_about = QAction("About ALLSight", window)
+    window.act_about.setMenuRole(QAction.MenuRole.AboutRole)
+    window.act_about.triggered.connect(window._show_about)
+    window.act_classify = QAction("Classify", window)
+    window.act_classify.setShortcut(QKeySequence("Ctrl+R"))
+    window.act_classify.setToolTip("Classify the selected sample (Ctrl+R): queued and started at once; "
+                                 "a sample classified before resumes where it stopped")
+    window.act_classify.triggered.connect(window.classify_current)
+    window.act_export = QAction("Export report…", window)
+    window.act_export.setShortcut(QKeySequence("Ctrl+E"))
+    window.act_export.setToolTip("Save the selected sample's report as PDF, CSV or JSON (Ctrl+E)")
+    window.act_export.triggered.connect(window.export_current)
+    window.act_settings = QAction("Settings…", window)
+    window.act_settings.setShortcut(QKeySequence.StandardKey.Preferences)
+    window.act_settings.setMenuRole(QAction.MenuRole.PreferencesRole)
+    window.act_settings.triggered.connect(window.open_settings)
+    window.act_sign_off = QAction("Sign off", window)
+    window.act_sign_off.triggered.connect(window.sign_off)
+    window.act_reopen = QAction("Reopen…", window)
+    window.act_reopen.triggered.connect(window.reopen)
+
+def build_menus(window: QMainWindow) -> None:
+    """The menu bar and the toolbar."""
+    bar = window.menuBar()
+    window.file_menu = bar.addMenu("&File")
+    window.file_menu.addAction(window.act_open)
+    window.file_menu.addAction(window.act_export)
+    window.file_menu.addSeparator()
+    window.file_menu.addAction(window.act_quit)
+    window.edit_menu = bar.addMenu("&Edit")
+    window.edit_menu.addAction(window.act_settings)
+    window.sample_menu = bar.addMenu("&Sample")
+    for act in (window.act_classify, window.act_sign_off, window.act_reopen, window.act_export):
+        window.sample_menu.addAction(act)
+    window.view_menu = bar.addMenu("&View")
+    for act in window.viewer_panel.actions_for_menu():
+        if act is None:
+            window.view_menu.addSeparator()
+        else:
+            window.view_menu.addAction(act)
+    window.view_menu.addSeparator()
+    window.view_menu.addAction(window.queue_dock.toggleViewAction())
+    window.help_menu = bar.addMenu("&Help")
+    window.help_menu.addAction(window.act_about)
+
+    window.toolbar = QToolBar("Main", window)
+    window.toolbar.setObjectName("main_toolbar")
+    window.toolbar.setMovable(False)
+    window.toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+    for act in (window.act_open, window.act_classify, window.act_export, window.act_settings):
+        window.toolbar.addAction(act)
+    window.addToolBar(Qt.ToolBarArea.TopToolBarArea, window.toolbar)
+
+def build_status_bar(window: QMainWindow) -> None:
+    """The status bar's permanent widgets: errors, busy, device, model, research use only."""
+    bar = window.statusBar()
+    window.error_button = QToolButton(window)
+    window.error_button.setAutoRaise(True)
+    window.error_button.setStyleSheet("color: #c62828; font-weight: bold;")
+    window.error_button.setToolTip("Errors since start-up: click for the details (also in the log file)")
+    window.error_button.clicked.connect(lambda: gui_errors.show_recent_errors(window))
+    window.error_button.hide()
+    window.busy_label = QLabel("", window)
+    window.busy_label.setStyleSheet("color: #546e7a; padding: 0 6px;")
+    window.device_label = QLabel("", window)
+    window.device_label.setStyleSheet("padding: 0 6px;")
+    window.model_label = QLabel("", window)
+    window.model_label.setStyleSheet("padding: 0 6px;")
+    window.ruo_label = QLabel("Research use only — not for diagnosis", window)
+    window.ruo_label.setStyleSheet("color: #8d6e63; padding: 0 6px;")
+    bar.addPermanentWidget(window.error_button)
+    bar.addPermanentWidget(window.busy_label)
+    bar.addPermanentWidget(window.device_label)
+    bar.addPermanentWidget(window.model_label)
+    bar.addPermanentWidget(window.ruo_label)

@@ -21,17 +21,16 @@ import csv
 import itertools
 import json
 import logging
-import os
-import re
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from cli.classify_plan import SampleGroup, check_report_path, group_samples, heatmap_name, report_targets
+from cli.classify_progress import PlainProgress, progress_bar
 from engine.core.errors import AllSightError
 from engine.core.records import ReviewedImage
 from engine.store.naming import LOOSE_SAMPLE_ID, image_key
@@ -74,110 +73,6 @@ def _summary(results_counts: dict[str, Any]) -> str:
     return (f"{c['n_images']} image(s): {c['n_ok']} classified ({per_class}"
             + (f"; {withheld} the model cannot judge, not counted" if withheld else "") + "), "
             f"{c['n_needs_review']} need review, {c['n_ood']} out of distribution, {c['n_error']} failed")
-
-
-# ------------------------------------------------------------------------------------ samples
-@dataclass
-class SampleGroup:
-    """The images of one sample in this run, in scan order."""
-
-    sample_id: str
-    folder: str
-    from_folder: bool
-    paths: list[Path] = field(default_factory=list)
-
-
-def group_samples(inputs: list[str], images: list[Path] | tuple[Path, ...]) -> list[SampleGroup]:
-    """Split the scanned images into samples (names by :mod:`engine.store.naming`).
-
-    Each folder INPUT is a sample named after the folder; an image belongs to the first folder
-    INPUT (in command-line order) that contains it. The remaining images (files named directly)
-    form one sample named after their common parent folder, or :data:`LOOSE_SAMPLE_ID` when they
-    lie in different folders. Two folders of the same name are two samples; with a result store,
-    :meth:`~engine.store.results.ResultStore.register_sample` names the second ``NAME (2)``.
-    """
-    from engine.store.naming import loose_files_folder, sample_name
-
-    roots = [Path(raw) for raw in inputs if os.path.isdir(raw)]
-    groups: dict[str, SampleGroup] = {}
-    loose: list[Path] = []
-    for path in images:
-        root = next((r for r in roots if _within(path, r)), None)
-        if root is None:
-            loose.append(path)
-            continue
-        folder = image_key(root)
-        group = groups.get(folder)
-        if group is None:
-            group = groups[folder] = SampleGroup(sample_name(folder), folder, True)
-        group.paths.append(path)
-    if loose:
-        parent = loose_files_folder(loose)
-        group = groups.get(parent) if parent else None
-        if group is None:
-            group = groups[parent or "\0loose"] = SampleGroup(sample_name(parent), parent, False)
-        group.paths.extend(loose)
-    return list(groups.values())
-
-
-def _within(path: Path, root: Path) -> bool:
-    try:
-        path.relative_to(root)
-        return True
-    except ValueError:
-        return False
-
-
-# ------------------------------------------------------------------------------------ reports
-def _safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "sample"
-
-
-def report_targets(report: Path, sample_ids: list[str]) -> dict[str, Path]:
-    """One PDF per sample: ``report`` itself for a single sample, else
-    ``<stem>-<sample_id><suffix>`` beside it."""
-    if len(sample_ids) <= 1:
-        return {sid: report for sid in sample_ids}
-    out: dict[str, Path] = {}
-    used: set[str] = set()
-    suffix = report.suffix or ".pdf"
-    for sid in sample_ids:
-        name, n = f"{report.stem}-{_safe_name(sid)}", 1
-        while name.lower() in used:
-            n += 1
-            name = f"{report.stem}-{_safe_name(sid)}-{n}"
-        used.add(name.lower())
-        out[sid] = report.with_name(name + suffix)
-    return out
-
-
-def check_report_path(path: Path) -> None:
-    """Fail now (:class:`AllSightError`) when no PDF could be written at ``path`` (or beside it)."""
-    from engine.reports.files import os_reason
-
-    def fail(reason: str) -> AllSightError:
-        return AllSightError(f"cannot write the PDF report {path}: {reason}")
-
-    if path.is_dir():
-        raise fail("that path is a folder")
-    parent = path.parent if str(path.parent) else Path(".")
-    ancestor = parent
-    while not os.path.lexists(ancestor):
-        if ancestor == ancestor.parent:
-            break
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise fail("a part of the path is a file, not a folder")
-    if ancestor != parent:  # the writer creates the missing folders; do not create them yet
-        if not os.access(ancestor, os.W_OK | os.X_OK):
-            raise fail(f"permission denied (the folder {ancestor} is not writable)")
-        return
-    try:
-        fd, tmp = tempfile.mkstemp(dir=parent, prefix=".allsight-check.", suffix=".tmp")
-    except OSError as exc:
-        raise fail(os_reason(exc)) from None
-    os.close(fd)
-    os.unlink(tmp)
 
 
 # ------------------------------------------------------------------------------------ command
@@ -339,43 +234,6 @@ def _recorded(events: Iterator[ImageClassified], tally: Counter[str]) -> Generat
             close()
 
 
-class _PlainProgress:
-    """What the run needs of a tqdm bar when stderr is not a terminal (no bar; tqdm's import
-    alone costs ~35 ms of a 500-image run)."""
-
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def write(self, text: str) -> None:
-        print(text, file=sys.stderr)
-
-    def close(self) -> None:
-        pass
-
-
-class _TerminalProgress(_PlainProgress):
-    """A tqdm bar on the terminal; messages are written above it."""
-
-    def __init__(self, total: int) -> None:
-        from tqdm import tqdm
-
-        self._tqdm = tqdm
-        self._bar = tqdm(total=total, desc="classify", unit="img", dynamic_ncols=True, file=sys.stderr)
-
-    def update(self, n: int = 1) -> None:
-        self._bar.update(n)
-
-    def write(self, text: str) -> None:
-        self._tqdm.write(text, file=sys.stderr)
-
-    def close(self) -> None:
-        self._bar.close()
-
-
-def _progress_bar(total: int) -> _PlainProgress:
-    return _TerminalProgress(total) if sys.stderr.isatty() else _PlainProgress()
-
-
 class _Run:
     """One pass over the scanned images: classify what is needed, write every output row."""
 
@@ -392,7 +250,7 @@ class _Run:
         self.tally = tally if tally is not None else Counter()  # "recorded": results committed by this run
         self.heat_failed = 0
         self.refused_samples: set[str] = set()
-        self.bar: Any = _PlainProgress()
+        self.bar: Any = PlainProgress()
 
     def execute(self, results: Iterator[Any] | None) -> int:
         """Write a row per entry; ``results`` yields the classified entries' results in order."""
@@ -413,7 +271,7 @@ class _Run:
         used_names: set[str] = set()
         records: list[dict[str, Any]] = []
         gen = results
-        bar = self.bar = _progress_bar(len(self.entries))
+        bar = self.bar = progress_bar(len(self.entries))
         try:
             for entry in self.entries:
                 if entry.refused is not None:
@@ -492,7 +350,7 @@ class _Run:
         import cv2
 
         assert self.heat_dir is not None
-        target = _heatmap_name(self.heat_dir, Path(result.path).stem, used_names)
+        target = heatmap_name(self.heat_dir, Path(result.path).stem, used_names)
         try:
             _, _, over = self.classifier.heatmap(result.path, result.predicted_class)
             if not cv2.imwrite(str(target), cv2.cvtColor(over, cv2.COLOR_RGB2BGR)):
@@ -559,16 +417,6 @@ class _Run:
             report = sample_report_from_store(self.store, sample_id, card=card, lab_name=lab, operator=operator)
             written.append(write_pdf(report, target, heatmap_fn=heatmap_fn))
         return written
-
-
-def _heatmap_name(folder: Path, stem: str, used: set[str]) -> Path:
-    """``<stem>_gradcam.png``, with ``_2``, ``_3``... when two inputs share a stem."""
-    name, n = f"{stem}_gradcam.png", 1
-    while name in used:
-        n += 1
-        name = f"{stem}_{n}_gradcam.png"
-    used.add(name)
-    return folder / name
 
 
 _DESCRIPTION = """\

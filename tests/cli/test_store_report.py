@@ -291,7 +291,8 @@ def test_help_documents_the_sample_rule(env):
 
 # ------------------------------------------------------------------------------------ units
 def test_group_samples(tmp_path):
-    from cli.classify import LOOSE_SAMPLE_ID, group_samples, report_targets
+    from cli.classify_plan import group_samples, report_targets
+    from engine.store.naming import LOOSE_SAMPLE_ID
 
     a = smears(tmp_path / "A", 2)
     inner = write_image(tmp_path / "A" / "sub" / "deep.png", synthetic_smear(0, 32, 0))

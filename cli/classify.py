@@ -31,6 +31,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from cli.classify_plan import SampleGroup, check_report_path, group_samples, heatmap_name, report_targets
 from cli.classify_progress import PlainProgress, progress_bar
+from engine.core.choices import BackendName, DeviceName
 from engine.core.errors import AllSightError
 from engine.core.records import ReviewedImage
 from engine.store.naming import LOOSE_SAMPLE_ID, image_key
@@ -456,8 +457,8 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
                    "sample, <stem>-<sample ID>.pdf when there are several)")
     p.add_argument("--operator", default="", metavar="NAME", help="operator named in the store and the report")
     p.add_argument("--lab-name", default="", metavar="TEXT", help="lab name printed on the report")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
-    p.add_argument("--backend", choices=["auto", "onnx", "torch"], default="auto",
+    p.add_argument("--device", choices=[d.value for d in DeviceName], default=DeviceName.AUTO.value)
+    p.add_argument("--backend", choices=[b.value for b in BackendName], default=BackendName.AUTO.value,
                    help="what runs the network: auto = ONNX Runtime on the CPU (exported from the "
                         "weights once and cached), torch on a GPU")
     p.add_argument("--batch-size", type=_positive_int, default=64, metavar="N")

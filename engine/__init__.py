@@ -6,8 +6,9 @@ pyproject.toml, checked by ``tests/test_architecture.py``).
 """
 
 from engine._version import __version__
+from engine.core.choices import ClassId
 
-CLASS_IDS: tuple[str, ...] = ("Benign", "Early", "Pre", "Pro")
+CLASS_IDS: tuple[str, ...] = tuple(c.value for c in ClassId)
 CLASS_DISPLAY_NAMES: dict[str, str] = {
     "Benign": "Benign (hematogones)",
     "Early": "Early pre-B ALL",

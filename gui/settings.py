@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from engine.core.choices import DeviceName
 from engine.core.fsutil import atomic_write_bytes
 from engine.core.paths import user_dir
 
@@ -28,7 +29,7 @@ log = logging.getLogger("allsight.gui.settings")
 SETTINGS_FILE_NAME = "settings.json"
 #: Bump when a field changes meaning; add a step to :func:`_migrate` for the old files.
 SETTINGS_SCHEMA_VERSION = 1
-DEVICES = ("auto", "cpu", "cuda", "mps")
+DEVICES = tuple(d.value for d in DeviceName)
 
 
 @dataclass(frozen=True)

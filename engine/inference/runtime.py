@@ -28,12 +28,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from engine.core.choices import BackendName
 from engine.core.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
 
 #: Accepted values of the ``backend`` argument and of ``$ALLSIGHT_BACKEND``.
-BACKENDS = ("auto", "onnx", "torch")
+BACKENDS = tuple(b.value for b in BackendName)
 
 
 class Backend(Protocol):
@@ -151,7 +152,7 @@ def resolve_device(pref: Any = "auto") -> str:
     return str(select_device(text))
 
 
-def resolve_backend(pref: str | None, device: str) -> str:
+def resolve_backend(pref: str | None, device: str) -> BackendName:
     """``onnx`` or ``torch`` for ``pref`` (``auto`` if None; ``$ALLSIGHT_BACKEND`` overrides auto)."""
     text = (pref or "auto").strip().lower()
     if text == "auto":
@@ -160,9 +161,9 @@ def resolve_backend(pref: str | None, device: str) -> str:
         raise ConfigError(f"unknown backend {text!r}; use {', '.join(BACKENDS)}")
     if text == "onnx" and device != "cpu":
         raise ConfigError(f"the ONNX Runtime backend runs on the CPU only, not on {device}")
-    if text == "auto":
-        text = "onnx" if device == "cpu" and onnxruntime_available() else "torch"
-    return text
+    if text == BackendName.AUTO:
+        return BackendName.ONNX if device == "cpu" and onnxruntime_available() else BackendName.TORCH
+    return BackendName(text)
 
 
 def onnxruntime_available() -> bool:

@@ -74,6 +74,8 @@ _keys = itertools.count(1)
 @dataclass(frozen=True)
 class _JobChanged:
     job: BatchJob
+    #: The job ended (done, cancelled or failed): ``job_finished`` is emitted too.
+    finished: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,11 +91,6 @@ class _ModelReady:
 
 
 @dataclass(frozen=True)
-class _JobFinished:
-    job: BatchJob
-
-
-@dataclass(frozen=True)
 class _JobFailed:
     message: str
     details: str
@@ -104,7 +101,7 @@ class _ThreadStopped:
     thread: threading.Thread
 
 
-_Event = _JobChanged | _ResultArrived | _ModelReady | _JobFinished | _JobFailed | _ThreadStopped
+_Event = _JobChanged | _ResultArrived | _ModelReady | _JobFailed | _ThreadStopped
 
 
 @dataclass(frozen=True)
@@ -418,11 +415,10 @@ class BatchQueue(QObject):
                     self.results.emit(event.job, list(event.results))
                 elif isinstance(event, _JobChanged):
                     self.changed.emit()
+                    if event.finished:
+                        self.job_finished.emit(event.job)
                 elif isinstance(event, _ModelReady):
                     self.model_ready.emit(event.card, event.runtime)
-                elif isinstance(event, _JobFinished):
-                    self.changed.emit()
-                    self.job_finished.emit(event.job)
                 elif isinstance(event, _JobFailed):
                     self.failed.emit(event.message, event.details)
                 elif isinstance(event, _ThreadStopped):
@@ -458,7 +454,7 @@ class BatchQueue(QObject):
     def _finish(self, job: BatchJob, state: JobState, message: str = "") -> None:
         with self._lock:
             job.state, job.message = state, message
-        self._post(_JobFinished(job))
+        self._post(_JobChanged(job, finished=True))
 
     def _run(self) -> None:
         lower_this_threads_priority()  # committing results can wait; the event loop cannot

@@ -101,6 +101,18 @@ def choose_export_file(parent: QWidget | None, start_dir: str, base_name: str) -
     return str(path)
 
 
+def confirm(parent: QWidget | None, title: str, text: str, yes: str, no: str) -> bool:
+    """A yes/no question whose buttons say what they do; the safe answer (``no``) is the default
+    and what Escape gives."""
+    box = QMessageBox(QMessageBox.Icon.Question, title, text, QMessageBox.StandardButton.NoButton, parent)
+    yes_button = box.addButton(yes, QMessageBox.ButtonRole.AcceptRole)
+    no_button = box.addButton(no, QMessageBox.ButtonRole.RejectRole)
+    box.setDefaultButton(no_button)
+    box.setEscapeButton(no_button)
+    box.exec()
+    return box.clickedButton() is yes_button
+
+
 def ask_text(parent: QWidget | None, title: str, label: str, text: str = "") -> str | None:
     """One line of text from the user (stripped), or None when cancelled."""
     dialog = QInputDialog(parent)

@@ -64,6 +64,7 @@ from gui.workbench import (
     export_stem,
     note_after_job,
     note_from_results,
+    stop_question,
 )
 from gui.workers import PRIORITY_INTERACTIVE, TaskError, WorkerPool
 
@@ -125,6 +126,7 @@ class MainWindow(QMainWindow):
         layout.build_panels(self)
         self.samples_panel.lock_reason = self._lock_reason
         self.queue_panel.can_add = lambda: self.samples_panel.current_sample() is not None
+        self.queue_panel.confirm_stop = lambda: self.confirm_stop(quitting=False)
 
         # Current image / results state
         self.current_sample: Sample | None = None
@@ -840,13 +842,29 @@ class MainWindow(QMainWindow):
             return
         self._closed = True
         gui_errors.remove_listener(self._on_error_shown)
-        self.preview_panel._timer.stop()
+        self.preview_panel.stop()
         self.batch.shutdown()
         self.workers.shutdown()
         self.model_host.release()
         if self.store is not None and self._owns_store:
             self.store.close()
 
+    def confirm_stop(self, *, quitting: bool) -> bool:
+        """Ask before stopping a running classification (True: go ahead; also when none runs)."""
+        from gui import dialogs
+
+        job = self.batch.current_job()
+        if job is None or self._closed:
+            return True
+        queued = sum(1 for j in self.batch.jobs if j.state == JobState.QUEUED)
+        text = stop_question(job.label, job.done, job.total, queued, quitting=quitting)
+        if quitting:
+            return dialogs.confirm(self, "Quit ALLSight?", text, "Quit", "Keep classifying")
+        return dialogs.confirm(self, "Stop classifying?", text, "Stop", "Keep classifying")
+
     def closeEvent(self, event: QCloseEvent) -> None:
+        if not self.confirm_stop(quitting=True):
+            event.ignore()
+            return
         self.shutdown()
         super().closeEvent(event)

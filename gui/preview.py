@@ -436,6 +436,10 @@ class PreviewPanel(QWidget):
             button.setChecked(True)
         self._show_stage()
 
+    def stop(self) -> None:
+        """No recompute after this (the window is closing)."""
+        self._timer.stop()
+
     def request_recompute(self) -> None:
         """Recompute after DEBOUNCE_MS without further changes."""
         if self._rgb is not None:

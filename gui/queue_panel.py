@@ -7,6 +7,7 @@ through the main window (``add_requested``), which knows the store and the curre
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from PySide6.QtCore import QPoint, QRect, Qt, Signal
 from PySide6.QtWidgets import (
@@ -158,7 +159,7 @@ class QueuePanel(QWidget):
         self.pause_button = button("Pause", "Stop after the current image; Resume carries on", self.queue.pause)
         self.resume_button = button("Resume", "Carry on after a pause", self.queue.resume)
         self.cancel_button = button("Cancel", "Stop the running sample (what is classified is kept; "
-                                              "Start resumes where it stopped)", self.queue.cancel)
+                                              "Start resumes where it stopped)", self._cancel)
         self.remove_button = button("Remove", "Take the selected sample out of the queue", self._remove)
         self.up_button = button("▲", "Move up", lambda: self._move(-1))
         self.down_button = button("▼", "Move down", lambda: self._move(+1))
@@ -188,6 +189,9 @@ class QueuePanel(QWidget):
         self._rows: list[BatchJob] = []
         self._overall_at = 0.0
         self.can_add = lambda: True
+        #: Asked before Cancel (or Remove of the running sample) stops a classification; the
+        #: window sets it to its confirmation dialog.
+        self.confirm_stop: Callable[[], bool] = lambda: True
         queue.changed.connect(self.refresh)
         queue.progress.connect(self.update_progress)
         queue.running_changed.connect(lambda _running: self.refresh())
@@ -201,9 +205,13 @@ class QueuePanel(QWidget):
         row = rows[0].row()
         return self._rows[row] if 0 <= row < len(self._rows) else None
 
+    def _cancel(self) -> None:
+        if self.confirm_stop():
+            self.queue.cancel()
+
     def _remove(self) -> None:
         job = self.selected_job()
-        if job is not None:
+        if job is not None and (job.state != RUNNING or self.confirm_stop()):
             self.queue.remove(job)
 
     def _move(self, delta: int) -> None:

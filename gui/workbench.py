@@ -138,6 +138,20 @@ def note_from_results(n_images: int, n_pending: int, n_flagged_unreviewed: int) 
     return f"{n_flagged_unreviewed} to review" if n_flagged_unreviewed else "reviewed"
 
 
+def stop_question(label: str, done: int, total: int, n_queued: int, *, quitting: bool) -> str:
+    """What stopping a running classification means, asked before Quit, close or Cancel: what
+    is saved, that it resumes, and what happens to the samples queued behind it."""
+    left = max(0, total - done)
+    lines = [f"Sample {label} is being classified: {done} of {total} images done." if total
+             else f"Sample {label} is being classified."]
+    lines.append("Every result so far is saved. Classifying the sample again resumes"
+                 + (f" with the {left} image(s) left." if total else " where it stopped."))
+    if n_queued:
+        lines.append(f"{n_queued} more sample(s) in the queue will not be classified now"
+                     + (" (the queue is not kept when ALLSight closes)." if quitting else "; Start carries on with them."))
+    return "\n\n".join(lines)
+
+
 def export_stem(sample: Sample) -> str:
     """The report's suggested file name (without suffix): the sample ID, made safe for a file system."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in sample.sample_id)
@@ -302,5 +316,5 @@ class Workbench:
 
 __all__ = [
     "PENDING", "READY", "UNREADABLE", "HistoryEntry", "HistoryMerge", "Registration", "Sample", "SampleImage", "StoreUnavailable",
-    "Workbench", "export_stem", "history_note", "note_after_job", "note_from_results",
+    "Workbench", "export_stem", "history_note", "note_after_job", "note_from_results", "stop_question",
 ]

@@ -20,6 +20,18 @@ def isolated_user_dirs(tmp_path, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def no_unexpected_questions(monkeypatch):
+    """A yes/no question nobody expected fails the test (instead of silently answering "no");
+    a test that expects one patches ``gui.dialogs.confirm`` itself."""
+    from gui import dialogs as gui_dialogs
+
+    def unexpected(parent, title, text, yes, no):
+        raise AssertionError(f"unexpected question {title!r}: {text}")
+
+    monkeypatch.setattr(gui_dialogs, "confirm", unexpected)
+
+
+@pytest.fixture(autouse=True)
 def dialogs(monkeypatch):
     """Modal dialogs never block: message boxes record what they would show, file dialogs cancel."""
     from PySide6.QtWidgets import QFileDialog, QMessageBox

@@ -22,6 +22,7 @@ from gui.workbench import (
     history_note,
     note_after_job,
     note_from_results,
+    stop_question,
 )
 
 SHA = "c" * 64
@@ -187,3 +188,12 @@ def test_the_note_from_stored_results():
 
 def test_the_export_name_is_safe_for_a_file_system():
     assert export_stem(Sample("S-1 (2)/x", None)) == "S-1__2__x_report"
+
+
+def test_the_stop_question_says_what_is_saved_and_what_happens_to_the_queue():
+    text = stop_question("S-1", 120, 400, 2, quitting=True)
+    assert "120 of 400 images done" in text and "resumes with the 280 image(s) left" in text
+    assert "2 more sample(s)" in text and "not kept when ALLSight closes" in text
+    text = stop_question("S-1", 0, 0, 0, quitting=False)
+    assert "resumes where it stopped" in text and "more sample" not in text
+    assert "Start carries on" in stop_question("S-1", 1, 2, 1, quitting=False)

@@ -7,7 +7,9 @@ import time
 
 from PySide6.QtCore import Qt
 
+from engine.core.jobs import JobState
 from engine.store.results import ResultStore, StoreError, default_db_path
+from gui import dialogs as gui_dialogs
 from tests.gui.conftest import make_sample_folder, make_window, open_sample, slow_classification, wait_classified
 
 
@@ -221,6 +223,7 @@ def test_pause_resume_and_cancel(qtbot, wf_window, tmp_path, monkeypatch):
     qtbot.mouseClick(qp.resume_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: job.done > held, timeout=10000)
     assert job.rate is not None and job.rate > 0
+    monkeypatch.setattr(gui_dialogs, "confirm", lambda *a: True)  # "Stop classifying?" -> Stop
     qtbot.mouseClick(qp.cancel_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not win.batch.running, timeout=10000)
     assert job.state == "cancelled"
@@ -466,17 +469,50 @@ def test_export_csv_json_pdf(qtbot, wf_window, tmp_path, monkeypatch):
     assert load_settings().last_export_dir == str(out)
 
 
-def test_close_while_classifying_stops_cleanly(qtbot, wf_settings, tmp_path, monkeypatch):
+def test_close_while_classifying_asks_first_and_then_stops_cleanly(qtbot, wf_settings, tmp_path, monkeypatch):
     slow_classification(monkeypatch, 0.1)
     win = make_window(qtbot, wf_settings)
     win.batch.batch_size = 2
     open_sample(qtbot, win, make_sample_folder(tmp_path, "S-close", count=8, size=40))
     job = win.classify_current()
     qtbot.waitUntil(lambda: job.done >= 1, timeout=20000)
+    asked: list[tuple[str, str, str]] = []
+    answer = [False]
+
+    def confirm(parent, title, text, yes, no):
+        asked.append((title, text, yes))
+        return answer[0]
+
+    monkeypatch.setattr(gui_dialogs, "confirm", confirm)
+    win.close()  # "Keep classifying"
+    assert win.isVisible() and win.batch.running and not win._closed
+    title, text, yes = asked[0]
+    assert (title, yes) == ("Quit ALLSight?", "Quit")
+    assert "Sample S-close is being classified" in text and "saved" in text and "resumes" in text
+    answer[0] = True
     t0 = time.perf_counter()
     win.close()
     assert time.perf_counter() - t0 < 5
     assert not win.batch.running and win.workers.pending == 0
+
+
+def test_cancel_in_the_queue_asks_first(qtbot, wf_settings, tmp_path, monkeypatch):
+    slow_classification(monkeypatch, 0.1)
+    win = make_window(qtbot, wf_settings)
+    win.batch.batch_size = 2
+    open_sample(qtbot, win, make_sample_folder(tmp_path, "S-cancel", count=8, size=40))
+    job = win.classify_current()
+    qtbot.waitUntil(lambda: job.done >= 1, timeout=20000)
+    answers = iter([False, True])
+    asked: list[str] = []
+    monkeypatch.setattr(gui_dialogs, "confirm", lambda parent, title, text, yes, no: asked.append(yes) or next(answers))
+    win.queue_panel.cancel_button.click()
+    assert job.state == JobState.RUNNING and asked == ["Stop"]
+    win.queue_panel.cancel_button.click()
+    qtbot.waitUntil(lambda: not win.batch.running, timeout=20000)
+    assert job.state == JobState.CANCELLED and asked == ["Stop", "Stop"]
+    win.close()  # nothing running: no question
+    assert asked == ["Stop", "Stop"]
 
 
 def test_unusable_result_database_still_opens_the_window(qtbot, wf_settings, tmp_path, monkeypatch, dialogs):

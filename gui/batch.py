@@ -529,7 +529,9 @@ class BatchQueue(QObject):
             self._post(_JobFailed(f"Sample {job.label}: an unexpected error occurred: {type(exc).__name__}: {exc}",
                                   _traceback(exc)))
         else:
-            self._finish(job, DONE, f"{job.run_done} classified" + (f", {job.errors} error(s)" if job.errors else ""))
+            # "classified" counts what the summary counts as classified: the unreadable files apart
+            self._finish(job, DONE, f"{job.run_done - job.errors} classified"
+                         + (f", {job.errors} could not be read" if job.errors else ""))
         finally:
             if events is not None:
                 events.close()

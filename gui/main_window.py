@@ -397,8 +397,12 @@ class MainWindow(QMainWindow):
         self.queue_dock.show()
         self.samples_panel.refresh_sample(sample)
         if sample is self.results_sample:
-            self.results_panel.set_busy(True)
+            self.results_panel.set_job_state(job.state)
         return job
+
+    def _job_state_of(self, sample: Sample) -> JobState | None:
+        job = self.batch.job_for(sample)
+        return job.state if job is not None else None
 
     def queue_current(self) -> BatchJob | None:
         return self.queue_sample(self.samples_panel.current_sample())
@@ -455,7 +459,7 @@ class MainWindow(QMainWindow):
     def _on_queue_changed(self) -> None:
         sample = self.results_sample
         if sample is not None:
-            self.results_panel.set_busy(self.batch.is_active(sample))
+            self.results_panel.set_job_state(self._job_state_of(sample))
         current = self.samples_panel.current_sample()
         if current is not None:
             self.samples_panel.refresh_sample(current)
@@ -483,7 +487,7 @@ class MainWindow(QMainWindow):
             return
         rp.set_sample(self._results_title(sample), [], len(sample.images))
         rp.set_sign_state(sample.signed_off_by, sample.signed_off_at)
-        rp.set_busy(self.batch.is_active(sample))
+        rp.set_job_state(self._job_state_of(sample))
         if sample.store_id is None or self.store is None:
             self._results_loading = False
             return
@@ -507,7 +511,7 @@ class MainWindow(QMainWindow):
             rp.add_results(newer)
         self.workbench.refresh_sign_state(sample)
         rp.set_sign_state(sample.signed_off_by, sample.signed_off_at)
-        rp.set_busy(self.batch.is_active(sample))
+        rp.set_job_state(self._job_state_of(sample))
         if rows:
             self.side_tabs.setCurrentWidget(rp)
             self._update_note_from_summary(sample)

@@ -298,7 +298,8 @@ class QueuePanel(QWidget):
                     + (f" · {rate:.1f} images/s · ETA {format_eta(eta)}" if rate is not None else ""))
         else:
             waiting = sum(1 for j in self._rows if j.state == QUEUED)
-            text = f"{done}/{total} images classified" + (f" · {waiting} sample(s) waiting" if waiting else "")
+            # "done", not "classified": unreadable files are done too, and the summary does not count them
+            text = f"{done}/{total} images done" + (f" · {waiting} sample(s) waiting" if waiting else "")
         self.overall_label.setText(text)
         self._update_buttons()
 

@@ -44,6 +44,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.core.jobs import JobState
 from engine.core.records import EXCLUDED_CLASS, ReviewedImage, sign_off_blockers
 
 if TYPE_CHECKING:
@@ -141,6 +142,7 @@ class ResultsPanel(QWidget):
 
         # Table
         self.table = QTableView(self)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # "WBC-Mal…_0123.jpg": the number stays visible
         t = self.table
         t.setModel(self.proxy)
         t.setSortingEnabled(True)
@@ -224,7 +226,7 @@ class ResultsPanel(QWidget):
         layout.addLayout(sign)
         self._signed_text = ""
         self._has_sample = False
-        self._busy = False
+        self._job_state: JobState | None = None  # the sample's batch job, while queued or running
         self._summary_timer = QTimer(self)
         self._summary_timer.setSingleShot(True)
         self._summary_timer.setInterval(SUMMARY_REFRESH_MS)
@@ -418,7 +420,7 @@ class ResultsPanel(QWidget):
         if r.ok:
             probs = ""
             if r.probabilities:
-                top = sorted(r.probabilities.items(), key=lambda kv: -kv[1])[:3]
+                top = sorted(r.probabilities.items(), key=lambda kv: -kv[1])  # all four: they add up to 100 %
                 probs = " · ".join(f"{html.escape(class_name(c))} {100 * p:.0f} %" for c, p in top)
             parts.append(f"Model: <b>{html.escape(class_name(r.predicted_class))}</b> ({probs})")
             sentences = r.flag_sentences()
@@ -439,9 +441,10 @@ class ResultsPanel(QWidget):
         self.model_output_label.setText("<br>".join(parts))
 
     # ------------------------------------------------------------------ sign-off
-    def set_busy(self, busy: bool) -> None:
-        """The sample is being classified: reviews may go on, but no sign-off meanwhile."""
-        self._busy = busy
+    def set_job_state(self, state: JobState | None) -> None:
+        """The sample is queued or being classified (None: neither): reviews may go on, but no
+        sign-off meanwhile."""
+        self._job_state = state
         self._update_review_box()
         self._update_sign_off()
 
@@ -456,8 +459,10 @@ class ResultsPanel(QWidget):
         """Why the sample cannot be signed off now ("" when it can)."""
         if not self._has_sample:
             return "No sample selected."
-        if self._busy:
+        if self._job_state == JobState.RUNNING:
             return "Classification is running."
+        if self._job_state == JobState.QUEUED:
+            return "The sample is queued for classification."
         if self.n_images == 0:
             return "The sample has no images."
         blockers = sign_off_blockers(self.model.rows, self.n_images)  # the store's rule

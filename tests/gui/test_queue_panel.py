@@ -60,7 +60,7 @@ def test_each_job_is_a_row_in_queue_order_and_waiting_jobs_can_be_started(make_p
     assert cells(panel, 0) == ["A", "B"] and cells(panel, 1) == ["Queued", "Queued"]
     assert cells(panel, 2) == ["0/3", "0/2"]
     assert panel.table.item(0, 0).toolTip() == str(tmp_path / "A")
-    assert panel.overall_label.text() == "0/5 images classified · 2 sample(s) waiting"
+    assert panel.overall_label.text() == "0/5 images done · 2 sample(s) waiting"
     assert enabled(panel) == {"start"}
     panel.queue.move(b, -1)
     assert cells(panel, 0) == ["B", "A"]
@@ -108,7 +108,7 @@ def test_a_finished_queue_shows_done_and_cannot_be_started_again(qtbot, make_pan
     qtbot.waitUntil(lambda: not panel.queue.running, timeout=10000)
     assert cells(panel, 1) == ["Done — 2 classified"] and cells(panel, 2) == ["2/2"]
     assert panel.overall_bar.format() == "2/2" and panel.overall_bar.value() == 1000
-    assert panel.overall_label.text() == "2/2 images classified"
+    assert panel.overall_label.text() == "2/2 images done"
     assert enabled(panel) == set()
 
 

@@ -7,6 +7,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from engine import CLASS_IDS
+from engine.core.jobs import JobState
 from engine.core.records import EXCLUDED_CLASS, ImageResult, ReviewedImage
 from gui.results import ResultsPanel
 from gui.results_table import (
@@ -173,8 +174,13 @@ def test_sign_off_blockers_say_what_stops_the_sign_off(panel):
     panel.set_review(rows[1].path, "Benign", "dr")
     assert panel.sign_off_blockers() == "" and panel.sign_off_button.isEnabled()
     assert panel.sign_state_label.text() == "Ready to sign off."
-    panel.set_busy(True)
+    panel.set_job_state(JobState.QUEUED)  # queued is not running: says so, and still no sign-off
+    assert panel.sign_off_blockers() == "The sample is queued for classification."
+    assert not panel.sign_off_button.isEnabled()
+    panel.set_job_state(JobState.RUNNING)
     assert panel.sign_off_blockers() == "Classification is running." and not panel.sign_off_button.isEnabled()
+    panel.set_job_state(None)
+    assert panel.sign_off_blockers() == ""
 
 
 def test_next_flagged_goes_to_each_unreviewed_flagged_row_and_wraps(panel):

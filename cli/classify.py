@@ -2,7 +2,12 @@
 PDF reports, and (with ``--db``) record every result in the result store.
 
 Exit codes: 0 every image classified; 3 finished, but some images (or named inputs) failed;
-2 usage or fatal error (no images, unwritable output, missing or corrupt model).
+2 usage or fatal error (no images, unwritable output, an output that would replace an input or
+another output: :mod:`cli.outputs`, missing or corrupt model).
+
+The CSV and JSON go to temporary files beside their targets (:class:`engine.reports.files.AtomicFile`)
+and are renamed into place together once every row is written: an interrupted or failed run
+leaves the files that were there as they were (``--db`` results are committed per image anyway).
 
 With ``--db FILE`` each folder INPUT is one *sample* of the result store (sample ID = the
 folder's name, ``NAME (2)`` when another folder's sample has that ID: the app's rule,
@@ -21,24 +26,34 @@ import csv
 import itertools
 import json
 import logging
+import os
 import sys
 from collections import Counter
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
-from cli.classify_plan import SampleGroup, check_report_path, group_samples, heatmap_name, report_targets
+from cli.classify_plan import (
+    SampleGroup,
+    group_samples,
+    heatmap_name,
+    heatmap_targets,
+    report_targets,
+)
 from cli.classify_progress import PlainProgress, progress_bar
+from cli.outputs import Output, OutputGuard, check_writable, model_files
 from engine.core.choices import BackendName, DeviceName
 from engine.core.errors import AllSightError
 from engine.core.records import ReviewedImage
+from engine.core.textsafe import printable
 from engine.store.naming import LOOSE_SAMPLE_ID, image_key
 
 if TYPE_CHECKING:  # the engine's heavy modules load only once the inputs are known
     from engine.core.records import ImageResult
     from engine.models.checkpoint import ModelCard
+    from engine.reports.files import AtomicFile
     from engine.store.results import ResultStore
     from engine.workflow.classification import ImageClassified, SamplePlan
 
@@ -60,11 +75,9 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _open_output(path: str, what: str) -> IO[str]:
-    try:
-        return open(path, "w", newline="", encoding="utf-8")
-    except OSError as exc:
-        raise AllSightError(f"cannot write the {what} file {path}: {exc.strerror or exc}") from None
+def _say(text: str, file: Any = None) -> None:
+    """Print a line that may hold file names or sample IDs: control characters made visible."""
+    print(printable(text), file=sys.stderr if file is None else file)
 
 
 def _summary(results_counts: dict[str, Any]) -> str:
@@ -95,39 +108,81 @@ def _db_path(value: str) -> Path:
     return Path(value)
 
 
+def _planned_outputs(args: argparse.Namespace, groups: list[SampleGroup], heat_dir: Path | None,
+                     heat_targets: dict[str, Path]) -> list[Output]:
+    """Every path the run will write (CSV, JSON, each PDF, the heat-map folder and its files)."""
+    outputs = []
+    if args.out and args.out != "-":
+        outputs.append(Output("--out", Path(args.out)))
+    if args.json:
+        outputs.append(Output("--json", Path(args.json)))
+    if args.report:
+        report = Path(args.report)
+        pdfs = report_targets(report, [g.sample_id for g in groups]).values() if args.db else [report]
+        outputs.extend(Output("--report", p) for p in pdfs)
+    if heat_dir is not None:
+        outputs.append(Output("--heatmaps", heat_dir, folder=True))
+        outputs.extend(Output("--heatmaps", p) for p in heat_targets.values())
+    return outputs
+
+
 def cmd_classify(args: argparse.Namespace) -> int:
     from engine.io.images import scan_paths
 
     report_path = Path(args.report) if args.report else None
-    if report_path is not None:
-        check_report_path(report_path)  # before anything slow: one clear error, nothing written
+    out_path = Path(args.out) if args.out and args.out != "-" else None
+    json_path = Path(args.json) if args.json else None
+    heat_dir = Path(args.heatmaps) if args.heatmaps else None
     scan = scan_paths(args.inputs)
     missing = [s for s in scan.skipped if s.reason == "no such file or folder"]
     for s in scan.skipped:
-        print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
+        _say(f"skipped {s.path}: {s.reason}")
     if not scan.images:
         raise AllSightError(f"no image files found in {', '.join(args.inputs)}")
+    groups = group_samples(args.inputs, scan.images)
+    heat_targets = heatmap_targets(heat_dir, scan.images) if heat_dir is not None else {}
+    db_path = _db_path(args.db) if args.db else None
+    inputs: dict[str, Any] = {
+        "images": scan.images, "folders": [Path(raw) for raw in args.inputs if os.path.isdir(raw)],
+        "files": [Path(raw) for raw in args.inputs if os.path.lexists(raw) and not os.path.isdir(raw)]}
+    protected = model_files(args.model)
+    # Before anything slow: one clear error, nothing written, nothing classified.
+    if db_path is not None:  # the database is written too: not onto an input
+        OutputGuard(**inputs, protected=protected).check([Output("--db", db_path)])
+        protected += [("the result database", Path(f"{db_path}{suffix}")) for suffix in ("", "-wal", "-shm")]
+    guard = OutputGuard(**inputs, protected=protected)
+    guard.check(_planned_outputs(args, groups, heat_dir, heat_targets))
+    if out_path is not None:
+        check_writable(out_path, "CSV file", create_folders=False)
+    if json_path is not None:
+        check_writable(json_path, "JSON file", create_folders=False)
+    if report_path is not None:
+        check_writable(report_path, "PDF report")
+    if heat_dir is not None:
+        check_writable(heat_dir, "heat-map folder", folder=True)
 
     from engine.core.records import CSV_COLUMNS
     from engine.inference.classifier import Classifier  # ONNX Runtime or torch: only once the inputs are known
+    from engine.reports.files import AtomicFile
 
     # The network loads in the background while the first batches are decoded.
     classifier = Classifier(args.model, device=args.device, backend=args.backend, background=True)
-    groups = group_samples(args.inputs, scan.images)
 
     store = None
-    files: list[IO[str]] = []
+    sinks: list[AtomicFile] = []  # the CSV and JSON, under temporary names until the run is complete
     running: Iterator[ImageResult] | None = None
     results: Iterator[ImageResult] | None = None
     tally: Counter[str] = Counter()
     try:
         entries = [_Entry(p) for p in scan.images]
         plans: list[SamplePlan] = []
-        if args.db:
+        if db_path is not None:
             from engine.store.results import ResultStore
 
-            store = ResultStore.open(_db_path(args.db))
+            store = ResultStore.open(db_path)
             entries, plans = _prepare_store(store, groups, scan.images, classifier.card, args.operator or "")
+            if report_path is not None:  # a sample ID the store changed changes its PDF's name
+                guard.check(_planned_outputs(args, groups, heat_dir, heat_targets))
         todo = [e.path for e in entries if e.stored is None and e.refused is None]
         if todo and store is not None:
             from engine.workflow.classification import classify_samples
@@ -142,36 +197,40 @@ def cmd_classify(args: argparse.Namespace) -> int:
             results = itertools.chain([next(running)], running)
         else:
             classifier.wait_ready()
-        # Open every output before the first image is written, so an unwritable path fails at once.
-        csv_file = _open_output(args.out, "CSV") if args.out and args.out != "-" else sys.stdout
-        if csv_file is not sys.stdout:
-            files.append(csv_file)
-        json_file = _open_output(args.json, "JSON") if args.json else None
-        if json_file is not None:
-            files.append(json_file)
-        heat_dir = Path(args.heatmaps) if args.heatmaps else None
+        # The CSV and JSON are written under temporary names beside their targets and renamed
+        # into place together at the end: a failure leaves the files that were there untouched.
+        csv_sink = AtomicFile(out_path, "CSV file", create_folders=False) if out_path is not None else None
+        if csv_sink is not None:
+            sinks.append(csv_sink)
+        json_sink = AtomicFile(json_path, "JSON file", create_folders=False) if json_path is not None else None
+        if json_sink is not None:
+            sinks.append(json_sink)
         if heat_dir is not None:
             try:
                 heat_dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise AllSightError(f"cannot create the heat-map folder {heat_dir}: {exc.strerror or exc}") from None
-        run = _Run(args, entries, classifier, csv_file, json_file, heat_dir, CSV_COLUMNS, store, groups, tally)
+        run = _Run(args, entries, classifier, csv_sink or sys.stdout, json_sink, heat_dir, CSV_COLUMNS, store,
+                   groups, tally, heat_targets)
         code = run.execute(results)
-        for f in files:
-            f.close()
-        files.clear()
+        for sink in sinks:
+            sink.prepare()  # everything written and synced (a full disk fails here) before any is renamed
+        for sink in sinks:
+            sink.commit()
+        sinks.clear()
+        run.print_outputs()
         if report_path is not None:
             written = run.write_reports(report_path, groups)
             for path in written:
-                print(f"report: {path}", file=run.info)
+                _say(f"report: {path}", run.info)
         code = max(code, EXIT_PARTIAL if missing else EXIT_OK)
         return code
     finally:
         close = getattr(running, "close", None)
         if close is not None:
             close()  # stops the workers if the run ended early
-        for f in files:
-            f.close()
+        for sink in sinks:
+            sink.abort()  # the run did not finish: no temporary file left, the old files untouched
         if store is not None:
             store.close()
 
@@ -184,20 +243,20 @@ def _prepare_store(store: ResultStore, groups: list[SampleGroup], images: tuple[
 
     by_path: dict[Path, _Entry] = {}
     plans: list[SamplePlan] = []
-    print(f"result store: {store.path}", file=sys.stderr)
+    _say(f"result store: {store.path}")
     used: set[str] = set()
     for g in groups:
         sample, _ = store.register_sample(g.sample_id, g.folder, operator=operator, taken=used)
         if sample.sample_id != g.sample_id:
-            print(f"note: sample {g.sample_id!r} of the result store holds another folder; "
-                  f"{g.folder or 'these files'} are sample {sample.sample_id!r}", file=sys.stderr)
+            _say(f"note: sample {g.sample_id!r} of the result store holds another folder; "
+                 f"{g.folder or 'these files'} are sample {sample.sample_id!r}")
             g.sample_id = sample.sample_id
         used.add(g.sample_id)
         plan = prepare_sample(store, g.sample_id, g.paths, card.weights_sha256, actor=operator)
         plans.append(plan)
         if plan.signed_off:
-            print(f"sample {g.sample_id}: signed off by {sample.signed_off_by} at {sample.signed_off_at}; "
-                  f"not changed, its stored results are output as they are", file=sys.stderr)
+            _say(f"sample {g.sample_id}: signed off by {sample.signed_off_by} at {sample.signed_off_at}; "
+                 f"not changed, its stored results are output as they are")
         n_stored = n_refused = 0
         for p in g.paths:
             entry = by_path[p] = _Entry(p, g.sample_id)
@@ -213,7 +272,7 @@ def _prepare_store(store: ResultStore, groups: list[SampleGroup], images: tuple[
                 f"{n_todo} to classify")
         if n_refused:
             line += f", {n_refused} not added (signed off)"
-        print(line, file=sys.stderr)
+        _say(line)
     return [by_path[p] for p in images], plans
 
 
@@ -226,8 +285,7 @@ def _recorded(events: Iterator[ImageClassified], tally: Counter[str]) -> Generat
             tally["recorded"] += event.recorded
             if event.refusal and event.sample_id not in told:
                 told.add(event.sample_id)
-                print(f"sample {event.sample_id}: {event.refusal}; its remaining results are not recorded",
-                      file=sys.stderr)
+                _say(f"sample {event.sample_id}: {event.refusal}; its remaining results are not recorded")
             yield event.result
     finally:
         close = getattr(events, "close", None)
@@ -239,12 +297,16 @@ class _Run:
     """One pass over the scanned images: classify what is needed, write every output row."""
 
     def __init__(self, args, entries, classifier, csv_file, json_file, heat_dir, columns, store,
-                 groups: list[SampleGroup] | None = None, tally: Counter[str] | None = None) -> None:
+                 groups: list[SampleGroup] | None = None, tally: Counter[str] | None = None,
+                 heat_targets: dict[str, Path] | None = None) -> None:
         self.args, self.classifier, self.store = args, classifier, store
         self.groups = groups or []
         self.csv_file, self.json_file, self.heat_dir, self.columns = csv_file, json_file, heat_dir, columns
+        self.heat_targets = heat_targets or {}  # image key -> its heat-map file (planned and checked)
         self.entries = entries
         self.to_stdout = csv_file is sys.stdout
+        # CSV rows on a terminal: file names with control characters shown escaped, not obeyed
+        self.rows_on_terminal = self.to_stdout and sys.stdout.isatty()
         self.info = sys.stderr if self.to_stdout else sys.stdout
         self.heatmaps: dict[str, Path] = {}  # image key -> written overlay PNG
         self.results: list[tuple[_Entry, Any]] = []  # for a report and the sample summaries
@@ -256,7 +318,7 @@ class _Run:
     def execute(self, results: Iterator[Any] | None) -> int:
         """Write a row per entry; ``results`` yields the classified entries' results in order."""
 
-        args, classifier = self.args, self.classifier
+        classifier = self.classifier
         card = classifier.card
         n_todo = sum(e.stored is None and e.refused is None for e in self.entries)
         n_stored = sum(e.stored is not None for e in self.entries)
@@ -265,11 +327,11 @@ class _Run:
               file=sys.stderr)
         writer = csv.DictWriter(self.csv_file, fieldnames=list(self.columns), lineterminator="\n")
         writer.writeheader()
-        self.csv_file.flush()
+        if self.to_stdout:
+            self.csv_file.flush()
 
         counts = {c: 0 for c in card.classes}
         n_ok = n_error = n_review = n_ood = n_withheld = 0
-        used_names: set[str] = set()
         records: list[dict[str, Any]] = []
         gen = results
         bar = self.bar = progress_bar(len(self.entries))
@@ -283,8 +345,12 @@ class _Run:
                     result = entry.stored
                 else:
                     result = next(gen)  # type: ignore[arg-type]
-                writer.writerow(result.csv_row())
-                self.csv_file.flush()
+                row = result.csv_row()
+                if self.rows_on_terminal:
+                    row = {k: printable(v) for k, v in row.items()}
+                writer.writerow(row)
+                if self.to_stdout:
+                    self.csv_file.flush()  # streamed: a pipe's reader sees each row as it comes
                 record = result.to_dict()
                 if self.store is not None:
                     record["sample_id"] = entry.sample_id
@@ -298,13 +364,13 @@ class _Run:
                     n_review += result.needs_review
                     n_ood += result.out_of_distribution
                     if self.heat_dir is not None:
-                        target = self._write_heatmap(result, used_names)
+                        target = self._write_heatmap(result)
                         if target is not None:
                             record["heatmap"] = str(target)
                 else:
                     n_error += 1
                     if entry.stored is None and entry.refused is None:
-                        bar.write(f"failed: {result.path}: {result.error}")
+                        bar.write(printable(f"failed: {result.path}: {result.error}"))
                 if self.json_file is not None:
                     records.append(record)
                 self.results.append((entry, result))
@@ -327,39 +393,50 @@ class _Run:
             if self.store is not None:
                 doc["db"] = str(self.store.path)
             self.json_file.write(json.dumps(doc, indent=2) + "\n")
-            self.json_file.flush()
         info = self.info
         print(_summary(summary), file=info)
         for sample in samples:
             if sample["acquisition_warning"]:  # one prominent line per sample it concerns
-                print(f"WARNING: sample {sample['sample_id']}: {sample['acquisition_warning']} "
-                      f"({sample['n_unlike_training']} of {sample['n_ok'] - sample['n_excluded']} images unlike the "
-                      "training images); "
-                      f"call withheld: {sample['call']}", file=info)
+                _say(f"WARNING: sample {sample['sample_id']}: {sample['acquisition_warning']} "
+                     f"({sample['n_unlike_training']} of {sample['n_ok'] - sample['n_excluded']} images unlike the "
+                     "training images); "
+                     f"call withheld: {sample['call']}", info)
         if self.store is not None:
-            print(f"result store {self.store.path}: {self.tally['recorded']} new result(s) recorded, "
-                  f"{n_stored} already there", file=info)
-        if args.out and not self.to_stdout:
-            print(f"results: {args.out}", file=info)
-        if self.json_file is not None:
-            print(f"json: {args.json}", file=info)
-        if self.heat_dir is not None:
-            print(f"heat maps: {self.heat_dir}", file=info)
+            _say(f"result store {self.store.path}: {self.tally['recorded']} new result(s) recorded, "
+                 f"{n_stored} already there", info)
         return EXIT_PARTIAL if (n_error or self.heat_failed) else EXIT_OK
 
-    def _write_heatmap(self, result: Any, used_names: set[str]) -> Path | None:
+    def print_outputs(self) -> None:
+        """Where the CSV, JSON and heat maps are (once they are in place)."""
+        args, info = self.args, self.info
+        if args.out and not self.to_stdout:
+            _say(f"results: {args.out}", info)
+        if self.json_file is not None:
+            _say(f"json: {args.json}", info)
+        if self.heat_dir is not None:
+            _say(f"heat maps: {self.heat_dir}", info)
+
+    def _write_heatmap(self, result: Any) -> Path | None:
         import cv2
 
+        from engine.reports.files import atomic_write
+
         assert self.heat_dir is not None
-        target = heatmap_name(self.heat_dir, Path(result.path).stem, used_names)
+        key = image_key(result.path)
+        target = self.heat_targets.get(key)
+        if target is None:  # not planned (never the case for a scanned image)
+            used = {p.name.casefold() for p in self.heat_targets.values()}
+            target = self.heat_targets[key] = heatmap_name(self.heat_dir, Path(result.path).stem, used)
         try:
             _, _, over = self.classifier.heatmap(result.path, result.predicted_class)
-            if not cv2.imwrite(str(target), cv2.cvtColor(over, cv2.COLOR_RGB2BGR)):
-                raise OSError("the image could not be written")
+            ok, png = cv2.imencode(".png", cv2.cvtColor(over, cv2.COLOR_RGB2BGR))
+            if not ok:
+                raise OSError("the image could not be encoded")
+            atomic_write(target, lambda fh: fh.write(png.tobytes()), "heat map")
         except Exception as exc:  # a heat map must never stop the run
             self.heat_failed += 1
             log.debug("heat map for %s failed", result.path, exc_info=True)
-            self.bar.write(f"heat map for {result.path} not written: {exc}")
+            self.bar.write(printable(f"heat map for {result.path} not written: {exc}"))
             return None
         self.heatmaps[image_key(result.path)] = target
         return target
@@ -437,6 +514,18 @@ folder's name when a single folder was given, else "classify-run"). With --db, o
 sample, with the reviews from the store: FILE.pdf for a single sample, else
 FILE-<sample ID>.pdf beside it. Failed images are listed with their reason. Grad-CAM
 thumbnails only with --heatmaps. Research use only - not a medical device.
+
+Outputs (checked before anything is classified; a clash is an error, exit 2, nothing
+written): no output may be an input (an image found, a file named, an input folder, the
+--db database, the model's files) or another output (--out, --json, each PDF, each heat
+map). An output with an image file name (.png, .jpg, ...) may not lie inside an input
+folder, nor may the --heatmaps folder: the next run would classify them as images of the
+sample. Other files may (FOLDER/results.csv is fine). The CSV and JSON are written to
+temporary files beside their targets and renamed into place together when the run is
+complete: a failure (a full disk) leaves the files that were there untouched. CSV text
+cells starting with = + - @, tab or CR get a leading ' (no spreadsheet formula); the JSON
+keeps the exact values. Files larger than 64 MB ($ALLSIGHT_MAX_IMAGE_MB) are not read:
+they get an error row.
 """
 
 
@@ -448,7 +537,8 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="results.csv", help="CSV file, one row per image (default: standard output)")
     p.add_argument("--json", metavar="results.json", help="also write every result and a summary as JSON")
     p.add_argument("--heatmaps", metavar="DIR", help="write a Grad-CAM overlay DIR/<name>_gradcam.png per image "
-                   "(and show them in the --report PDF)")
+                   "(<name>_2_gradcam.png... for repeated names; not inside an input folder) and show them in "
+                   "the --report PDF")
     p.add_argument("--db", metavar="FILE", help="record every result in this result database (created if "
                    "needed; 'default' = the application's own database) and resume from it; a folder INPUT "
                    "is a sample named after the folder, loose files one sample named after their common "

@@ -1,17 +1,15 @@
 """What a ``classify`` run reads and writes besides the results: the samples its inputs make
-(names by :mod:`engine.store.naming`), where its PDF reports and heat maps go, and whether they
-can be written there.
+(names by :mod:`engine.store.naming`) and where its PDF reports and heat maps go, known before
+the run so that :mod:`cli.outputs` can check them against the inputs and each other.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.core.errors import AllSightError
 from engine.store.naming import image_key
 
 
@@ -90,40 +88,26 @@ def report_targets(report: Path, sample_ids: list[str]) -> dict[str, Path]:
     return out
 
 
-def check_report_path(path: Path) -> None:
-    """Fail now (:class:`AllSightError`) when no PDF could be written at ``path`` (or beside it)."""
-    from engine.reports.files import os_reason
-
-    def fail(reason: str) -> AllSightError:
-        return AllSightError(f"cannot write the PDF report {path}: {reason}")
-
-    if path.is_dir():
-        raise fail("that path is a folder")
-    parent = path.parent if str(path.parent) else Path(".")
-    ancestor = parent
-    while not os.path.lexists(ancestor):
-        if ancestor == ancestor.parent:
-            break
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise fail("a part of the path is a file, not a folder")
-    if ancestor != parent:  # the writer creates the missing folders; do not create them yet
-        if not os.access(ancestor, os.W_OK | os.X_OK):
-            raise fail(f"permission denied (the folder {ancestor} is not writable)")
-        return
-    try:
-        fd, tmp = tempfile.mkstemp(dir=parent, prefix=".allsight-check.", suffix=".tmp")
-    except OSError as exc:
-        raise fail(os_reason(exc)) from None
-    os.close(fd)
-    os.unlink(tmp)
-
-
+# ---------------------------------------------------------------------------------- heat maps
 def heatmap_name(folder: Path, stem: str, used: set[str]) -> Path:
-    """``<stem>_gradcam.png``, with ``_2``, ``_3``... when two inputs share a stem."""
+    """``<stem>_gradcam.png``, with ``_2``, ``_3``... when two inputs share a stem (compared
+    case-folded: ``A`` and ``a`` are one file on Windows and macOS)."""
     name, n = f"{stem}_gradcam.png", 1
-    while name in used:
+    while name.casefold() in used:
         n += 1
         name = f"{stem}_{n}_gradcam.png"
-    used.add(name)
+    used.add(name.casefold())
     return folder / name
+
+
+def heatmap_targets(folder: Path, images: list[Path] | tuple[Path, ...]) -> dict[str, Path]:
+    """The heat-map file of each image (by :func:`~engine.store.naming.image_key`), named in scan
+    order by :func:`heatmap_name`: known before the run, so that it can be checked against the
+    inputs, and the same whichever images fail."""
+    used: set[str] = set()
+    out: dict[str, Path] = {}
+    for path in images:
+        key = image_key(path)
+        if key not in out:
+            out[key] = heatmap_name(folder, path.stem, used)
+    return out

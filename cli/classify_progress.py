@@ -1,9 +1,12 @@
 """Progress on the terminal for ``classify``: a tqdm bar when stderr is a terminal, plain lines
-otherwise."""
+otherwise. Every message goes through :func:`~engine.core.textsafe.printable` (a file name's
+control characters are shown, not obeyed)."""
 
 from __future__ import annotations
 
 import sys
+
+from engine.core.textsafe import printable
 
 
 class PlainProgress:
@@ -14,7 +17,7 @@ class PlainProgress:
         pass
 
     def write(self, text: str) -> None:
-        print(text, file=sys.stderr)
+        print(printable(text), file=sys.stderr)
 
     def close(self) -> None:
         pass
@@ -33,7 +36,7 @@ class TerminalProgress(PlainProgress):
         self._bar.update(n)
 
     def write(self, text: str) -> None:
-        self._tqdm.write(text, file=sys.stderr)
+        self._tqdm.write(printable(text), file=sys.stderr)
 
     def close(self) -> None:
         self._bar.close()

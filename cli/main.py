@@ -15,6 +15,7 @@ from pathlib import Path
 
 from engine import __version__
 from engine.core.errors import AllSightError, Cancelled
+from engine.core.textsafe import printable
 
 log = logging.getLogger("allsight.cli")
 
@@ -24,11 +25,13 @@ EXIT_OK, EXIT_FATAL, EXIT_PARTIAL, EXIT_CANCELLED = 0, 2, 3, 130
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse's default is exit 2 too; keep one line
         self.print_usage(sys.stderr)
-        self.exit(EXIT_FATAL, f"error: {message}\n")
+        self.exit(EXIT_FATAL, f"error: {printable(message)}\n")
 
 
 def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    """The one ``error:`` line; control characters of a file name in it are shown escaped
+    (:func:`~engine.core.textsafe.printable`), a newline included, so it stays one line."""
+    print(f"error: {printable(message)}", file=sys.stderr)
     return EXIT_FATAL
 
 
@@ -56,15 +59,21 @@ def cmd_preview(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail(f"cannot create output folder {out}: {exc.strerror}")
     stem = Path(args.image).stem
+    targets = [out / f"{stem}_{index}_{name}.png" for index, name in enumerate(stages.as_dict())]
+    from cli.outputs import Output, OutputGuard
+    from engine.reports.files import atomic_write
+
+    OutputGuard(images=[Path(args.image)]).check(Output("--out", t) for t in targets)
     written = []
-    for index, (name, image) in enumerate(stages.as_dict().items()):
-        target = out / f"{stem}_{index}_{name}.png"
+    for target, image in zip(targets, stages.as_dict().values(), strict=True):
         bgr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-        if not cv2.imwrite(str(target), bgr):
-            return _fail(f"cannot write {target}")
+        ok, png = cv2.imencode(".png", bgr)
+        if not ok:
+            return _fail(f"cannot write {target}: the image could not be encoded")
+        atomic_write(target, lambda fh, data=png: fh.write(data.tobytes()), "preview image")
         written.append(target)
     for target in written:
-        print(target)
+        print(printable(target))
     return EXIT_OK
 
 

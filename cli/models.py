@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from engine.core.errors import AllSightError, ConfigError
+from engine.core.errors import ConfigError
 
 EXIT_OK, EXIT_FATAL = 0, 2
 
@@ -115,6 +115,14 @@ def _add_train(sub) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from cli.outputs import Output, OutputGuard, check_writable, model_files
+    from engine.core.textsafe import printable
+
+    if args.json:  # before the (long) evaluation: the JSON may not replace an input, and can be written
+        OutputGuard(folders=[Path(args.data_dir)], protected=model_files(args.model)).check(
+            [Output("--json", Path(args.json))])
+        check_writable(Path(args.json), "JSON file", create_folders=False)
+
     from engine.training.evaluate import evaluate_folder
     from engine.training.metrics import format_report
 
@@ -124,13 +132,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if report.get("skipped"):
         print(f"\n{len(report['skipped'])} file(s) could not be read and were not evaluated:", file=sys.stderr)
         for item in report["skipped"][:20]:
-            print(f"  {item['path']}: {item['reason']}", file=sys.stderr)
+            print(printable(f"  {item['path']}: {item['reason']}"), file=sys.stderr)
     if args.json:
+        from engine.reports.files import atomic_write
+
         keys = ("n", "accuracy", "macro_f1", "ece", "classes", "per_class", "confusion_matrix", "model")
-        try:
-            Path(args.json).write_text(json.dumps({k: report[k] for k in keys}, indent=2) + "\n")
-        except OSError as exc:
-            raise AllSightError(f"cannot write {args.json}: {exc.strerror}") from None
+        data = (json.dumps({k: report[k] for k in keys}, indent=2) + "\n").encode("utf-8")
+        atomic_write(args.json, lambda fh: fh.write(data), "JSON file")  # a temporary file, renamed into place
     return EXIT_OK
 
 
@@ -138,7 +146,8 @@ def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="measure a model on a class-folder dataset")
     p.add_argument("data_dir", metavar="DATA_DIR")
     p.add_argument("--model", metavar="ID|PATH", help="shipped model id (resnet18, baseline) or a .safetensors path")
-    p.add_argument("--json", metavar="FILE", help="write the metrics as JSON")
+    p.add_argument("--json", metavar="FILE", help="write the metrics as JSON (atomically; never onto a file "
+                   "of DATA_DIR or the model, nor an image file name inside DATA_DIR)")
     p.add_argument("--batch-size", type=int, default=64)
     p.set_defaults(func=cmd_evaluate)
 

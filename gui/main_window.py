@@ -165,6 +165,7 @@ class MainWindow(QMainWindow):
         rp = self.results_panel
         rp.current_row_changed.connect(self._on_result_row_selected)
         rp.review_requested.connect(self.review)
+        rp.withdraw_requested.connect(lambda path: self.review(path, None))
         rp.sign_off_requested.connect(self.sign_off)
         rp.reopen_requested.connect(self.reopen)
         rp.export_requested.connect(self.export_current)
@@ -560,8 +561,9 @@ class MainWindow(QMainWindow):
         self.samples_panel.default_operator = name
         return name
 
-    def review(self, path: str, final_class: str) -> bool:
-        """Record the reviewer's class for one image of the results sample."""
+    def review(self, path: str, final_class: str | None) -> bool:
+        """Record the reviewer's class for one image of the results sample (None: withdraw the
+        image's review)."""
         from engine.store.results import SignOffError
 
         sample = self.results_sample
@@ -578,7 +580,10 @@ class MainWindow(QMainWindow):
         except AllSightError as exc:
             gui_errors.show_error(self, f"The review could not be saved: {exc}", gui_errors.format_details(exc))
             return False
-        self.results_panel.set_review(path, final_class, reviewer, when)
+        if final_class is None:
+            self.results_panel.set_review(path, None, None)
+        else:
+            self.results_panel.set_review(path, final_class, reviewer, when)
         self._update_note_from_summary(sample)
         self.results_panel.after_review()
         return True

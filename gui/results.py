@@ -89,6 +89,8 @@ class ResultsPanel(QWidget):
     current_row_changed = Signal(object)
     #: (path, final class): the reviewer decided.
     review_requested = Signal(str, str)
+    #: (path): the reviewer withdrew the image's review (it is "not reviewed" again).
+    withdraw_requested = Signal(str)
     sign_off_requested = Signal()
     reopen_requested = Signal()
     export_requested = Signal()
@@ -182,6 +184,10 @@ class ResultsPanel(QWidget):
                                lambda _checked=False, c=cls: self.review_current(c))
             self.actions_review[cls] = act
             review_buttons.addWidget(self._tool_button(act))
+        self.act_withdraw = self._action("Not reviewed", ("Backspace",),
+                                         "Withdraw this image's review: it is not reviewed again (kept in the "
+                                         "history and the audit log)", self.withdraw_current)
+        review_buttons.addWidget(self._tool_button(self.act_withdraw))
         self.act_next_flagged = self._action("Next flagged", ("N",), "Go to the next flagged image not reviewed yet",
                                              self.next_flagged)
         review_buttons.addSpacing(8)
@@ -260,6 +266,7 @@ class ResultsPanel(QWidget):
         menu.addAction(self.act_confirm)
         for act in self.actions_review.values():
             menu.addAction(act)
+        menu.addAction(self.act_withdraw)
         menu.addSeparator()
         menu.addAction(self.act_next_flagged)
         menu.exec(self.table.viewport().mapToGlobal(pos))
@@ -296,7 +303,7 @@ class ResultsPanel(QWidget):
         if self.current_result() is None:
             self._update_review_box()
 
-    def set_review(self, path: str, final_class: str, reviewer: str, when: str | None = None) -> None:
+    def set_review(self, path: str, final_class: str | None, reviewer: str | None, when: str | None = None) -> None:
         self.model.set_review(path, final_class, reviewer, when)
         self.refresh_summary()
         self._update_review_box()
@@ -311,7 +318,7 @@ class ResultsPanel(QWidget):
 
         self._summary_timer.stop()
         rows = self.model.rows
-        self.summary = summarize(rows) if rows else None
+        self.summary = summarize(rows, n_images=max(self.n_images, len(rows))) if rows else None
         self.summary_box.set_summary(self.summary, self.n_images, self.n_pending)
         self._update_shown()
         self._update_sign_off()
@@ -397,6 +404,15 @@ class ResultsPanel(QWidget):
             return
         self.review_requested.emit(r.path, final_class)
 
+    def withdraw_current(self) -> None:
+        r = self.current_result()
+        if r is None or not r.reviewed:
+            return
+        if self.locked:
+            self.status_message.emit("This sample is signed off; reopen it to change reviews.")
+            return
+        self.withdraw_requested.emit(r.path)
+
     def after_review(self) -> None:
         """Called by the main window once a review is stored."""
         if self.auto_advance.isChecked():
@@ -410,11 +426,12 @@ class ResultsPanel(QWidget):
         self.act_confirm.setEnabled(can_review and r.ok)
         for cls, act in self.actions_review.items():
             act.setEnabled(can_review and (r.ok or cls == EXCLUDED_CLASS))
+        self.act_withdraw.setEnabled(can_review and r.reviewed)
         self.act_next_flagged.setEnabled(self._has_sample and self.model.rowCount() > 0)
         if r is None:
             self.model_output_label.setText(
                 "<span style='color:#607d8b'>Select an image (N: next flagged). Keys: Enter confirms the "
-                "model's class, 1 Benign · 2 Early · 3 Pre · 4 Pro · X exclude.</span>")
+                "model's class, 1 Benign · 2 Early · 3 Pre · 4 Pro · X exclude · Backspace: not reviewed.</span>")
             return
         parts = [f"<b>{html.escape(r.file_name)}</b>"]
         if r.ok:

@@ -233,7 +233,7 @@ class ResultsModel(QAbstractTableModel):
     def row_data(self, row: int) -> ReviewedImage | None:
         return self.rows[row] if 0 <= row < len(self.rows) else None
 
-    def set_review(self, path: str, final_class: str, reviewer: str, when: str | None = None) -> bool:
+    def set_review(self, path: str, final_class: str | None, reviewer: str | None, when: str | None = None) -> bool:
         i = self._by_path.get(path)
         if i is None:
             return False

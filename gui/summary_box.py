@@ -107,7 +107,9 @@ class SummaryBox(QGroupBox):
             self.warning_label.setText("")
             self.warning_label.hide()
             return
-        warning = getattr(summary, "acquisition_warning", None)
+        warning = summary.acquisition_warning
+        if summary.n_pending:  # the call waits for every image: said as prominently as a warning
+            warning = f"Incomplete: {summary.n_pending} of {summary.n_images} images not classified yet"
         # Only what changed is set: each setText/setStyleSheet on a word-wrapped label relayouts
         # the panel, and this runs for every batch of results (measured: 57-172 ms stalls).
         set_text_if_changed(self.warning_label, f"⚠ {html.escape(warning)}." if warning else "")
@@ -125,11 +127,14 @@ class SummaryBox(QGroupBox):
                 set_text_if_changed(count, str(summary.counts.get(cls, 0)))
                 set_text_if_changed(frac, f"{100 * summary.fractions.get(cls, 0.0):.0f} %" if summary.n_classified else "—")
                 set_text_if_changed(model, str(summary.model_counts.get(cls, 0)))
-        parts = [f"{n_images or summary.n_images} images", f"{summary.n_classified} classified"]
-        if n_pending:
-            parts.append(f"<b>{n_pending} not classified yet</b>")
+        # the same accounting as the PDF and the JSON (engine.core.summary.SampleSummary)
+        parts = [f"{summary.n_images} images", f"{summary.n_classified} counted"]
+        if summary.n_pending:
+            parts.append(f"<b>{summary.n_pending} not classified yet</b>")
+        if summary.n_excluded:
+            parts.append(f"{summary.n_excluded} excluded")
         if summary.n_error:
-            parts.append(f"<span style='color:#b71c1c'>{summary.n_error} error(s)</span>")
+            parts.append(f"<span style='color:#b71c1c'>{summary.n_error} unreadable</span>")
         parts.append(f"{summary.n_needs_review} need review")
         parts.append(f"{summary.n_ood} OOD")
         if summary.n_withheld:
@@ -137,8 +142,12 @@ class SummaryBox(QGroupBox):
                          "not reviewed)</b>")
         parts.append(f"{summary.n_reviewed} reviewed ({summary.n_overridden} overridden)")
         left = summary.n_flagged_unreviewed
-        parts.append(f"<b style='color:#e65100'>{left} flagged left to review</b>" if left
-                     else "<span style='color:#2e7d32'>all flagged images reviewed</span>")
+        if left:
+            parts.append(f"<b style='color:#e65100'>{left} flagged left to review</b>")
+        elif summary.n_pending:
+            parts.append("no flagged image left to review so far")
+        else:
+            parts.append("<span style='color:#2e7d32'>all flagged images reviewed</span>")
         set_text_if_changed(self.flags_label, " · ".join(parts))
 
 

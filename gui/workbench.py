@@ -296,8 +296,9 @@ class Workbench:
             raise AllSightError(f"Sample {sample.sample_id} has not been classified yet.")
         return sample.store_id
 
-    def review(self, sample: Sample, path: str, final_class: str, reviewer: str) -> str:
-        """Record the reviewer's class for one image; the time it was recorded (ISO, UTC)."""
+    def review(self, sample: Sample, path: str, final_class: str | None, reviewer: str) -> str:
+        """Record the reviewer's class for one image (None: withdraw its review); the time it
+        was recorded (ISO, UTC)."""
         self._store().record_review(self._store_id(sample), path, final_class, reviewer)
         return datetime.now(UTC).isoformat(timespec="seconds")
 

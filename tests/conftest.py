@@ -99,7 +99,7 @@ def class_dataset(tmp_path) -> Path:
 def save_tiny_model(out_dir: Path, arch: str = "baseline", image_size: int = 32, model_id: str = "tiny",
                     ood_threshold: float = 1e9):
     """A randomly initialised but complete model (card, weights, OOD tensors) for fast tests.
-    ``ood_threshold=-1`` makes every image "unlike the training images"."""
+    ``ood_threshold=0`` makes every image "unlike the training images" (scores are > 0)."""
     import torch
 
     from engine.imaging.preprocess import PreprocessConfig

@@ -23,6 +23,7 @@ from typing import Any
 
 from engine import CLASS_IDS
 from engine.core.flags import FlagReason, describe, format_codes, is_out_of_distribution, normalize, withholds_call
+from engine.core.textsafe import csv_text
 
 #: A reviewer's verdict for an image that should not count towards any class (not a usable
 #: smear, unreadable, out of distribution...). Accepted by the store's ``record_review`` besides
@@ -35,6 +36,9 @@ class ImageStatus(StrEnum):
 
     OK = "ok"
     ERROR = "error"
+    #: Not classified yet (a report of a sample still being classified lists it so). Never
+    #: stored: the store keeps only what the model returned.
+    PENDING = "pending"
 
 
 #: The CSV columns of ``classify``, in order (one row per image).
@@ -82,20 +86,24 @@ class ImageResult:
         return _ood_sentences(self.flags)
 
     def csv_row(self) -> dict[str, str]:
-        """The row for :data:`CSV_COLUMNS`: flags as "true"/"false", missing values as ""."""
+        """The row for :data:`CSV_COLUMNS`: flags as "true"/"false", missing values as "".
+
+        Text cells go through :func:`~engine.core.textsafe.csv_text` (a leading ``'`` before
+        ``=``, ``+``, ``-``, ``@``, tab, CR: no spreadsheet formula); numbers are written as they are.
+        """
         probs = self.probabilities or {}
         row = {
-            "path": str(self.path),
+            "path": csv_text(str(self.path)),
             "status": str(self.status),
-            "predicted_class": self.predicted_class or "",
+            "predicted_class": csv_text(self.predicted_class or ""),
             "confidence": _fmt(self.confidence),
             "needs_review": "true" if self.needs_review else "false",
             "out_of_distribution": "true" if self.out_of_distribution else "false",
         }
         for c in CLASS_IDS:
             row[f"prob_{c}"] = _fmt(probs.get(c))
-        row["error"] = self.error or ""
-        row["flags"] = format_codes(self.flags)
+        row["error"] = csv_text(self.error or "")
+        row["flags"] = csv_text(format_codes(self.flags))
         return row
 
     def to_dict(self) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from typing import Any
 
 from engine import CLASS_DISPLAY_NAMES, CLASS_IDS
 from engine.core.flags import FlagReason
-from engine.core.records import EXCLUDED_CLASS, ImageResult, ReviewedImage
+from engine.core.records import EXCLUDED_CLASS, ImageResult, ImageStatus, ReviewedImage
 
 MALIGNANT_CLASSES: tuple[str, ...] = ("Early", "Pre", "Pro")
 BENIGN_CLASS = "Benign"
@@ -53,10 +53,11 @@ RESEARCH_USE_NOTE = ("For research use only — not a diagnosis. A qualified per
                      "images and the result.")
 
 CALL_CODES: tuple[str, ...] = ("ALL_EARLY", "ALL_PRE", "ALL_PRO", "ALL_MIXED", "BENIGN", "INDETERMINATE",
-                               "INDETERMINATE_ACQUISITION")
+                               "INDETERMINATE_ACQUISITION", "INCOMPLETE")
 CALL_INDETERMINATE = "Indeterminate"
 CALL_INDETERMINATE_REVIEW = "Indeterminate — review recommended"
 CALL_INDETERMINATE_ACQUISITION = "Indeterminate — images unlike the validated set"
+CALL_INCOMPLETE = "Incomplete — not every image is classified yet"
 CALL_BENIGN = "No ALL pattern detected (hematogones)"
 CALL_MIXED = "ALL suspected: mixed subtypes"
 
@@ -72,6 +73,11 @@ class SampleSummary:
     output over all ok images, unchanged by reviews. ``n_unlike_training`` counts the ok images
     flagged ``unlike_training`` that a reviewer did not exclude; ``acquisition_warning`` is
     :data:`ACQUISITION_WARNING` when the acquisition check fired, else ``None``.
+
+    The image counts add up: ``n_images == n_classified + n_withheld + n_excluded + n_error +
+    n_pending``. ``n_excluded`` is every image a reviewer excluded (readable or not), ``n_error``
+    the unreadable ones not excluded, ``n_pending`` those not classified yet (never "failed").
+    ``n_ok`` is every readable image (excluded ones included).
     """
 
     n_images: int
@@ -95,6 +101,12 @@ class SampleSummary:
     n_withheld: int = 0
     n_unlike_training: int = 0
     acquisition_warning: str | None = None
+    n_pending: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """Every image has a result (the call is given only then)."""
+        return self.n_pending == 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -113,8 +125,13 @@ def acquisition_check(n_unlike_training: int, n_images: int) -> bool:
     return n_images > 0 and n_unlike_training * den >= n_images * num
 
 
-def summarize(records: Iterable[ReviewedImage | ImageResult]) -> SampleSummary:
+def summarize(records: Iterable[ReviewedImage | ImageResult], *, n_images: int | None = None) -> SampleSummary:
     """Summarise one sample's per-image records.
+
+    ``n_images``: how many images the sample has, when ``records`` (the images with a result)
+    may be fewer; the rest are *pending* (not classified yet), as are records whose status is
+    :attr:`~engine.core.records.ImageStatus.PENDING`. A sample with a pending image gets no call:
+    ``"Incomplete — not every image is classified yet"`` (``INCOMPLETE``), whatever its counts.
 
     Call rule (research use, not a diagnosis), on the final classes of the classified images
     (ok, not excluded by a reviewer, not withheld; fractions are over those images):
@@ -141,6 +158,9 @@ def summarize(records: Iterable[ReviewedImage | ImageResult]) -> SampleSummary:
     ``out_of_distribution``.
     """
     items = [r if isinstance(r, ReviewedImage) else ReviewedImage.from_result(r) for r in records]
+    n_pending = sum(r.status == ImageStatus.PENDING for r in items)
+    items = [r for r in items if r.status != ImageStatus.PENDING]
+    n_pending += max(0, n_images - len(items) - n_pending) if n_images is not None else 0
     counts = {c: 0 for c in CLASS_IDS}
     model_counts = {c: 0 for c in CLASS_IDS}
     n_ok = n_excluded = n_needs_review = n_ood = n_flagged = 0
@@ -153,6 +173,7 @@ def summarize(records: Iterable[ReviewedImage | ImageResult]) -> SampleSummary:
         n_flagged_unreviewed += r.to_review
         n_overridden += r.overridden
         if not r.ok:
+            n_excluded += r.final_class == EXCLUDED_CLASS  # an unreadable file a reviewer left out
             continue
         n_ok += 1
         if r.predicted_class in model_counts:
@@ -170,14 +191,21 @@ def summarize(records: Iterable[ReviewedImage | ImageResult]) -> SampleSummary:
     n = sum(counts.values())
     fractions = {c: (counts[c] / n if n else 0.0) for c in CLASS_IDS}
     n_malignant = sum(counts[c] for c in MALIGNANT_CLASSES)
-    n_usable = n_ok - n_excluded
+    n_error = len(items) - n_ok
+    n_excluded_errors = sum(not r.ok and r.final_class == EXCLUDED_CLASS for r in items)
+    n_usable = n_ok - (n_excluded - n_excluded_errors)
+    n_total = len(items) + n_pending
     warning = ACQUISITION_WARNING if acquisition_check(n_unlike, n_usable) else None
-    if warning is not None:
+    if n_pending:  # counts so far are shown; the call waits for every image
+        call, code = CALL_INCOMPLETE, "INCOMPLETE"
+        rationale = (f"{n_pending} of {n_total} images are not classified yet: the call is given when every "
+                     "image has a result.")
+    elif warning is not None:
         call, code = CALL_INDETERMINATE_ACQUISITION, "INDETERMINATE_ACQUISITION"
         rationale = (f"{n_unlike} of {n_usable} images ({_pct(n_unlike, n_usable)}) are unlike the images the "
                      f"model was trained on (the limit is {_pct(*ACQUISITION_MAX_SHARE)}): no call is given.")
     else:
-        call, code, rationale = _call(counts, n, n_malignant, len(items), len(items) - n_ok, n_excluded,
+        call, code, rationale = _call(counts, n, n_malignant, len(items), n_error - n_excluded_errors, n_excluded,
                                       n_withheld)
         if n_withheld and n:
             rationale += (f" {n_withheld} image(s) the model cannot judge are not counted until a person "
@@ -185,12 +213,12 @@ def summarize(records: Iterable[ReviewedImage | ImageResult]) -> SampleSummary:
     if n_flagged_unreviewed:
         rationale += f" {n_flagged_unreviewed} flagged image(s) not reviewed yet."
     return SampleSummary(
-        n_images=len(items), n_ok=n_ok, n_error=len(items) - n_ok, n_excluded=n_excluded, n_classified=n,
+        n_images=n_total, n_ok=n_ok, n_error=n_error - n_excluded_errors, n_excluded=n_excluded, n_classified=n,
         counts=counts, fractions=fractions, model_counts=model_counts, n_needs_review=n_needs_review,
         n_ood=n_ood, n_flagged=n_flagged, n_reviewed=n_reviewed, n_flagged_unreviewed=n_flagged_unreviewed,
         n_overridden=n_overridden, malignant_fraction=n_malignant / n if n else 0.0,
         call=call, call_code=code, rationale=rationale, n_withheld=n_withheld, n_unlike_training=n_unlike,
-        acquisition_warning=warning)
+        acquisition_warning=warning, n_pending=n_pending)
 
 
 def _call(counts: dict[str, int], n: int, n_malignant: int, n_images: int, n_error: int,
@@ -223,5 +251,5 @@ def _call(counts: dict[str, int], n: int, n_malignant: int, n_images: int, n_err
              f"of {n} classified images."))
 
 
-__all__ = ["ACQUISITION_MAX_SHARE", "ACQUISITION_WARNING", "CALL_CODES", "CALL_INDETERMINATE_ACQUISITION",
+__all__ = ["ACQUISITION_MAX_SHARE", "ACQUISITION_WARNING", "CALL_CODES", "CALL_INCOMPLETE", "CALL_INDETERMINATE_ACQUISITION",
            "RESEARCH_USE_NOTE", "SampleSummary", "acquisition_check", "summarize"]

@@ -3,7 +3,8 @@
 The shipped weights stay in safetensors; ONNX Runtime needs a graph, so the first CPU
 classification with a model exports one with ``torch.onnx`` and caches it in the user's cache
 folder (``engine.core.paths.user_dir("cache")/onnx``; ``$ALLSIGHT_CACHE_DIR`` overrides it), named
-by the sha256 of the weights it came from and by :data:`EXPORT_FORMAT`. Later runs load the
+by :func:`graph_key` (the sha256 of the weights it came from and of everything else the graph bakes
+in: normalisation, input size, feature layers, architecture) and by :data:`EXPORT_FORMAT`. Later runs load the
 cached graph without importing torch at all, which is most of what makes ``classify`` start
 fast (importing torch and torchvision alone costs ~2.4 s on the 2-core build machine).
 
@@ -12,8 +13,9 @@ uint8, ``(N, S, S, 3)`` RGB — and does the card's normalisation itself, so the
 conversion runs inside ONNX Runtime. It returns the logits and the globally average-pooled
 feature map of the architecture's feature layer (the out-of-distribution detector's input).
 
-A cache entry is a ``.onnx`` file and a ``.json`` sidecar that records the file's own sha256; a
-file that no longer matches it (disk corruption, a half-copied cache) is rebuilt, never used.
+A cache entry is a ``.onnx`` file and a ``.json`` sidecar that records the file's own sha256 and
+the graph key it was exported for; an entry that no longer matches either (disk corruption, a
+half-copied cache, an entry renamed to another card's name) is rebuilt, never used.
 """
 
 from __future__ import annotations

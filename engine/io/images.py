@@ -15,11 +15,17 @@ decode, goes through Pillow, which also words every error.
 One check Pillow lacks: a PNG whose compressed data ends cleanly before its last row decodes
 with the missing rows black; :func:`png_missing_bytes` catches it and the file is reported
 as truncated.
+
+Two limits refuse a file before it costs minutes and gigabytes: its size on disk
+(:data:`MAX_FILE_BYTES`, 64 MB unless ``$ALLSIGHT_MAX_IMAGE_MB`` says otherwise; checked before
+a byte is read) and its pixel count (:data:`DEFAULT_MAX_PIXELS`, checked from the header before
+decoding).
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
 import stat
@@ -43,6 +49,43 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 #: tiles beyond); 150 MP admits those while refusing decompression bombs of gigapixel size.
 DEFAULT_MAX_PIXELS = 150_000_000
 
+#: Default file-size limit in MB (2**20 bytes). The largest realistic smear field image is a
+#: few MB (a 20 MP camera's JPEG ~10 MB, its 8-bit TIFF ~60 MB); a bigger file is refused before
+#: it is read.
+DEFAULT_MAX_IMAGE_MB = 64
+#: The environment variable that sets the file-size limit in MB (read once, at import).
+MAX_IMAGE_MB_ENV = "ALLSIGHT_MAX_IMAGE_MB"
+
+_MB = 1 << 20
+log = logging.getLogger(__name__)
+
+
+def _max_file_bytes_from_env() -> int:
+    text = os.environ.get(MAX_IMAGE_MB_ENV, "").strip()
+    if text:
+        try:
+            value = float(text)
+        except ValueError:
+            value = 0.0
+        if value > 0 and value * _MB < 2**62:
+            return int(value * _MB)
+        log.warning("%s=%r is not a positive number of MB; the limit stays %d MB", MAX_IMAGE_MB_ENV, text,
+                    DEFAULT_MAX_IMAGE_MB)
+    return DEFAULT_MAX_IMAGE_MB * _MB
+
+
+#: File-size limit of :func:`load_image` in bytes: ``$ALLSIGHT_MAX_IMAGE_MB`` MB, else
+#: :data:`DEFAULT_MAX_IMAGE_MB` MB.
+MAX_FILE_BYTES: int = _max_file_bytes_from_env()
+
+
+def _megabytes(n: int) -> str:
+    if n < _MB:
+        return f"{n:,} bytes"
+    mb = n / _MB
+    return f"{mb:,.0f} MB" if mb == int(mb) else f"{mb:,.1f} MB"
+
+
 # Our own guard replaces Pillow's global one, which would otherwise warn at ~89 MP and refuse at
 # ~179 MP regardless of the configured limit.
 Image.MAX_IMAGE_PIXELS = None
@@ -53,8 +96,9 @@ def is_image_path(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def _check_file(path: Path) -> None:
-    """Raise a specific ImageLoadError for the file-system level problems."""
+def _check_file(path: Path, max_bytes: int) -> None:
+    """Raise a specific ImageLoadError for the file-system level problems, and for a file larger
+    than ``max_bytes``; nothing of the file is read."""
     try:
         st = os.stat(path)  # follows links: reports dangling and looping links
     except FileNotFoundError:
@@ -71,6 +115,13 @@ def _check_file(path: Path) -> None:
         raise ImageLoadError(path, "not a regular file")
     if st.st_size == 0:
         raise ImageLoadError(path, "empty file (0 bytes)")
+    if st.st_size > max_bytes:
+        raise ImageLoadError(path, _too_big(st.st_size, max_bytes))
+
+
+def _too_big(size: int, max_bytes: int) -> str:
+    return (f"file is {_megabytes(size)}, larger than the {_megabytes(max_bytes)} limit for an image file "
+            f"(not read; {MAX_IMAGE_MB_ENV} sets the limit)")
 
 
 def _to_rgb8(img: Image.Image) -> np.ndarray:
@@ -97,15 +148,18 @@ def _to_rgb8(img: Image.Image) -> np.ndarray:
     return np.asarray(img)
 
 
-def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int | None = None) -> np.ndarray:
     """Read ``path`` into an upright ``(H, W, 3)`` uint8 RGB array.
 
+    A file larger than ``max_bytes`` (default :data:`MAX_FILE_BYTES`) is refused before it is
+    read; an image of more than ``max_pixels`` pixels before it is decoded.
     Raises :class:`ImageLoadError` (or :class:`ImageTooLargeError`) with the file and the reason
     for every file that cannot be used; it never returns a partial image.
     """
     path = Path(path)
-    _check_file(path)
-    data = _read_jpeg_or_png(path)
+    limit = MAX_FILE_BYTES if max_bytes is None else max_bytes
+    _check_file(path, limit)
+    data = _read_jpeg_or_png(path, limit)
     if data is not None and data.startswith(_JPEG_SOI):
         rgb = _decode_plain_jpeg(data, max_pixels)
         if rgb is not None:
@@ -117,18 +171,26 @@ _JPEG_SOI = b"\xff\xd8\xff"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _read_jpeg_or_png(path: Path) -> bytes | None:
+def _read_jpeg_or_png(path: Path, max_bytes: int) -> bytes | None:
     """The file's bytes when it starts like a JPEG or a PNG, the two formats checked here
     before or after Pillow; ``None`` for any other format (so it is read once, by Pillow) and
-    for a file that cannot be read (Pillow's path words why)."""
+    for a file that cannot be read (Pillow's path words why). Never more than ``max_bytes``:
+    a file that has grown past it since it was checked is refused."""
     try:
         with open(path, "rb") as f:
             head = f.read(len(_PNG_SIGNATURE))
             if not head.startswith(_JPEG_SOI) and head != _PNG_SIGNATURE:
                 return None
-            return head + f.read()
+            data = head + f.read(max(0, max_bytes + 1 - len(head)))
     except OSError:
         return None
+    if len(data) > max_bytes:
+        try:
+            size = max(len(data), os.path.getsize(path))
+        except OSError:
+            size = len(data)
+        raise ImageLoadError(path, _too_big(size, max_bytes))
+    return data
 
 
 #: Start-of-frame markers of the Huffman-coded JPEG processes libjpeg-turbo decodes identically

@@ -25,7 +25,7 @@ from engine.core.flags import (
     FlagReason,
     normalize,
 )
-from engine.core.records import EXCLUDED_CLASS
+from engine.core.records import EXCLUDED_CLASS, ImageStatus
 from engine.imaging.preprocess import PreprocessConfig
 from engine.reports.files import atomic_write, cancel_check
 from engine.reports.sample import NOTICE, ReportError, SampleReport, display_name
@@ -333,7 +333,8 @@ def _story(report: SampleReport, *, thumbnails: bool, heatmap_fn, check, tick, T
         ("Lab", report.lab_name), ("Sample ID", report.sample_id),
         ("Patient ID", report.patient_id), ("Report status", status),
         ("Operator", report.operator), ("Reviewer", report.reviewer or "\u2014"),
-        ("Created", report.created_at), ("Signed off", report.signed_off_at or "not signed off"),
+        ("Created", readable_time(report.created_at)),
+        ("Signed off", readable_time(report.signed_off_at) or "not signed off"),
         ("Report generated", datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z").strip()),
         ("Images in sample", str(s.get("n_images", len(report.images)))),
     ]
@@ -364,11 +365,17 @@ def _story(report: SampleReport, *, thumbnails: bool, heatmap_fn, check, tick, T
     # the images the fractions are over: not failed, excluded or withheld
     n_counted = int(s.get("n_classified", sum(counts.values())))
     srows.append([P("<b>Counted images</b>", body), str(n_counted), _fmt_pct(1.0 if n_counted else 0.0)])
+    # ... and every other image, so that the column adds up to the sample's images
+    for label, key in (("Not counted until reviewed", "n_withheld"), ("Excluded by review", "n_excluded"),
+                       ("Unreadable (not counted)", "n_error"), ("Not classified yet", "n_pending")):
+        srows.append([P(E(label), body), str(int(s.get(key, 0))), ""])
+    srows.append([P("<b>Images in the sample</b>", body), str(int(s.get("n_images", len(report.images)))), ""])
     ctable = Table(srows, colWidths=[0.25 * width, 0.09 * width, 0.1 * width])
     ctable.setStyle(TableStyle([
         ("FONT", (0, 0), (-1, -1), fonts.regular, 8.5), ("ALIGN", (1, 0), (-1, -1), "RIGHT"),
         ("VALIGN", (0, 0), (-1, -1), "MIDDLE"), ("GRID", (0, 0), (-1, -1), 0.25, grid),
         ("BACKGROUND", (0, 0), (-1, 0), head_bg), ("LINEABOVE", (0, -1), (-1, -1), 0.75, colors.black),
+        ("LINEABOVE", (0, 1 + len(CLASS_IDS)), (-1, 1 + len(CLASS_IDS)), 0.75, colors.black),
         ("TOPPADDING", (0, 0), (-1, -1), 2), ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
     ]))
     unreviewed = s.get("n_needs_review_unreviewed", 0)
@@ -376,13 +383,13 @@ def _story(report: SampleReport, *, thumbnails: bool, heatmap_fn, check, tick, T
         ("Images needing review", f"{s.get('n_needs_review', 0)}"
          + (f" ({unreviewed} not yet reviewed)" if s.get("n_needs_review") else "")),
         ("Out-of-distribution images", str(s.get("n_ood", 0))),
-        ("Not counted until reviewed", str(s.get("n_withheld", 0))),
-        ("Failed images (not counted)", str(s.get("n_error", 0))),
         ("Reviewed by a person", f"{s.get('n_reviewed', 0)} ({s.get('n_overridden', 0)} overridden)"),
     ]
     call_style = ParagraphStyle("call", parent=body, fontSize=9.5, leading=12)
     right: list = []
     warning = s.get("acquisition_warning")
+    if s.get("n_pending"):  # no call on a half-classified sample: said as prominently as a warning
+        warning = f"Incomplete: {s['n_pending']} of {s.get('n_images', 0)} images not classified yet"
     if warning:  # one prominent line, above the call it withholds
         red = colors.Color(0.72, 0.11, 0.11)
         warn_style = ParagraphStyle("warning", parent=body, fontName=fonts.bold, fontSize=10, leading=12.5,
@@ -456,12 +463,16 @@ def _story(report: SampleReport, *, thumbnails: bool, heatmap_fn, check, tick, T
     for i, im in enumerate(report.images, 1):
         r = len(data)
         name = P(E(im.file_name), cell)
+        if im.status == ImageStatus.PENDING:
+            data.append([str(i), name, P("<i>Not classified yet</i>", cell)] + [""] * (len(columns) - 3))
+            style += [("SPAN", (2, r), (-1, r))]
+            continue
         if not im.ok:
             reason = im.error or "unknown error"
             if len(reason) > MAX_REASON_CHARS:
                 reason = reason[:MAX_REASON_CHARS] + "\u2026"
             verdict = f" \u2014 excluded by {E(im.reviewed_by or 'the reviewer')}" if im.final_class == EXCLUDED_CLASS else ""
-            data.append([str(i), name, P(f"<b>Failed \u2014 not classified:</b> {E(reason)}{verdict}", cell)]
+            data.append([str(i), name, P(f"<b>Unreadable \u2014 not classified:</b> {E(reason)}{verdict}", cell)]
                         + [""] * (len(columns) - 3))
             style += [("SPAN", (2, r), (-1, r)), ("BACKGROUND", (0, r), (-1, r), error_bg)]
             continue
@@ -506,13 +517,13 @@ def _story(report: SampleReport, *, thumbnails: bool, heatmap_fn, check, tick, T
     # ---------------------------------------------------------------- signature
     if report.signed_off:
         signed = (f"Reviewed and signed off by <b>{E(report.reviewer or dash)}</b> "
-                  f"on <b>{E(report.signed_off_at)}</b>.")
+                  f"on <b>{E(readable_time(report.signed_off_at))}</b>.")
     else:
         signed = ("<b>Not signed off.</b> This is a preliminary result"
                   + (f"; reviewer: {E(report.reviewer)}." if report.reviewer else "."))
     sig_rows = [
         [P("<b>Reviewed / signed by</b>", body), P(E(report.reviewer or ""), body),
-         P("<b>Date</b>", body), P(E(report.signed_off_at or ""), body)],
+         P("<b>Date</b>", body), P(E(readable_time(report.signed_off_at)), body)],
         [P("<b>Signature</b>", body), "", "", ""],
     ]
     sig = Table(sig_rows, colWidths=[0.22 * width, 0.38 * width, 0.1 * width, 0.3 * width],
@@ -526,6 +537,20 @@ def _story(report: SampleReport, *, thumbnails: bool, heatmap_fn, check, tick, T
                                Spacer(1, 6), P(E(NOTICE), small)]))
     return story
 
+
+
+def readable_time(iso: str | None) -> str:
+    """An ISO 8601 timestamp as people read it, in this computer's time zone, with the zone
+    ("2026-12-01 14:32 CET"); text that is not a timestamp is shown as it is."""
+    if not iso:
+        return ""
+    try:
+        when = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    if when.tzinfo is None:  # a naive time is taken as this computer's
+        when = when.astimezone()
+    return when.astimezone().strftime("%Y-%m-%d %H:%M %Z").strip()
 
 def write_pdf(report: SampleReport, path: str | Path, *, thumbnails: bool = True,
               heatmap_fn: Callable[[Path], np.ndarray | None] | None = None, cancel: Any = None,

@@ -74,6 +74,10 @@ def checked_image(im: ReviewedImage) -> ReviewedImage:
         raise ReportError(f"{name}: an image with status 'ok' needs a model_class")
     if im.ok:
         return im
+    if im.status == ImageStatus.PENDING:  # not classified yet: nothing but the file
+        return dataclasses.replace(
+            im, predicted_class=None, confidence=None, probabilities=None, flags=(), ood_score=None, error=None,
+            needs_review=False, out_of_distribution=False, final_class=None, reviewed_by=None, reviewed_at=None)
     keep = im.final_class if im.final_class == EXCLUDED_CLASS else None
     return dataclasses.replace(
         im, predicted_class=None, confidence=None, probabilities=None, flags=(), ood_score=None,
@@ -108,7 +112,7 @@ def image_from_dict(data: Mapping[str, Any]) -> ReviewedImage:
         flags = ()
     name = data.get("file_name") or Path(data["path"]).name
     if data.get("status") not in STATUSES:
-        raise ReportError(f"{name}: status must be 'ok' or 'error', got {data.get('status')!r}")
+        raise ReportError(f"{name}: status must be one of {', '.join(STATUSES)}, got {data.get('status')!r}")
     try:
         return ReviewedImage(
             path=data["path"], file_name=name, status=data["status"], predicted_class=data.get("model_class"),
@@ -183,9 +187,10 @@ def summarize_images(images: Iterable[ReviewedImage]) -> dict[str, Any]:
     n_ok = len(ok)
     shared = summarize(images)
     summary: dict[str, Any] = {
-        "n_images": len(images),
+        "n_images": shared.n_images,
         "n_ok": n_ok,
-        "n_error": len(images) - n_ok,
+        "n_error": shared.n_error,
+        "n_pending": shared.n_pending,
         "n_needs_review": sum(im.needs_review for im in ok),
         "n_needs_review_unreviewed": sum(im.needs_review and not im.reviewed for im in ok),
         "n_ood": sum(im.out_of_distribution for im in ok),
@@ -203,7 +208,8 @@ def summarize_images(images: Iterable[ReviewedImage]) -> dict[str, Any]:
         "call_rationale": shared.rationale,
     }
     top = max(shared.counts.items(), key=lambda kv: kv[1]) if shared.n_classified else None
-    summary["call_class"] = top[0] if top and not shared.call_code.startswith("INDETERMINATE") else None
+    given = shared.complete and not shared.call_code.startswith("INDETERMINATE")
+    summary["call_class"] = top[0] if top and given else None
     return summary
 
 
@@ -213,8 +219,9 @@ def sample_report_from_store(store: Any, sample_id: str, *, card: Any = None, la
     """The :class:`SampleReport` of one stored sample, every image in stored order.
 
     With ``card`` (a :class:`~engine.models.checkpoint.ModelCard`): that model's predictions, and images
-    it has not classified become failed rows saying so (never dropped). Without: each image's
-    latest prediction, described by the latest model's id/version/sha256.
+    it has not classified become rows with status ``pending`` (never dropped, never "failed"; the
+    call is then "Incomplete"). Without: each image's latest prediction (images without one are
+    pending), described by the latest model's id/version/sha256.
     """
     from engine.imaging.preprocess import PreprocessConfig
 
@@ -234,8 +241,7 @@ def sample_report_from_store(store: Any, sample_id: str, *, card: Any = None, la
     for im in store.images(sample_id):
         record = by_path.get(im.path)
         if record is None:
-            images.append(ReviewedImage(im.path, ImageStatus.ERROR, file_name=im.file_name,
-                                        error=f"not classified with model {model.id} {model.version}"))
+            images.append(ReviewedImage(im.path, ImageStatus.PENDING, file_name=im.file_name))
         else:
             images.append(record)
     return SampleReport(

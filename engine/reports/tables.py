@@ -12,6 +12,7 @@ from engine.core.errors import AllSightError
 from engine.core.flags import (
     format_codes,
 )
+from engine.core.textsafe import csv_text
 from engine.reports.files import atomic_write, os_reason
 from engine.reports.sample import ReportError, SampleReport, display_name
 
@@ -27,6 +28,9 @@ REPORT_CSV_COLUMNS: tuple[str, ...] = (
     "needs_review", "out_of_distribution", "final_class", "final_class_display", "reviewed_by",
     "overridden", "error", "flags", "preprocess_json",
 )
+#: The columns of :data:`REPORT_CSV_COLUMNS` that hold numbers, written as they are; every other
+#: cell is text and goes through :func:`~engine.core.textsafe.csv_text` (no spreadsheet formula).
+REPORT_CSV_NUMBERS: frozenset[str] = frozenset({"index", "confidence"})
 
 
 def _csv_bool(value: bool) -> str:
@@ -34,7 +38,9 @@ def _csv_bool(value: bool) -> str:
 
 
 def csv_rows(report: SampleReport) -> list[dict[str, str]]:
-    """The CSV rows as dicts of strings (flags "true"/"false", missing values "")."""
+    """The CSV rows as dicts of strings (flags "true"/"false", missing values ""). Text cells
+    starting with ``=``, ``+``, ``-``, ``@``, tab or CR get a leading ``'``
+    (:func:`~engine.core.textsafe.csv_text`), so a spreadsheet shows them instead of running them."""
     sample = {
         "sample_id": report.sample_id, "patient_id": report.patient_id, "lab_name": report.lab_name,
         "operator": report.operator, "reviewer": report.reviewer or "", "created_at": report.created_at,
@@ -59,7 +65,7 @@ def csv_rows(report: SampleReport) -> list[dict[str, str]]:
             "reviewed_by": im.reviewed_by or "", "overridden": _csv_bool(im.overridden),
             "error": im.error or "", "flags": format_codes(im.flags),
         })
-        rows.append(row)
+        rows.append({k: v if k in REPORT_CSV_NUMBERS else csv_text(v) for k, v in row.items()})
     return rows
 
 

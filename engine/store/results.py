@@ -1,7 +1,9 @@
 """Persistent history of classified samples: an embedded SQLite database (stdlib ``sqlite3``).
 
 A *sample* is one patient's folder of blood-smear images. The store keeps, per sample, the
-images (with a sha256 of their content), every model prediction (one per image and model file),
+images (with a sha256 of their content, and the size and mtime that tell when to hash again),
+every model prediction (with the sha256 of the content it was made from: one ``ok`` result per
+image, model file and content, after any number of errors),
 the reviewers' decisions (append-only, kept *beside* the model output, never over it), the
 sign-off, and an audit log in which every mutating call writes one row in the same transaction.
 
@@ -13,9 +15,18 @@ Guarantees
   ``synchronous=NORMAL`` (a committed transaction survives a crash of the application; a power
   loss may lose the last few commits but never corrupts the file).
 * Re-running is cheap and safe: :meth:`~ResultStore.add_images` and
-  :meth:`~ResultStore.record_prediction` are idempotent (``UNIQUE(image, model_sha256)``), and
-  :meth:`~ResultStore.pending_paths` lists what a model has not classified yet (resume).
-* A signed-off sample is frozen: nothing about it changes until :meth:`~ResultStore.reopen`.
+  :meth:`~ResultStore.record_prediction` are idempotent, and :meth:`~ResultStore.pending_paths`
+  lists what a model has still to do (resume): an image it has no ``ok`` result for *from the
+  file's current content*. So an error result is retried on the next run, and a file replaced
+  after it was classified (``add_images`` notices: size or mtime changed, then the sha256) is
+  classified again; the old results stay in the history.
+* Only regular files are read, never more than :data:`MAX_HASHED_FILE_BYTES`: a pipe, a device
+  or a link to one is recorded without a hash and never blocks (:func:`hash_file`).
+* A file that is not an ALLSight result database (another application's SQLite file, a JPEG) is
+  refused with a :class:`StoreError` before anything is written to it
+  (:func:`engine.store.schema.recognise`).
+* A signed-off sample is frozen: nothing about it changes until :meth:`~ResultStore.reopen`; its
+  images whose file changed on disk since are reported by :meth:`~ResultStore.changed_images`.
 
 Threading model
 ---------------
@@ -40,13 +51,15 @@ import logging
 import math
 import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from engine import CLASS_IDS
 from engine.core.flags import (
@@ -57,9 +70,10 @@ from engine.core.flags import (
 )
 from engine.core.paths import user_dir
 from engine.core.records import EXCLUDED_CLASS, ImageResult, ReviewedImage, sign_off_blockers
+from engine.io.images import MAX_FILE_BYTES
 from engine.store.errors import SignOffError, StoreError
 from engine.store.naming import image_key
-from engine.store.schema import MIGRATIONS, SCHEMA_VERSION, migrate
+from engine.store.schema import MIGRATIONS, SCHEMA_VERSION, migrate, recognise
 
 log = logging.getLogger(__name__)
 
@@ -70,31 +84,103 @@ REVIEW_CLASSES: tuple[str, ...] = (*CLASS_IDS, EXCLUDED_CLASS)
 
 BUSY_TIMEOUT_S = 30.0
 
+#: The largest image file the store hashes: the image loader's own file-size limit
+#: (:data:`engine.io.images.MAX_FILE_BYTES`, ``$ALLSIGHT_MAX_IMAGE_MB``), so that a file is hashed
+#: exactly when it is small enough to be classified. A larger one is recorded with no hash, like an
+#: unreadable one (its classification fails for its size anyway), and is not read at all.
+MAX_HASHED_FILE_BYTES: int = MAX_FILE_BYTES
+
+_CHUNK = 1 << 20
+# O_NONBLOCK: opening a FIFO that replaced the file between stat and open must not wait for a
+# writer. It changes nothing for a regular file. (Windows has neither FIFOs nor the flag.)
+_O_READ = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+
+
+class _Content(Enum):
+    STORED = "the image's stored sha256"
+
+
+#: ``record_prediction(..., image_sha256=STORED_CONTENT)``: the result was made from the content
+#: the store has hashed for the image (the default).
+STORED_CONTENT: Literal[_Content.STORED] = _Content.STORED
+
 
 # ------------------------------------------------------------------------------------ helpers
+#: The class a withdrawn review is stored with (the reviews table keeps every row; the latest
+#: one decides, and this one means "not reviewed").
+WITHDRAWN_REVIEW = ""
+
 def default_db_path() -> Path:
     """``<user data dir>/allsight.sqlite3``; the folder is ``$ALLSIGHT_DATA_DIR`` when set, else
     the platform's per-user data folder (``engine.core.paths.user_dir("data")``). Nothing is created here."""
     return user_dir("data") / DB_FILE_NAME
 
 
-def hash_file(path: str | os.PathLike[str]) -> str | None:
-    """sha256 (hex) of a file's content, read in 1 MiB chunks; ``None`` if it cannot be read."""
-    digest = hashlib.sha256()
+@dataclass(frozen=True)
+class _FileState:
+    """What the store keeps of a file: its sha256 and the identity (size, mtime in ns) that tells
+    when to hash it again. All ``None`` for a file that is missing or not a regular file; only
+    ``sha256`` is ``None`` for a regular file that cannot be read or is too large."""
+
+    sha256: str | None = None
+    size: int | None = None
+    mtime_ns: int | None = None
+
+
+def _stat(path: str | os.PathLike[str]) -> os.stat_result | None:
     try:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
+        return os.stat(path)  # follows links: a link to an image is that image
+    except (OSError, ValueError):  # ValueError: a NUL in the name
+        return None
+
+
+def _identity(path: str | os.PathLike[str]) -> tuple[int | None, int | None]:
+    """``(size, mtime_ns)`` of a regular file, ``(None, None)`` for anything else: compared
+    with the stored values to decide whether the file must be hashed again."""
+    st = _stat(path)
+    if st is None or not stat.S_ISREG(st.st_mode):
+        return None, None
+    return st.st_size, st.st_mtime_ns
+
+
+def _file_state(path: str | os.PathLike[str], max_bytes: int = MAX_HASHED_FILE_BYTES) -> _FileState:
+    """The file's sha256 and identity. Only a regular file is opened (checked before opening, and
+    again on the open descriptor), and only one of at most ``max_bytes``: a FIFO, a device (or a
+    link to ``/dev/zero``) or a folder is never read, so this never blocks nor reads without end."""
+    st = _stat(path)
+    if st is None or not stat.S_ISREG(st.st_mode):
+        return _FileState()
+    if st.st_size > max_bytes:
+        return _FileState(None, st.st_size, st.st_mtime_ns)
+    try:
+        fd = os.open(path, _O_READ)
+    except OSError:
+        return _FileState(None, st.st_size, st.st_mtime_ns)
+    with open(fd, "rb", buffering=0) as f:
+        fst = os.fstat(fd)
+        if not stat.S_ISREG(fst.st_mode):  # swapped for something else between stat and open
+            return _FileState()
+        identity = (fst.st_size, fst.st_mtime_ns)
+        if fst.st_size > max_bytes:
+            return _FileState(None, *identity)
+        digest, total = hashlib.sha256(), 0
+        try:
+            while chunk := f.read(min(_CHUNK, max_bytes + 1 - total)):
+                total += len(chunk)
+                if total > max_bytes:  # grew while being read
+                    return _FileState(None, *identity)
                 digest.update(chunk)
-    except OSError:
-        return None
-    return digest.hexdigest()
+        except OSError:
+            return _FileState(None, *identity)
+    # The identity is the one from before reading: a file changed while it was read has another
+    # size or mtime by now, so the next run hashes it again.
+    return _FileState(digest.hexdigest(), *identity)
 
 
-def _file_size(path: str) -> int | None:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return None
+def hash_file(path: str | os.PathLike[str], max_bytes: int = MAX_HASHED_FILE_BYTES) -> str | None:
+    """sha256 (hex) of a file's content, read in 1 MiB chunks; ``None`` if it cannot be read, is
+    not a regular file (a FIFO, a device, a folder: never opened) or is larger than ``max_bytes``."""
+    return _file_state(path, max_bytes).sha256
 
 
 def _folder_key(folder: str | os.PathLike[str]) -> str:
@@ -142,7 +228,10 @@ class Sample:
 
 @dataclass(frozen=True)
 class ImageRecord:
-    """One image of a sample. ``sha256``/``size`` are ``None`` when the file was unreadable."""
+    """One image of a sample. ``sha256`` is ``None`` when the file was unreadable (or not a
+    regular file, or over :data:`MAX_HASHED_FILE_BYTES`); ``size``/``mtime_ns`` (nanoseconds) are
+    ``None`` when it was missing or not a regular file. They describe the content the sample's
+    current results belong to."""
 
     sample_id: str
     path: str
@@ -151,6 +240,7 @@ class ImageRecord:
     size: int | None
     position: int
     added_at: str
+    mtime_ns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +273,9 @@ class ResultStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise StoreError(f"{self.path}: cannot create the folder for the result database: {err}") from err
+        # Before the file is opened for writing: another application's database (or a JPEG given
+        # as --db) is refused with its bytes unchanged.
+        recognise(self.path)
         try:
             conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None,
                                    check_same_thread=False)
@@ -190,15 +283,19 @@ class ResultStore:
             raise StoreError(f"{self.path}: cannot open the result database: {err}") from err
         try:
             conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA foreign_keys=ON")
+            # Migrate (which checks the version, and that a "new" file is still empty) before
+            # switching to WAL: a refused file keeps its journal mode.
+            migrate(conn)
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 log.warning("%s: WAL journal mode unavailable (got %r); using it anyway", self.path, mode)
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            migrate(conn)
-        except StoreError:
+        except StoreError as err:
             conn.close()
-            raise
+            if str(self.path) in str(err):
+                raise
+            raise StoreError(f"{self.path}: {err}") from err
         except sqlite3.Error as err:
             conn.close()
             raise StoreError(f"{self.path}: not a usable ALLSight result database: {err}") from err
@@ -295,14 +392,14 @@ class ResultStore:
         conn.execute("UPDATE samples SET updated_at = ? WHERE pk = ?", (_now(), sample_pk))
 
     @staticmethod
-    def _insert_image(conn: sqlite3.Connection, sample_pk: int, path: str, sha: str | None,
-                      size: int | None) -> int | None:
+    def _insert_image(conn: sqlite3.Connection, sample_pk: int, path: str, state: _FileState) -> int | None:
         """Insert if absent; returns the new pk, or None when the path was already there."""
         position = conn.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM images WHERE sample_pk = ?",
                                 (sample_pk,)).fetchone()[0]
         cur = conn.execute(
-            "INSERT OR IGNORE INTO images (sample_pk, path, file_name, sha256, size, position, added_at) "
-            "VALUES (?,?,?,?,?,?,?)", (sample_pk, path, os.path.basename(path), sha, size, position, _now()))
+            "INSERT OR IGNORE INTO images (sample_pk, path, file_name, sha256, size, mtime_ns, position, added_at) "
+            "VALUES (?,?,?,?,?,?,?,?)", (sample_pk, path, os.path.basename(path), state.sha256, state.size,
+                                         state.mtime_ns, position, _now()))
         return int(cur.lastrowid) if cur.rowcount == 1 and cur.lastrowid is not None else None
 
     # -------------------------------------------------------------------------------- samples
@@ -404,43 +501,105 @@ class ResultStore:
 
     # -------------------------------------------------------------------------------- images
     def add_images(self, sample_id: str, paths: Iterable[str | os.PathLike[str]], actor: str = "") -> int:
-        """Add image files to a sample, in the given order after those already there.
+        """Add image files to a sample, in the given order after those already there, and notice
+        the ones already there that changed on disk. Returns how many images were added.
 
-        Idempotent: paths already in the sample (or repeated) are skipped and keep their place.
-        Each new file's sha256 and size are computed first, outside the database lock
-        (``None`` for an unreadable file). Returns how many images were added.
+        Idempotent: paths already in the sample (or repeated) keep their place. Each new file's
+        sha256, size and mtime are read first, outside the database lock (no hash for a file that
+        is unreadable, not a regular file or too large: :func:`hash_file`). A file already in the
+        sample is hashed again when its size or mtime differ from the stored ones (or it had no
+        hash); when its content changed, the image takes the new sha256 (audited as
+        ``image_changed``), so :meth:`pending_paths` lists it again and :meth:`predictions` no
+        longer returns the results of the old content (they stay in the history). Same content,
+        new mtime: only the stored identity is refreshed (not audited: it changes no result).
+
+        A signed-off sample is never changed: new images are refused (:class:`SignOffError`), and
+        changed files are left as they are (:meth:`changed_images` reports them).
         """
         wanted = list(dict.fromkeys(image_key(p) for p in paths))
         with self._read() as conn:
             row = self._sample_row(conn, sample_id)
-            known = {r[0] for r in conn.execute("SELECT path FROM images WHERE sample_pk = ?", (row["pk"],))}
+            known = {r["path"]: r for r in conn.execute(
+                "SELECT pk, path, sha256, size, mtime_ns FROM images WHERE sample_pk = ?", (row["pk"],))}
         new = [p for p in wanted if p not in known]
-        if not new:
+        if row["signed_off_at"] is not None:
+            if new:
+                self._refuse_if_signed(row, "adding images")
             return 0
-        hashed = [(p, hash_file(p), _file_size(p)) for p in new]
+        # Outside the lock: a stat per known file, a hash per new or changed one.
+        recheck = []
+        for p in wanted:
+            old = known.get(p)
+            if old is None:
+                continue
+            stored = (old["sha256"], old["size"], old["mtime_ns"])
+            if stored[0] is None or _identity(p) != stored[1:]:
+                state = _file_state(p)
+                if (state.sha256, state.size, state.mtime_ns) != stored:
+                    recheck.append((old, state))
+        states = [(p, _file_state(p)) for p in new]
+        if not states and not recheck:
+            return 0
         added = 0
         with self._write() as conn:
             row = self._sample_row(conn, sample_id)
-            self._refuse_if_signed(row, "adding images")
-            for path, sha, size in hashed:
-                if self._insert_image(conn, row["pk"], path, sha, size) is not None:
+            if states:
+                self._refuse_if_signed(row, "adding images")
+            elif row["signed_off_at"] is not None:
+                return 0  # signed off meanwhile: its images are left as they are
+            actor = actor or row["operator"]
+            for path, state in states:
+                if self._insert_image(conn, row["pk"], path, state) is not None:
                     added += 1
-            if added:
+            changed = 0
+            for old, state in recheck:
+                # Only if nobody updated it meanwhile (another run may have noticed first).
+                cur = conn.execute(
+                    "UPDATE images SET sha256 = ?, size = ?, mtime_ns = ? "
+                    "WHERE pk = ? AND sha256 IS ? AND size IS ? AND mtime_ns IS ?",
+                    (state.sha256, state.size, state.mtime_ns, old["pk"], old["sha256"], old["size"],
+                     old["mtime_ns"]))
+                if cur.rowcount == 1 and state.sha256 != old["sha256"]:
+                    changed += 1
+                    self._audit(conn, actor, "image_changed", row["pk"], old["pk"], old_sha256=old["sha256"],
+                                sha256=state.sha256, old_size=old["size"], size=state.size)
+            if added or changed:
                 self._touch(conn, row["pk"])
-                self._audit(conn, actor or row["operator"], "add_images", row["pk"], count=added)
+            if added:
+                self._audit(conn, actor, "add_images", row["pk"], count=added)
         return added
 
     def images(self, sample_id: str) -> list[ImageRecord]:
         """The sample's images in their stored order."""
         with self._read() as conn:
             row = self._sample_row(conn, sample_id)
-            rows = conn.execute("SELECT path, file_name, sha256, size, position, added_at FROM images "
+            rows = conn.execute("SELECT path, file_name, sha256, size, position, added_at, mtime_ns FROM images "
                                 "WHERE sample_pk = ? ORDER BY position, pk", (row["pk"],)).fetchall()
         return [ImageRecord(row["sample_id"], *r) for r in rows]
 
+    def changed_images(self, sample_id: str) -> list[str]:
+        """The sample's image paths (in order) whose file no longer has the content its results
+        belong to: replaced, edited, deleted or become unreadable since it was hashed (or readable,
+        when it was not). Writes nothing. For a signed-off sample, which :meth:`add_images`
+        never changes, this is how a front end can warn that the signed-off results describe files
+        that are no longer there as they were. A file whose size and mtime are unchanged is taken
+        as unchanged (not hashed again)."""
+        with self._read() as conn:
+            row = self._sample_row(conn, sample_id)
+            rows = conn.execute("SELECT path, sha256, size, mtime_ns FROM images WHERE sample_pk = ? "
+                                "ORDER BY position, pk", (row["pk"],)).fetchall()
+        out = []
+        for r in rows:  # outside the lock: stats and hashes
+            if r["sha256"] is not None and _identity(r["path"]) == (r["size"], r["mtime_ns"]):
+                continue
+            if _file_state(r["path"]).sha256 != r["sha256"]:
+                out.append(r["path"])
+        return out
+
     # -------------------------------------------------------------------------------- predictions
     def record_prediction(self, sample_id: str, path: str | os.PathLike[str], result: ImageResult, model_id: str,
-                          model_version: str, model_sha256: str, actor: str = "") -> bool:
+                          model_version: str, model_sha256: str, actor: str = "", *,
+                          image_sha256: str | None | Literal[_Content.STORED] = STORED_CONTENT) -> bool:
         """Store one model result for one image, committed before returning.
 
         ``result`` is any object with the attributes of :class:`engine.core.records.ImageResult`
@@ -448,8 +607,16 @@ class ResultStore:
         ``out_of_distribution``, ``ood_score``, ``error``, ``flags``). A result without ``flags``
         (an older caller) gets codes derived from its ``ood_reason`` text and flags, as stored
         results of schema 1 are migrated. An image not yet in the sample is added first (at the
-        end). Idempotent per model file: returns False, changing nothing, when a prediction of
-        ``model_sha256`` for this image already exists.
+        end, hashed).
+
+        ``image_sha256`` is the content the result was made from: by default the image's stored
+        sha256; the classification service passes the one it planned with, so that a result
+        cannot be filed under a file that replaced the one classified meanwhile.
+
+        Idempotent per model file and content: returns False, changing nothing, when an ``ok``
+        prediction of ``model_sha256`` for this content of the image exists. Otherwise (no
+        prediction yet, or only errors: a retry) the result is added as a new row; earlier rows
+        stay in the history.
         """
         model_sha256 = _required(model_sha256, "model sha256")
         key = image_key(path)
@@ -480,48 +647,59 @@ class ResultStore:
         with self._read() as conn:
             row = self._sample_row(conn, sample_id)
             image_pk = self._image_pk(conn, row["pk"], key)
-        file_info = (hash_file(key), _file_size(key)) if image_pk is None else None
+        state = _file_state(key) if image_pk is None else None  # hashed outside the lock
 
         with self._write() as conn:
             row = self._sample_row(conn, sample_id)
-            image_pk = self._image_pk(conn, row["pk"], key)
-            if image_pk is not None and conn.execute(
-                    "SELECT 1 FROM predictions WHERE image_pk = ? AND model_sha256 = ?",
-                    (image_pk, model_sha256)).fetchone():
-                return False
+            image = conn.execute("SELECT pk, sha256 FROM images WHERE sample_pk = ? AND path = ?",
+                                 (row["pk"], key)).fetchone()
+            if image is not None:
+                content = image["sha256"] if image_sha256 is STORED_CONTENT else image_sha256
+                if conn.execute(
+                        "SELECT 1 FROM predictions WHERE image_pk = ? AND model_sha256 = ? AND image_sha256 IS ? "
+                        "AND status = 'ok'", (image["pk"], model_sha256, content)).fetchone():
+                    return False
             self._refuse_if_signed(row, "recording new predictions")
             actor = actor or row["operator"]
-            if image_pk is None:
-                sha, size = file_info if file_info is not None else (hash_file(key), _file_size(key))
-                image_pk = self._insert_image(conn, row["pk"], key, sha, size)
+            if image is None:
+                state = state if state is not None else _file_state(key)
+                image_pk = self._insert_image(conn, row["pk"], key, state)
+                content = state.sha256 if image_sha256 is STORED_CONTENT else image_sha256
                 self._audit(conn, actor, "add_images", row["pk"], count=1)
+            else:
+                image_pk = int(image["pk"])
             conn.execute(
                 "INSERT INTO predictions (image_pk, model_id, model_version, model_sha256, status, "
                 "predicted_class, confidence, probabilities, needs_review, out_of_distribution, ood_score, "
-                "flags, error, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (image_pk, *values, _now()))
+                "flags, error, created_at, image_sha256) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (image_pk, *values, _now(), content))
             self._touch(conn, row["pk"])
             self._audit(conn, actor, "record_prediction", row["pk"], image_pk, model_id=model_id,
                         model_version=model_version, model_sha256=model_sha256, status=status,
-                        predicted_class=predicted)
+                        predicted_class=predicted, image_sha256=content)
         return True
 
     def pending_paths(self, sample_id: str, model_sha256: str) -> list[str]:
-        """The sample's image paths (in order) with no stored prediction from ``model_sha256``:
-        what is left to classify after an interrupted run."""
+        """The sample's image paths (in order) that ``model_sha256`` has still to classify: no
+        ``ok`` prediction of it for the image's current content. That is an image it never
+        classified (what is left after an interrupted run), one whose latest result is an error
+        (retried: the file may have been incomplete, or locked, when it was read), and one whose
+        file was replaced since (:meth:`add_images` noticed the new content)."""
         with self._read() as conn:
             row = self._sample_row(conn, sample_id)
             rows = conn.execute(
                 "SELECT i.path FROM images i WHERE i.sample_pk = ? AND NOT EXISTS "
-                "(SELECT 1 FROM predictions p WHERE p.image_pk = i.pk AND p.model_sha256 = ?) "
+                "(SELECT 1 FROM predictions p WHERE p.image_pk = i.pk AND p.model_sha256 = ? "
+                "AND p.image_sha256 IS i.sha256 AND p.status = 'ok') "
                 "ORDER BY i.position, i.pk", (row["pk"], model_sha256)).fetchall()
         return [r[0] for r in rows]
 
     def predictions(self, sample_id: str, model_sha256: str | None = None) -> list[ReviewedImage]:
-        """One record per image that has a prediction, in image order: the prediction of
-        ``model_sha256`` (default: each image's most recent prediction, whatever the model),
-        joined with the image's current (latest) review. Images without one are left out — see
-        :meth:`pending_paths`."""
+        """One record per image that has a prediction for its current content, in image order:
+        the latest prediction of ``model_sha256`` (default: each image's most recent prediction,
+        whatever the model), joined with the image's current review (the latest one made for the
+        same content). Images without one are left out — see :meth:`pending_paths`. Results of
+        a file's earlier content (it was replaced) stay in the database but are not returned."""
         model_filter = "" if model_sha256 is None else " AND model_sha256 = :model"
         sql = (
             "SELECT i.path, i.file_name, i.position, i.sha256 AS image_sha256, p.model_id, p.model_version, "
@@ -529,15 +707,17 @@ class ResultStore:
             "p.out_of_distribution, p.ood_score, p.flags, p.error, p.created_at AS predicted_at, "
             "r.final_class, r.reviewer, r.created_at AS reviewed_at, r.note "
             "FROM images i "
-            f"JOIN predictions p ON p.pk = (SELECT MAX(pk) FROM predictions WHERE image_pk = i.pk{model_filter}) "
-            "LEFT JOIN reviews r ON r.pk = (SELECT MAX(pk) FROM reviews WHERE image_pk = i.pk) "
+            "JOIN predictions p ON p.pk = (SELECT MAX(pk) FROM predictions WHERE image_pk = i.pk "
+            f"AND image_sha256 IS i.sha256{model_filter}) "
+            "LEFT JOIN reviews r ON r.pk = (SELECT MAX(pk) FROM reviews WHERE image_pk = i.pk "
+            "AND image_sha256 IS i.sha256) "
             "WHERE i.sample_pk = :sample ORDER BY i.position, i.pk")
         with self._read() as conn:
             row = self._sample_row(conn, sample_id)
             rows = conn.execute(sql, {"sample": row["pk"], "model": model_sha256}).fetchall()
         out = []
         for r in rows:
-            reviewed = r["reviewer"] is not None
+            reviewed = r["reviewer"] is not None and r["final_class"] != WITHDRAWN_REVIEW
             try:
                 flags = parse_codes(r["flags"])
             except ValueError as err:
@@ -552,34 +732,45 @@ class ResultStore:
                 ood_score=r["ood_score"], flags=flags, error=r["error"],
                 predicted_at=r["predicted_at"],
                 final_class=r["final_class"] if reviewed else None,
-                reviewed_by=r["reviewer"], reviewed_at=r["reviewed_at"], review_note=r["note"] or ""))
+                reviewed_by=r["reviewer"] if reviewed else None, reviewed_at=r["reviewed_at"] if reviewed else None,
+                review_note=(r["note"] or "") if reviewed else ""))
         return out
 
     # -------------------------------------------------------------------------------- review
-    def record_review(self, sample_id: str, path: str | os.PathLike[str], final_class: str, reviewer: str,
+    def record_review(self, sample_id: str, path: str | os.PathLike[str], final_class: str | None, reviewer: str,
                       note: str = "") -> None:
         """Append a reviewer's class for one image (one of :data:`engine.CLASS_IDS`, or
-        :data:`EXCLUDED_CLASS` to leave the image out of the counts). The model's prediction is
-        kept unchanged beside it; the latest review is the current one. Refused for a
-        signed-off sample (:class:`SignOffError`) until :meth:`reopen`."""
+        :data:`EXCLUDED_CLASS` to leave the image out of the counts; ``None`` withdraws the
+        current review: the image is "not reviewed" again, and the withdrawal is itself a row of
+        the history, audited as ``withdraw_review``, stored as an empty class). The model's prediction is
+        kept unchanged beside it; the latest review is the current one. The review belongs to the
+        image's current content: if the file is replaced, the new content has no review.
+        Refused for a signed-off sample (:class:`SignOffError`) until :meth:`reopen`."""
         reviewer = _required(reviewer, "reviewer")
-        if final_class not in REVIEW_CLASSES:
+        if final_class is not None and final_class not in REVIEW_CLASSES:
             raise StoreError(f"unknown class {final_class!r}; expected one of {', '.join(REVIEW_CLASSES)}")
         key = image_key(path)
         with self._write() as conn:
             row = self._sample_row(conn, sample_id)
             self._refuse_if_signed(row, "changing reviews")
-            image_pk = self._image_pk(conn, row["pk"], key)
-            if image_pk is None:
+            image = conn.execute("SELECT pk, sha256 FROM images WHERE sample_pk = ? AND path = ?",
+                                 (row["pk"], key)).fetchone()
+            if image is None:
                 raise StoreError(f"{key}: not an image of sample {sample_id!r}")
-            model = conn.execute("SELECT predicted_class FROM predictions WHERE image_pk = ? "
-                                 "ORDER BY pk DESC LIMIT 1", (image_pk,)).fetchone()
+            image_pk = int(image["pk"])
+            model = conn.execute("SELECT predicted_class FROM predictions WHERE image_pk = ? AND image_sha256 IS ? "
+                                 "ORDER BY pk DESC LIMIT 1", (image_pk, image["sha256"])).fetchone()
             model_class = None if model is None else model[0]
-            conn.execute("INSERT INTO reviews (image_pk, reviewer, final_class, note, created_at) VALUES (?,?,?,?,?)",
-                         (image_pk, reviewer, final_class, note or "", _now()))
+            conn.execute("INSERT INTO reviews (image_pk, reviewer, final_class, note, created_at, image_sha256) "
+                         "VALUES (?,?,?,?,?,?)",
+                         (image_pk, reviewer, final_class or WITHDRAWN_REVIEW, note or "", _now(), image["sha256"]))
             self._touch(conn, row["pk"])
-            self._audit(conn, reviewer, "record_review", row["pk"], image_pk, final_class=final_class,
-                        model_class=model_class, overridden=final_class != model_class, note=note or "")
+            if final_class is None:
+                self._audit(conn, reviewer, "withdraw_review", row["pk"], image_pk, model_class=model_class,
+                            note=note or "")
+            else:
+                self._audit(conn, reviewer, "record_review", row["pk"], image_pk, final_class=final_class,
+                            model_class=model_class, overridden=final_class != model_class, note=note or "")
 
     def sign_off(self, sample_id: str, reviewer: str) -> Sample:
         """Record that ``reviewer`` signed the sample's result off now.
@@ -663,9 +854,11 @@ class ResultStore:
 
 __all__ = [
     "DB_FILE_NAME",
+    "MAX_HASHED_FILE_BYTES",
     "MIGRATIONS",
     "REVIEW_CLASSES",
     "SCHEMA_VERSION",
+    "STORED_CONTENT",
     "AuditEntry",
     "ImageRecord",
     "ResultStore",

@@ -3,13 +3,21 @@
 :func:`migrate` brings a database of any older version up to :data:`SCHEMA_VERSION`, one step
 of :data:`MIGRATIONS` at a time, each inside a transaction; a file written by a newer ALLSight is
 refused with a :class:`~engine.store.errors.StoreError` rather than guessed at.
+
+Since schema 3 an ALLSight database carries :data:`APPLICATION_ID` in its header
+(``PRAGMA application_id``), so that :func:`recognise` can tell it from another application's
+SQLite file *before* anything is written to it (:class:`engine.store.results.ResultStore` refuses
+such a file unchanged).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import stat
 from collections.abc import Callable
+from pathlib import Path
 
 from engine.core.flags import codes_from_legacy, format_codes
 from engine.store.errors import StoreError
@@ -17,8 +25,18 @@ from engine.store.errors import StoreError
 log = logging.getLogger(__name__)
 
 #: The schema version this code writes (stored as ``PRAGMA user_version``).
-#: 1: first schema; 2: ``predictions.flags`` (reason codes, see :mod:`engine.core.flags`).
-SCHEMA_VERSION = 2
+#: 1: first schema; 2: ``predictions.flags`` (reason codes, see :mod:`engine.core.flags`);
+#: 3: the file's identity (``images.mtime_ns``), the content each prediction and review was made
+#: for (``predictions.image_sha256``, ``reviews.image_sha256``), several predictions per image and
+#: model (retries, replaced files), and :data:`APPLICATION_ID`.
+SCHEMA_VERSION = 3
+
+#: ``PRAGMA application_id`` of an ALLSight result database (since schema 3): "ALLS" in ASCII.
+APPLICATION_ID = 0x414C4C53
+
+#: The tables every ALLSight result database has (schema 1 and later): how a file written before
+#: :data:`APPLICATION_ID` existed is recognised.
+TABLES: frozenset[str] = frozenset({"samples", "images", "predictions", "reviews", "audit_log"})
 
 
 _SCHEMA_V1 = """
@@ -86,7 +104,15 @@ CREATE INDEX audit_by_sample ON audit_log(sample_pk);
 
 
 def _migrate_0_to_1(conn: sqlite3.Connection) -> None:
-    """Version 0 is an empty file: create the first schema."""
+    """Version 0 is an empty file: create the first schema.
+
+    The file was recognised as empty before it was opened for writing; this checks again inside
+    the transaction (another process may have written to it since), so that nothing is ever
+    created inside another application's database."""
+    names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master ORDER BY name LIMIT 6")]
+    if names:
+        raise StoreError(f"not an ALLSight result database: it already holds {_list_names(names)}; "
+                         "it was left unchanged")
     for statement in _SCHEMA_V1.split(";"):
         if statement.strip():
             conn.execute(statement)
@@ -108,9 +134,69 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     conn.executemany("UPDATE predictions SET flags = ? WHERE pk = ?", updates)
 
 
+_PREDICTIONS_V3 = """
+CREATE TABLE predictions_v3 (
+    pk                  INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_pk            INTEGER NOT NULL REFERENCES images(pk),
+    model_id            TEXT NOT NULL,
+    model_version       TEXT NOT NULL,
+    model_sha256        TEXT NOT NULL,
+    status              TEXT NOT NULL CHECK (status IN ('ok', 'error')),
+    predicted_class     TEXT,
+    confidence          REAL,
+    probabilities       TEXT,
+    needs_review        INTEGER NOT NULL DEFAULT 0,
+    out_of_distribution INTEGER NOT NULL DEFAULT 0,
+    ood_score           REAL,
+    ood_reason          TEXT NOT NULL DEFAULT '',
+    error               TEXT,
+    created_at          TEXT NOT NULL,
+    flags               TEXT NOT NULL DEFAULT '',
+    image_sha256        TEXT
+)
+"""
+
+_PREDICTION_COLUMNS = ("pk, image_pk, model_id, model_version, model_sha256, status, predicted_class, confidence, "
+                       "probabilities, needs_review, out_of_distribution, ood_score, ood_reason, error, created_at, "
+                       "flags")
+
+
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    """Version 3 knows which file content each result belongs to, and lets a model try again.
+
+    * ``images.mtime_ns`` beside ``size``: when either differs from the file on disk, the file is
+      hashed again (``NULL`` in old rows: the next run hashes once and fills it in).
+    * ``predictions.image_sha256``: the content the prediction was made from. Old rows get their
+      image's stored sha256, the content that was hashed when it was classified.
+    * ``UNIQUE(image_pk, model_sha256)`` is gone (SQLite cannot drop a constraint, so the table is
+      rebuilt, keeping every row and its ``pk``): an error result is retried, and a replaced file is
+      classified again, each as a new row; the history stays.
+    * ``reviews.image_sha256``: the content the reviewer looked at (old rows: the image's sha256),
+      so a review never carries over to a file that replaced the one reviewed.
+    * :data:`APPLICATION_ID`, so the file is recognised before anything is written to it.
+    """
+    conn.execute("ALTER TABLE images ADD COLUMN mtime_ns INTEGER")
+    conn.execute(_PREDICTIONS_V3)
+    conn.execute(f"INSERT INTO predictions_v3 ({_PREDICTION_COLUMNS}, image_sha256) "
+                 f"SELECT {', '.join('p.' + c.strip() for c in _PREDICTION_COLUMNS.split(','))}, i.sha256 "
+                 "FROM predictions p JOIN images i ON i.pk = p.image_pk ORDER BY p.pk")
+    conn.execute("DROP TABLE predictions")
+    conn.execute("ALTER TABLE predictions_v3 RENAME TO predictions")
+    conn.execute("CREATE INDEX predictions_by_image ON predictions(image_pk, model_sha256)")
+    conn.execute("ALTER TABLE reviews ADD COLUMN image_sha256 TEXT")
+    conn.execute("UPDATE reviews SET image_sha256 = (SELECT sha256 FROM images WHERE images.pk = reviews.image_pk)")
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID:d}")
+
+
 #: ``MIGRATIONS[v]`` upgrades a version-``v`` database to ``v + 1``, inside a transaction.
-#: A future schema change adds ``MIGRATIONS[2] = _migrate_2_to_3`` and bumps SCHEMA_VERSION.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _migrate_0_to_1, 1: _migrate_1_to_2}
+#: A future schema change adds ``MIGRATIONS[3] = _migrate_3_to_4`` and bumps SCHEMA_VERSION.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3}
+
+
+def _list_names(names: list[str]) -> str:
+    shown = ", ".join(names[:5])
+    return f"the tables {shown}{', ...' if len(names) > 5 else ''}"
 
 
 def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
@@ -144,3 +230,89 @@ def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
                 conn.execute("ROLLBACK")
             raise
     return found
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_HEADER_BYTES = 100
+_O_READ = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+
+
+def recognise(path: Path) -> None:
+    """Refuse, without writing a byte, a file that is not an ALLSight result database.
+
+    Accepted: no file yet, an empty file, an empty SQLite database (all three become a new
+    result database), a file whose header carries :data:`APPLICATION_ID`, and a database of
+    schema 1 or 2 (written before the application id existed: it has :data:`TABLES` and a
+    ``user_version`` of 1 or more; a newer version is refused later by :func:`migrate`, by name).
+    Anything else raises :class:`StoreError` naming the file: a folder, a pipe or a device, a
+    file that is not SQLite (a JPEG given as the database), and another application's SQLite
+    database. This runs before the file is opened for writing, so a refused file keeps its bytes,
+    its journal mode and its neighbours (no ``-wal``/``-shm`` files are made for it).
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise StoreError(f"{path}: cannot open the result database: {err.strerror or err}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise StoreError(f"{path}: is a folder, not a result database file")
+    if not stat.S_ISREG(st.st_mode):
+        raise StoreError(f"{path}: not a regular file (a pipe or a device?), so not a result database; "
+                         "it was left unchanged")
+    if st.st_size == 0:
+        return  # SQLite's empty database: created as a new one
+    try:
+        fd = os.open(path, _O_READ)  # O_NONBLOCK: a file swapped for a pipe meanwhile cannot block
+        try:
+            header = os.read(fd, _HEADER_BYTES)
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise StoreError(f"{path}: cannot read the result database: {err.strerror or err}") from None
+    if len(header) < _HEADER_BYTES or not header.startswith(_SQLITE_MAGIC):
+        raise StoreError(f"{path}: not an ALLSight result database (not an SQLite database file); "
+                         "it was left unchanged. Choose another file for the result database.")
+    # The header's application id (offset 68) is enough when it is set; a database in WAL mode
+    # may hold a newer one in its -wal file, which the probe below reads.
+    if int.from_bytes(header[68:72], "big", signed=True) == APPLICATION_ID:
+        return
+    application_id, version, names = _probe(path)
+    if application_id == APPLICATION_ID:
+        return
+    if application_id == 0 and version == 0 and not names:
+        return  # an empty SQLite database
+    if application_id == 0 and version >= 1 and TABLES.issubset(names):
+        return  # ALLSight schema 1 or 2 (or newer: migrate() refuses it by its version)
+    if application_id:
+        what = f"application id {application_id:#x}"
+    elif names:
+        what = _list_names(sorted(names))
+    else:
+        what = f"schema version {version} but none of ALLSight's tables"
+    raise StoreError(f"{path}: not an ALLSight result database: it is another SQLite database ({what}); "
+                     "it was left unchanged. Choose another file for the result database.")
+
+
+def _probe(path: Path) -> tuple[int, int, list[str]]:
+    """``(application_id, user_version, table and index names)`` of an SQLite file, read only.
+
+    Without a ``-wal`` file beside it the main file is the whole database: it is opened
+    ``immutable`` (no locks, no ``-shm``/``-wal`` files made). With one (the database is open in
+    another process, or one crashed) it is opened read-only so the journal's commits are seen.
+    """
+    wal = path.with_name(path.name + "-wal")
+    query = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
+    try:
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?{query}", uri=True, isolation_level=None)
+    except sqlite3.Error as err:
+        raise StoreError(f"{path}: cannot open the result database: {err}") from None
+    try:
+        application_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")]
+    except sqlite3.Error as err:
+        raise StoreError(f"{path}: not a usable result database ({err}); it was left unchanged") from None
+    finally:
+        conn.close()
+    return application_id, version, names

@@ -46,7 +46,7 @@ def refit(model: str | Path, data_dir: str | Path, out_dir: str | Path, *, model
     import torch
 
     started = time.time()
-    loaded = load_model(model)
+    loaded = load_model(model, recalibrating=True)  # refit replaces the calibration fields
     card = loaded.card
     recipe: dict[str, Any] = dict(card.training.get("recipe", {}))
     images = {name: _load(split_samples(card, data_dir, name), card.image_size) for name in ("train", "val", "test")}

@@ -7,8 +7,11 @@ Two steps:
 1. :func:`prepare_sample` adds the run's images to a sample that is already registered (the
    naming rule is :meth:`engine.store.results.ResultStore.register_sample` with
    :mod:`engine.store.naming`) and returns a :class:`SamplePlan`: which images the model has
-   not classified yet (a run after a crash resumes there), which results are already stored,
-   and, for a signed-off sample, which images cannot be added.
+   still to classify (not classified yet: a run after a crash resumes there; its latest result
+   an error: retried; the file replaced since it was classified: classified again), which
+   results are stored and reused (an ``ok`` result of this model for the file's current
+   content), and, for a signed-off sample, which images cannot be added and which files no
+   longer match the signed-off results.
 2. :func:`classify_samples` streams the plans' pending images through a classifier, commits each
    result to the store before yielding it (a crash loses at most the image being classified),
    checks for cancellation between results, and yields one :class:`ImageClassified` per image.
@@ -31,7 +34,7 @@ from engine.core.records import ImageResult, ImageStatus, ReviewedImage
 from engine.models.checkpoint import ModelCard
 from engine.store.errors import SignOffError
 from engine.store.naming import image_key
-from engine.store.results import ResultStore
+from engine.store.results import STORED_CONTENT, ResultStore
 
 
 class PathClassifier(Protocol):
@@ -54,12 +57,21 @@ class SamplePlan:
     signed_off: bool
     #: Images in the sample (in the store, this run's included).
     total: int
-    #: Image keys the model has not classified yet, in the sample's order.
+    #: Image keys the model has still to classify, in the sample's order: never classified, the
+    #: latest result an error (retried), or the file replaced since.
     pending: tuple[str, ...]
-    #: Image key -> the model's stored result for it, with its review.
+    #: Image key -> the model's stored result for it, with its review: reused, not classified
+    #: again (an ``ok`` result for the file's current content; for a signed-off sample, whatever
+    #: it was signed off with).
     stored: Mapping[str, ReviewedImage] = field(default_factory=lambda: MappingProxyType({}))
     #: This run's image keys that are not part of a signed-off sample (so not classified).
     refused: frozenset[str] = frozenset()
+    #: Pending image key -> the sha256 of the content planned for (``None``: unreadable), recorded
+    #: with its result, so a result is never filed under a file that replaced it meanwhile.
+    content: Mapping[str, str | None] = field(default_factory=lambda: MappingProxyType({}))
+    #: A signed-off sample's image keys whose file no longer matches the signed-off results
+    #: (replaced, edited or deleted since): not changed, for the front ends to warn about.
+    changed: tuple[str, ...] = ()
 
     @property
     def done_before(self) -> int:
@@ -79,16 +91,22 @@ def prepare_sample(store: ResultStore, sample_id: str, paths: Sequence[str | os.
     if sample is None:
         raise AllSightError(f"sample {sample_id} is not in the result store {store.path}")
     keys = [image_key(p) for p in paths]
+    changed: tuple[str, ...] = ()
     if sample.signed_off:
         pending: tuple[str, ...] = ()
+        changed = tuple(store.changed_images(sample_id))
     else:
-        store.add_images(sample_id, keys, actor=actor)
+        store.add_images(sample_id, keys, actor=actor)  # also notices replaced files
         pending = tuple(store.pending_paths(sample_id, model_sha256))
-    stored = {r.path: r for r in store.predictions(sample_id, model_sha256)}
+    waiting = set(pending)
+    # A pending image's stored result (an error, to be retried) is not reused.
+    stored = {r.path: r for r in store.predictions(sample_id, model_sha256) if r.path not in waiting}
+    content = {im.path: im.sha256 for im in store.images(sample_id) if im.path in waiting}
     refused = frozenset(k for k in keys if sample.signed_off and k not in stored)
     registered = store.get_sample(sample_id)
     total = registered.n_images if registered is not None else len(keys)
-    return SamplePlan(sample_id, sample.signed_off, total, pending, MappingProxyType(stored), refused)
+    return SamplePlan(sample_id, sample.signed_off, total, pending, MappingProxyType(stored), refused,
+                      MappingProxyType(content), changed)
 
 
 @dataclass(frozen=True)
@@ -139,7 +157,8 @@ def classify_samples(store: ResultStore, classifier: PathClassifier, plans: Sequ
             if sid not in refused:
                 try:
                     recorded = store.record_prediction(sid, key, result, card.id, card.version,
-                                                       card.weights_sha256, actor=actor)
+                                                       card.weights_sha256, actor=actor,
+                                                       image_sha256=plan.content.get(key, STORED_CONTENT))
                 except SignOffError as exc:  # signed off elsewhere while this run was going
                     refused[sid] = str(exc)
             done[sid] += 1

@@ -252,7 +252,7 @@ def test_a_field_without_white_cell_is_flagged_with_its_code_and_not_counted(tmp
 
 
 def test_a_sample_unlike_the_training_images_gets_the_warning_and_no_call(tmp_path):
-    model = save_tiny_model(tmp_path / "models", ood_threshold=-1.0).weights_path  # every image is unlike
+    model = save_tiny_model(tmp_path / "models", ood_threshold=0.0).weights_path  # every image is unlike
     smear_folder(tmp_path / "S-8", 4)
     js, pdf = tmp_path / "r.json", tmp_path / "r.pdf"
     proc = classify(tmp_path / "S-8", "--model", model, "--out", tmp_path / "r.csv", "--json", js,

@@ -197,3 +197,19 @@ def test_next_flagged_goes_to_each_unreviewed_flagged_row_and_wraps(panel):
     panel.set_review(rows[3].path, EXCLUDED_CLASS, "dr")
     assert not panel.next_flagged()
     assert messages == ["No flagged image left to review."]
+
+
+def test_a_review_can_be_withdrawn_from_the_panel(panel):
+    rows = [ok(0, flags=("low_confidence",)), ok(1)]
+    panel.set_sample("S", rows, 2)
+    asked: list[str] = []
+    panel.withdraw_requested.connect(asked.append)
+    panel.table.selectRow(0)
+    assert not panel.act_withdraw.isEnabled()  # nothing to withdraw yet
+    panel.set_review(rows[0].path, "Pre", "dr")
+    panel.table.selectRow(0)
+    assert panel.act_withdraw.isEnabled()
+    panel.act_withdraw.trigger()
+    assert asked == [rows[0].path]
+    panel.set_review(rows[0].path, None, None)  # what the window does once the store has it
+    assert not panel.model.rows[0].reviewed and panel.summary.n_flagged_unreviewed == 1

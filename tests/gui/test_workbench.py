@@ -197,3 +197,14 @@ def test_the_stop_question_says_what_is_saved_and_what_happens_to_the_queue():
     text = stop_question("S-1", 0, 0, 0, quitting=False)
     assert "resumes where it stopped" in text and "more sample" not in text
     assert "Start carries on" in stop_question("S-1", 1, 2, 1, quitting=False)
+
+
+def test_a_review_withdrawn_in_the_workbench_makes_the_image_unreviewed(bench, tmp_path):
+    sample = open_sample(tmp_path, "S-12")
+    bench.register(sample, [sample], operator="ana")
+    classify_all(bench, sample, flags=(FlagReason.LOW_CONFIDENCE,))
+    key = sample.image_keys()[0]
+    bench.review(sample, key, "Benign", "dr. b")
+    bench.review(sample, key, None, "dr. b")
+    record = next(r for r in bench.read_records(sample) if r.path == key)
+    assert not record.reviewed and record.to_review

@@ -182,3 +182,46 @@ def test_acquisition_check_counts_reviewed_images_but_not_excluded_ones():
     # other reasons (no white cell, blank...) are not an acquisition problem
     s = summarize([rec("Pre", flags=["no_white_cell"]), rec("Pre", flags=["blank"]), *many(Pre=2)])
     assert s.acquisition_warning is None and s.call_code == "ALL_PRE" and s.n_withheld == 2
+
+
+# ------------------------------------------------------------------ counts that add up
+def _ri(i: int, status: str = "ok", cls: str | None = "Pre", **fields):
+    from engine.core.records import ReviewedImage
+
+    return ReviewedImage(f"/s/img{i:02d}.png", status, cls if status == "ok" else None,
+                         0.9 if status == "ok" else None, error="cannot decode" if status == "error" else None,
+                         **fields)
+
+
+def test_every_image_is_counted_once_and_the_counts_add_up():
+    from engine.core.flags import FlagReason
+    from engine.core.records import EXCLUDED_CLASS
+
+    records = [
+        _ri(0), _ri(1), _ri(2, cls="Benign"),                          # counted
+        _ri(3, flags=(FlagReason.NO_WHITE_CELL,)),                     # withheld: cannot be judged
+        _ri(4, final_class=EXCLUDED_CLASS, reviewed_by="dr"),          # a readable image excluded
+        _ri(5, "error", final_class=EXCLUDED_CLASS, reviewed_by="dr"),  # a broken file excluded
+        _ri(6, "error"),                                               # unreadable, not excluded yet
+        _ri(7, "pending"),                                             # not classified yet
+    ]
+    s = summarize(records, n_images=10)  # and two more images without any record yet
+    assert (s.n_classified, s.n_withheld, s.n_excluded, s.n_error, s.n_pending) == (3, 1, 2, 1, 3)
+    assert s.n_images == 10 == s.n_classified + s.n_withheld + s.n_excluded + s.n_error + s.n_pending
+    assert s.n_ok == 5 and not s.complete
+
+
+def test_a_half_classified_sample_gets_no_call_whatever_its_counts():
+    s = summarize([_ri(i, cls="Pro") for i in range(6)], n_images=10)
+    assert s.call_code == "INCOMPLETE" and s.call.startswith("Incomplete")
+    assert "4 of 10 images are not classified yet" in s.rationale and s.counts["Pro"] == 6
+    done = summarize([_ri(i, cls="Pro") for i in range(10)], n_images=10)
+    assert done.complete and done.call_code == "ALL_PRO"
+    assert summarize([_ri(0, "pending")]).call_code == "INCOMPLETE"  # a pending record alone, too
+
+
+def test_a_broken_file_excluded_by_review_shows_as_excluded_not_as_unreadable():
+    from engine.core.records import EXCLUDED_CLASS
+
+    s = summarize([_ri(0, cls="Benign"), _ri(1, "error", final_class=EXCLUDED_CLASS, reviewed_by="dr")])
+    assert (s.n_excluded, s.n_error, s.n_classified, s.call_code) == (1, 0, 1, "BENIGN")

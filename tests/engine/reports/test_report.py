@@ -139,7 +139,11 @@ def test_pdf_single_image(tmp_path):
     pages = pdf_text(out)
     text = "\n".join(pages)
     assert len(pages) == 1 and "Page 1 of 1" in pages[0] and NOTICE in pages[0]
-    for needle in ("Haematology Lab", "S-0042", "P-777", "Op One", "Dr. Rev", "2026-12-01T14:32",
+    from engine.reports.pdf import readable_time
+
+    signed = readable_time("2026-12-01T14:32:00+01:00")  # local time with its zone, not the raw ISO text
+    assert signed.startswith("2026-12-01 ") and "T14:32" not in text
+    for needle in ("Haematology Lab", "S-0042", "P-777", "Op One", "Dr. Rev", signed,
                    "WBC-001.jpg", SHA[:16], "resnet18-all", "1.2.0", "image_size=32", "ALLSight "):
         assert needle in text, needle
     assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs", "r.pdf"]  # no temp file left
@@ -531,3 +535,13 @@ def test_report_from_the_store_keeps_the_flags(tmp_path):
     assert report.images[0].ood_reason == (f"{FlagReason.NO_WHITE_CELL.sentence}. "
                                            f"{FlagReason.GRAYSCALE.sentence}.")
     assert report.summary["n_withheld"] == 1 and report.summary["counts"]["Benign"] == 0
+
+
+def test_readable_time_shows_local_time_with_the_zone_and_keeps_other_text():
+    from datetime import datetime
+
+    from engine.reports.pdf import readable_time
+
+    local = datetime.fromisoformat("2026-12-01T14:32:00+01:00").astimezone()
+    assert readable_time("2026-12-01T14:32:00+01:00") == local.strftime("%Y-%m-%d %H:%M %Z").strip()
+    assert readable_time("") == "" and readable_time(None) == "" and readable_time("yesterday") == "yesterday"

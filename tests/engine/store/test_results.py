@@ -286,7 +286,7 @@ def test_schema_1_database_opens_and_gets_codes_from_the_old_texts(tmp_path):
                                                         flags=(FlagReason.NO_WHITE_CELL,)), "m", "1", SHA_A)
         assert store.predictions("S")[-1].flags == (FlagReason.NO_WHITE_CELL,)
     with closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         columns = {r[1] for r in conn.execute("PRAGMA table_info(predictions)")}
         assert {"flags", "ood_reason"} <= columns
     with ResultStore.open(path) as store:  # opening again changes nothing
@@ -324,6 +324,23 @@ def test_review_is_kept_beside_the_prediction(store, images):
     reviews = [a for a in store.audit("S") if a.action == "record_review"]
     assert [a.actor for a in reviews] == ["dr_b", "dr_b", "dr_c"]
     assert reviews[0].details["overridden"] is True and reviews[0].path == str(images[0])
+
+
+def test_a_review_can_be_withdrawn_and_the_withdrawal_is_history(store, images):
+    store.create_or_get_sample("S", images[0].parent)
+    record(store, "S", images[0], "Pre", needs_review=True)
+    store.record_review("S", images[0], "Early", "dr_b")
+    store.record_review("S", images[0], None, "dr_c", note="clicked the wrong class")
+    p0 = store.predictions("S")[0]
+    assert not p0.reviewed and p0.final_class is None and p0.reviewed_by is None and p0.to_review
+    with closing(sqlite3.connect(store.path)) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM reviews").fetchone()[0] == 2  # nothing deleted
+    withdrawn = [a for a in store.audit("S") if a.action == "withdraw_review"]
+    assert [(a.actor, a.details["note"]) for a in withdrawn] == [("dr_c", "clicked the wrong class")]
+    with pytest.raises(SignOffError):  # flagged and not reviewed again: blocks the sign-off
+        store.sign_off("S", "dr_c")
+    store.record_review("S", images[0], "Pre", "dr_c")
+    assert store.predictions("S")[0].final_class == "Pre"
 
 
 def test_review_validation(store, images):

@@ -3,6 +3,7 @@ commit each result before yielding it, resume after a crash, refuse a signed-off
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -174,3 +175,75 @@ def test_a_sample_signed_off_during_the_run_keeps_its_results(store, tmp_path):
 def test_an_unregistered_sample_is_a_clear_error(store, tmp_path):
     with pytest.raises(AllSightError, match="not in the result store"):
         prepare_sample(store, "nobody", [], CARD.weights_sha256)
+
+
+# ------------------------------------------------------------------------------- files that change
+def replace_file(path: Path, data: bytes) -> None:
+    """New content with the mtime moved on explicitly (a coarse clock must not hide the change)."""
+    before = path.stat().st_mtime_ns
+    path.write_bytes(data)
+    os.utime(path, ns=(before + 10**9, before + 10**9))
+
+
+def test_a_replaced_file_is_classified_again(store, tmp_path):
+    sid, paths = registered(store, tmp_path / "S-9", 3)
+    list(classify_samples(store, ListClassifier(), [prepare_sample(store, sid, paths, CARD.weights_sha256)]))
+    replace_file(paths[1], b"not the image that was classified")
+
+    plan = prepare_sample(store, sid, paths, CARD.weights_sha256)
+    assert plan.pending == (str(paths[1]),) and plan.done_before == 2
+    assert set(plan.stored) == {str(paths[0]), str(paths[2])}  # only the unchanged files are reused
+    classifier = ListClassifier(fail=[paths[1].name])
+    events = list(classify_samples(store, classifier, [plan]))
+    assert classifier.asked == [[str(paths[1])]] and [e.recorded for e in events] == [True]
+    now = {Path(r.path).name: r for r in store.predictions(sid, CARD.weights_sha256)}
+    assert now["img_01.png"].status == "error"  # the new content's result, not the old "Pre"
+    assert [a.action for a in store.audit(sid)].count("image_changed") == 1
+
+
+def test_an_error_result_is_retried_on_the_next_run(store, tmp_path):
+    sid, paths = registered(store, tmp_path / "S-10", 3)
+    first = prepare_sample(store, sid, paths, CARD.weights_sha256)
+    list(classify_samples(store, ListClassifier(fail=["img_02.png"]), [first]))  # e.g. still being copied
+
+    again = prepare_sample(store, sid, paths, CARD.weights_sha256)
+    assert again.pending == (str(paths[2]),) and again.done_before == 2
+    assert str(paths[2]) not in again.stored  # the error is not reused
+    classifier = ListClassifier()
+    events = list(classify_samples(store, classifier, [again]))
+    assert classifier.asked == [[str(paths[2])]]
+    assert [(e.done, e.total, e.recorded, e.failed) for e in events] == [(3, 3, True, False)]
+    assert [r.status for r in store.predictions(sid, CARD.weights_sha256)] == ["ok", "ok", "ok"]
+    assert prepare_sample(store, sid, paths, CARD.weights_sha256).pending == ()  # nothing left
+
+
+class ReplacingClassifier(ListClassifier):
+    """Replaces each file just after it was classified, before its result is recorded."""
+
+    def classify_paths(self, paths, **kw):
+        for result in super().classify_paths(paths, **kw):
+            replace_file(Path(result.path), b"replaced while the run was going")
+            yield result
+
+
+def test_a_result_belongs_to_the_content_it_was_planned_with(store, tmp_path):
+    sid, paths = registered(store, tmp_path / "S-11", 1)
+    plan = prepare_sample(store, sid, paths, CARD.weights_sha256)
+    planned = plan.content[str(paths[0])]
+    assert planned is not None
+    list(classify_samples(store, ReplacingClassifier(), [plan]))
+    [stored] = store.predictions(sid, CARD.weights_sha256)
+    assert stored.image_sha256 == planned
+    # the next run notices the new content and classifies it
+    assert prepare_sample(store, sid, paths, CARD.weights_sha256).pending == (str(paths[0]),)
+
+
+def test_a_signed_off_sample_reports_its_changed_files_and_keeps_its_results(store, tmp_path):
+    sid, paths = registered(store, tmp_path / "S-12", 2)
+    list(classify_samples(store, ListClassifier(), [prepare_sample(store, sid, paths, CARD.weights_sha256)]))
+    store.sign_off(sid, "dr. b")
+    replace_file(paths[0], b"swapped after the sign-off")
+    plan = prepare_sample(store, sid, paths, CARD.weights_sha256)
+    assert plan.signed_off and plan.pending == () and plan.changed == (str(paths[0]),)
+    assert set(plan.stored) == {str(p) for p in paths}  # the signed-off results, as signed
+    assert "image_changed" not in [a.action for a in store.audit(sid)]

@@ -257,6 +257,10 @@ def _prepare_store(store: ResultStore, groups: list[SampleGroup], images: tuple[
         if plan.signed_off:
             _say(f"sample {g.sample_id}: signed off by {sample.signed_off_by} at {sample.signed_off_at}; "
                  f"not changed, its stored results are output as they are")
+            if plan.changed:  # the signed record no longer describes the files on disk
+                _say(f"WARNING: sample {g.sample_id}: {len(plan.changed)} of its image file(s) changed on disk "
+                     f"after it was signed off (first: {plan.changed[0]}); the signed results describe the "
+                     "files as they were")
         n_stored = n_refused = 0
         for p in g.paths:
             entry = by_path[p] = _Entry(p, g.sample_id)
@@ -450,11 +454,14 @@ class _Run:
         by_path = {image_key(e.path): r for e, r in self.results}
         out = []
         for g in self.groups:
+            n_images = None
             if self.store is not None:
                 records: list[Any] = self.store.predictions(g.sample_id, self.classifier.card.weights_sha256)
+                stored = self.store.get_sample(g.sample_id)
+                n_images = stored.n_images if stored is not None else None  # images left pending: "Incomplete"
             else:
                 records = [by_path[image_key(p)] for p in g.paths if image_key(p) in by_path]
-            out.append({"sample_id": g.sample_id, **summarize(records).to_dict()})
+            out.append({"sample_id": g.sample_id, **summarize(records, n_images=n_images).to_dict()})
         return out
 
     # ---------------------------------------------------------------------------- reports

@@ -604,8 +604,19 @@ class MainWindow(QMainWindow):
         reviewer = self.reviewer_name()
         if reviewer is None:
             return False
+        from gui import dialogs
+
+        # What is signed is said in words, and the words are what the record keeps.
+        statement = self.workbench.sign_off_statement(sample)
+        if not dialogs.confirm(self, f"Sign off sample {sample.sample_id}",
+                               f"{statement}\n\nSigned as {reviewer}. The statement is kept with the sample and in "
+                               "its audit trail; the sample cannot be changed until it is reopened.",
+                               "Sign off", "Cancel"):
+            self.show_message("Not signed off.")
+            return False
         try:
-            self.workbench.sign_off(sample, reviewer)
+            self.workbench.sign_off(sample, reviewer, statement,
+                                    require_independent=self.settings.require_independent_reviewer)
         except SignOffError as exc:
             self.show_message(str(exc), 12000)
             rp.sign_state_label.setText(f"<span style='color:#e65100'>{exc}</span>")
@@ -828,6 +839,14 @@ class MainWindow(QMainWindow):
             self.show_message("Settings saved. The new model settings apply from the next sample classified.")
         else:
             self.show_message("Settings saved.", 4000)
+
+    def show_audit_trail(self) -> None:
+        from gui.audit_dialog import AuditDialog
+
+        if self.store is None:
+            gui_errors.show_error(self, f"The result history cannot be used: {self.store_error}")
+            return
+        AuditDialog(self.store, self).exec()
 
     def _show_about(self) -> None:
         from engine.core.logging_setup import log_dir

@@ -157,9 +157,11 @@ class ResultsPanel(QWidget):
         t.verticalHeader().hide()
         t.verticalHeader().setDefaultSectionSize(22)
         t.horizontalHeader().setStretchLastSection(False)
-        t.horizontalHeader().setSectionResizeMode(COL_FILE, QHeaderView.ResizeMode.Stretch)
-        for col, width in ((COL_CLASS, 104), (COL_CONF, 80), (COL_REVIEW, 58), (COL_OOD, 96), (COL_FINAL, 112),
-                           (COL_BY, 88), (COL_OVERRIDDEN, 82)):
+        # The file name keeps a readable width (elided in the middle, so the number shows); the
+        # reviewer's name takes what is left (a narrow panel scrolls instead of hiding the names).
+        t.horizontalHeader().setSectionResizeMode(COL_BY, QHeaderView.ResizeMode.Stretch)
+        for col, width in ((COL_FILE, 132), (COL_CLASS, 100), (COL_CONF, 72), (COL_REVIEW, 54), (COL_OOD, 92),
+                           (COL_FINAL, 104), (COL_OVERRIDDEN, 76)):
             t.setColumnWidth(col, width)
         t.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         t.customContextMenuRequested.connect(self._context_menu)
@@ -187,7 +189,6 @@ class ResultsPanel(QWidget):
         self.act_withdraw = self._action("Not reviewed", ("Backspace",),
                                          "Withdraw this image's review: it is not reviewed again (kept in the "
                                          "history and the audit log)", self.withdraw_current)
-        review_buttons.addWidget(self._tool_button(self.act_withdraw))
         self.act_next_flagged = self._action("Next flagged", ("N",), "Go to the next flagged image not reviewed yet",
                                              self.next_flagged)
         review_buttons.addSpacing(8)

@@ -44,6 +44,8 @@ class Settings:
     lab_name: str = ""
     last_open_dir: str = ""
     last_export_dir: str = ""
+    #: The lab's rule: the person who signs a sample off may not be one who classified it.
+    require_independent_reviewer: bool = False
 
     def replace(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -71,6 +73,8 @@ def _valid_value(name: str, value: Any) -> bool:
         return value in DEVICES
     if name == "active_model":
         return isinstance(value, str) and value.strip() != ""
+    if name == "require_independent_reviewer":
+        return isinstance(value, bool)
     return isinstance(value, str)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from PySide6.QtGui import QDoubleValidator
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -94,6 +95,9 @@ class SettingsDialog(QDialog):
         form.addRow("Review threshold", self.threshold_edit)
         form.addRow("Operator name", self.operator_edit)
         form.addRow("Lab name", self.lab_edit)
+        self.independent_check = QCheckBox("The person who signs a sample off may not be one who classified it",
+                                           self)
+        form.addRow("Sign-off", self.independent_check)
         self.error_label = QLabel(self)
         self.error_label.setStyleSheet("color: #c62828;")
         self.error_label.hide()
@@ -121,6 +125,7 @@ class SettingsDialog(QDialog):
         self.threshold_edit.setText("" if s.review_threshold_override is None else f"{s.review_threshold_override:g}")
         self.operator_edit.setText(s.operator_name)
         self.lab_edit.setText(s.lab_name)
+        self.independent_check.setChecked(s.require_independent_reviewer)
         self._model_choice_changed()
 
     def chosen_model(self) -> str:
@@ -184,6 +189,7 @@ class SettingsDialog(QDialog):
             review_threshold_override=float(text) if text else None,
             operator_name=self.operator_edit.text().strip(),
             lab_name=self.lab_edit.text().strip(),
+            require_independent_reviewer=self.independent_check.isChecked(),
         )
 
 

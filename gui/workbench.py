@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from engine.core.errors import AllSightError
 from engine.core.jobs import JobState
+from engine.core.records import sign_off_statement
 from engine.store.naming import image_key
 
 if TYPE_CHECKING:
@@ -302,9 +303,18 @@ class Workbench:
         self._store().record_review(self._store_id(sample), path, final_class, reviewer)
         return datetime.now(UTC).isoformat(timespec="seconds")
 
-    def sign_off(self, sample: Sample, reviewer: str) -> None:
-        """Sign the sample off (the store refuses with a SignOffError naming its blockers)."""
-        stored = self._store().sign_off(self._store_id(sample), reviewer)
+    def sign_off_statement(self, sample: Sample) -> str:
+        """The sentence the reviewer is asked to sign for ``sample``, from its stored records
+        (:func:`engine.core.records.sign_off_statement`: the CLI and the report say the same)."""
+        store_id = self._store_id(sample)
+        return sign_off_statement(store_id, self._store().predictions(store_id))
+
+    def sign_off(self, sample: Sample, reviewer: str, statement: str, require_independent: bool = False) -> None:
+        """Sign the sample off, recording the ``statement`` the reviewer agreed to (the store
+        refuses with a SignOffError naming its blockers, an empty statement, or, with
+        ``require_independent``, a reviewer who classified images of the sample)."""
+        stored = self._store().sign_off(self._store_id(sample), reviewer, statement,
+                                        require_independent_reviewer=require_independent)
         sample.signed_off_by, sample.signed_off_at = stored.signed_off_by, stored.signed_off_at
 
     def reopen(self, sample: Sample, actor: str, reason: str) -> None:

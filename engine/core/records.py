@@ -7,7 +7,8 @@
   sample summary counts it. Its properties are the rules: :attr:`~ReviewedImage.flagged` (needs
   a person's look), :attr:`~ReviewedImage.withheld` (counted in no class), the
   :attr:`~ReviewedImage.effective_class`.
-* :func:`sign_off_blockers` — what stops a sample from being signed off.
+* :func:`sign_off_blockers` — what stops a sample from being signed off;
+  :func:`sign_off_statement` — the sentence a reviewer signs.
 
 The sample's call is :func:`engine.core.summary.summarize`, over these records.
 """
@@ -280,5 +281,30 @@ def sign_off_blockers(images: Iterable[ReviewedImage], n_images: int) -> SignOff
                            first_unreviewed=unreviewed[0].file_name if unreviewed else "")
 
 
+def _images(n: int, what: str = "") -> str:
+    return f"{n} {what}{' ' if what else ''}image{'' if n == 1 else 's'}"
+
+
+def sign_off_statement(sample_id: str, images: Iterable[ReviewedImage]) -> str:
+    """The sentence a reviewer signs for a sample, from its records (the GUI and the CLI show
+    this one text; the store keeps it with the sign-off): how many images were flagged and
+    reviewed, how many the reviewer reclassified or excluded, and the approval.
+
+    >>> sign_off_statement("S-001", [])
+    'I have reviewed sample S-001 (0 images) and approve this report.'
+    """
+    images = list(images)
+    n = len(images)
+    flagged = sum(1 for im in images if im.flagged)
+    changed = sum(1 for im in images if im.overridden)
+    if flagged:
+        text = f"I have reviewed the {_images(flagged, 'flagged')} of sample {sample_id} (of {_images(n)})"
+    else:
+        text = f"I have reviewed sample {sample_id} ({_images(n)}" + (", none flagged)" if n else ")")
+    if changed:
+        text += f", changed the class of {_images(changed)}"
+    return text + " and approve this report."
+
+
 __all__ = ["CSV_COLUMNS", "EXCLUDED_CLASS", "ImageResult", "ImageStatus", "ReviewedImage", "SignOffBlockers",
-           "sign_off_blockers"]
+           "sign_off_blockers", "sign_off_statement"]

@@ -147,7 +147,7 @@ class _Fonts:
 
 def _needs_unicode(report: SampleReport) -> bool:
     texts = [report.lab_name, report.sample_id, report.patient_id, report.operator, report.reviewer or "",
-             report.signed_off_at or "", report.created_at, report.software_version, report.model.id,
+             report.signed_off_at or "", report.sign_off_statement or "", report.created_at, report.software_version, report.model.id,
              report.model.version, str(report.summary.get("call", "")),
              str(report.summary.get("call_rationale", ""))]
     for im in report.images:
@@ -518,6 +518,8 @@ def _story(report: SampleReport, *, thumbnails: bool, heatmap_fn, check, tick, T
     if report.signed_off:
         signed = (f"Reviewed and signed off by <b>{E(report.reviewer or dash)}</b> "
                   f"on <b>{E(readable_time(report.signed_off_at))}</b>.")
+        if report.sign_off_statement:
+            signed += f"<br/>Statement signed: \u201c{E(report.sign_off_statement)}\u201d"
     else:
         signed = ("<b>Not signed off.</b> This is a preliminary result"
                   + (f"; reviewer: {E(report.reviewer)}." if report.reviewer else "."))

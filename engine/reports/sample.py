@@ -247,7 +247,8 @@ def sample_report_from_store(store: Any, sample_id: str, *, card: Any = None, la
     return SampleReport(
         lab_name=lab_name, sample_id=sample.sample_id, patient_id=sample.patient_id,
         operator=sample.operator or operator, reviewer=sample.signed_off_by,
-        signed_off_at=sample.signed_off_at, created_at=sample.created_at, images=tuple(images), model=model)
+        signed_off_at=sample.signed_off_at, created_at=sample.created_at, images=tuple(images), model=model,
+        sign_off_statement=getattr(sample, "sign_off_statement", None))
 
 
 @dataclass(frozen=True)
@@ -267,6 +268,9 @@ class SampleReport:
     software_version: str = __version__
     #: Computed in ``__post_init__``; a mapping given here overrides the computed keys.
     summary: Mapping[str, Any] = field(default_factory=dict)
+    #: The sentence the reviewer signed (``None`` while not signed off, or when the sign-off
+    #: predates recorded statements).
+    sign_off_statement: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "images", tuple(checked_image(im) for im in self.images))
@@ -292,6 +296,7 @@ class SampleReport:
             "reviewer": self.reviewer,
             "created_at": self.created_at,
             "signed_off_at": self.signed_off_at,
+            "sign_off_statement": self.sign_off_statement,
             "status": "final" if self.signed_off else "preliminary",
             "model": self.model.to_dict(),
             "summary": _plain(self.summary),
@@ -310,4 +315,5 @@ class SampleReport:
             images=tuple(image_from_dict(d) for d in data["images"]),
             model=ReportModelInfo.from_dict(data["model"]),
             software_version=data.get("software_version", ""), summary=data.get("summary") or {},
+            sign_off_statement=data.get("sign_off_statement"),  # absent in reports written before it existed
         )

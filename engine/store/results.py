@@ -71,6 +71,7 @@ from engine.core.flags import (
 from engine.core.paths import user_dir
 from engine.core.records import EXCLUDED_CLASS, ImageResult, ReviewedImage, sign_off_blockers
 from engine.io.images import MAX_FILE_BYTES
+from engine.store.audit import OPEN_TAIL, AuditCheck, append, check_chain
 from engine.store.errors import SignOffError, StoreError
 from engine.store.naming import image_key
 from engine.store.schema import MIGRATIONS, SCHEMA_VERSION, migrate, recognise
@@ -199,6 +200,24 @@ def _opt_float(value: Any) -> float | None:
     return None if math.isnan(f) else f
 
 
+#: The longest sign-off statement accepted.
+MAX_STATEMENT_CHARS = 2000
+
+
+def _details(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {"unreadable_details": text}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _aware(when: datetime | None) -> datetime | None:
+    if when is None or when.tzinfo is not None:
+        return when
+    return when.astimezone()  # naive: this computer's local time
+
+
 def _required(value: str | None, what: str) -> str:
     text = (value or "").strip()
     if not text:
@@ -220,6 +239,9 @@ class Sample:
     signed_off_by: str | None
     signed_off_at: str | None
     n_images: int = 0
+    #: The sentence the reviewer signed (``None`` while not signed off, and for a sample signed
+    #: off before schema 4, which did not record it).
+    sign_off_statement: str | None = None
 
     @property
     def signed_off(self) -> bool:
@@ -245,7 +267,8 @@ class ImageRecord:
 
 @dataclass(frozen=True)
 class AuditEntry:
-    """One audit-log row. ``sample_id`` is the sample's *current* id (it follows renames)."""
+    """One audit-log row. ``sample_id`` is the sample's *current* id (it follows renames);
+    ``prev_hash``/``entry_hash`` are its links in the chain (:mod:`engine.store.audit`)."""
 
     pk: int
     ts: str
@@ -254,12 +277,28 @@ class AuditEntry:
     sample_id: str | None
     path: str | None
     details: dict[str, Any]
+    prev_hash: str | None = None
+    entry_hash: str | None = None
+
+    @property
+    def file_name(self) -> str:
+        """The image's file name ("" for an entry about no single image)."""
+        return os.path.basename(self.path) if self.path else ""
+
+    @property
+    def time(self) -> datetime | None:
+        """``ts`` as an aware datetime (``None`` if it is not a timestamp)."""
+        try:
+            when = datetime.fromisoformat(self.ts)
+        except (TypeError, ValueError):
+            return None
+        return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 # ------------------------------------------------------------------------------------ store
 _SAMPLE_COLUMNS = ("s.sample_id, s.folder, s.patient_id, s.operator, s.created_at, s.updated_at, "
                    "s.signed_off_by, s.signed_off_at, "
-                   "(SELECT COUNT(*) FROM images WHERE sample_pk = s.pk)")
+                   "(SELECT COUNT(*) FROM images WHERE sample_pk = s.pk), s.sign_off_statement")
 
 
 class ResultStore:
@@ -300,6 +339,15 @@ class ResultStore:
             conn.close()
             raise StoreError(f"{self.path}: not a usable ALLSight result database: {err}") from err
         self._conn: sqlite3.Connection | None = conn
+        #: What was wrong with the audit chain when the store was opened (its last
+        #: :data:`~engine.store.audit.OPEN_TAIL` entries, the count and the head were checked),
+        #: or ``None``. The store opens anyway: a lab must still reach its data.
+        #: :meth:`verify_audit` checks the whole chain.
+        self.audit_problem: AuditCheck | None = None
+        check = self._check_audit(OPEN_TAIL)
+        if not check.ok:
+            self.audit_problem = check
+            log.warning("%s: %s", self.path, check.describe())
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None) -> ResultStore:
@@ -365,9 +413,9 @@ class ResultStore:
     @staticmethod
     def _audit(conn: sqlite3.Connection, actor: str, action: str, sample_pk: int | None,
                image_pk: int | None = None, **details: Any) -> None:
-        conn.execute(
-            "INSERT INTO audit_log (ts, actor, action, sample_pk, image_pk, details) VALUES (?,?,?,?,?,?)",
-            (_now(), actor or "", action, sample_pk, image_pk, json.dumps(details, sort_keys=True, default=str)))
+        """Append one chained audit entry, in the caller's transaction."""
+        append(conn, _now(), actor or "", action, sample_pk, image_pk,
+               json.dumps(details, sort_keys=True, default=str))
 
     def _sample_row(self, conn: sqlite3.Connection, sample_id: str) -> sqlite3.Row:
         row = conn.execute("SELECT * FROM samples WHERE sample_id = ?", (sample_id,)).fetchone()
@@ -772,17 +820,30 @@ class ResultStore:
                 self._audit(conn, reviewer, "record_review", row["pk"], image_pk, final_class=final_class,
                             model_class=model_class, overridden=final_class != model_class, note=note or "")
 
-    def sign_off(self, sample_id: str, reviewer: str) -> Sample:
-        """Record that ``reviewer`` signed the sample's result off now.
+    def sign_off(self, sample_id: str, reviewer: str, statement: str, *,
+                 require_independent_reviewer: bool = False) -> Sample:
+        """Record that ``reviewer`` signed the sample's result off now, declaring ``statement``.
 
-        Refused (:class:`SignOffError`) when the sample has no images, when an image has no
-        prediction yet, when a flagged image (needs review, out of distribution or an error, on
-        its latest prediction) has no review, or when it is already signed off. The audit row
-        keeps the sample-level call at the time of signing.
+        ``statement`` is the sentence the reviewer agreed to (build it with
+        :func:`engine.core.records.sign_off_statement` so that every front end says the same);
+        it is required, kept with the sample (:attr:`Sample.sign_off_statement`) and in the
+        ``sign_off`` audit entry. Refused (:class:`SignOffError`) when the statement is empty,
+        when the sample has no images, when an image has no prediction yet, when a flagged image
+        (needs review, out of distribution or an error, on its latest prediction) has no review,
+        or when it is already signed off; with ``require_independent_reviewer``, also when the
+        reviewer is the actor of any ``record_prediction`` audit entry of the sample (compared
+        ignoring case and surrounding spaces). The audit row keeps the sample-level call at the
+        time of signing.
         """
         from engine.core.summary import summarize
 
         reviewer = _required(reviewer, "reviewer")
+        statement = (statement or "").strip()
+        if not statement:
+            raise SignOffError(f"cannot sign off sample {sample_id!r}: the sign-off statement must not be empty")
+        if len(statement) > MAX_STATEMENT_CHARS:
+            raise SignOffError(f"cannot sign off sample {sample_id!r}: the sign-off statement is longer than "
+                               f"{MAX_STATEMENT_CHARS} characters")
         with self._lock:
             with self._write() as conn:
                 row = self._sample_row(conn, sample_id)
@@ -797,13 +858,22 @@ class ResultStore:
                 if blockers:
                     raise SignOffError(f"cannot sign off sample {sample_id!r}: {blockers.describe()}",
                                        n_unreviewed=blockers.n_unreviewed, n_pending=blockers.n_pending)
+                if require_independent_reviewer:
+                    classifiers = {str(r[0]) for r in conn.execute(
+                        "SELECT DISTINCT actor FROM audit_log WHERE sample_pk = ? AND action = 'record_prediction'",
+                        (row["pk"],))}
+                    if reviewer.casefold() in {a.strip().casefold() for a in classifiers}:
+                        raise SignOffError(
+                            f"cannot sign off sample {sample_id!r}: {reviewer} classified images of this sample, "
+                            "and this lab requires a reviewer other than the person who classified")
                 summary = summarize(records)
                 now = _now()
-                conn.execute("UPDATE samples SET signed_off_by = ?, signed_off_at = ?, updated_at = ? WHERE pk = ?",
-                             (reviewer, now, now, row["pk"]))
+                conn.execute("UPDATE samples SET signed_off_by = ?, signed_off_at = ?, sign_off_statement = ?, "
+                             "updated_at = ? WHERE pk = ?", (reviewer, now, statement, now, row["pk"]))
                 self._audit(conn, reviewer, "sign_off", row["pk"], call=summary.call, call_code=summary.call_code,
                             n_images=summary.n_images, n_reviewed=summary.n_reviewed,
-                            models=sorted({r.model_sha256 for r in records}))
+                            models=sorted({r.model_sha256 for r in records}), statement=statement,
+                            independent_reviewer_required=require_independent_reviewer)
             return self.get_sample(sample_id)  # type: ignore[return-value]
 
     def reopen(self, sample_id: str, actor: str, reason: str) -> Sample:
@@ -815,25 +885,56 @@ class ResultStore:
             row = self._sample_row(conn, sample_id)
             if row["signed_off_at"] is None:
                 raise StoreError(f"sample {sample_id!r} is not signed off; nothing to reopen")
-            conn.execute("UPDATE samples SET signed_off_by = NULL, signed_off_at = NULL, updated_at = ? WHERE pk = ?",
-                         (_now(), row["pk"]))
+            conn.execute("UPDATE samples SET signed_off_by = NULL, signed_off_at = NULL, sign_off_statement = NULL, "
+                         "updated_at = ? WHERE pk = ?", (_now(), row["pk"]))
             self._audit(conn, actor, "reopen", row["pk"], reason=reason, was_signed_off_by=row["signed_off_by"],
                         was_signed_off_at=row["signed_off_at"])
             out = conn.execute(f"SELECT {_SAMPLE_COLUMNS} FROM samples s WHERE s.pk = ?", (row["pk"],)).fetchone()
         return self._to_sample(out)
 
     # -------------------------------------------------------------------------------- audit
-    def audit(self, sample_id: str | None = None) -> list[AuditEntry]:
-        """The audit log, oldest first: every row, or the rows about one sample."""
-        sql = ("SELECT a.pk, a.ts, a.actor, a.action, s.sample_id, i.path, a.details FROM audit_log a "
-               "LEFT JOIN samples s ON s.pk = a.sample_pk LEFT JOIN images i ON i.pk = a.image_pk")
+    def audit(self, sample_id: str | None = None, *, actor: str | None = None, action: str | None = None,
+              since: datetime | None = None, until: datetime | None = None) -> list[AuditEntry]:
+        """The audit log, oldest first: every row, or those matching every filter given: about
+        the sample ``sample_id`` (its current id; :class:`StoreError` if there is none), by
+        ``actor``, of ``action``, written at or after ``since`` and before ``until`` (aware
+        datetimes; a naive one is taken as local time)."""
+        sql = ("SELECT a.pk, a.ts, a.actor, a.action, s.sample_id, i.path, a.details, a.prev_hash, a.entry_hash "
+               "FROM audit_log a LEFT JOIN samples s ON s.pk = a.sample_pk LEFT JOIN images i ON i.pk = a.image_pk")
+        where: list[str] = []
+        params: list[Any] = []
+        if actor is not None:
+            where.append("a.actor = ?")
+            params.append(actor)
+        if action is not None:
+            where.append("a.action = ?")
+            params.append(action)
         with self._read() as conn:
-            if sample_id is None:
-                rows = conn.execute(sql + " ORDER BY a.pk").fetchall()
-            else:
-                row = self._sample_row(conn, sample_id)
-                rows = conn.execute(sql + " WHERE a.sample_pk = ? ORDER BY a.pk", (row["pk"],)).fetchall()
-        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6] or "{}")) for r in rows]
+            if sample_id is not None:
+                where.append("a.sample_pk = ?")
+                params.append(self._sample_row(conn, sample_id)["pk"])
+            clause = f" WHERE {' AND '.join(where)}" if where else ""
+            rows = conn.execute(sql + clause + " ORDER BY a.pk", params).fetchall()
+        entries = [AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], _details(r[6]), r[7], r[8]) for r in rows]
+        if since is None and until is None:
+            return entries
+        start, end = _aware(since), _aware(until)
+        return [e for e in entries if (t := e.time) is not None and (start is None or t >= start)
+                and (end is None or t < end)]
+
+    def verify_audit(self) -> AuditCheck:
+        """Check the whole audit chain (every entry's hash and link, the count, the head, the
+        triggers). What it can and cannot detect: docs/store.md. Also updates :attr:`audit_problem`."""
+        check = self._check_audit(None)
+        self.audit_problem = None if check.ok else check
+        return check
+
+    def _check_audit(self, tail: int | None) -> AuditCheck:
+        try:
+            with self._read() as conn:
+                return check_chain(conn, tail)
+        except StoreError as err:
+            return AuditCheck(False, 0, None, f"the audit log cannot be read: {err}", tail is None)
 
     # -------------------------------------------------------------------------------- backup
     def backup(self, dest: str | os.PathLike[str]) -> Path:
@@ -859,6 +960,7 @@ __all__ = [
     "REVIEW_CLASSES",
     "SCHEMA_VERSION",
     "STORED_CONTENT",
+    "AuditCheck",
     "AuditEntry",
     "ImageRecord",
     "ResultStore",

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.core.flags import codes_from_legacy, format_codes
+from engine.store.audit import chain_existing
 from engine.store.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,10 @@ log = logging.getLogger(__name__)
 #: 1: first schema; 2: ``predictions.flags`` (reason codes, see :mod:`engine.core.flags`);
 #: 3: the file's identity (``images.mtime_ns``), the content each prediction and review was made
 #: for (``predictions.image_sha256``, ``reviews.image_sha256``), several predictions per image and
-#: model (retries, replaced files), and :data:`APPLICATION_ID`.
-SCHEMA_VERSION = 3
+#: model (retries, replaced files), and :data:`APPLICATION_ID`; 4: the hash-chained, append-only
+#: audit log (``audit_log.prev_hash``/``entry_hash``, ``audit_head``, triggers: :mod:`engine.store.audit`)
+#: and the sign-off statement (``samples.sign_off_statement``).
+SCHEMA_VERSION = 4
 
 #: ``PRAGMA application_id`` of an ALLSight result database (since schema 3): "ALLS" in ASCII.
 APPLICATION_ID = 0x414C4C53
@@ -188,10 +191,29 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID:d}")
 
 
+def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
+    """Version 4 makes the audit log tamper-evident and keeps what a reviewer declared.
+
+    * ``audit_log.prev_hash``, ``audit_log.entry_hash``: the hash chain (:mod:`engine.store.audit`).
+      The rows already there are chained now, in pk order: the chain proves nothing about edits
+      made to them before this migration.
+    * ``audit_head``: the count and the last entry's pk and hash, kept by a trigger, so that a
+      deletion at the end of the chain shows too.
+    * Triggers refusing ``UPDATE`` and ``DELETE`` on ``audit_log`` (and a head that does not follow it).
+    * ``samples.sign_off_statement``: the sentence the reviewer signed (``NULL`` for samples signed
+      off before: their statement was never recorded).
+    """
+    conn.execute("ALTER TABLE audit_log ADD COLUMN prev_hash TEXT")
+    conn.execute("ALTER TABLE audit_log ADD COLUMN entry_hash TEXT")
+    conn.execute("ALTER TABLE samples ADD COLUMN sign_off_statement TEXT")
+    n = chain_existing(conn)
+    log.info("chained %d existing audit entries", n)
+
+
 #: ``MIGRATIONS[v]`` upgrades a version-``v`` database to ``v + 1``, inside a transaction.
-#: A future schema change adds ``MIGRATIONS[3] = _migrate_3_to_4`` and bumps SCHEMA_VERSION.
+#: A future schema change adds ``MIGRATIONS[4] = _migrate_4_to_5`` and bumps SCHEMA_VERSION.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
-    0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3}
+    0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4}
 
 
 def _list_names(names: list[str]) -> str:

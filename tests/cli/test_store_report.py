@@ -182,7 +182,7 @@ def test_signed_off_sample_is_not_modified(tmp_path, tiny_model, env):
         for r in store.predictions("S-009", sha):
             if r.flagged:
                 store.record_review("S-009", r.path, r.predicted_class if r.ok else EXCLUDED_CLASS, "Dr. Sign")
-        store.sign_off("S-009", "Dr. Sign")
+        store.sign_off("S-009", "Dr. Sign", "I approve this report.")
         audit_before = len(store.audit())
 
     write_image(folder / "late.png", synthetic_smear(1, 40, 99))
@@ -320,3 +320,23 @@ def test_group_samples(tmp_path):
     assert report_targets(rep, ["S1"]) == {"S1": rep}
     assert report_targets(rep, ["S1", "a/b"]) == {"S1": tmp_path / "out" / "r-S1.pdf",
                                                   "a/b": tmp_path / "out" / "r-a_b.pdf"}
+
+
+def test_a_signed_off_sample_whose_files_changed_on_disk_is_warned_about_and_left_alone(tmp_path, tiny_model, env):
+    folder = tmp_path / "S-010"
+    images = smears(folder, 2)
+    db = tmp_path / "results.sqlite3"
+    assert classify(env, folder, "--model", tiny_model, "--db", db, "--out", tmp_path / "r1.csv").returncode == 0
+    with ResultStore.open(db) as store:
+        for r in store.predictions("S-010", model_sha(tiny_model)):
+            if r.flagged:
+                store.record_review("S-010", r.path, r.predicted_class, "Dr. Sign")
+        store.sign_off("S-010", "Dr. Sign", "I have reviewed sample S-010 and approve this report.")
+        before = [(r.path, r.image_sha256) for r in store.predictions("S-010")]
+    write_image(images[0], synthetic_smear(3, 40, 123))  # replaced after the sign-off
+    os.utime(images[0], ns=(1, 1))
+    second = classify(env, folder, "--model", tiny_model, "--db", db, "--out", tmp_path / "r2.csv")
+    assert second.returncode == 0, second.stderr
+    assert "WARNING: sample S-010: 1 of its image file(s) changed on disk after it was signed off" in second.stderr
+    with ResultStore.open(db) as store:
+        assert [(r.path, r.image_sha256) for r in store.predictions("S-010")] == before  # the record stands

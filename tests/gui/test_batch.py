@@ -203,7 +203,7 @@ def test_a_sample_signed_off_elsewhere_meanwhile_fails_its_job_and_keeps_the_sig
     qtbot.waitUntil(lambda: a.done == 1, timeout=10000)
     for path in a.paths:  # another workstation classifies it with another model and signs it off
         store.record_prediction("A", path, ImageResult(path, "ok", "Pro", 0.99), "other", "2", "e" * 64)
-    store.sign_off("A", "dr. b")
+    store.sign_off("A", "dr. b", "I approve this report.")
     host.classifier.allow(100)
     finish(q)
     assert a.state == FAILED and "signed off while it was being classified" in a.message

@@ -83,3 +83,12 @@ def test_newer_file_is_read_as_far_as_understood(tmp_path, caplog):
                                 "future_field": 1}))
     assert load_settings(path).operator_name == "Z"
     assert "newer" in caplog.text
+
+
+def test_the_independent_reviewer_rule_is_off_by_default_kept_when_on_and_must_be_a_boolean(caplog):
+    assert Settings().require_independent_reviewer is False
+    save_settings(Settings(require_independent_reviewer=True))
+    assert load_settings().require_independent_reviewer is True
+    data = json.loads(settings_path().read_text(encoding="utf-8"))
+    settings_path().write_text(json.dumps({**data, "require_independent_reviewer": "yes"}), encoding="utf-8")
+    assert load_settings().require_independent_reviewer is False  # not a boolean: the default

@@ -63,7 +63,7 @@ def test_a_folder_stored_before_is_adopted_with_its_ids_and_sign_off(bench, tmp_
     old = open_sample(tmp_path, "S-2", patient_id="P-9")
     bench.register(old, [old], operator="ana")
     classify_all(bench, old)
-    bench.store.sign_off("S-2", "dr. b")
+    bench.store.sign_off("S-2", "dr. b", "I approve this report.")
 
     again = open_sample(tmp_path, "S-2")  # the same folder, opened in a later session
     done = bench.register(again, [again], operator="ana")
@@ -139,13 +139,13 @@ def test_review_sign_off_and_reopen_go_through_the_store_rules(bench, tmp_path):
     bench.register(sample, [sample], operator="ana")
     bench.store.add_images("S-10", sample.image_keys())
     with pytest.raises(SignOffError, match="not been classified"):
-        bench.sign_off(sample, "dr. b")
+        bench.sign_off(sample, "dr. b", "I approve this report.")
     classify_all(bench, sample, flags=(FlagReason.LOW_CONFIDENCE,))  # flagged: to review
     with pytest.raises(SignOffError):
-        bench.sign_off(sample, "dr. b")
+        bench.sign_off(sample, "dr. b", "I approve this report.")
     for key in sample.image_keys():
         assert bench.review(sample, key, "Benign", "dr. b").endswith("+00:00")
-    bench.sign_off(sample, "dr. b")
+    bench.sign_off(sample, "dr. b", "I approve this report.")
     assert sample.signed_off and sample.signed_off_by == "dr. b"
     with pytest.raises(SignOffError):
         bench.review(sample, sample.image_keys()[0], "Pre", "dr. b")
@@ -156,12 +156,30 @@ def test_review_sign_off_and_reopen_go_through_the_store_rules(bench, tmp_path):
     assert not sample.signed_off and not bench.store.get_sample("S-10").signed_off
 
 
+def test_sign_off_records_the_statement_and_can_require_an_independent_reviewer(bench, tmp_path):
+    sample = open_sample(tmp_path, "S-12")
+    bench.register(sample, [sample], operator="ana")
+    for key in sample.image_keys():
+        bench.store.record_prediction(sample.store_id, key, ImageResult(key, "ok", "Pre", 0.99), "m", "1", SHA,
+                                      actor="ana")
+    statement = bench.sign_off_statement(sample)
+    assert statement == "I have reviewed sample S-12 (2 images, none flagged) and approve this report."
+    with pytest.raises(SignOffError, match="statement must not be empty"):
+        bench.sign_off(sample, "dr. b", "")
+    with pytest.raises(SignOffError, match="other than the person who classified"):
+        bench.sign_off(sample, "Ana", statement, require_independent=True)
+    assert not sample.signed_off
+    bench.sign_off(sample, "dr. b", statement, require_independent=True)
+    assert sample.signed_off_by == "dr. b"
+    assert bench.store.get_sample("S-12").sign_off_statement == statement
+
+
 def test_the_sign_state_is_read_back_from_the_store(bench, tmp_path):
     sample = open_sample(tmp_path, "S-11")
     bench.register(sample, [sample], operator="ana")
     classify_all(bench, sample)
     other_view = Sample("S-11", sample.folder, sample.images, store_id="S-11")
-    bench.sign_off(other_view, "dr. b")  # e.g. on another workstation
+    bench.sign_off(other_view, "dr. b", "I approve this report.")  # e.g. on another workstation
     assert not sample.signed_off
     bench.refresh_sign_state(sample)
     assert sample.signed_off_by == "dr. b"

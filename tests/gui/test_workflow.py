@@ -146,8 +146,22 @@ def test_review_with_keyboard_then_sign_off(qtbot, wf_window, tmp_path, monkeypa
     # now it can be signed off
     assert rp.summary.n_flagged_unreviewed == 0
     assert rp.sign_off_button.isEnabled()
+    asked: list[tuple[str, str, str]] = []
+    answers = iter([False, True, True])
+    monkeypatch.setattr(gui_dialogs, "confirm",
+                        lambda parent, title, text, yes, no: asked.append((title, text, yes)) or next(answers))
+    assert win.sign_off() is False and not sample.signed_off  # the statement was shown; Cancel
+    title, text, yes = asked[0]
+    assert (title, yes) == ("Sign off sample S-review", "Sign off")
+    assert text.startswith("I have reviewed the 5 flagged images of sample S-review") and "T. Tester" in text
+    # the lab's rule "someone else signs": T. Tester classified it, so T. Tester may not sign it
+    win.settings = win.settings.replace(require_independent_reviewer=True)
+    assert win.sign_off() is False and not sample.signed_off
+    win.settings = win.settings.replace(require_independent_reviewer=False)
     qtbot.mouseClick(rp.sign_off_button, Qt.MouseButton.LeftButton)
     assert sample.signed_off and sample.signed_off_by == "T. Tester"
+    with ResultStore.open(default_db_path()) as store:
+        assert store.get_sample("S-review").sign_off_statement == text.split("\n\n")[0]
     assert rp.locked and "Signed off by T. Tester" in rp.sign_state_label.text()
     assert win.samples_panel.sample_id_edit.isReadOnly()
     # a signed-off sample refuses edits until reopened
@@ -634,3 +648,14 @@ def test_killed_app_loses_no_stored_result_and_resumes(qtbot, wf_settings, tmp_p
         assert len({p.path for p in _store_predictions("S-kill")}) == 24
     finally:
         win.shutdown()
+
+
+def test_the_audit_trail_opens_from_the_file_menu(qtbot, wf_window, tmp_path, monkeypatch):
+    from gui.audit_dialog import AuditDialog
+
+    shown: list[AuditDialog] = []
+    monkeypatch.setattr(AuditDialog, "exec", lambda self: shown.append(self) or 0)
+    _classify(qtbot, wf_window, make_sample_folder(tmp_path, "S-audit", count=2, size=40))
+    assert wf_window.act_audit in wf_window.file_menu.actions()
+    wf_window.act_audit.trigger()
+    assert len(shown) == 1 and shown[0].parent() is wf_window

@@ -182,7 +182,7 @@ def test_an_error_result_is_retried_until_one_is_ok(store, folder):
 def test_a_signed_off_sample_is_never_changed_by_its_files(store, folder):
     for p in sorted(folder.iterdir()):
         record(store, "S", p)
-    store.sign_off("S", "dr")
+    store.sign_off("S", "dr", "I approve this report.")
     img = folder / "img2.jpg"
     replace(img, b"swapped after the sign-off")
     before = (store.images("S"), actions(store))
@@ -200,7 +200,7 @@ def test_a_signed_off_sample_is_never_changed_by_its_files(store, folder):
     assert store.changed_images("S") == [str(folder / "img0.jpg")]  # img2 is now the new content
     assert str(img) in store.pending_paths("S", SHA_A)
     with pytest.raises(SignOffError, match="not been classified"):
-        store.sign_off("S", "dr")
+        store.sign_off("S", "dr", "I approve this report.")
 
 
 # ------------------------------------------------------------------------------- schema 3
@@ -208,7 +208,7 @@ def test_a_new_database_carries_the_application_id(tmp_path):
     ResultStore.open(tmp_path / "new.sqlite3").close()
     with closing(sqlite3.connect(tmp_path / "new.sqlite3")) as conn:
         assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         columns = {r[1] for r in conn.execute("PRAGMA table_info(images)")}
         assert {"sha256", "size", "mtime_ns"} <= columns
 

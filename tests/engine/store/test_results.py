@@ -286,7 +286,7 @@ def test_schema_1_database_opens_and_gets_codes_from_the_old_texts(tmp_path):
                                                         flags=(FlagReason.NO_WHITE_CELL,)), "m", "1", SHA_A)
         assert store.predictions("S")[-1].flags == (FlagReason.NO_WHITE_CELL,)
     with closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         columns = {r[1] for r in conn.execute("PRAGMA table_info(predictions)")}
         assert {"flags", "ood_reason"} <= columns
     with ResultStore.open(path) as store:  # opening again changes nothing
@@ -338,7 +338,7 @@ def test_a_review_can_be_withdrawn_and_the_withdrawal_is_history(store, images):
     withdrawn = [a for a in store.audit("S") if a.action == "withdraw_review"]
     assert [(a.actor, a.details["note"]) for a in withdrawn] == [("dr_c", "clicked the wrong class")]
     with pytest.raises(SignOffError):  # flagged and not reviewed again: blocks the sign-off
-        store.sign_off("S", "dr_c")
+        store.sign_off("S", "dr_c", "I approve this report.")
     store.record_review("S", images[0], "Pre", "dr_c")
     assert store.predictions("S")[0].final_class == "Pre"
 
@@ -364,7 +364,7 @@ def test_sign_off_requires_reviews_and_freezes_the_sample(store, images):
     record(store, "S", images[1], "Pre", needs_review=True)
     record(store, "S", images[2], "Pro", ood=True)
     with pytest.raises(SignOffError) as info:
-        store.sign_off("S", "dr_b")
+        store.sign_off("S", "dr_b", "I approve this report.")
     assert info.value.n_unreviewed == 2 and info.value.n_pending == 1
     assert "2 flagged image(s)" in str(info.value) and "1 image(s) have not been classified" in str(info.value)
 
@@ -372,11 +372,11 @@ def test_sign_off_requires_reviews_and_freezes_the_sample(store, images):
     store.record_review("S", images[1], "Pre", "dr_b")
     store.record_review("S", images[2], EXCLUDED_CLASS, "dr_b")
     with pytest.raises(SignOffError, match="1 flagged") as info:
-        store.sign_off("S", "dr_b")
+        store.sign_off("S", "dr_b", "I approve this report.")
     assert info.value.n_unreviewed == 1 and info.value.n_pending == 0
     store.record_review("S", images[3], EXCLUDED_CLASS, "dr_b", note="unreadable")
 
-    signed = store.sign_off("S", "dr_b")
+    signed = store.sign_off("S", "dr_b", "I approve this report.")
     assert signed.signed_off and signed.signed_off_by == "dr_b" and signed.signed_off_at
     entry = store.audit("S")[-1]
     assert entry.action == "sign_off" and entry.actor == "dr_b"
@@ -389,7 +389,7 @@ def test_sign_off_requires_reviews_and_freezes_the_sample(store, images):
     with pytest.raises(SignOffError):
         record(store, "S", images[0], sha=SHA_B)
     with pytest.raises(SignOffError, match="already signed off"):
-        store.sign_off("S", "dr_c")
+        store.sign_off("S", "dr_c", "I approve this report.")
     assert record(store, "S", images[0]) is False  # re-running the same model stays a harmless no-op
 
     with pytest.raises(StoreError, match="reason"):
@@ -405,7 +405,7 @@ def test_sign_off_requires_reviews_and_freezes_the_sample(store, images):
 def test_sign_off_refuses_empty_sample(store, images):
     store.create_or_get_sample("S", images[0].parent)
     with pytest.raises(SignOffError, match="no images"):
-        store.sign_off("S", "dr")
+        store.sign_off("S", "dr", "I approve this report.")
 
 
 def test_every_action_is_audited(store, images):
@@ -415,7 +415,7 @@ def test_every_action_is_audited(store, images):
     record(store, "S", images[1])
     store.record_review("S", images[0], "Pro", "dr")
     store.update_sample("S", patient_id="P1", actor="op")
-    store.sign_off("S", "dr")
+    store.sign_off("S", "dr", "I approve this report.")
     store.reopen("S", "dr", "typo")
     log = store.audit("S")
     assert [a.action for a in log] == ["create_sample", "add_images", "record_prediction", "record_prediction",

@@ -150,7 +150,7 @@ def test_cancel_stops_between_results_and_closes_the_classifier(store, tmp_path)
 def test_a_signed_off_sample_is_not_changed(store, tmp_path):
     sid, paths = registered(store, tmp_path / "S-7", 2)
     list(classify_samples(store, ListClassifier(), [prepare_sample(store, sid, paths, CARD.weights_sha256)]))
-    store.sign_off(sid, "dr. b")
+    store.sign_off(sid, "dr. b", "I approve this report.")
     extra = make_images(tmp_path / "S-7" / "more", 1)
     plan = prepare_sample(store, sid, [*paths, *extra], CARD.weights_sha256)
     assert plan.signed_off and plan.pending == () and plan.refused == {str(extra[0])}
@@ -165,7 +165,7 @@ def test_a_sample_signed_off_during_the_run_keeps_its_results(store, tmp_path):
     for path in paths:  # another workstation classifies it with another model and signs it off
         store.record_prediction(sid, path, ImageResult(str(path), ImageStatus.OK, "Pro", 0.99), "other", "2",
                                 "e" * 64)
-    store.sign_off(sid, "dr. b")
+    store.sign_off(sid, "dr. b", "I approve this report.")
     rest = list(events)
     assert first.recorded and not any(e.recorded for e in rest)
     assert [e.done for e in rest] == [2, 3] and all("signed off" in e.refusal for e in rest)
@@ -241,7 +241,7 @@ def test_a_result_belongs_to_the_content_it_was_planned_with(store, tmp_path):
 def test_a_signed_off_sample_reports_its_changed_files_and_keeps_its_results(store, tmp_path):
     sid, paths = registered(store, tmp_path / "S-12", 2)
     list(classify_samples(store, ListClassifier(), [prepare_sample(store, sid, paths, CARD.weights_sha256)]))
-    store.sign_off(sid, "dr. b")
+    store.sign_off(sid, "dr. b", "I approve this report.")
     replace_file(paths[0], b"swapped after the sign-off")
     plan = prepare_sample(store, sid, paths, CARD.weights_sha256)
     assert plan.signed_off and plan.pending == () and plan.changed == (str(paths[0]),)

@@ -85,7 +85,7 @@ def run_batch(n: int, model: str, tmp: Path) -> dict:
 
     from engine.core.logging_setup import setup_logging
     from gui.app import create_application
-    from gui.main_window import MainWindow
+    from gui.main_window import DEFAULT_SIZE, MainWindow
     from gui.settings import Settings
 
     setup_logging()
@@ -93,6 +93,7 @@ def run_batch(n: int, model: str, tmp: Path) -> dict:
     write_images(folder, n)
     app = create_application([])
     win = MainWindow(Settings(active_model=model, operator_name="bench"))
+    win.resize(*DEFAULT_SIZE)  # as on a real screen: the offscreen one is 800 x 800 and would shrink the window
     win.show()
 
     def pump_until(condition, timeout: float) -> None:

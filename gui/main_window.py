@@ -78,6 +78,12 @@ log = logging.getLogger("allsight.gui.main_window")
 DEFAULT_SIZE = (1440, 920)
 
 
+def fitting_size(wanted: tuple[int, int], available: tuple[int, int]) -> tuple[int, int]:
+    """The window's first size: ``wanted``, but never larger than 95 % of the screen's free area
+    (at 150 % display scaling a 1080p screen has 1280 × ~700 logical pixels)."""
+    return (min(wanted[0], int(available[0] * 0.95)), min(wanted[1], int(available[1] * 0.95)))
+
+
 def window_title() -> str:
     return f"ALLSight {__version__} — research use only"
 
@@ -102,7 +108,7 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.settings = settings if settings is not None else load_settings()
         self.setWindowTitle(window_title())
-        self.resize(*DEFAULT_SIZE)
+        self.resize(*fitting_size(DEFAULT_SIZE, self.screen().availableGeometry().size().toTuple()))
         self.setAcceptDrops(True)
         self.setDockNestingEnabled(True)
         self._closed = False
@@ -125,6 +131,7 @@ class MainWindow(QMainWindow):
 
         layout.build_panels(self)
         self.samples_panel.lock_reason = self._lock_reason
+        self.samples_panel.confirm_split = self._confirm_split
         self.queue_panel.can_add = lambda: self.samples_panel.current_sample() is not None
         self.queue_panel.confirm_stop = lambda: self.confirm_stop(quitting=False)
 
@@ -309,6 +316,16 @@ class MainWindow(QMainWindow):
         if name and name != self.settings.operator_name:
             self.samples_panel.default_operator = name
             self.update_settings(operator_name=name)
+
+    def _confirm_split(self, folder: Path, subfolders: list[Path]) -> bool:
+        from gui import dialogs
+
+        names = ", ".join(p.name for p in subfolders[:4]) + (", …" if len(subfolders) > 4 else "")
+        return dialogs.confirm(
+            self, "Open as separate samples?",
+            f"{folder.name} holds no image itself but {len(subfolders)} folders of images ({names}).\n\n"
+            "Each folder is usually one patient's sample. Open each as its own sample, or all of them "
+            "as one sample?", f"Open {len(subfolders)} samples", "Open as one sample")
 
     def _lock_reason(self, sample: Sample) -> str:
         if sample.signed_off:

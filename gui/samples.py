@@ -8,6 +8,7 @@ window: the sample list, the ID fields and the thumbnails.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import (
@@ -36,7 +37,7 @@ from PySide6.QtWidgets import (
 
 from engine.io.images import ScanResult, scan_paths
 from gui.thumbnails import THUMB_SIZE, ThumbnailModel, ThumbnailResult, make_thumbnail
-from gui.workbench import PENDING, UNREADABLE, Sample, SampleImage
+from gui.workbench import PENDING, UNREADABLE, Sample, SampleImage, sample_folders
 from gui.workers import PRIORITY_BACKGROUND, TaskError, WorkerPool
 
 log = logging.getLogger("allsight.gui.samples")
@@ -79,6 +80,9 @@ class SamplesPanel(QWidget):
         self._label_timer.setSingleShot(True)
         self._label_timer.setInterval(LABEL_REFRESH_MS)
         self._label_timer.timeout.connect(self._refresh_dirty_labels)
+        #: Asked when a folder holds no image itself but several sub-folders of images: open each
+        #: sub-folder as its own sample? (The main window asks the person; default: one sample.)
+        self.confirm_split: Callable[[Path, list[Path]], bool] = lambda folder, subfolders: False
         #: Why a sample's fields cannot be edited now ("" = editable); the main window extends it.
         self.lock_reason = lambda sample: (f"Signed off by {sample.signed_off_by}: reopen the sample to edit it."
                                            if sample.signed_off else "")
@@ -255,6 +259,14 @@ class SamplesPanel(QWidget):
             return
         if folder is not None and self.find_sample(folder) is not None:
             return  # opened twice in quick succession
+        parts = sample_folders(folder, result.images) if folder is not None else []
+        if parts and self.confirm_split(folder, [p for p, _ in parts]):
+            for sub, images in parts:
+                if self.find_sample(sub) is None:
+                    self.add_sample(Sample(sample_id=self.unique_sample_id(sample_name(sub)), folder=sub,
+                                           images=[SampleImage(p) for p in images], operator=self.default_operator),
+                                    select=sub == parts[0][0])
+            return
         sample = Sample(
             sample_id=self.unique_sample_id(sample_name(sample_folder if sample_folder is not None else "")),
             folder=sample_folder,

@@ -153,6 +153,22 @@ def stop_question(label: str, done: int, total: int, n_queued: int, *, quitting:
     return "\n\n".join(lines)
 
 
+def sample_folders(folder: Path, images: Sequence[Path]) -> list[tuple[Path, list[Path]]]:
+    """The sub-folders of ``folder`` that each hold images, with their images, when ``folder``
+    itself holds none directly and at least two sub-folders do: a folder of sample folders (a
+    day's work), which the app offers to open as one sample per sub-folder. Otherwise ``[]``."""
+    groups: dict[Path, list[Path]] = {}
+    for path in images:
+        try:
+            first = path.relative_to(folder).parts[0]
+        except (ValueError, IndexError):
+            return []
+        if len(path.relative_to(folder).parts) == 1:
+            return []  # an image directly in the folder: it is one sample
+        groups.setdefault(folder / first, []).append(path)
+    return sorted(groups.items()) if len(groups) >= 2 else []
+
+
 def export_stem(sample: Sample) -> str:
     """The report's suggested file name (without suffix): the sample ID, made safe for a file system."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in sample.sample_id)
@@ -327,5 +343,5 @@ class Workbench:
 
 __all__ = [
     "PENDING", "READY", "UNREADABLE", "HistoryEntry", "HistoryMerge", "Registration", "Sample", "SampleImage", "StoreUnavailable",
-    "Workbench", "export_stem", "history_note", "note_after_job", "note_from_results", "stop_question",
+    "Workbench", "export_stem", "sample_folders", "history_note", "note_after_job", "note_from_results", "stop_question",
 ]

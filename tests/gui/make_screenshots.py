@@ -85,13 +85,14 @@ def main(out_dir: str | None = None) -> int:
             write_image(third / f"WBC-{i + 1:03d}.jpg", synthetic_smear(i % 4, 256, 900 + i), quality=90)
 
         from gui.app import create_application
-        from gui.main_window import MainWindow
+        from gui.main_window import DEFAULT_SIZE, MainWindow
         from gui.settings import Settings
         from gui.workbench import PENDING
 
         app = create_application([])
         win = MainWindow(Settings(operator_name="J. Smith", active_model=model, lab_name="Demo Lab",
                                   review_threshold_override=0.8))
+        win.resize(*DEFAULT_SIZE)  # the offscreen "screen" is 800 x 800: the window would shrink to fit it
         win.show()
         _wait(app, lambda: win.history_loaded)
         win.open_paths([folder])

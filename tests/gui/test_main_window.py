@@ -14,7 +14,12 @@ from tests.gui.conftest import make_sample_folder, wait_image_shown, wait_sample
 
 def test_window_title_and_panels(window):
     assert window.windowTitle() == f"ALLSight {__version__} — research use only"
-    assert window.width() >= 1000 and window.height() >= 700
+    from gui.main_window import DEFAULT_SIZE, fitting_size
+
+    # the default size, shrunk to the screen, but not below what the panels need (Qt's minimum)
+    screen = window.screen().availableGeometry().size().toTuple()
+    fit, least = fitting_size(DEFAULT_SIZE, screen), window.minimumSizeHint().toTuple()
+    assert (window.width(), window.height()) == (max(fit[0], least[0]), max(fit[1], least[1]))
     for name in ("samples_panel", "viewer_panel", "viewer", "preview_panel", "center_tabs", "splitter",
                  "workers", "file_menu", "view_menu", "model_label"):
         assert getattr(window, name) is not None
@@ -204,3 +209,10 @@ def test_close_stops_workers(qtbot, settings, tmp_path):
     qtbot.waitUntil(lambda: len(win.samples_panel.samples) == 1, timeout=10000)
     win.close()  # mid-way through the thumbnails
     assert win.workers.pending == 0
+
+
+def test_the_first_window_size_fits_a_scaled_screen():
+    from gui.main_window import DEFAULT_SIZE, fitting_size
+
+    assert fitting_size(DEFAULT_SIZE, (2560, 1400)) == DEFAULT_SIZE
+    assert fitting_size(DEFAULT_SIZE, (1280, 688)) == (1216, 653)  # 1080p at 150 %, a task bar

@@ -169,3 +169,20 @@ def test_a_thumbnail_task_that_crashes_marks_the_image_unreadable_and_shows_the_
     assert s.images[0].state == UNREADABLE
     assert s.images[0].error == "unexpected error (RuntimeError: decoder crashed)"
     assert len(dialogs) == 1 and "decoder crashed" in dialogs[0]["text"]
+
+
+@pytest.mark.parametrize("split", [True, False])
+def test_a_folder_of_sample_folders_opens_as_one_sample_each_when_the_person_agrees(panel, pool, tmp_path, split):
+    day = tmp_path / "day"
+    make_sample_folder(day, "S-1", count=2, size=40)
+    make_sample_folder(day, "S-2", count=1, size=40)
+    asked: list[tuple[Path, list[Path]]] = []
+    panel.confirm_split = lambda folder, subfolders: asked.append((folder, subfolders)) or split
+    panel.open_paths([day])
+    pool.run_all()
+    assert asked == [(day, [day / "S-1", day / "S-2"])]
+    if split:
+        assert sorted((s.sample_id, len(s.images), s.folder) for s in panel.samples) == [
+            ("S-1", 2, day / "S-1"), ("S-2", 1, day / "S-2")]
+    else:
+        assert [(s.sample_id, len(s.images)) for s in panel.samples] == [("day", 3)]

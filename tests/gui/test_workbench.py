@@ -226,3 +226,13 @@ def test_a_review_withdrawn_in_the_workbench_makes_the_image_unreviewed(bench, t
     bench.review(sample, key, None, "dr. b")
     record = next(r for r in bench.read_records(sample) if r.path == key)
     assert not record.reviewed and record.to_review
+
+
+def test_a_folder_of_sample_folders_is_recognised(tmp_path):
+    from gui.workbench import sample_folders
+
+    day = tmp_path / "2026-12-02"
+    a, b = [day / "S-1" / "x.png", day / "S-1" / "y.png"], [day / "S-2" / "deep" / "z.png"]
+    assert sample_folders(day, [*a, *b]) == [(day / "S-1", a), (day / "S-2", b)]
+    assert sample_folders(day, [*a, day / "loose.png"]) == []  # an image in the folder itself: one sample
+    assert sample_folders(day, a) == []  # a single sub-folder: one sample

@@ -857,6 +857,21 @@ class MainWindow(QMainWindow):
         else:
             self.show_message("Settings saved.", 4000)
 
+    def close_current_sample(self) -> bool:
+        """Take the selected sample off the list; refused while it is queued or being classified."""
+        sample = self.samples_panel.current_sample()
+        if sample is None:
+            return False
+        if self.batch.is_active(sample):
+            self.show_message(f"Sample {sample.sample_id} is in the batch queue: remove it there (or let it "
+                              "finish) before closing it.")
+            return False
+        self.samples_panel.remove_sample(sample)
+        kept = " Its results stay in the result history (listed again at the next start)." if sample.store_id else ""
+        self.show_message(f"Closed sample {sample.sample_id}.{kept}")
+        self._update_actions()
+        return True
+
     def show_audit_trail(self) -> None:
         from gui.audit_dialog import AuditDialog
 

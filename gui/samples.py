@@ -311,6 +311,27 @@ class SamplesPanel(QWidget):
         rows = max(2, min(8, len(self.samples)))  # as tall as its rows, up to eight
         self.sample_list.setMaximumHeight(rows * max(18, self.sample_list.sizeHintForRow(0)) + 6)
 
+    def remove_sample(self, sample: Sample) -> bool:
+        """Take a sample off the list (nothing is deleted: a stored sample is listed again from
+        the result history at the next start). The next sample is selected. False if not listed."""
+        if sample not in self.samples:
+            return False
+        row = self._row_of(sample)
+        self.samples.pop(row)
+        self._models.pop(id(sample), None)
+        self._thumbs_requested.discard(id(sample))
+        was_current = sample is self._current
+        self.sample_list.blockSignals(True)
+        self.sample_list.takeItem(row)
+        self.sample_list.blockSignals(False)
+        self.sample_list.setVisible(len(self.samples) > 1 or any(s.from_history for s in self.samples))
+        if was_current:
+            self._current = None
+            if self.samples:
+                self.sample_list.setCurrentRow(min(row, len(self.samples) - 1))
+            self._on_sample_row_changed(self.sample_list.currentRow() if self.samples else -1)
+        return True
+
     def _ensure_thumbnails(self, sample: Sample) -> None:
         if id(sample) in self._thumbs_requested:
             return

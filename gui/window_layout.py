@@ -68,6 +68,10 @@ def build_actions(window: QMainWindow) -> None:
     window.act_quit.setShortcut(QKeySequence.StandardKey.Quit)
     window.act_quit.setMenuRole(QAction.MenuRole.QuitRole)
     window.act_quit.triggered.connect(window.close)
+    window.act_close_sample = QAction("Close sample", window)
+    window.act_close_sample.setShortcut(QKeySequence.StandardKey.Close)
+    window.act_close_sample.setToolTip("Take the selected sample off the list (its stored results stay in the history)")
+    window.act_close_sample.triggered.connect(window.close_current_sample)
     window.act_audit = QAction("Audit trail…", window)
     window.act_audit.setToolTip("Every recorded action (who, what, when), its integrity check, and an export")
     window.act_audit.triggered.connect(window.show_audit_trail)
@@ -104,7 +108,8 @@ def build_menus(window: QMainWindow) -> None:
     window.edit_menu = bar.addMenu("&Edit")
     window.edit_menu.addAction(window.act_settings)
     window.sample_menu = bar.addMenu("&Sample")
-    for act in (window.act_classify, window.act_sign_off, window.act_reopen, window.act_export):
+    for act in (window.act_classify, window.act_sign_off, window.act_reopen, window.act_export,
+                window.act_close_sample):
         window.sample_menu.addAction(act)
     window.view_menu = bar.addMenu("&View")
     for act in window.viewer_panel.actions_for_menu():

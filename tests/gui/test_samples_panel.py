@@ -186,3 +186,17 @@ def test_a_folder_of_sample_folders_opens_as_one_sample_each_when_the_person_agr
             ("S-1", 2, day / "S-1"), ("S-2", 1, day / "S-2")]
     else:
         assert [(s.sample_id, len(s.images)) for s in panel.samples] == [("day", 3)]
+
+
+def test_a_closed_sample_leaves_the_list_and_the_next_one_is_selected(panel, pool, tmp_path):
+    for name in ("S-1", "S-2", "S-3"):
+        panel.open_paths([make_sample_folder(tmp_path, name, count=1, size=40)])
+        pool.run_all()
+    assert [s.sample_id for s in panel.samples] == ["S-3", "S-2", "S-1"] and panel.current_sample().sample_id == "S-3"
+    middle = panel.samples[1]
+    assert panel.remove_sample(middle) and [s.sample_id for s in panel.samples] == ["S-3", "S-1"]
+    assert panel.current_sample().sample_id == "S-3"  # not the current one: the selection stays
+    assert panel.remove_sample(panel.current_sample())
+    assert panel.current_sample().sample_id == "S-1" and panel.sample_list.count() == 1
+    assert not panel.remove_sample(middle)  # not listed any more
+    assert panel.remove_sample(panel.current_sample()) and panel.current_sample() is None

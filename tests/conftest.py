@@ -78,6 +78,16 @@ def make_smear():
     return synthetic_smear
 
 
+def fake_image_files(folder: Path, n: int, stem: str = "img", text: str = "fake image") -> list[Path]:
+    """``n`` small files named like images (``<stem>00.jpg``...), each with different bytes: for
+    store tests, which hash files but never decode them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{stem}{i:02d}.jpg" for i in range(n)]
+    for i, path in enumerate(paths):
+        path.write_bytes(f"{text} {i}".encode())
+    return paths
+
+
 def write_image(path: Path, rgb: np.ndarray, **save_kwargs) -> Path:
     from PIL import Image
 

@@ -15,6 +15,7 @@ import pytest
 
 from engine.store.audit import TRIGGERS
 from engine.store.results import ResultStore
+from tests.conftest import fake_image_files
 from tests.engine.store.test_results import record
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,12 +36,7 @@ def audit(env: dict[str, str], *args) -> subprocess.CompletedProcess:
 @pytest.fixture
 def db(tmp_path) -> Path:
     folder = tmp_path / "S-001"
-    folder.mkdir()
-    paths = []
-    for i in range(3):
-        p = folder / f"img{i}.jpg"
-        p.write_bytes(f"image {i}".encode())
-        paths.append(p)
+    paths = fake_image_files(folder, 3, text="image")
     path = tmp_path / "allsight.sqlite3"
     with ResultStore.open(path) as store:
         store.create_or_get_sample("S-001", folder, operator="=ana")
@@ -93,7 +89,7 @@ def test_export_csv_and_json_with_filters(db, env, tmp_path):
     first = rows[0]
     assert first["action"] == "create_sample" and first["user"] == "'=ana"  # no spreadsheet formula
     assert rows[-2]["action"] == "sign_off" and "I have reviewed sample S-001" in rows[-2]["description"]
-    assert {r["image_file"] for r in rows if r["action"] == "record_prediction"} == {"img0.jpg", "img1.jpg", "img2.jpg"}
+    assert {r["image_file"] for r in rows if r["action"] == "record_prediction"} == {"img00.jpg", "img01.jpg", "img02.jpg"}
 
     js = tmp_path / "audit.json"
     proc = audit(env, "export", db, "--out", js, "--sample", "S-001", "--action", "record_prediction")

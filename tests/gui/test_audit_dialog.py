@@ -12,18 +12,14 @@ from PySide6.QtCore import QDate, Qt
 
 from engine.store.audit import TRIGGERS
 from engine.store.results import ResultStore
+from tests.conftest import fake_image_files
 from tests.engine.store.test_results import record
 
 
 @pytest.fixture
 def store(tmp_path):
     folder = tmp_path / "S-001"
-    folder.mkdir()
-    paths = []
-    for i in range(3):
-        p = folder / f"cell_{i}.jpg"
-        p.write_bytes(f"image {i}".encode())
-        paths.append(p)
+    paths = fake_image_files(folder, 3, stem="cell_", text="image")
     with ResultStore.open(tmp_path / "allsight.sqlite3") as s:
         s.create_or_get_sample("S-001", folder, operator="ana")
         s.add_images("S-001", paths)
@@ -55,7 +51,7 @@ def test_the_table_shows_every_entry_in_words(dialog, store):
     assert dialog.model.rowCount() == n and dialog.count.text() == f"{n} of {n} entries"
     rows = [[cell(dialog, r, c) for c in range(6)] for r in range(n)]
     classified = [r for r in rows if r[2] == "Classified"]
-    assert {r[4] for r in classified} == {"cell_0.jpg", "cell_1.jpg", "cell_2.jpg"}
+    assert {r[4] for r in classified} == {"cell_00.jpg", "cell_01.jpg", "cell_02.jpg"}
     assert classified[0][5] == "Pre by model tiny 0.0.1" and classified[0][3] == "S-001"
     signed = next(r for r in rows if r[2] == "Signed off")
     assert signed[1] == "dr. b" and "I have reviewed sample S-001" in signed[5]

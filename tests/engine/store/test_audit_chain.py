@@ -14,19 +14,13 @@ from engine.core.records import sign_off_statement
 from engine.store.audit import GENESIS_HASH, TRIGGERS, entry_hash
 from engine.store.results import ResultStore, SignOffError
 from engine.store.schema import migrate
+from tests.conftest import fake_image_files
 from tests.engine.store.test_results import record
 
 
 @pytest.fixture
 def images(tmp_path):
-    folder = tmp_path / "patient1"
-    folder.mkdir()
-    paths = []
-    for i in range(4):
-        p = folder / f"img{i:02d}.jpg"
-        p.write_bytes(f"fake image {i}".encode())
-        paths.append(p)
-    return paths
+    return fake_image_files(tmp_path / "patient1", 4)
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from engine.store.results import (
     hash_file,
     migrate,
 )
+from tests.conftest import fake_image_files
 
 REPO = Path(__file__).resolve().parents[3]
 SHA_A = "a" * 64
@@ -47,14 +48,7 @@ def result(path, cls="Pre", *, status="ok", needs_review=False, ood=False, confi
 
 @pytest.fixture
 def images(tmp_path) -> list[Path]:
-    folder = tmp_path / "patient1"
-    folder.mkdir()
-    paths = []
-    for i in range(6):
-        p = folder / f"img{i:02d}.jpg"
-        p.write_bytes(f"fake image {i}".encode())
-        paths.append(p)
-    return paths
+    return fake_image_files(tmp_path / "patient1", 6)
 
 
 @pytest.fixture

@@ -664,9 +664,9 @@ def test_the_audit_trail_opens_from_the_file_menu(qtbot, wf_window, tmp_path, mo
 def test_closing_a_sample_keeps_its_stored_results_and_is_refused_while_it_is_queued(qtbot, wf_window, tmp_path):
     win = wf_window
     sample = _classify(qtbot, win, make_sample_folder(tmp_path, "S-close2", count=2, size=40))
-    other = open_sample(qtbot, win, make_sample_folder(tmp_path, "S-other", count=1, size=40))
+    other = open_sample(qtbot, win, make_sample_folder(tmp_path, "S-other", count=1, size=40), count=2)
     win.queue_sample(other)  # queued, not started
-    assert win.samples_panel.current_sample() is other
+    assert win.samples_panel.current_sample() is other and other is not sample
     assert win.close_current_sample() is False and other in win.samples_panel.samples
     win.batch.remove(win.batch.job_for(other))
     assert win.close_current_sample() and other not in win.samples_panel.samples

@@ -139,6 +139,9 @@ class AuditDialog(QDialog):
         self.table.setWordWrap(False)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        # wide enough for "2026-12-02 14:32 CET", a name, "Sample created" and a file name
+        for column, width in enumerate((150, 120, 120, 110, 130)):
+            self.table.setColumnWidth(column, width)
 
         self.count = QLabel()
         self.export_button = QPushButton("Export…")

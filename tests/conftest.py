@@ -78,6 +78,22 @@ def make_smear():
     return synthetic_smear
 
 
+def read_terminal(master: int) -> str:
+    """Everything a child process wrote to a pseudo-terminal (after its side was closed), decoded;
+    closes ``master``."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the terminal's other end is closed and drained
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
 def fake_image_files(folder: Path, n: int, stem: str = "img", text: str = "fake image") -> list[Path]:
     """``n`` small files named like images (``<stem>00.jpg``...), each with different bytes: for
     store tests, which hash files but never decode them."""

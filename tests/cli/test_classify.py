@@ -14,6 +14,7 @@ import cv2
 import pytest
 
 from tests.conftest import (
+    read_terminal,
     save_tiny_model,
     synthetic_field_without_white_cell,
     synthetic_smear,
@@ -210,17 +211,7 @@ def test_progress_bar_on_a_terminal_only(tmp_path, tiny_model):
                                "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=slave, timeout=300)
     finally:
         os.close(slave)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the terminal's other end is closed and drained
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(master)
-    terminal = b"".join(chunks).decode("utf-8", "replace")
+    terminal = read_terminal(master)
     assert proc.returncode == 0
     assert "classify" in terminal and "3/3" in terminal  # tqdm's bar reached the end
     piped = classify(tmp_path / "in", "--model", tiny_model, "--out", out)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import synthetic_smear, write_image
+from tests.conftest import read_terminal, synthetic_smear, write_image
 
 ROOT = Path(__file__).resolve().parents[2]
 OLD_CSV = "path,status\nold,ok\n"
@@ -392,16 +392,6 @@ def test_csv_rows_on_a_terminal_show_control_characters_escaped(tmp_path, tiny_m
                               cwd=ROOT, env=env, stdout=slave, stderr=subprocess.PIPE, timeout=300)
     finally:
         os.close(slave)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO: the terminal's other end is closed and drained
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(master)
-    terminal = b"".join(chunks).decode("utf-8", "replace")
+    terminal = read_terminal(master)
     assert proc.returncode == 3, proc.stderr
     assert "evil\\x1b]0;pwned\\x07.jpg" in terminal and "\x1b" not in terminal and "\x07" not in terminal

@@ -14,6 +14,7 @@ from gui.preview import PreviewPanel
 from gui.queue_panel import QueuePanel
 from gui.results import ResultsPanel
 from gui.samples import SamplesPanel
+from gui.scrolling import scrollable
 from gui.viewer import ViewerPanel
 
 
@@ -31,8 +32,9 @@ def build_panels(window: QMainWindow) -> None:
     window.center_tabs.addTab(window.viewer_panel, "Image")
     window.side_tabs = QTabWidget(window)
     window.side_tabs.setDocumentMode(True)
-    window.side_tabs.addTab(window.results_panel, "Results")
-    window.side_tabs.addTab(window.preview_panel, "Preprocessing")
+    # Scroll areas, so a small or scaled screen scrolls a panel instead of cutting it off.
+    window.side_tabs.addTab(scrollable(window.results_panel), "Results")
+    window.side_tabs.addTab(scrollable(window.preview_panel), "Preprocessing")
 
     window.splitter = QSplitter(Qt.Orientation.Horizontal, window)
     window.splitter.setChildrenCollapsible(False)
@@ -50,7 +52,7 @@ def build_panels(window: QMainWindow) -> None:
     window.queue_panel = QueuePanel(window.batch, window)
     window.queue_dock = QDockWidget("Batch queue", window)
     window.queue_dock.setObjectName("queue_dock")
-    window.queue_dock.setWidget(window.queue_panel)
+    window.queue_dock.setWidget(scrollable(window.queue_panel))
     window.queue_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                                 | QDockWidget.DockWidgetFeature.DockWidgetFloatable
                                 | QDockWidget.DockWidgetFeature.DockWidgetClosable)

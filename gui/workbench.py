@@ -1,7 +1,8 @@
 """The desktop workflow without the widgets: the open samples, their place in the result store,
 review, sign-off and reopening. Qt-free (an import-linter contract keeps it so) and tested
-without Qt (tests/gui/test_workbench.py); :class:`gui.main_window.MainWindow` asks the person
-(names, reasons, files), calls a :class:`Workbench` method and shows what it returns or raises.
+without Qt (tests/gui/test_workbench.py); :class:`gui.main_window.MainWindow` and the flows it
+owns (:mod:`gui.samples_flow`, :mod:`gui.classify_flow`, :mod:`gui.sign_off_flow`) ask the person
+(names, reasons, files), call a :class:`Workbench` method and show what it returns or raises.
 
 The rules themselves live in the engine: sample naming in :mod:`engine.store.naming` and
 :meth:`~engine.store.results.ResultStore.register_sample`, what blocks a sign-off in

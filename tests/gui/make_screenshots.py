@@ -86,6 +86,7 @@ def main(out_dir: str | None = None) -> int:
 
         from gui.app import create_application
         from gui.main_window import DEFAULT_SIZE, MainWindow
+        from gui.scrolling import show_panel
         from gui.settings import Settings
         from gui.workbench import PENDING
 
@@ -101,7 +102,7 @@ def main(out_dir: str | None = None) -> int:
         panel.patient_id_edit.setText("P-88213")
         panel.patient_id_edit.textEdited.emit("P-88213")
         panel.set_current_row(1)
-        win.side_tabs.setCurrentWidget(win.preview_panel)
+        show_panel(win.side_tabs, win.preview_panel)
         _wait(app, lambda: win.current_row == 1 and win.current_rgb is not None
               and win.preview_panel.displayed is not None
               and win.preview_panel.displayed.request == win.preview_panel.latest_request)

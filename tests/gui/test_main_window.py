@@ -216,3 +216,22 @@ def test_the_first_window_size_fits_a_scaled_screen():
 
     assert fitting_size(DEFAULT_SIZE, (2560, 1400)) == DEFAULT_SIZE
     assert fitting_size(DEFAULT_SIZE, (1280, 688)) == (1216, 653)  # 1080p at 150 %, a task bar
+
+
+def test_the_window_fits_a_scaled_screen_and_its_panels_scroll(qtbot, window):
+    """At 150 % on 1080p (1280 x 688 logical) and 125 % on 1366 x 768 (1093 x 582) the window's
+    minimum fits; the tall and wide panels scroll there instead of being squashed or cut off."""
+    from PySide6.QtWidgets import QScrollArea
+
+    least = window.minimumSizeHint()
+    assert least.width() <= 1093 and least.height() <= 582, least.toTuple()
+    window.resize(least)
+    window.show()
+    qtbot.waitExposed(window)
+    for panel in (window.results_panel, window.preview_panel, window.queue_panel):
+        area = panel.parentWidget().parentWidget()  # the panel's parent is the area's viewport
+        assert isinstance(area, QScrollArea) and area.widget() is panel
+        # never below what the panel needs: the area scrolls instead
+        if panel.isVisible():
+            assert panel.height() >= panel.minimumSizeHint().height()
+            assert panel.width() >= panel.minimumSizeHint().width()

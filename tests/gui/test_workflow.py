@@ -10,6 +10,7 @@ from PySide6.QtCore import Qt
 from engine.core.jobs import JobState
 from engine.store.results import ResultStore, StoreError, default_db_path
 from gui import dialogs as gui_dialogs
+from gui.scrolling import current_panel
 from tests.gui.conftest import make_sample_folder, make_window, open_sample, slow_classification, wait_classified
 
 
@@ -62,7 +63,7 @@ def test_classify_folder_with_a_broken_image(qtbot, wf_window, tmp_path, dialogs
     assert win.queue_panel.overall_bar.format() == "5/5"
     assert "Done" in win.queue_panel.table.item(0, 1).text()
     assert dialogs == []  # a broken image is an error row, not a dialog
-    assert win.side_tabs.currentWidget() is win.results_panel
+    assert current_panel(win.side_tabs) is win.results_panel
 
 
 def test_filter_by_class_and_flag(qtbot, wf_window, tmp_path):

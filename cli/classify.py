@@ -269,7 +269,7 @@ def _prepare_store(store: ResultStore, groups: list[SampleGroup], images: tuple[
                 entry.stored = plan.stored[key].as_result(p)
                 n_stored += 1
             elif key in plan.refused:
-                entry.refused = plan.refusal()
+                entry.refused = plan.refusal(key)
                 n_refused += 1
         n_todo = len(g.paths) - n_stored - n_refused
         line = (f"sample {g.sample_id}: {len(g.paths)} image(s), {n_stored} already in the result store, "

@@ -3,6 +3,9 @@
 * :func:`csv_text` — a CSV text cell a spreadsheet will not run as a formula (OWASP's "CSV
   injection" advice: a cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return
   gets a leading single quote). For text cells only: numbers are written as they are.
+* :func:`encodable` — text that can be written as UTF-8: the undecodable bytes of a file name
+  (Python's surrogateescape keeps them as lone surrogates, which no UTF-8 writer accepts) are
+  shown as ``\\xNN``, so a file named with Latin-1 bytes is listed, not a crash of the whole output.
 * :func:`printable` — a name as it may be printed on a terminal: control characters (C0, DEL,
   C1, line and paragraph separators, bidirectional overrides) and undecodable bytes of a file
   name are shown as visible escapes (``\\x1b``, ``\\u202e``), so a file name cannot move the
@@ -22,8 +25,10 @@ def csv_text(value: str) -> str:
     """``value`` with a leading ``'`` when it starts with one of :data:`FORMULA_TRIGGERS`.
 
     The spreadsheet then shows the text (the quote is hidden in Excel) instead of evaluating
-    it. The JSON outputs keep the exact value.
+    it. The JSON outputs keep the exact value. Undecodable file-name bytes are escaped
+    (:func:`encodable`).
     """
+    value = encodable(value)
     if value and value[0] in FORMULA_TRIGGERS:
         return "'" + value
     return value
@@ -43,10 +48,19 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def encodable(text: str) -> str:
+    """``text`` with each lone surrogate (an undecodable byte of a file name) replaced by its
+    visible escape (``\\xe9``); any other text is returned unchanged."""
+    return _SURROGATE.sub(_escape, text)
+
+
 def printable(text: object) -> str:
     """``str(text)`` with every control character replaced by a visible escape (``\\x1b``,
     ``\\x0a`` for a newline, ``\\u202e``). Printable text, backslashes included, is unchanged."""
     return _UNSAFE.sub(_escape, str(text))
 
 
-__all__ = ["FORMULA_TRIGGERS", "csv_text", "printable"]
+__all__ = ["FORMULA_TRIGGERS", "csv_text", "encodable", "printable"]

@@ -22,6 +22,17 @@ def image_key(path: str | os.PathLike[str]) -> str:
     return os.path.abspath(os.fspath(path))
 
 
+def storable(path: str | os.PathLike[str]) -> bool:
+    """Whether the store can file ``path`` under its name: SQLite keeps text as UTF-8, and a
+    file name with bytes that are not UTF-8 (Python holds them as lone surrogates) has no UTF-8
+    spelling that leads back to the same file."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def loose_files_folder(paths: Iterable[str | os.PathLike[str]]) -> str:
     """The one folder that holds all of ``paths`` directly (absolute), or "" when there are several."""
     parents = {os.path.dirname(os.path.abspath(os.fspath(p))) for p in paths}
@@ -34,4 +45,4 @@ def sample_name(folder: str | os.PathLike[str]) -> str:
     return (Path(text).name or text) if text else LOOSE_SAMPLE_ID
 
 
-__all__ = ["LOOSE_SAMPLE_ID", "image_key", "loose_files_folder", "sample_name"]
+__all__ = ["LOOSE_SAMPLE_ID", "image_key", "loose_files_folder", "sample_name", "storable"]

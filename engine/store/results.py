@@ -40,168 +40,60 @@ own locking plus a busy timeout handles that.
 The file format carries a schema version (``PRAGMA user_version``). Opening an older file runs
 the migrations in :data:`MIGRATIONS`; a file written by a newer ALLSight is refused with a
 :class:`StoreError` rather than guessed at.
+
+Modules
+-------
+This module opens the file and is the one entry point; each group of methods delegates to the
+functions of the same names in a module of its own, run on the store's locked connection
+(:class:`engine.store.database.Database`): :mod:`engine.store.samples` (creating and naming
+samples), :mod:`engine.store.images` (adding files, noticing changed ones),
+:mod:`engine.store.predictions` (model results, resume), :mod:`engine.store.review` (reviews,
+sign-off, reopen). The records handed out are in :mod:`engine.store.records`; what is read of an
+image file (sha256, size, mtime) is :mod:`engine.store.identity`; the audit log's hash chain is
+:mod:`engine.store.audit`. The names other modules import from here are re-exported (``__all__``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import json
 import logging
-import math
 import os
 import sqlite3
-import stat
-import threading
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import Enum
+from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from engine import CLASS_IDS
-from engine.core.flags import (
-    codes_from_legacy,
-    format_codes,
-    normalize,
-    parse_codes,
-)
+from engine.core.identity import AuthenticationError, Identity, Permission
 from engine.core.paths import user_dir
-from engine.core.records import EXCLUDED_CLASS, ImageResult, ReviewedImage, sign_off_blockers
-from engine.io.images import MAX_FILE_BYTES
-from engine.store.audit import OPEN_TAIL, AuditCheck, append, check_chain
+from engine.core.records import EXCLUDED_CLASS, ImageResult, ReviewedImage
+from engine.store import images as _images
+from engine.store import predictions as _predictions
+from engine.store import review as _review
+from engine.store import samples as _samples
+from engine.store.access import Accounts, Gate
+from engine.store.accounts import REFUSED, authenticate, check_password
+from engine.store.audit import OPEN_TAIL, AuditCheck, check_chain
+from engine.store.database import Database
 from engine.store.errors import SignOffError, StoreError
-from engine.store.naming import image_key
+from engine.store.identity import MAX_HASHED_FILE_BYTES, hash_file
+from engine.store.predictions import STORED_CONTENT, Content
+from engine.store.records import AuditEntry, ImageRecord, Sample
+from engine.store.review import MAX_STATEMENT_CHARS, REVIEW_CLASSES
+from engine.store.rows import WITHDRAWN_REVIEW
 from engine.store.schema import MIGRATIONS, SCHEMA_VERSION, migrate, recognise
 
 log = logging.getLogger(__name__)
 
 DB_FILE_NAME = "allsight.sqlite3"
 
-
-REVIEW_CLASSES: tuple[str, ...] = (*CLASS_IDS, EXCLUDED_CLASS)
-
 BUSY_TIMEOUT_S = 30.0
 
-#: The largest image file the store hashes: the image loader's own file-size limit
-#: (:data:`engine.io.images.MAX_FILE_BYTES`, ``$ALLSIGHT_MAX_IMAGE_MB``), so that a file is hashed
-#: exactly when it is small enough to be classified. A larger one is recorded with no hash, like an
-#: unreadable one (its classification fails for its size anyway), and is not read at all.
-MAX_HASHED_FILE_BYTES: int = MAX_FILE_BYTES
-
-_CHUNK = 1 << 20
-# O_NONBLOCK: opening a FIFO that replaced the file between stat and open must not wait for a
-# writer. It changes nothing for a regular file. (Windows has neither FIFOs nor the flag.)
-_O_READ = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
-
-
-class _Content(Enum):
-    STORED = "the image's stored sha256"
-
-
-#: ``record_prediction(..., image_sha256=STORED_CONTENT)``: the result was made from the content
-#: the store has hashed for the image (the default).
-STORED_CONTENT: Literal[_Content.STORED] = _Content.STORED
-
-
-# ------------------------------------------------------------------------------------ helpers
-#: The class a withdrawn review is stored with (the reviews table keeps every row; the latest
-#: one decides, and this one means "not reviewed").
-WITHDRAWN_REVIEW = ""
 
 def default_db_path() -> Path:
     """``<user data dir>/allsight.sqlite3``; the folder is ``$ALLSIGHT_DATA_DIR`` when set, else
     the platform's per-user data folder (``engine.core.paths.user_dir("data")``). Nothing is created here."""
     return user_dir("data") / DB_FILE_NAME
-
-
-@dataclass(frozen=True)
-class _FileState:
-    """What the store keeps of a file: its sha256 and the identity (size, mtime in ns) that tells
-    when to hash it again. All ``None`` for a file that is missing or not a regular file; only
-    ``sha256`` is ``None`` for a regular file that cannot be read or is too large."""
-
-    sha256: str | None = None
-    size: int | None = None
-    mtime_ns: int | None = None
-
-
-def _stat(path: str | os.PathLike[str]) -> os.stat_result | None:
-    try:
-        return os.stat(path)  # follows links: a link to an image is that image
-    except (OSError, ValueError):  # ValueError: a NUL in the name
-        return None
-
-
-def _identity(path: str | os.PathLike[str]) -> tuple[int | None, int | None]:
-    """``(size, mtime_ns)`` of a regular file, ``(None, None)`` for anything else: compared
-    with the stored values to decide whether the file must be hashed again."""
-    st = _stat(path)
-    if st is None or not stat.S_ISREG(st.st_mode):
-        return None, None
-    return st.st_size, st.st_mtime_ns
-
-
-def _file_state(path: str | os.PathLike[str], max_bytes: int = MAX_HASHED_FILE_BYTES) -> _FileState:
-    """The file's sha256 and identity. Only a regular file is opened (checked before opening, and
-    again on the open descriptor), and only one of at most ``max_bytes``: a FIFO, a device (or a
-    link to ``/dev/zero``) or a folder is never read, so this never blocks nor reads without end."""
-    st = _stat(path)
-    if st is None or not stat.S_ISREG(st.st_mode):
-        return _FileState()
-    if st.st_size > max_bytes:
-        return _FileState(None, st.st_size, st.st_mtime_ns)
-    try:
-        fd = os.open(path, _O_READ)
-    except OSError:
-        return _FileState(None, st.st_size, st.st_mtime_ns)
-    with open(fd, "rb", buffering=0) as f:
-        fst = os.fstat(fd)
-        if not stat.S_ISREG(fst.st_mode):  # swapped for something else between stat and open
-            return _FileState()
-        identity = (fst.st_size, fst.st_mtime_ns)
-        if fst.st_size > max_bytes:
-            return _FileState(None, *identity)
-        digest, total = hashlib.sha256(), 0
-        try:
-            while chunk := f.read(min(_CHUNK, max_bytes + 1 - total)):
-                total += len(chunk)
-                if total > max_bytes:  # grew while being read
-                    return _FileState(None, *identity)
-                digest.update(chunk)
-        except OSError:
-            return _FileState(None, *identity)
-    # The identity is the one from before reading: a file changed while it was read has another
-    # size or mtime by now, so the next run hashes it again.
-    return _FileState(digest.hexdigest(), *identity)
-
-
-def hash_file(path: str | os.PathLike[str], max_bytes: int = MAX_HASHED_FILE_BYTES) -> str | None:
-    """sha256 (hex) of a file's content, read in 1 MiB chunks; ``None`` if it cannot be read, is
-    not a regular file (a FIFO, a device, a folder: never opened) or is larger than ``max_bytes``."""
-    return _file_state(path, max_bytes).sha256
-
-
-def _folder_key(folder: str | os.PathLike[str]) -> str:
-    """A sample's folder as stored: normalised, or "" for files from several folders."""
-    return image_key(folder) if os.fspath(folder) else ""
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def _opt_float(value: Any) -> float | None:
-    if value is None:
-        return None
-    f = float(value)
-    return None if math.isnan(f) else f
-
-
-#: The longest sign-off statement accepted.
-MAX_STATEMENT_CHARS = 2000
 
 
 def _details(text: str | None) -> dict[str, Any]:
@@ -218,96 +110,12 @@ def _aware(when: datetime | None) -> datetime | None:
     return when.astimezone()  # naive: this computer's local time
 
 
-def _required(value: str | None, what: str) -> str:
-    text = (value or "").strip()
-    if not text:
-        raise StoreError(f"{what} must not be empty")
-    return text
-
-
-# ------------------------------------------------------------------------------------ records
-@dataclass(frozen=True)
-class Sample:
-    """One sample (a patient's folder of images). Timestamps are ISO 8601 UTC strings."""
-
-    sample_id: str
-    folder: str
-    patient_id: str
-    operator: str
-    created_at: str
-    updated_at: str
-    signed_off_by: str | None
-    signed_off_at: str | None
-    n_images: int = 0
-    #: The sentence the reviewer signed (``None`` while not signed off, and for a sample signed
-    #: off before schema 4, which did not record it).
-    sign_off_statement: str | None = None
-
-    @property
-    def signed_off(self) -> bool:
-        return self.signed_off_at is not None
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    """One image of a sample. ``sha256`` is ``None`` when the file was unreadable (or not a
-    regular file, or over :data:`MAX_HASHED_FILE_BYTES`); ``size``/``mtime_ns`` (nanoseconds) are
-    ``None`` when it was missing or not a regular file. They describe the content the sample's
-    current results belong to."""
-
-    sample_id: str
-    path: str
-    file_name: str
-    sha256: str | None
-    size: int | None
-    position: int
-    added_at: str
-    mtime_ns: int | None = None
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    """One audit-log row. ``sample_id`` is the sample's *current* id (it follows renames);
-    ``prev_hash``/``entry_hash`` are its links in the chain (:mod:`engine.store.audit`)."""
-
-    pk: int
-    ts: str
-    actor: str
-    action: str
-    sample_id: str | None
-    path: str | None
-    details: dict[str, Any]
-    prev_hash: str | None = None
-    entry_hash: str | None = None
-
-    @property
-    def file_name(self) -> str:
-        """The image's file name ("" for an entry about no single image)."""
-        return os.path.basename(self.path) if self.path else ""
-
-    @property
-    def time(self) -> datetime | None:
-        """``ts`` as an aware datetime (``None`` if it is not a timestamp)."""
-        try:
-            when = datetime.fromisoformat(self.ts)
-        except (TypeError, ValueError):
-            return None
-        return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-
-
-# ------------------------------------------------------------------------------------ store
-_SAMPLE_COLUMNS = ("s.sample_id, s.folder, s.patient_id, s.operator, s.created_at, s.updated_at, "
-                   "s.signed_off_by, s.signed_off_at, "
-                   "(SELECT COUNT(*) FROM images WHERE sample_pk = s.pk), s.sign_off_statement")
-
-
 class ResultStore:
     """The result history database. Open with :meth:`open` (or the constructor), use as a
     context manager or call :meth:`close`. Safe to share between threads (see module docs)."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None):
         self.path = Path(path) if path is not None else default_db_path()
-        self._lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -338,12 +146,15 @@ class ResultStore:
         except sqlite3.Error as err:
             conn.close()
             raise StoreError(f"{self.path}: not a usable ALLSight result database: {err}") from err
-        self._conn: sqlite3.Connection | None = conn
+        self._db = Database(self.path, conn)
         #: What was wrong with the audit chain when the store was opened (its last
         #: :data:`~engine.store.audit.OPEN_TAIL` entries, the count and the head were checked),
         #: or ``None``. The store opens anyway: a lab must still reach its data.
         #: :meth:`verify_audit` checks the whole chain.
         self.audit_problem: AuditCheck | None = None
+        self._gate = Gate(self._db)
+        #: The accounts and the lab policy (:class:`engine.store.access.Accounts`).
+        self.accounts = Accounts(self._db, self._gate)
         check = self._check_audit(OPEN_TAIL)
         if not check.ok:
             self.audit_problem = check
@@ -357,12 +168,7 @@ class ResultStore:
 
     def close(self) -> None:
         """Close the connection (checkpointing the WAL). Later calls raise :class:`StoreError`."""
-        with self._lock:
-            if self._conn is not None:
-                try:
-                    self._conn.close()
-                finally:
-                    self._conn = None
+        self._db.close()
 
     def __enter__(self) -> ResultStore:  # noqa: PYI034 (Self needs Python 3.11)
         return self
@@ -373,110 +179,53 @@ class ResultStore:
     def __repr__(self) -> str:
         return f"ResultStore({str(self.path)!r})"
 
-    # -------------------------------------------------------------------------------- plumbing
     @property
     def journal_mode(self) -> str:
-        with self._read() as conn:
+        with self._db.read() as conn:
             return str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
 
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            if self._conn is None:
-                raise StoreError(f"{self.path}: the result database is closed")
-            try:
-                yield self._conn
-            except sqlite3.Error as err:
-                raise StoreError(f"{self.path}: database error: {err}") from err
+    # -------------------------------------------------------------------------------- who acts
+    def sign_in(self, username: str, password: str) -> Identity:
+        """Sign ``username`` in on this store (:class:`AuthenticationError` when refused; both
+        are audited). Needed for every change once the lab requires accounts
+        (:attr:`accounts` ``.policy``); changes are then recorded under this account."""
+        identity = authenticate(self._db, username, password)
+        self._gate.signed_in(identity)
+        return identity
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One short transaction, committed on exit (rolled back on any exception)."""
-        with self._lock:
-            if self._conn is None:
-                raise StoreError(f"{self.path}: the result database is closed")
-            conn = self._conn
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as err:
-                raise StoreError(f"{self.path}: cannot write to the result database: {err}") from err
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"{self.path}: database error: {exc}") from exc
-                raise
+    def sign_out(self) -> None:
+        self._gate.signed_out()
 
-    @staticmethod
-    def _audit(conn: sqlite3.Connection, actor: str, action: str, sample_pk: int | None,
-               image_pk: int | None = None, **details: Any) -> None:
-        """Append one chained audit entry, in the caller's transaction."""
-        append(conn, _now(), actor or "", action, sample_pk, image_pk,
-               json.dumps(details, sort_keys=True, default=str))
+    @property
+    def user(self) -> Identity | None:
+        """Who is signed in on this store (``None``: nobody; the front end names the OS login)."""
+        return self._gate.user
 
-    def _sample_row(self, conn: sqlite3.Connection, sample_id: str) -> sqlite3.Row:
-        row = conn.execute("SELECT * FROM samples WHERE sample_id = ?", (sample_id,)).fetchone()
-        if row is None:
-            raise StoreError(f"no sample {sample_id!r} in {self.path}")
-        return row
+    @property
+    def accounts_required(self) -> bool:
+        return self.accounts.policy.accounts_required
 
-    @staticmethod
-    def _refuse_if_signed(row: sqlite3.Row, what: str) -> None:
-        if row["signed_off_at"] is not None:
-            raise SignOffError(
-                f"sample {row['sample_id']!r} was signed off by {row['signed_off_by']} at "
-                f"{row['signed_off_at']}; reopen it before {what}")
+    def record_event(self, action: str, sample_id: str | None = None, *, actor: str = "", **details: Any) -> None:
+        """Audit an act the store does not perform itself: ``"export"`` (a report or the audit
+        trail written; needs the export permission) or ``"model_changed"`` (the active model
+        chosen; needs the models permission)."""
+        permission = {"export": Permission.EXPORT, "model_changed": Permission.CHANGE_MODELS}.get(action)
+        if permission is None:
+            raise StoreError(f"unknown audit event {action!r}")
+        who = self._gate.actor(permission, actor, "export" if action == "export" else "change the model")
+        from engine.store.rows import audit
 
-    @staticmethod
-    def _image_pk(conn: sqlite3.Connection, sample_pk: int, path: str) -> int | None:
-        row = conn.execute("SELECT pk FROM images WHERE sample_pk = ? AND path = ?", (sample_pk, path)).fetchone()
-        return None if row is None else int(row[0])
-
-    @staticmethod
-    def _touch(conn: sqlite3.Connection, sample_pk: int) -> None:
-        conn.execute("UPDATE samples SET updated_at = ? WHERE pk = ?", (_now(), sample_pk))
-
-    @staticmethod
-    def _insert_image(conn: sqlite3.Connection, sample_pk: int, path: str, state: _FileState) -> int | None:
-        """Insert if absent; returns the new pk, or None when the path was already there."""
-        position = conn.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM images WHERE sample_pk = ?",
-                                (sample_pk,)).fetchone()[0]
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO images (sample_pk, path, file_name, sha256, size, mtime_ns, position, added_at) "
-            "VALUES (?,?,?,?,?,?,?,?)", (sample_pk, path, os.path.basename(path), state.sha256, state.size,
-                                         state.mtime_ns, position, _now()))
-        return int(cur.lastrowid) if cur.rowcount == 1 and cur.lastrowid is not None else None
+        with self._db.write() as conn:
+            pk = self._db.sample_row(conn, sample_id)["pk"] if sample_id is not None else None
+            audit(conn, who, action, pk, **details)
 
     # -------------------------------------------------------------------------------- samples
-    @staticmethod
-    def _to_sample(row: sqlite3.Row | tuple) -> Sample:
-        return Sample(*row)
-
     def create_or_get_sample(self, sample_id: str, folder: str | os.PathLike[str], patient_id: str = "",
                              operator: str = "") -> Sample:
         """The sample ``sample_id``, created (with an audit row) if new. An existing sample is
         returned unchanged (``folder``/``patient_id``/``operator`` are then ignored)."""
-        sample_id = _required(sample_id, "sample id")
-        with self._write() as conn:
-            if conn.execute("SELECT 1 FROM samples WHERE sample_id = ?", (sample_id,)).fetchone() is None:
-                self._insert_sample(conn, sample_id, _folder_key(folder), patient_id, operator)
-            return self._sample_by_id(conn, sample_id)
-
-    def _insert_sample(self, conn: sqlite3.Connection, sample_id: str, folder: str, patient_id: str,
-                       operator: str) -> None:
-        now = _now()
-        cur = conn.execute(
-            "INSERT INTO samples (sample_id, folder, patient_id, operator, created_at, updated_at) "
-            "VALUES (?,?,?,?,?,?)", (sample_id, folder, patient_id or "", operator or "", now, now))
-        self._audit(conn, operator, "create_sample", cur.lastrowid, folder=folder,
-                    patient_id=patient_id or "", operator=operator or "")
-
-    def _sample_by_id(self, conn: sqlite3.Connection, sample_id: str) -> Sample:
-        row = conn.execute(f"SELECT {_SAMPLE_COLUMNS} FROM samples s WHERE s.sample_id = ?", (sample_id,)).fetchone()
-        return self._to_sample(row)
+        actor = self._gate.actor(Permission.CLASSIFY, "", "register samples")
+        return _samples.create_or_get_sample(self._db, sample_id, folder, patient_id, operator, actor)
 
     def register_sample(self, name: str, folder: str | os.PathLike[str], *, patient_id: str = "",
                         operator: str = "", taken: Iterable[str] = ()) -> tuple[Sample, bool]:
@@ -489,63 +238,25 @@ class ResultStore:
         never merge into one sample. ``folder`` "" (files from several folders) matches a stored
         sample without a folder.
         """
-        name = _required(name, "sample id")
-        folder_s = _folder_key(folder)
-        skip = set(taken)
-        for n in itertools.count(1):
-            candidate = name if n == 1 else f"{name} ({n})"
-            if candidate in skip:
-                continue
-            with self._write() as conn:  # look up and create in one transaction
-                row = conn.execute("SELECT folder FROM samples WHERE sample_id = ?", (candidate,)).fetchone()
-                if row is not None and row["folder"] != folder_s:
-                    continue  # another folder's sample
-                if row is None:
-                    self._insert_sample(conn, candidate, folder_s, patient_id, operator)
-                return self._sample_by_id(conn, candidate), row is None
-        raise AssertionError("unreachable")  # itertools.count never ends
+        actor = self._gate.actor(Permission.CLASSIFY, "", "register samples")
+        return _samples.register_sample(self._db, name, folder, patient_id=patient_id, operator=operator,
+                                        taken=taken, actor=actor)
 
     def get_sample(self, sample_id: str) -> Sample | None:
         """The sample, or ``None`` when there is none with that id."""
-        with self._read() as conn:
-            row = conn.execute(f"SELECT {_SAMPLE_COLUMNS} FROM samples s WHERE s.sample_id = ?",
-                               (sample_id,)).fetchone()
-        return None if row is None else self._to_sample(row)
+        return _samples.get_sample(self._db, sample_id)
 
     def list_samples(self) -> list[Sample]:
         """Every sample, newest first (by creation time)."""
-        with self._read() as conn:
-            rows = conn.execute(f"SELECT {_SAMPLE_COLUMNS} FROM samples s "
-                                "ORDER BY s.created_at DESC, s.pk DESC").fetchall()
-        return [self._to_sample(r) for r in rows]
+        return _samples.list_samples(self._db)
 
     def update_sample(self, sample_id: str, *, new_sample_id: str | None = None, patient_id: str | None = None,
                       operator: str | None = None, actor: str) -> Sample:
         """Rename a sample and/or change its patient id or operator (``None`` = keep). The audit
         row records the old and new values. Refused for a signed-off sample or a taken id."""
-        actor = _required(actor, "actor")
-        with self._write() as conn:
-            row = self._sample_row(conn, sample_id)
-            self._refuse_if_signed(row, "editing it")
-            changes: dict[str, list[str]] = {}
-            new_values = {"sample_id": None if new_sample_id is None else _required(new_sample_id, "new sample id"),
-                          "patient_id": patient_id, "operator": operator}
-            for column, value in new_values.items():
-                if value is not None and value != row[column]:
-                    changes[column] = [row[column], value]
-            if changes:
-                if "sample_id" in changes and conn.execute(
-                        "SELECT 1 FROM samples WHERE sample_id = ?", (new_values["sample_id"],)).fetchone():
-                    raise StoreError(f"cannot rename sample {sample_id!r}: "
-                                     f"a sample {new_values['sample_id']!r} already exists")
-                sets = ", ".join(f"{c} = ?" for c in changes)
-                conn.execute(f"UPDATE samples SET {sets}, updated_at = ? WHERE pk = ?",
-                             (*(v[1] for v in changes.values()), _now(), row["pk"]))
-                self._audit(conn, actor, "update_sample", row["pk"], changes=changes)
-            current = new_values["sample_id"] if "sample_id" in changes else sample_id
-            out = conn.execute(f"SELECT {_SAMPLE_COLUMNS} FROM samples s WHERE s.sample_id = ?",
-                               (current,)).fetchone()
-        return self._to_sample(out)
+        actor = self._gate.actor(Permission.CLASSIFY, actor, "edit a sample's IDs")
+        return _samples.update_sample(self._db, sample_id, new_sample_id=new_sample_id, patient_id=patient_id,
+                                      operator=operator, actor=actor)
 
     # -------------------------------------------------------------------------------- images
     def add_images(self, sample_id: str, paths: Iterable[str | os.PathLike[str]], actor: str = "") -> int:
@@ -564,66 +275,12 @@ class ResultStore:
         A signed-off sample is never changed: new images are refused (:class:`SignOffError`), and
         changed files are left as they are (:meth:`changed_images` reports them).
         """
-        wanted = list(dict.fromkeys(image_key(p) for p in paths))
-        with self._read() as conn:
-            row = self._sample_row(conn, sample_id)
-            known = {r["path"]: r for r in conn.execute(
-                "SELECT pk, path, sha256, size, mtime_ns FROM images WHERE sample_pk = ?", (row["pk"],))}
-        new = [p for p in wanted if p not in known]
-        if row["signed_off_at"] is not None:
-            if new:
-                self._refuse_if_signed(row, "adding images")
-            return 0
-        # Outside the lock: a stat per known file, a hash per new or changed one.
-        recheck = []
-        for p in wanted:
-            old = known.get(p)
-            if old is None:
-                continue
-            stored = (old["sha256"], old["size"], old["mtime_ns"])
-            if stored[0] is None or _identity(p) != stored[1:]:
-                state = _file_state(p)
-                if (state.sha256, state.size, state.mtime_ns) != stored:
-                    recheck.append((old, state))
-        states = [(p, _file_state(p)) for p in new]
-        if not states and not recheck:
-            return 0
-        added = 0
-        with self._write() as conn:
-            row = self._sample_row(conn, sample_id)
-            if states:
-                self._refuse_if_signed(row, "adding images")
-            elif row["signed_off_at"] is not None:
-                return 0  # signed off meanwhile: its images are left as they are
-            actor = actor or row["operator"]
-            for path, state in states:
-                if self._insert_image(conn, row["pk"], path, state) is not None:
-                    added += 1
-            changed = 0
-            for old, state in recheck:
-                # Only if nobody updated it meanwhile (another run may have noticed first).
-                cur = conn.execute(
-                    "UPDATE images SET sha256 = ?, size = ?, mtime_ns = ? "
-                    "WHERE pk = ? AND sha256 IS ? AND size IS ? AND mtime_ns IS ?",
-                    (state.sha256, state.size, state.mtime_ns, old["pk"], old["sha256"], old["size"],
-                     old["mtime_ns"]))
-                if cur.rowcount == 1 and state.sha256 != old["sha256"]:
-                    changed += 1
-                    self._audit(conn, actor, "image_changed", row["pk"], old["pk"], old_sha256=old["sha256"],
-                                sha256=state.sha256, old_size=old["size"], size=state.size)
-            if added or changed:
-                self._touch(conn, row["pk"])
-            if added:
-                self._audit(conn, actor, "add_images", row["pk"], count=added)
-        return added
+        actor = self._gate.actor(Permission.CLASSIFY, actor, "add images")
+        return _images.add_images(self._db, sample_id, paths, actor)
 
     def images(self, sample_id: str) -> list[ImageRecord]:
         """The sample's images in their stored order."""
-        with self._read() as conn:
-            row = self._sample_row(conn, sample_id)
-            rows = conn.execute("SELECT path, file_name, sha256, size, position, added_at, mtime_ns FROM images "
-                                "WHERE sample_pk = ? ORDER BY position, pk", (row["pk"],)).fetchall()
-        return [ImageRecord(row["sample_id"], *r) for r in rows]
+        return _images.images(self._db, sample_id)
 
     def changed_images(self, sample_id: str) -> list[str]:
         """The sample's image paths (in order) whose file no longer has the content its results
@@ -632,22 +289,12 @@ class ResultStore:
         never changes, this is how a front end can warn that the signed-off results describe files
         that are no longer there as they were. A file whose size and mtime are unchanged is taken
         as unchanged (not hashed again)."""
-        with self._read() as conn:
-            row = self._sample_row(conn, sample_id)
-            rows = conn.execute("SELECT path, sha256, size, mtime_ns FROM images WHERE sample_pk = ? "
-                                "ORDER BY position, pk", (row["pk"],)).fetchall()
-        out = []
-        for r in rows:  # outside the lock: stats and hashes
-            if r["sha256"] is not None and _identity(r["path"]) == (r["size"], r["mtime_ns"]):
-                continue
-            if _file_state(r["path"]).sha256 != r["sha256"]:
-                out.append(r["path"])
-        return out
+        return _images.changed_images(self._db, sample_id)
 
     # -------------------------------------------------------------------------------- predictions
     def record_prediction(self, sample_id: str, path: str | os.PathLike[str], result: ImageResult, model_id: str,
                           model_version: str, model_sha256: str, actor: str = "", *,
-                          image_sha256: str | None | Literal[_Content.STORED] = STORED_CONTENT) -> bool:
+                          image_sha256: str | None | Literal[Content.STORED] = STORED_CONTENT) -> bool:
         """Store one model result for one image, committed before returning.
 
         ``result`` is any object with the attributes of :class:`engine.core.records.ImageResult`
@@ -666,66 +313,9 @@ class ResultStore:
         prediction yet, or only errors: a retry) the result is added as a new row; earlier rows
         stay in the history.
         """
-        model_sha256 = _required(model_sha256, "model sha256")
-        key = image_key(path)
-        status = getattr(result, "status", None)
-        if status not in ("ok", "error"):
-            raise StoreError(f"{key}: result status must be 'ok' or 'error', not {status!r}")
-        predicted = getattr(result, "predicted_class", None)
-        if status == "ok" and predicted not in CLASS_IDS:
-            raise StoreError(f"{key}: unknown predicted class {predicted!r}; expected one of {', '.join(CLASS_IDS)}")
-        probs = getattr(result, "probabilities", None)
-        probs_json = None if probs is None else json.dumps({str(k): float(v) for k, v in dict(probs).items()})
-        needs_review = bool(getattr(result, "needs_review", False))
-        ood = bool(getattr(result, "out_of_distribution", False))
-        flags = getattr(result, "flags", None)
-        try:
-            if flags is None:
-                codes = codes_from_legacy(getattr(result, "ood_reason", "") or "", needs_review=needs_review,
-                                          out_of_distribution=ood) if status == "ok" else ()
-            else:
-                codes = normalize(flags)
-        except ValueError as err:
-            raise StoreError(f"{key}: {err}") from None
-        values = (model_id or "", model_version or "", model_sha256, status, predicted,
-                  _opt_float(getattr(result, "confidence", None)), probs_json, int(needs_review), int(ood),
-                  _opt_float(getattr(result, "ood_score", None)), format_codes(codes),
-                  getattr(result, "error", None))
-
-        with self._read() as conn:
-            row = self._sample_row(conn, sample_id)
-            image_pk = self._image_pk(conn, row["pk"], key)
-        state = _file_state(key) if image_pk is None else None  # hashed outside the lock
-
-        with self._write() as conn:
-            row = self._sample_row(conn, sample_id)
-            image = conn.execute("SELECT pk, sha256 FROM images WHERE sample_pk = ? AND path = ?",
-                                 (row["pk"], key)).fetchone()
-            if image is not None:
-                content = image["sha256"] if image_sha256 is STORED_CONTENT else image_sha256
-                if conn.execute(
-                        "SELECT 1 FROM predictions WHERE image_pk = ? AND model_sha256 = ? AND image_sha256 IS ? "
-                        "AND status = 'ok'", (image["pk"], model_sha256, content)).fetchone():
-                    return False
-            self._refuse_if_signed(row, "recording new predictions")
-            actor = actor or row["operator"]
-            if image is None:
-                state = state if state is not None else _file_state(key)
-                image_pk = self._insert_image(conn, row["pk"], key, state)
-                content = state.sha256 if image_sha256 is STORED_CONTENT else image_sha256
-                self._audit(conn, actor, "add_images", row["pk"], count=1)
-            else:
-                image_pk = int(image["pk"])
-            conn.execute(
-                "INSERT INTO predictions (image_pk, model_id, model_version, model_sha256, status, "
-                "predicted_class, confidence, probabilities, needs_review, out_of_distribution, ood_score, "
-                "flags, error, created_at, image_sha256) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (image_pk, *values, _now(), content))
-            self._touch(conn, row["pk"])
-            self._audit(conn, actor, "record_prediction", row["pk"], image_pk, model_id=model_id,
-                        model_version=model_version, model_sha256=model_sha256, status=status,
-                        predicted_class=predicted, image_sha256=content)
-        return True
+        actor = self._gate.actor(Permission.CLASSIFY, actor, "record results")
+        return _predictions.record_prediction(self._db, sample_id, path, result, model_id, model_version,
+                                              model_sha256, actor, image_sha256=image_sha256)
 
     def pending_paths(self, sample_id: str, model_sha256: str) -> list[str]:
         """The sample's image paths (in order) that ``model_sha256`` has still to classify: no
@@ -733,14 +323,7 @@ class ResultStore:
         classified (what is left after an interrupted run), one whose latest result is an error
         (retried: the file may have been incomplete, or locked, when it was read), and one whose
         file was replaced since (:meth:`add_images` noticed the new content)."""
-        with self._read() as conn:
-            row = self._sample_row(conn, sample_id)
-            rows = conn.execute(
-                "SELECT i.path FROM images i WHERE i.sample_pk = ? AND NOT EXISTS "
-                "(SELECT 1 FROM predictions p WHERE p.image_pk = i.pk AND p.model_sha256 = ? "
-                "AND p.image_sha256 IS i.sha256 AND p.status = 'ok') "
-                "ORDER BY i.position, i.pk", (row["pk"], model_sha256)).fetchall()
-        return [r[0] for r in rows]
+        return _predictions.pending_paths(self._db, sample_id, model_sha256)
 
     def predictions(self, sample_id: str, model_sha256: str | None = None) -> list[ReviewedImage]:
         """One record per image that has a prediction for its current content, in image order:
@@ -748,41 +331,7 @@ class ResultStore:
         whatever the model), joined with the image's current review (the latest one made for the
         same content). Images without one are left out — see :meth:`pending_paths`. Results of
         a file's earlier content (it was replaced) stay in the database but are not returned."""
-        model_filter = "" if model_sha256 is None else " AND model_sha256 = :model"
-        sql = (
-            "SELECT i.path, i.file_name, i.position, i.sha256 AS image_sha256, p.model_id, p.model_version, "
-            "p.model_sha256, p.status, p.predicted_class, p.confidence, p.probabilities, p.needs_review, "
-            "p.out_of_distribution, p.ood_score, p.flags, p.error, p.created_at AS predicted_at, "
-            "r.final_class, r.reviewer, r.created_at AS reviewed_at, r.note "
-            "FROM images i "
-            "JOIN predictions p ON p.pk = (SELECT MAX(pk) FROM predictions WHERE image_pk = i.pk "
-            f"AND image_sha256 IS i.sha256{model_filter}) "
-            "LEFT JOIN reviews r ON r.pk = (SELECT MAX(pk) FROM reviews WHERE image_pk = i.pk "
-            "AND image_sha256 IS i.sha256) "
-            "WHERE i.sample_pk = :sample ORDER BY i.position, i.pk")
-        with self._read() as conn:
-            row = self._sample_row(conn, sample_id)
-            rows = conn.execute(sql, {"sample": row["pk"], "model": model_sha256}).fetchall()
-        out = []
-        for r in rows:
-            reviewed = r["reviewer"] is not None and r["final_class"] != WITHDRAWN_REVIEW
-            try:
-                flags = parse_codes(r["flags"])
-            except ValueError as err:
-                raise StoreError(f"{self.path}: {r['path']}: {err} (written by a newer ALLSight?)") from None
-            out.append(ReviewedImage(
-                sample_id=row["sample_id"], path=r["path"], file_name=r["file_name"], position=r["position"],
-                image_sha256=r["image_sha256"], model_id=r["model_id"], model_version=r["model_version"],
-                model_sha256=r["model_sha256"], status=r["status"], predicted_class=r["predicted_class"],
-                confidence=r["confidence"],
-                probabilities=None if r["probabilities"] is None else json.loads(r["probabilities"]),
-                needs_review=bool(r["needs_review"]), out_of_distribution=bool(r["out_of_distribution"]),
-                ood_score=r["ood_score"], flags=flags, error=r["error"],
-                predicted_at=r["predicted_at"],
-                final_class=r["final_class"] if reviewed else None,
-                reviewed_by=r["reviewer"] if reviewed else None, reviewed_at=r["reviewed_at"] if reviewed else None,
-                review_note=(r["note"] or "") if reviewed else ""))
-        return out
+        return _predictions.predictions(self._db, sample_id, model_sha256)
 
     # -------------------------------------------------------------------------------- review
     def record_review(self, sample_id: str, path: str | os.PathLike[str], final_class: str | None, reviewer: str,
@@ -794,34 +343,11 @@ class ResultStore:
         kept unchanged beside it; the latest review is the current one. The review belongs to the
         image's current content: if the file is replaced, the new content has no review.
         Refused for a signed-off sample (:class:`SignOffError`) until :meth:`reopen`."""
-        reviewer = _required(reviewer, "reviewer")
-        if final_class is not None and final_class not in REVIEW_CLASSES:
-            raise StoreError(f"unknown class {final_class!r}; expected one of {', '.join(REVIEW_CLASSES)}")
-        key = image_key(path)
-        with self._write() as conn:
-            row = self._sample_row(conn, sample_id)
-            self._refuse_if_signed(row, "changing reviews")
-            image = conn.execute("SELECT pk, sha256 FROM images WHERE sample_pk = ? AND path = ?",
-                                 (row["pk"], key)).fetchone()
-            if image is None:
-                raise StoreError(f"{key}: not an image of sample {sample_id!r}")
-            image_pk = int(image["pk"])
-            model = conn.execute("SELECT predicted_class FROM predictions WHERE image_pk = ? AND image_sha256 IS ? "
-                                 "ORDER BY pk DESC LIMIT 1", (image_pk, image["sha256"])).fetchone()
-            model_class = None if model is None else model[0]
-            conn.execute("INSERT INTO reviews (image_pk, reviewer, final_class, note, created_at, image_sha256) "
-                         "VALUES (?,?,?,?,?,?)",
-                         (image_pk, reviewer, final_class or WITHDRAWN_REVIEW, note or "", _now(), image["sha256"]))
-            self._touch(conn, row["pk"])
-            if final_class is None:
-                self._audit(conn, reviewer, "withdraw_review", row["pk"], image_pk, model_class=model_class,
-                            note=note or "")
-            else:
-                self._audit(conn, reviewer, "record_review", row["pk"], image_pk, final_class=final_class,
-                            model_class=model_class, overridden=final_class != model_class, note=note or "")
+        reviewer = self._gate.actor(Permission.REVIEW, reviewer, "review images")
+        _review.record_review(self._db, sample_id, path, final_class, reviewer, note)
 
     def sign_off(self, sample_id: str, reviewer: str, statement: str, *,
-                 require_independent_reviewer: bool = False) -> Sample:
+                 require_independent_reviewer: bool = False, password: str | None = None) -> Sample:
         """Record that ``reviewer`` signed the sample's result off now, declaring ``statement``.
 
         ``statement`` is the sentence the reviewer agreed to (build it with
@@ -834,63 +360,24 @@ class ResultStore:
         reviewer is the actor of any ``record_prediction`` audit entry of the sample (compared
         ignoring case and surrounding spaces). The audit row keeps the sample-level call at the
         time of signing.
-        """
-        from engine.core.summary import summarize
 
-        reviewer = _required(reviewer, "reviewer")
-        statement = (statement or "").strip()
-        if not statement:
-            raise SignOffError(f"cannot sign off sample {sample_id!r}: the sign-off statement must not be empty")
-        if len(statement) > MAX_STATEMENT_CHARS:
-            raise SignOffError(f"cannot sign off sample {sample_id!r}: the sign-off statement is longer than "
-                               f"{MAX_STATEMENT_CHARS} characters")
-        with self._lock:
-            with self._write() as conn:
-                row = self._sample_row(conn, sample_id)
-                records = self.predictions(sample_id)  # same connection: read inside this transaction
-                if row["signed_off_at"] is not None:
-                    raise SignOffError(f"sample {sample_id!r} is already signed off by {row['signed_off_by']} "
-                                       f"at {row['signed_off_at']}")
-                n_images = conn.execute("SELECT COUNT(*) FROM images WHERE sample_pk = ?", (row["pk"],)).fetchone()[0]
-                if n_images == 0:
-                    raise SignOffError(f"sample {sample_id!r} has no images to sign off")
-                blockers = sign_off_blockers(records, n_images)
-                if blockers:
-                    raise SignOffError(f"cannot sign off sample {sample_id!r}: {blockers.describe()}",
-                                       n_unreviewed=blockers.n_unreviewed, n_pending=blockers.n_pending)
-                if require_independent_reviewer:
-                    classifiers = {str(r[0]) for r in conn.execute(
-                        "SELECT DISTINCT actor FROM audit_log WHERE sample_pk = ? AND action = 'record_prediction'",
-                        (row["pk"],))}
-                    if reviewer.casefold() in {a.strip().casefold() for a in classifiers}:
-                        raise SignOffError(
-                            f"cannot sign off sample {sample_id!r}: {reviewer} classified images of this sample, "
-                            "and this lab requires a reviewer other than the person who classified")
-                summary = summarize(records)
-                now = _now()
-                conn.execute("UPDATE samples SET signed_off_by = ?, signed_off_at = ?, sign_off_statement = ?, "
-                             "updated_at = ? WHERE pk = ?", (reviewer, now, statement, now, row["pk"]))
-                self._audit(conn, reviewer, "sign_off", row["pk"], call=summary.call, call_code=summary.call_code,
-                            n_images=summary.n_images, n_reviewed=summary.n_reviewed,
-                            models=sorted({r.model_sha256 for r in records}), statement=statement,
-                            independent_reviewer_required=require_independent_reviewer)
-            return self.get_sample(sample_id)  # type: ignore[return-value]
+        Once the lab requires accounts, only a signed-in account whose role may sign off can, it
+        must enter its ``password`` again (a sign-off is a signature, not a click), and the lab
+        policy's ``independent_reviewer_required`` applies whatever the caller passes.
+        """
+        reviewer = self._gate.actor(Permission.SIGN_OFF, reviewer, "sign samples off")
+        policy = self.accounts.policy
+        if policy.accounts_required and not check_password(self._db, reviewer, password or ""):
+            raise AuthenticationError(f"not signed off: {REFUSED}")
+        return _review.sign_off(self._db, sample_id, reviewer, statement,
+                                require_independent_reviewer=require_independent_reviewer
+                                or policy.independent_reviewer_required)
 
     def reopen(self, sample_id: str, actor: str, reason: str) -> Sample:
         """Undo a sign-off so the sample can be reviewed again; ``reason`` is required and kept in
         the audit log together with who had signed it off and when."""
-        actor = _required(actor, "actor")
-        reason = _required(reason, "reason for reopening")
-        with self._write() as conn:
-            row = self._sample_row(conn, sample_id)
-            if row["signed_off_at"] is None:
-                raise StoreError(f"sample {sample_id!r} is not signed off; nothing to reopen")
-            conn.execute("UPDATE samples SET signed_off_by = NULL, signed_off_at = NULL, sign_off_statement = NULL, "
-                         "updated_at = ? WHERE pk = ?", (_now(), row["pk"]))
-            self._audit(conn, actor, "reopen", row["pk"], reason=reason, was_signed_off_by=row["signed_off_by"],
-                        was_signed_off_at=row["signed_off_at"])
-            out = conn.execute(f"SELECT {_SAMPLE_COLUMNS} FROM samples s WHERE s.pk = ?", (row["pk"],)).fetchone()
-        return self._to_sample(out)
+        actor = self._gate.actor(Permission.REOPEN, actor, "reopen samples")
+        return _review.reopen(self._db, sample_id, actor, reason)
 
     # -------------------------------------------------------------------------------- audit
     def audit(self, sample_id: str | None = None, *, actor: str | None = None, action: str | None = None,
@@ -909,10 +396,10 @@ class ResultStore:
         if action is not None:
             where.append("a.action = ?")
             params.append(action)
-        with self._read() as conn:
+        with self._db.read() as conn:
             if sample_id is not None:
                 where.append("a.sample_pk = ?")
-                params.append(self._sample_row(conn, sample_id)["pk"])
+                params.append(self._db.sample_row(conn, sample_id)["pk"])
             clause = f" WHERE {' AND '.join(where)}" if where else ""
             rows = conn.execute(sql + clause + " ORDER BY a.pk", params).fetchall()
         entries = [AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], _details(r[6]), r[7], r[8]) for r in rows]
@@ -931,7 +418,7 @@ class ResultStore:
 
     def _check_audit(self, tail: int | None) -> AuditCheck:
         try:
-            with self._read() as conn:
+            with self._db.read() as conn:
                 return check_chain(conn, tail)
         except StoreError as err:
             return AuditCheck(False, 0, None, f"the audit log cannot be read: {err}", tail is None)
@@ -944,7 +431,7 @@ class ResultStore:
         if dest_path.resolve() == self.path.resolve():
             raise StoreError(f"{dest_path}: a backup cannot overwrite the database itself")
         dest_path.parent.mkdir(parents=True, exist_ok=True)
-        with self._read() as conn:
+        with self._db.read() as conn:
             target = sqlite3.connect(str(dest_path))
             try:
                 conn.backup(target)
@@ -953,13 +440,19 @@ class ResultStore:
         return dest_path
 
 
+# Names defined in engine.store's other modules are re-exported: they were all importable from
+# here before the store was split, and its callers import them from here.
 __all__ = [
+    "BUSY_TIMEOUT_S",
     "DB_FILE_NAME",
+    "EXCLUDED_CLASS",
     "MAX_HASHED_FILE_BYTES",
+    "MAX_STATEMENT_CHARS",
     "MIGRATIONS",
     "REVIEW_CLASSES",
     "SCHEMA_VERSION",
     "STORED_CONTENT",
+    "WITHDRAWN_REVIEW",
     "AuditCheck",
     "AuditEntry",
     "ImageRecord",

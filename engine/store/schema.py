@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 #: for (``predictions.image_sha256``, ``reviews.image_sha256``), several predictions per image and
 #: model (retries, replaced files), and :data:`APPLICATION_ID`; 4: the hash-chained, append-only
 #: audit log (``audit_log.prev_hash``/``entry_hash``, ``audit_head``, triggers: :mod:`engine.store.audit`)
-#: and the sign-off statement (``samples.sign_off_statement``).
-SCHEMA_VERSION = 4
+#: and the sign-off statement (``samples.sign_off_statement``); 5: named accounts (``accounts``,
+#: passwords Argon2id-hashed) and the lab's policy (``lab_policy``): :mod:`engine.store.accounts`.
+SCHEMA_VERSION = 5
 
 #: ``PRAGMA application_id`` of an ALLSight result database (since schema 3): "ALLS" in ASCII.
 APPLICATION_ID = 0x414C4C53
@@ -210,10 +211,34 @@ def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
     log.info("chained %d existing audit entries", n)
 
 
+def _migrate_4_to_5(conn: sqlite3.Connection) -> None:
+    """Version 5 adds named accounts and the lab's policy (:mod:`engine.store.accounts`).
+
+    * ``accounts``: one row per person (user names unique whatever their case), the role, the
+      Argon2id hash of the password (never the password), active or not. Accounts are never
+      deleted, only deactivated: the audit log names them.
+    * ``lab_policy``: ``accounts_required``, ``independent_reviewer_required`` ("1"/"0"). No rows
+      means the defaults: no accounts required, as before this version.
+    """
+    conn.execute("""
+        CREATE TABLE accounts (
+            pk INTEGER PRIMARY KEY,
+            username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            display_name TEXT NOT NULL DEFAULT '',
+            role TEXT NOT NULL CHECK (role IN ('technician', 'reviewer', 'administrator')),
+            password_hash TEXT NOT NULL,
+            active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+            created_at TEXT NOT NULL,
+            changed_at TEXT NOT NULL)""")
+    conn.execute("CREATE TRIGGER accounts_never_deleted BEFORE DELETE ON accounts "
+                 "BEGIN SELECT RAISE(ABORT, 'accounts are deactivated, never deleted'); END")
+    conn.execute("CREATE TABLE lab_policy (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
 #: ``MIGRATIONS[v]`` upgrades a version-``v`` database to ``v + 1``, inside a transaction.
-#: A future schema change adds ``MIGRATIONS[4] = _migrate_4_to_5`` and bumps SCHEMA_VERSION.
+#: A future schema change adds ``MIGRATIONS[5] = _migrate_5_to_6`` and bumps SCHEMA_VERSION.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
-    0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4}
+    0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4, 4: _migrate_4_to_5}
 
 
 def _list_names(names: list[str]) -> str:

@@ -33,7 +33,7 @@ from engine.core.progress import CancelToken
 from engine.core.records import ImageResult, ImageStatus, ReviewedImage
 from engine.models.checkpoint import ModelCard
 from engine.store.errors import SignOffError
-from engine.store.naming import image_key
+from engine.store.naming import image_key, storable
 from engine.store.results import STORED_CONTENT, ResultStore
 
 
@@ -64,7 +64,8 @@ class SamplePlan:
     #: again (an ``ok`` result for the file's current content; for a signed-off sample, whatever
     #: it was signed off with).
     stored: Mapping[str, ReviewedImage] = field(default_factory=lambda: MappingProxyType({}))
-    #: This run's image keys that are not part of a signed-off sample (so not classified).
+    #: This run's image keys the store does not take (so not classified): not part of a
+    #: signed-off sample, or a file name the store cannot keep; :meth:`refusal` says which.
     refused: frozenset[str] = frozenset()
     #: Pending image key -> the sha256 of the content planned for (``None``: unreadable), recorded
     #: with its result, so a result is never filed under a file that replaced it meanwhile.
@@ -78,8 +79,11 @@ class SamplePlan:
         """Images of the sample the model had classified before this run."""
         return self.total - len(self.pending)
 
-    def refusal(self) -> str:
-        """Why a refused image gets no result (one sentence for a person)."""
+    def refusal(self, key: str) -> str:
+        """Why the refused image ``key`` gets no result (one sentence for a person)."""
+        if not storable(key):
+            return ("not classified: the file name is not valid UTF-8, so its result could not be kept in "
+                    "the history (rename the file, or classify without --db)")
         return (f"not classified: sample {self.sample_id} is signed off and this image is not part of it "
                 "(reopen the sample to add it)")
 
@@ -91,6 +95,8 @@ def prepare_sample(store: ResultStore, sample_id: str, paths: Sequence[str | os.
     if sample is None:
         raise AllSightError(f"sample {sample_id} is not in the result store {store.path}")
     keys = [image_key(p) for p in paths]
+    unstorable = frozenset(k for k in keys if not storable(k))  # refused, one by one; the rest go on
+    keys = [k for k in keys if k not in unstorable]
     changed: tuple[str, ...] = ()
     if sample.signed_off:
         pending: tuple[str, ...] = ()
@@ -102,7 +108,7 @@ def prepare_sample(store: ResultStore, sample_id: str, paths: Sequence[str | os.
     # A pending image's stored result (an error, to be retried) is not reused.
     stored = {r.path: r for r in store.predictions(sample_id, model_sha256) if r.path not in waiting}
     content = {im.path: im.sha256 for im in store.images(sample_id) if im.path in waiting}
-    refused = frozenset(k for k in keys if sample.signed_off and k not in stored)
+    refused = frozenset(k for k in keys if sample.signed_off and k not in stored) | unstorable
     registered = store.get_sample(sample_id)
     total = registered.n_images if registered is not None else len(keys)
     return SamplePlan(sample_id, sample.signed_off, total, pending, MappingProxyType(stored), refused,

@@ -395,3 +395,43 @@ def test_csv_rows_on_a_terminal_show_control_characters_escaped(tmp_path, tiny_m
     terminal = read_terminal(master)
     assert proc.returncode == 3, proc.stderr
     assert "evil\\x1b]0;pwned\\x07.jpg" in terminal and "\x1b" not in terminal and "\x07" not in terminal
+
+
+# ------------------------------------------------------------------- names that are not UTF-8
+def not_utf8_image(folder: Path) -> Path:
+    """An image whose name holds a Latin-1 byte (0xE9, "é"): Python spells it with a lone surrogate."""
+    path = folder / os.fsdecode(b"caf\xe9.jpg")
+    return write_image(path, synthetic_smear(1, 40, 5), quality=92)
+
+
+def test_a_file_name_that_is_not_utf8_is_classified_and_listed_escaped(tmp_path, tiny_model, env):
+    folder = tmp_path / "S-1"
+    smears(folder, 1)
+    odd = not_utf8_image(folder)
+    out, js, pdf = tmp_path / "r.csv", tmp_path / "r.json", tmp_path / "r.pdf"
+    proc = run(folder, "--model", tiny_model, "--out", out, "--json", js, "--report", pdf, env=env)
+    assert proc.returncode == 0, proc.stderr
+    got = {r["path"]: r for r in rows(out.read_text(encoding="utf-8"))}
+    escaped = str(folder / "caf\\xe9.jpg")
+    assert set(got) == {str(folder / "cell0.jpg"), escaped} and got[escaped]["status"] == "ok"
+    import json
+
+    results = json.loads(js.read_text(encoding="utf-8"))["results"]
+    assert str(odd) in {r["path"] for r in results}  # the JSON keeps the exact name (a \udce9 escape)
+    assert pdf.stat().st_size > 0
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_by_the_store_alone_and_the_rest_is_kept(tmp_path, tiny_model, env):
+    from engine.store.results import ResultStore
+
+    folder = tmp_path / "S-1"
+    smears(folder, 2)
+    not_utf8_image(folder)
+    db, out = tmp_path / "db.sqlite3", tmp_path / "r.csv"
+    proc = run(folder, "--model", tiny_model, "--db", db, "--out", out, env=env)
+    assert proc.returncode == 3, proc.stderr  # one image has no result
+    got = {Path(r["path"]).name: r for r in rows(out.read_text(encoding="utf-8"))}
+    assert got["caf\\xe9.jpg"]["status"] == "error" and "not valid UTF-8" in got["caf\\xe9.jpg"]["error"]
+    assert got["cell0.jpg"]["status"] == got["cell1.jpg"]["status"] == "ok"
+    with ResultStore.open(db) as store:
+        assert sorted(Path(r.path).name for r in store.predictions("S-1")) == ["cell0.jpg", "cell1.jpg"]

@@ -13,7 +13,7 @@ import pytest
 from engine.core.records import sign_off_statement
 from engine.store.audit import GENESIS_HASH, TRIGGERS, entry_hash
 from engine.store.results import ResultStore, SignOffError
-from engine.store.schema import migrate
+from engine.store.schema import SCHEMA_VERSION, migrate
 from tests.conftest import fake_image_files
 from tests.engine.store.test_results import record
 
@@ -116,7 +116,7 @@ def test_migrating_schema_3_chains_the_old_rows(db, images):
         check = store.verify_audit()
     assert check.ok and check.n_entries == 4
     with raw(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 # ---------------------------------------------------------------------------------- tampering

@@ -280,7 +280,7 @@ def test_schema_1_database_opens_and_gets_codes_from_the_old_texts(tmp_path):
                                                         flags=(FlagReason.NO_WHITE_CELL,)), "m", "1", SHA_A)
         assert store.predictions("S")[-1].flags == (FlagReason.NO_WHITE_CELL,)
     with closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         columns = {r[1] for r in conn.execute("PRAGMA table_info(predictions)")}
         assert {"flags", "ood_reason"} <= columns
     with ResultStore.open(path) as store:  # opening again changes nothing
@@ -524,3 +524,17 @@ def test_predictions_survive_sigkill(tmp_path):
     assert pending == all_paths[len(stored):]
     with closing(sqlite3.connect(db)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_with_a_clear_error(tmp_path):
+    import os
+
+    from engine.store.errors import StoreError
+
+    odd = tmp_path / os.fsdecode(b"caf\xe9.jpg")
+    odd.write_bytes(b"x")
+    with ResultStore.open(tmp_path / "db.sqlite3") as store:
+        store.create_or_get_sample("S-1", tmp_path)
+        with pytest.raises(StoreError, match="not valid UTF-8.*caf\\\\xe9.jpg.*rename"):
+            store.add_images("S-1", [odd])
+        assert store.images("S-1") == []

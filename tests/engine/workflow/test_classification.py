@@ -154,7 +154,7 @@ def test_a_signed_off_sample_is_not_changed(store, tmp_path):
     extra = make_images(tmp_path / "S-7" / "more", 1)
     plan = prepare_sample(store, sid, [*paths, *extra], CARD.weights_sha256)
     assert plan.signed_off and plan.pending == () and plan.refused == {str(extra[0])}
-    assert "signed off" in plan.refusal() and len(store.images(sid)) == 2  # nothing added
+    assert "signed off" in plan.refusal(str(extra[0])) and len(store.images(sid)) == 2  # nothing added
 
 
 def test_a_sample_signed_off_during_the_run_keeps_its_results(store, tmp_path):

@@ -1,0 +1,80 @@
+"""Row-level pieces every operation of the result store shares, each run on the connection of the
+caller's transaction: the timestamp format, the audit entry written with every change, the
+``updated_at`` stamp, the refusal to change a signed-off sample, and inserting an image row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from datetime import UTC, datetime
+from typing import Any
+
+from engine.store.audit import append
+from engine.store.errors import SignOffError, StoreError
+from engine.store.identity import FileState
+from engine.store.records import Sample
+
+#: The class a withdrawn review is stored with (the reviews table keeps every row; the latest
+#: one decides, and this one means "not reviewed").
+WITHDRAWN_REVIEW = ""
+
+#: The ``samples`` columns (table alias ``s``) of a :class:`Sample`, in its field order.
+SAMPLE_COLUMNS = ("s.sample_id, s.folder, s.patient_id, s.operator, s.created_at, s.updated_at, "
+                  "s.signed_off_by, s.signed_off_at, "
+                  "(SELECT COUNT(*) FROM images WHERE sample_pk = s.pk), s.sign_off_statement")
+
+
+def now() -> str:
+    """The current time as stored: ISO 8601, UTC, microseconds."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def required(value: str | None, what: str) -> str:
+    """``value`` stripped; :class:`StoreError` when that leaves nothing."""
+    text = (value or "").strip()
+    if not text:
+        raise StoreError(f"{what} must not be empty")
+    return text
+
+
+def to_sample(row: sqlite3.Row | tuple) -> Sample:
+    """A row selected with :data:`SAMPLE_COLUMNS` as a :class:`Sample`."""
+    return Sample(*row)
+
+
+def audit(conn: sqlite3.Connection, actor: str, action: str, sample_pk: int | None,
+          image_pk: int | None = None, **details: Any) -> None:
+    """Append one chained audit entry, in the caller's transaction."""
+    append(conn, now(), actor or "", action, sample_pk, image_pk,
+           json.dumps(details, sort_keys=True, default=str))
+
+
+def refuse_if_signed(row: sqlite3.Row, what: str) -> None:
+    """:class:`SignOffError` when the sample ``row`` is signed off: nothing about it may change
+    (``what`` says what was refused) until it is reopened."""
+    if row["signed_off_at"] is not None:
+        raise SignOffError(
+            f"sample {row['sample_id']!r} was signed off by {row['signed_off_by']} at "
+            f"{row['signed_off_at']}; reopen it before {what}")
+
+
+def touch(conn: sqlite3.Connection, sample_pk: int) -> None:
+    conn.execute("UPDATE samples SET updated_at = ? WHERE pk = ?", (now(), sample_pk))
+
+
+def insert_image(conn: sqlite3.Connection, sample_pk: int, path: str, state: FileState) -> int | None:
+    """Insert if absent, after the sample's last image; returns the new pk, or None when the path
+    was already there."""
+    position = conn.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM images WHERE sample_pk = ?",
+                            (sample_pk,)).fetchone()[0]
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO images (sample_pk, path, file_name, sha256, size, mtime_ns, position, added_at) "
+        "VALUES (?,?,?,?,?,?,?,?)", (sample_pk, path, os.path.basename(path), state.sha256, state.size,
+                                     state.mtime_ns, position, now()))
+    return int(cur.lastrowid) if cur.rowcount == 1 and cur.lastrowid is not None else None
+
+
+__all__ = ["SAMPLE_COLUMNS", "WITHDRAWN_REVIEW", "audit", "insert_image", "now", "refuse_if_signed", "required",
+           "to_sample", "touch"]

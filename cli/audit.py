@@ -69,12 +69,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     check_writable(out, "audit export")
     since = parse_when(args.since) if args.since else None
     until = parse_when(args.until, end=True) if args.until else None
-    with _open(args.db) as store:
-        check = store.verify_audit()
-        entries = store.audit(args.sample, actor=args.user, action=args.action, since=since, until=until)
     filters = {"sample_id": args.sample, "user": args.user, "action": args.action, "since": args.since,
                "until": args.until}
-    write_audit(entries, out, check=check, database=str(db.absolute()), filters=filters)
+    from cli.signin import acting_user
+
+    with _open(args.db) as store:
+        actor = acting_user(store, args)  # signs in first where the lab requires accounts
+        check = store.verify_audit()
+        entries = store.audit(args.sample, actor=args.user, action=args.action, since=since, until=until)
+        write_audit(entries, out, check=check, database=str(db.absolute()), filters=filters)
+        # The export is itself in the trail, after the entries it wrote.
+        store.record_event("export", actor=actor, kind="audit", path=str(out.absolute()), entries=len(entries))
     print(printable(f"{len(entries)} audit entries written to {out}"))
     if not check.ok:
         print(printable(f"warning: audit trail damaged: {check.reason}"), file=sys.stderr)
@@ -95,6 +100,9 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--action", metavar="A", help="only this action (record_review, sign_off, ...)")
     e.add_argument("--since", metavar="DATE", help="from this day (YYYY-MM-DD, local time) or time on")
     e.add_argument("--until", metavar="DATE", help="up to and including this day (or before this time)")
+    from cli.signin import add_account_option
+
+    add_account_option(e)
     e.set_defaults(func=cmd_export)
 
 

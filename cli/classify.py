@@ -44,6 +44,7 @@ from cli.classify_plan import (
 )
 from cli.classify_progress import PlainProgress, progress_bar
 from cli.outputs import Output, OutputGuard, check_writable, model_files
+from cli.signin import add_account_option
 from engine.core.choices import BackendName, DeviceName
 from engine.core.errors import AllSightError
 from engine.core.records import ReviewedImage
@@ -173,21 +174,25 @@ def cmd_classify(args: argparse.Namespace) -> int:
     running: Iterator[ImageResult] | None = None
     results: Iterator[ImageResult] | None = None
     tally: Counter[str] = Counter()
+    actor = ""  # who the store records (with --db): the OS login or the signed-in account
     try:
         entries = [_Entry(p) for p in scan.images]
         plans: list[SamplePlan] = []
         if db_path is not None:
+            from cli.signin import acting_user
             from engine.store.results import ResultStore
 
             store = ResultStore.open(db_path)
-            entries, plans = _prepare_store(store, groups, scan.images, classifier.card, args.operator or "")
+            actor = acting_user(store, args)  # signs in first where the lab requires accounts
+            entries, plans = _prepare_store(store, groups, scan.images, classifier.card, args.operator or actor,
+                                            actor)
             if report_path is not None:  # a sample ID the store changed changes its PDF's name
                 guard.check(_planned_outputs(args, groups, heat_dir, heat_targets))
         todo = [e.path for e in entries if e.stored is None and e.refused is None]
         if todo and store is not None:
             from engine.workflow.classification import classify_samples
 
-            running = _recorded(classify_samples(store, classifier, plans, order=todo, actor=args.operator or "",
+            running = _recorded(classify_samples(store, classifier, plans, order=todo, actor=actor,
                                                  batch_size=args.batch_size, workers=args.workers), tally)
         elif todo:
             running = classifier.classify_paths(todo, batch_size=args.batch_size, workers=args.workers)
@@ -211,7 +216,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise AllSightError(f"cannot create the heat-map folder {heat_dir}: {exc.strerror or exc}") from None
         run = _Run(args, entries, classifier, csv_sink or sys.stdout, json_sink, heat_dir, CSV_COLUMNS, store,
-                   groups, tally, heat_targets)
+                   groups, tally, heat_targets, actor=actor)
         code = run.execute(results)
         for sink in sinks:
             sink.prepare()  # everything written and synced (a full disk fails here) before any is renamed
@@ -236,7 +241,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def _prepare_store(store: ResultStore, groups: list[SampleGroup], images: tuple[Path, ...], card: ModelCard,
-                   operator: str) -> tuple[list[_Entry], list[SamplePlan]]:
+                   operator: str, actor: str) -> tuple[list[_Entry], list[SamplePlan]]:
     """Register each sample, add its images and plan it (:func:`engine.workflow.classification.prepare_sample`):
     per image, classify or read back. Returns one entry per scanned image, in scan order, and the plans."""
     from engine.workflow.classification import prepare_sample
@@ -246,13 +251,13 @@ def _prepare_store(store: ResultStore, groups: list[SampleGroup], images: tuple[
     _say(f"result store: {store.path}")
     used: set[str] = set()
     for g in groups:
-        sample, _ = store.register_sample(g.sample_id, g.folder, operator=operator, taken=used)
+        sample, _ = store.register_sample(g.sample_id, g.folder, operator=operator, taken=used, actor=actor)
         if sample.sample_id != g.sample_id:
             _say(f"note: sample {g.sample_id!r} of the result store holds another folder; "
                  f"{g.folder or 'these files'} are sample {sample.sample_id!r}")
             g.sample_id = sample.sample_id
         used.add(g.sample_id)
-        plan = prepare_sample(store, g.sample_id, g.paths, card.weights_sha256, actor=operator)
+        plan = prepare_sample(store, g.sample_id, g.paths, card.weights_sha256, actor=actor)
         plans.append(plan)
         if plan.signed_off:
             _say(f"sample {g.sample_id}: signed off by {sample.signed_off_by} at {sample.signed_off_at}; "
@@ -302,8 +307,8 @@ class _Run:
 
     def __init__(self, args, entries, classifier, csv_file, json_file, heat_dir, columns, store,
                  groups: list[SampleGroup] | None = None, tally: Counter[str] | None = None,
-                 heat_targets: dict[str, Path] | None = None) -> None:
-        self.args, self.classifier, self.store = args, classifier, store
+                 heat_targets: dict[str, Path] | None = None, *, actor: str = "") -> None:
+        self.args, self.classifier, self.store, self.actor = args, classifier, store, actor
         self.groups = groups or []
         self.csv_file, self.json_file, self.heat_dir, self.columns = csv_file, json_file, heat_dir, columns
         self.heat_targets = heat_targets or {}  # image key -> its heat-map file (planned and checked)
@@ -501,6 +506,7 @@ class _Run:
         for sample_id, target in targets.items():
             report = sample_report_from_store(self.store, sample_id, card=card, lab_name=lab, operator=operator)
             written.append(write_pdf(report, target, heatmap_fn=heatmap_fn))
+            self.store.record_event("export", sample_id, actor=self.actor, kind="pdf", path=str(written[-1]))
         return written
 
 
@@ -552,8 +558,11 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
                    f"parent folder or '{LOOSE_SAMPLE_ID}'")
     p.add_argument("--report", metavar="report.pdf", help="write a PDF sample report (with --db: one per "
                    "sample, <stem>-<sample ID>.pdf when there are several)")
-    p.add_argument("--operator", default="", metavar="NAME", help="operator named in the store and the report")
+    p.add_argument("--operator", default="", metavar="NAME",
+                   help="who prepared the sample, as named on the report (default: who runs this); the store "
+                        "records every change under the OS login or the signed-in --account, never this name")
     p.add_argument("--lab-name", default="", metavar="TEXT", help="lab name printed on the report")
+    add_account_option(p)
     p.add_argument("--device", choices=[d.value for d in DeviceName], default=DeviceName.AUTO.value)
     p.add_argument("--backend", choices=[b.value for b in BackendName], default=BackendName.AUTO.value,
                    help="what runs the network: auto = ONNX Runtime on the CPU (exported from the "

@@ -88,15 +88,15 @@ def _add_preview(sub: argparse._SubParsersAction) -> None:
 
 
 _REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_preview]
-COMMANDS: set[str] = {"preview", "train", "evaluate", "refit", "classify", "audit"}
+COMMANDS: set[str] = {"preview", "train", "evaluate", "refit", "classify", "audit", "accounts"}
 
 
 def register_commands() -> None:
     # The command modules import torch, OpenCV etc. only inside their functions, so registering
     # them costs ~50 ms and --help lists every command.
-    from cli import audit, classify, models
+    from cli import accounts, audit, classify, models
 
-    for register in (*models.REGISTRARS, *classify.REGISTRARS, *audit.REGISTRARS):
+    for register in (*models.REGISTRARS, *classify.REGISTRARS, *audit.REGISTRARS, *accounts.REGISTRARS):
         if register not in _REGISTRARS:
             _REGISTRARS.append(register)
 

@@ -221,14 +221,15 @@ class ResultStore:
 
     # -------------------------------------------------------------------------------- samples
     def create_or_get_sample(self, sample_id: str, folder: str | os.PathLike[str], patient_id: str = "",
-                             operator: str = "") -> Sample:
-        """The sample ``sample_id``, created (with an audit row) if new. An existing sample is
-        returned unchanged (``folder``/``patient_id``/``operator`` are then ignored)."""
-        actor = self._gate.actor(Permission.CLASSIFY, "", "register samples")
+                             operator: str = "", *, actor: str = "") -> Sample:
+        """The sample ``sample_id``, created (with an audit row under ``actor``, else the
+        operator) if new. An existing sample is returned unchanged (``folder``/``patient_id``/
+        ``operator`` are then ignored)."""
+        actor = self._gate.actor(Permission.CLASSIFY, actor, "register samples")
         return _samples.create_or_get_sample(self._db, sample_id, folder, patient_id, operator, actor)
 
     def register_sample(self, name: str, folder: str | os.PathLike[str], *, patient_id: str = "",
-                        operator: str = "", taken: Iterable[str] = ()) -> tuple[Sample, bool]:
+                        operator: str = "", taken: Iterable[str] = (), actor: str = "") -> tuple[Sample, bool]:
         """The stored sample of the images of ``folder``, named after ``name``: ``(sample, created)``.
 
         The one sample-naming rule of both front ends (the CLI's ``classify --db`` and the app):
@@ -238,7 +239,7 @@ class ResultStore:
         never merge into one sample. ``folder`` "" (files from several folders) matches a stored
         sample without a folder.
         """
-        actor = self._gate.actor(Permission.CLASSIFY, "", "register samples")
+        actor = self._gate.actor(Permission.CLASSIFY, actor, "register samples")
         return _samples.register_sample(self._db, name, folder, patient_id=patient_id, operator=operator,
                                         taken=taken, actor=actor)
 

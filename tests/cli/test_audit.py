@@ -85,7 +85,10 @@ def test_export_csv_and_json_with_filters(db, env, tmp_path):
     proc = audit(env, "export", db, "--out", out)
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(out.read_text(encoding="utf-8-sig").splitlines()))
-    assert len(rows) == n_entries(db)
+    assert len(rows) == n_entries(db) - 1  # every entry, then the export itself was recorded
+    with ResultStore.open(db) as store:
+        last = store.audit()[-1]
+    assert last.action == "export" and last.details["kind"] == "audit" and last.details["entries"] == len(rows)
     first = rows[0]
     assert first["action"] == "create_sample" and first["user"] == "'=ana"  # no spreadsheet formula
     assert rows[-2]["action"] == "sign_off" and "I have reviewed sample S-001" in rows[-2]["description"]

@@ -191,7 +191,8 @@ def test_signed_off_sample_is_not_modified(tmp_path, tiny_model, env):
     assert second.returncode == 3, second.stderr
     assert "S-009: signed off by Dr. Sign" in second.stderr
     with ResultStore.open(db) as store:
-        assert len(store.audit()) == audit_before
+        added = store.audit()[audit_before:]  # nothing but the report written, which is recorded
+        assert [(e.action, e.sample_id, e.details["kind"]) for e in added] == [("export", "S-009", "pdf")]
         assert store.get_sample("S-009").n_images == 3
     rows1, rows2 = rows_of(tmp_path / "r1.csv"), rows_of(tmp_path / "r2.csv")
     by_name = {Path(r["path"]).name: r for r in rows2}
@@ -260,7 +261,7 @@ def test_db_report_one_pdf_per_sample_with_reviews(tmp_path, tiny_model, env):
     text = pdf_text(single)  # exactly one sample: the given path
     assert "B-2" in text and "overridden by Dr. Who" in text and "Research use only" in text
     with ResultStore.open(db) as store:
-        assert len(store.audit()) == audit_before
+        assert [e.action for e in store.audit()[audit_before:]] == ["export"]  # the report, nothing else
 
 
 def test_unwritable_report_path_exit_2(tmp_path, tiny_model, env):

@@ -198,10 +198,6 @@ def train(cfg: TrainConfig, *, resume: bool = False, cancel: CancelToken | None 
     """
     started = time.time()
     out_dir = Path(cfg.out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create output folder {out_dir}: {exc.strerror}") from None
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     dataset = discover_dataset(cfg.data_dir, CLASS_IDS)
     splits = split_dataset(dataset, cfg.split, cfg.seed)
@@ -209,6 +205,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, cancel: CancelToken | None 
         present = set(_labels(splits[name]).tolist())
         if len(present) < 2:
             raise DataLayoutError(f"the {name} split has fewer than two classes; add more images per class")
+    try:  # only once the data is known to be usable: a refused run leaves no empty folder behind
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create output folder {out_dir}: {exc.strerror}") from None
     images = yield from _load_split_images(dataset, splits, cfg, cancel)
     train_imgs, train_y, _ = images["train"]
     val_imgs, val_y, _ = images["val"]

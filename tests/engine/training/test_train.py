@@ -162,12 +162,15 @@ def test_cli_train_without_imagenet_weights_says_so_in_one_line(class_dataset, t
     assert "Traceback" not in run.stderr
 
 
-def test_cli_train_bad_layout_is_one_line(tmp_path):
-    run = subprocess.run([sys.executable, "main.py", "train", str(tmp_path / "nowhere")],
-                         cwd=REPO, capture_output=True, text=True, timeout=120)
+def test_cli_train_bad_layout_is_one_line_and_creates_no_output_folder(tmp_path):
+    # run from an empty folder with the default --out (runs/model): a refused run must not leave
+    # it behind (it once did, in the repository, from this very test)
+    run = subprocess.run([sys.executable, str(REPO / "main.py"), "train", str(tmp_path / "nowhere")],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
     assert run.stderr.strip().startswith("error:") and "not a folder" in run.stderr
     assert "Traceback" not in run.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_precise_batchnorm_uses_exact_statistics_of_clean_images():

@@ -18,6 +18,50 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # tiny test models are deterministic, so their graphs are reused across tests).
 os.environ["ALLSIGHT_CACHE_DIR"] = tempfile.mkdtemp(prefix="allsight-test-cache-")
 
+#: The person's own ALLSight folders, which no test may write to (checked at the end of the run).
+_USER_FOLDERS = ("config", "data", "log")
+
+
+def _real_user_folders() -> dict[str, Path]:
+    import platformdirs
+
+    return {k: Path(getattr(platformdirs, f"user_{k}_dir")("ALLSight", appauthor=False)) for k in _USER_FOLDERS}
+
+
+def _snapshot(folders: dict[str, Path]) -> dict[str, tuple[int, int]]:
+    out = {}
+    for folder in folders.values():
+        if folder.is_dir():
+            for p in folder.rglob("*"):
+                if p.is_file():
+                    st = p.stat()
+                    out[str(p)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def pytest_sessionstart(session):
+    session.config._allsight_user_files = _snapshot(_real_user_folders())
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = getattr(session.config, "_allsight_user_files", None)
+    if before is None:
+        return
+    after = _snapshot(_real_user_folders())
+    touched = sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
+    if touched:  # a test wrote to the person's own settings, database or log
+        print(f"\nERROR: the tests changed the user's own ALLSight files: {touched[:5]}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(autouse=True)
+def private_user_folders(tmp_path_factory, monkeypatch):
+    """Settings, database and log of every test (and of the commands it runs) in its own
+    temporary folders, never the person's (``engine.core.paths``)."""
+    base = tmp_path_factory.mktemp("user-folders")
+    for kind in _USER_FOLDERS:
+        monkeypatch.setenv(f"ALLSIGHT_{kind.upper()}_DIR", str(base / kind))
+
 REAL_DATA_CANDIDATES = [
     os.environ.get("ALLSIGHT_DATA", ""),
     str(Path(__file__).resolve().parents[2] / "shared" / "data" / "aria-all"),

@@ -39,14 +39,22 @@ def _fail(message: str) -> int:
 def cmd_preview(args: argparse.Namespace) -> int:
     import cv2
 
+    from engine.core.errors import ModelError
     from engine.imaging.preprocess import PreprocessConfig, preprocess
     from engine.io.images import load_image
+    from engine.models.checkpoint import DEFAULT_MODEL_ID, resolve_model_card
 
-    config = PreprocessConfig()
-    if args.model:
-        from engine.models.checkpoint import resolve_model_card
-
-        config = resolve_model_card(args.model).preprocess
+    # The stages the model actually sees: the named model's preprocessing, by default the
+    # default model's (its image size and white balance), not a generic 224 px one.
+    try:
+        card = resolve_model_card(args.model or DEFAULT_MODEL_ID)
+        config = card.preprocess
+        source = f"preprocessing of model {card.id} {card.version}"
+    except ModelError:
+        if args.model:
+            raise
+        config = PreprocessConfig()
+        source = "no model installed: generic preprocessing (224 px)"
     if args.image_size:
         config = config.replace(image_size=args.image_size)
     if args.lab_source:
@@ -74,6 +82,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
         written.append(target)
     for target in written:
         print(printable(target))
+    print(printable(source), file=sys.stderr)  # after the work: an error stays the only line
     return EXIT_OK
 
 
@@ -81,7 +90,8 @@ def _add_preview(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("preview", help="write every preprocessing stage of IMAGE as PNGs")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
-    p.add_argument("--model", metavar="ID|PATH", help="use this model's preprocessing parameters")
+    p.add_argument("--model", metavar="ID|PATH", help="use this model's preprocessing parameters (default: the "
+                   "default model's, as classify uses them)")
     p.add_argument("--image-size", type=int, help="override the input size")
     p.add_argument("--lab-source", choices=["bgr_as_rgb", "rgb"], help="override the LAB channel order")
     p.set_defaults(func=cmd_preview)

@@ -40,6 +40,27 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, path: Path) -> str:
     return lines[0]
 
 
+def default_preprocessing() -> PreprocessConfig:
+    """What ``preview`` uses without ``--model``: the default model's preprocessing, if installed."""
+    from engine.core.errors import ModelError
+    from engine.models.checkpoint import resolve_model_card
+
+    try:
+        return resolve_model_card(None).preprocess
+    except ModelError:
+        return PreprocessConfig()
+
+
+def test_preview_without_model_shows_what_the_default_model_sees(tmp_path):
+    image = write_image(tmp_path / "s.png", synthetic_smear(1, 200, seed=2))
+    proc = run_cli("preview", str(image), "--out", str(tmp_path / "out"), tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    size = default_preprocessing().image_size
+    assert load_image(stage_files(tmp_path / "out")["original"]).shape == (size, size, 3)
+    expected = "preprocessing of model resnet18" if size != 224 else "no model installed"
+    assert expected in proc.stderr
+
+
 def stage_files(out: Path) -> dict[str, Path]:
     files = sorted(out.glob("*.png"))
     found = {}
@@ -62,8 +83,9 @@ def test_preview_writes_every_stage(tmp_path):
     # the command lists what it wrote
     assert sorted(Path(line) for line in proc.stdout.split("\n") if line.strip()) == sorted(files.values())
 
-    # The PNGs hold exactly what preprocess computes in-process (same config, RGB order kept).
-    expected = preprocess(load_image(image), PreprocessConfig(image_size=64)).as_dict()
+    # The PNGs hold exactly what preprocess computes in-process (the default model's
+    # preprocessing at the size asked for, RGB order kept).
+    expected = preprocess(load_image(image), default_preprocessing().replace(image_size=64)).as_dict()
     for name, path in files.items():
         with Image.open(path) as img:
             arr = np.asarray(img)

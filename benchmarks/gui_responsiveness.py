@@ -77,7 +77,22 @@ def warm_onnx_cache(model: str) -> None:
                    env=dict(os.environ, PYTHONPATH=str(REPO)))
 
 
-def run_batch(n: int, model: str, tmp: Path) -> dict:
+def stall_catcher(path: Path | None, after_s: float):  # noqa: ANN201 (a callable or None)
+    """Re-armed on every tick: when the event loop misses ``after_s``, faulthandler's own C thread
+    (it needs no GIL, so a stall holding the GIL cannot hide from it) writes every thread's Python
+    stack to ``path``, once per stall. ``None``: no catcher."""
+    if path is None:
+        return None
+    import faulthandler
+
+    handle = open(path, "w", encoding="utf-8")  # noqa: SIM115 (kept open for the C thread)
+
+    def arm() -> None:
+        faulthandler.dump_traceback_later(after_s, repeat=False, file=handle)
+    return arm
+
+
+def run_batch(n: int, model: str, tmp: Path, catch: Path | None = None, catch_after_s: float = 0.3) -> dict:
     os.environ["ALLSIGHT_CONFIG_DIR"] = str(tmp / "config")
     os.environ["ALLSIGHT_LOG_DIR"] = str(tmp / "logs")
     os.environ["ALLSIGHT_DATA_DIR"] = str(tmp / "data")
@@ -92,7 +107,7 @@ def run_batch(n: int, model: str, tmp: Path) -> dict:
     folder = tmp / "S-bench"
     write_images(folder, n)
     app = create_application([])
-    win = MainWindow(Settings(active_model=model, operator_name="bench"))
+    win = MainWindow(Settings(active_model=model))
     win.resize(*DEFAULT_SIZE)  # as on a real screen: the offscreen one is 800 x 800 and would shrink the window
     win.show()
 
@@ -112,7 +127,14 @@ def run_batch(n: int, model: str, tmp: Path) -> dict:
     ticks: list[float] = []
     timer = QTimer()
     timer.setInterval(TICK_MS)
-    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    arm = stall_catcher(catch, catch_after_s)
+    if arm is None:
+        timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    else:
+        def tick() -> None:
+            ticks.append(time.perf_counter())
+            arm()
+        timer.timeout.connect(tick)
     finished = {}
     win.batch.model_ready.connect(lambda *_: finished.setdefault("model_ready", time.perf_counter()))
     win.batch.results.connect(lambda *_: finished.setdefault("first_result", time.perf_counter()))
@@ -137,12 +159,20 @@ def run_batch(n: int, model: str, tmp: Path) -> dict:
     ticks.append(start)
     QTimer.singleShot(0, win.act_classify.trigger)
     app.exec()  # the real event loop, until the batch is done
+    closed = time.perf_counter()
     timer.stop()
+    if arm is not None:
+        import faulthandler
+
+        faulthandler.cancel_dump_traceback_later()
     poll.stop()
     if "error" in finished:
         raise SystemExit(f"the batch did not finish: {finished['error']}")
     end = finished["t"]
-    pairs = list(itertools.pairwise(ticks))
+    # Only the ticks up to the last result: app.quit() closes the window (Qt 6), and what the
+    # close does (joining the model's child process) is timed on its own below, not as a stall
+    # of the batch. Before this, a slow join was reported as a 1.4-2.4 s stall "during the batch".
+    pairs = [(a, b) for a, b in itertools.pairwise(ticks) if b <= end]
     gaps = sorted((b - a) * 1000 for a, b in pairs)
     # Once the first result is in: the batch proper, the one-off model load (torch import) excluded.
     steady = sorted((b - a) * 1000 for a, b in pairs if a >= finished["first_result"])
@@ -156,6 +186,7 @@ def run_batch(n: int, model: str, tmp: Path) -> dict:
         "model_load_s": finished.get("model_ready", start) - start,
         "first_result_s": finished["first_result"] - start,
         "thumbnails_pending": sum(1 for im in sample.images if im.state == "pending"),
+        "close_s": closed - end,
     }
     win.close()
     return result
@@ -214,6 +245,9 @@ def main() -> int:
     parser.add_argument("--cache", choices=["cold", "warm"], default="cold",
                         help="cold: an empty ONNX cache, so the first Classify exports the model (in a "
                              "child process) as on a new machine; warm: exported beforehand")
+    parser.add_argument("--catch-stalls", type=Path, metavar="FILE",
+                        help="write every thread's stack to FILE whenever the event loop misses 0.3 s "
+                             "(faulthandler's watchdog; for finding what a stall waits on)")
     args = parser.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     with tempfile.TemporaryDirectory(prefix="allsight-gui-bench-") as tmp_name:
@@ -223,7 +257,7 @@ def main() -> int:
         os.environ["ALLSIGHT_CACHE_DIR"] = str(tmp / "cache")
         if args.cache == "warm":
             warm_onnx_cache(model)
-        r = run_batch(args.n, model, tmp)
+        r = run_batch(args.n, model, tmp, args.catch_stalls)
     print(f"model: {model_text}; {r['device']}; {os.cpu_count()} CPU core(s); ONNX cache {args.cache}")
     print(f"batch: {r['n']} images in {r['seconds']:.1f} s = {r['images_per_s']:.1f} images/s end to end "
           f"(classifier {r['job_images_per_s']:.1f} images/s while running)")
@@ -234,6 +268,8 @@ def main() -> int:
           f"{'PASS' if r['steady_max_gap_ms'] <= 50 else 'FAIL'}")
     print(f"event loop from the click (model load included): {r['ticks']} ticks of {TICK_MS} ms; max gap "
           f"{r['max_gap_ms']:.1f} ms, p99 {r['p99_gap_ms']:.1f} ms, median {r['median_gap_ms']:.1f} ms")
+    print(f"window closed {r['close_s']:.2f} s after the last result (app.quit() closes it; the model's "
+          "child process is joined then)")
     try:
         load = os.getloadavg()[0]
         print(f"machine load average at the end: {load:.1f} on {os.cpu_count()} core(s)")

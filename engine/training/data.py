@@ -53,23 +53,30 @@ class Dataset:
         return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
 
 
-def discover_dataset(root: str | Path, classes: Sequence[str] = CLASS_IDS, *, min_classes: int = 2) -> Dataset:
-    """Find class folders under ``root`` and their images, or explain what is wrong."""
+def class_folders(root: str | Path, classes: Sequence[str] = CLASS_IDS) -> tuple[list[tuple[Path, int]], list[str]]:
+    """``([(class folder, label), ...], [unknown folder names])`` under ``root`` (any case, hidden
+    folders ignored, natural order); :class:`DataLayoutError` when ``root`` is not a folder."""
     root = Path(root)
     if not root.is_dir():
         raise DataLayoutError(f"{root}: not a folder. Expected a folder with one sub-folder per class "
                               f"({', '.join(classes)}).")
     by_lower = {c.lower(): i for i, c in enumerate(classes)}
     subdirs = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=natural_key)
-    unknown = [p.name for p in subdirs if p.name.lower() not in by_lower]
+    known = [(p, by_lower[p.name.lower()]) for p in subdirs if p.name.lower() in by_lower]
+    return known, [p.name for p in subdirs if p.name.lower() not in by_lower]
+
+
+def discover_dataset(root: str | Path, classes: Sequence[str] = CLASS_IDS, *, min_classes: int = 2) -> Dataset:
+    """Find class folders under ``root`` and their images, or explain what is wrong."""
+    root = Path(root)
+    folders, unknown = class_folders(root, classes)
     if unknown:
         raise DataLayoutError(
             f"{root}: unknown class folder(s) {', '.join(unknown)}; expected only {', '.join(classes)}."
         )
     samples: list[Sample] = []
     found: list[str] = []
-    for sub in subdirs:
-        label = by_lower[sub.name.lower()]
+    for sub, label in folders:
         images = scan_paths([sub]).images
         if images:
             found.append(classes[label])

@@ -33,7 +33,7 @@ import numpy as np
 from engine import CLASS_IDS
 from engine.core.errors import DataLayoutError
 from engine.io.images import natural_key, scan_paths
-from engine.training.data import Sample
+from engine.training.data import Sample, class_folders
 
 if TYPE_CHECKING:
     from engine.store.results import ResultStore
@@ -132,19 +132,13 @@ def _block_groups(samples: Sequence[Sample], prefix: str) -> list[str]:
 def from_folder(root: str | Path, source: Source = Source.FOLDER) -> tuple[list[LabImage], list[Problem]]:
     """The images of a class-folder data set; unknown class folders and unreadable files are problems."""
     root = Path(root)
-    if not root.is_dir():
-        raise DataLayoutError(f"{root}: not a folder. Expected a folder with one sub-folder per class "
-                              f"({', '.join(CLASS_IDS)}).")
-    by_lower = {c.lower(): i for i, c in enumerate(CLASS_IDS)}
-    subdirs = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=natural_key)
+    folders, unknown = class_folders(root)
     problems = []
-    unknown = [p.name for p in subdirs if p.name.lower() not in by_lower]
     if unknown:
         problems.append(Problem(ProblemCode.UNKNOWN_FOLDER,
                                 f"{root}: unknown class folder(s) {', '.join(unknown)}; expected only "
                                 f"{', '.join(CLASS_IDS)} (rename or remove them)", tuple(str(root / u) for u in unknown)))
-    samples = [Sample(p, by_lower[sub.name.lower()]) for sub in subdirs if sub.name.lower() in by_lower
-               for p in scan_paths([sub]).images]
+    samples = [Sample(p, label) for sub, label in folders for p in scan_paths([sub]).images]
     images, unreadable = [], []
     for sample, group in zip(samples, _block_groups(samples, f"{source.value}:{root.name}"), strict=True):
         digest = _digest(sample.path)

@@ -75,6 +75,10 @@ def run_app(argv: list[str] | None = None) -> int:
         window.statusBar().showMessage("Not found: " + ", ".join(str(p) for p in missing), 10000)
     if paths := [p for p in paths if p.exists()]:
         window.open_paths(paths)
+    if window.identity is None:  # the lab requires ALLSight accounts: ask who it is, once the window shows
+        from PySide6.QtCore import QTimer
+
+        QTimer.singleShot(0, window.access.sign_in_if_needed)
     if os.environ.get("ALLSIGHT_NO_WARMUP") != "1":
         # Load the model once the window is up and idle: the one-off torch import (which holds
         # the GIL for a moment) then happens before the user's first Classify, not during it.

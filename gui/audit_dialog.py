@@ -96,9 +96,11 @@ def choose_audit_file(parent: QWidget | None, start: str) -> str:
 class AuditDialog(QDialog):
     """The audit trail of ``store`` (entries loaded when opened; :meth:`reload` reads them again)."""
 
-    def __init__(self, store: ResultStore, parent: QWidget | None = None) -> None:
+    def __init__(self, store: ResultStore, parent: QWidget | None = None, *, actor: str = "") -> None:
         super().__init__(parent)
         self.store = store
+        #: Who exports (the window's identity): the export itself is recorded in the audit trail.
+        self.actor = actor
         self.setWindowTitle("Audit trail")
         self.resize(1000, 600)
         self.check: AuditCheck | None = None
@@ -225,10 +227,16 @@ class AuditDialog(QDialog):
                 raise AllSightError(f"{target} is the result database itself; choose another file")
             write_audit(self.model.entries, target, check=self.check, database=str(self.store.path),
                         filters=filters)
+            try:  # an export the audit trail cannot record does not happen
+                self.store.record_event("export", actor=self.actor, kind="audit",
+                                        path=str(Path(target).absolute()), entries=len(self.model.entries))
+            except AllSightError:
+                Path(target).unlink(missing_ok=True)
+                raise
         except AllSightError as exc:
-            from gui.errors import show_error
+            from gui.errors import show_exception
 
-            show_error(self, str(exc))
+            show_exception(self, "The audit trail was not exported", exc)
             return None
         return Path(target)
 

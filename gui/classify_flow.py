@@ -13,6 +13,7 @@ import os
 from typing import TYPE_CHECKING
 
 from engine.core.errors import AllSightError
+from engine.core.identity import Permission
 from engine.core.jobs import JobState
 from engine.core.records import ReviewedImage
 from engine.store.naming import image_key
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from PySide6.QtWidgets import QDockWidget, QMainWindow, QTabWidget
 
     from engine.core.records import ImageResult
+    from gui.access_flow import AccessFlow
     from gui.batch import BatchJob, BatchQueue
     from gui.current_image import CurrentImage
     from gui.model_host import ModelHost
@@ -38,12 +40,13 @@ class ClassifyFlow:
     ``window`` is the :class:`gui.main_window.MainWindow` (typed as its Qt base, as in
     :mod:`gui.window_layout`): the parent of error dialogs, its ``show_message`` and
     ``update_actions``, and its ``settings``, ``model_card`` and ``model_error`` (replaced when the
-    settings change)."""
+    settings change); ``access`` says who acts (registration and results are recorded under it)."""
 
     def __init__(self, window: QMainWindow, *, workbench: Workbench, batch: BatchQueue, model_host: ModelHost,
                  samples_panel: SamplesPanel, results: ShownResults, image: CurrentImage,
-                 side_tabs: QTabWidget, queue_dock: QDockWidget):
+                 side_tabs: QTabWidget, queue_dock: QDockWidget, access: AccessFlow):
         self.window = window
+        self.access = access
         self.workbench = workbench
         self.batch = batch
         self.model_host = model_host
@@ -68,10 +71,12 @@ class ClassifyFlow:
 
     def ensure_registered(self, sample: Sample) -> bool:
         """Give the sample its row in the store (first classification); False if impossible."""
+        identity = self.access.identity
         try:
-            done = self.workbench.register(sample, self.samples_panel.samples, self.window.settings.operator_name)
+            done = self.workbench.register(sample, self.samples_panel.samples,
+                                           identity.name if identity is not None else "", actor=self.access.user)
         except AllSightError as exc:
-            gui_errors.show_error(self.window, str(exc), gui_errors.format_details(exc))
+            gui_errors.show_exception(self.window, f"Sample {sample.sample_id} could not be registered", exc)
             return False
         if done.note:
             self.window.show_message(done.note)
@@ -83,10 +88,11 @@ class ClassifyFlow:
 
     def queue_sample(self, sample: Sample | None, *, start: bool = False) -> BatchJob | None:
         """Put a sample in the batch queue (registering it in the store first)."""
-        if not self.can_classify(sample) or not self.ensure_registered(sample):
+        if not self.can_classify(sample):
             return None
-        actor = self.window.settings.operator_name or sample.operator
-        job = self.batch.add(sample, sample.store_id, sample.image_keys(), actor)
+        if not self.access.allowed(Permission.CLASSIFY, "classify samples") or not self.ensure_registered(sample):
+            return None
+        job = self.batch.add(sample, sample.store_id, sample.image_keys(), self.access.user)
         if job.state == JobState.QUEUED and not start:
             sample.status_note = "queued"
         if start:

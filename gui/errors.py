@@ -23,6 +23,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from engine.core.errors import AllSightError
+from engine.core.identity import PermissionDenied
 
 log = logging.getLogger("allsight.gui.errors")
 
@@ -92,6 +93,32 @@ def show_error(parent: QWidget | None, message: str, details: str | None = None,
     finally:
         _open_box = None
         box.deleteLater()
+
+
+def show_refusal(parent: QWidget | None, message: str, *, title: str = "ALLSight — not permitted") -> None:
+    """Tell the person an action was refused to them (and why), in one dialog; logged."""
+    log.warning("refused: %s", message)
+    if QApplication.instance() is None:
+        return
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Icon.Warning)
+    box.setWindowTitle(title)
+    box.setText(message)
+    box.setStandardButtons(QMessageBox.StandardButton.Ok)
+    try:
+        box.exec()
+    finally:
+        box.deleteLater()
+
+
+def show_exception(parent: QWidget | None, context: str, exc: BaseException) -> None:
+    """``context`` ("The review could not be saved") and why: a refusal
+    (:class:`PermissionDenied`) as one clear message, anything else through :func:`show_error`
+    with the traceback in the details."""
+    if isinstance(exc, PermissionDenied):
+        show_refusal(parent, f"{context}: {exc}")
+    else:
+        show_error(parent, f"{context}: {error_message(exc)}", format_details(exc))
 
 
 def error_message(exc: BaseException) -> str:

@@ -3,11 +3,11 @@ preprocessing preview) on the right, the batch queue along the bottom, status at
 
 Layout (attribute names in brackets)::
 
-    [menuBar: file_menu, edit_menu, sample_menu, view_menu, help_menu]   [toolbar]
+    [menuBar: file_menu, edit_menu, sample_menu, tools_menu, view_menu, help_menu]   [toolbar]
     [splitter: samples_panel | center_tabs ("Image" = viewer_panel) |
                side_tabs ("Results" = results_panel, "Preprocessing" = preview_panel)]
     [queue_dock: queue_panel]
-    [statusBar: message · error_button · busy_label · device_label · model_label · ruo_label]
+    [statusBar: message · error_button · busy_label · identity_label · device_label · model_label · ruo_label]
 
 Where the work lives: :mod:`gui.window_layout` builds the widgets, actions, menus and status bar;
 :mod:`gui.workbench` (Qt-free) holds the workflow rules (registering, history, IDs, review,
@@ -20,6 +20,10 @@ sign-off, status notes); and the window owns one object per job, each with its o
 * ``self.results`` (:mod:`gui.shown_results`): the Results tab's sample and its stored records;
 * ``self.classifying`` (:mod:`gui.classify_flow`): queueing, starting, what the batch reports;
 * ``self.signing`` (:mod:`gui.sign_off_flow`): review, sign-off, reopening (asking the person);
+* ``self.access`` (:mod:`gui.access_flow`): who acts (``self.identity``: the OS login, or the
+  ALLSight account signed in when the lab requires accounts), signing in and out, what the
+  person's role may do, Tools ▸ Accounts…; every change is recorded under ``identity.user``;
+* :mod:`gui.settings_flow` (Edit ▸ Settings…: a model change needs the models permission and is audited);
 * :mod:`gui.export_action` (Export report…) and :mod:`gui.model_status` (the model's labels).
 
 This module creates them and wires the signals, and keeps the window's own: the store, the
@@ -62,8 +66,9 @@ from engine import __version__
 from engine.core.errors import AllSightError
 from engine.core.jobs import JobState
 from gui import errors as gui_errors
-from gui import model_status
+from gui import model_status, settings_flow
 from gui import window_layout as layout
+from gui.access_flow import AccessFlow
 from gui.batch import BatchJob, BatchQueue
 from gui.classify_flow import ClassifyFlow
 from gui.current_image import CurrentImage
@@ -79,6 +84,7 @@ from gui.workers import PRIORITY_INTERACTIVE, WorkerPool
 if TYPE_CHECKING:
     import numpy as np
 
+    from engine.core.identity import Identity
     from engine.models.checkpoint import ModelCard
     from engine.store.results import ResultStore
 
@@ -130,6 +136,7 @@ class MainWindow(QMainWindow):
 
         # What the window shows and does, each with its own state (see the module docstring).
         sp, rp = self.samples_panel, self.results_panel
+        self.access = AccessFlow(self, store=self.store, batch=self.batch, samples_panel=sp, results_panel=rp)
         self.results = ShownResults(self, store=self.store, workbench=self.workbench, workers=self.workers,
                                     batch=self.batch, samples_panel=sp, results_panel=rp, side_tabs=self.side_tabs)
         self.image = CurrentImage(self, workers=self.workers, model_host=self.model_host, samples_panel=sp,
@@ -137,11 +144,11 @@ class MainWindow(QMainWindow):
                                   results=self.results)
         self.classifying = ClassifyFlow(self, workbench=self.workbench, batch=self.batch, model_host=self.model_host,
                                         samples_panel=sp, results=self.results, image=self.image,
-                                        side_tabs=self.side_tabs, queue_dock=self.queue_dock)
+                                        side_tabs=self.side_tabs, queue_dock=self.queue_dock, access=self.access)
         self.signing = SignOffFlow(self, store=self.store, workbench=self.workbench, samples_panel=sp,
-                                   results=self.results)
+                                   results=self.results, access=self.access)
         self.samples_flow = SamplesFlow(self, store=self.store, workbench=self.workbench, batch=self.batch,
-                                        samples_panel=sp, results=self.results)
+                                        samples_panel=sp, results=self.results, access=self.access)
         sp.lock_reason = self.samples_flow.lock_reason
         sp.confirm_split = self.samples_flow.confirm_split
 
@@ -160,7 +167,6 @@ class MainWindow(QMainWindow):
         sp.sample_updated.connect(self.image.on_sample_updated)
         sp.sample_edited.connect(self.samples_flow.on_sample_edited)
         sp.status_message.connect(self.show_message)
-        sp.operator_entered.connect(self.samples_flow.on_operator_entered)
         self.viewer_panel.navigate.connect(self.step_image)
         self.viewer_panel.heatmap_requested.connect(self.image.request_heatmap)
         self.preview_panel.result_displayed.connect(self.image.on_preview_result)
@@ -184,12 +190,27 @@ class MainWindow(QMainWindow):
         self.queue_panel.job_activated.connect(lambda job: self.samples_panel.select_sample(job.sample))
         gui_errors.add_listener(self._on_error_shown)
 
-        self.update_actions()
+        self.access.set_identity(self.access.identity)  # the status bar's "Signed in: …"; update_actions
         if self.store is not None:
             self.workers.submit(self.workbench.read_history, self._model_sha(), priority=PRIORITY_INTERACTIVE,
                                 name="read history", on_result=self.samples_flow.on_history)
         else:
             self.samples_flow.history_loaded = True
+
+    @property
+    def identity(self) -> Identity | None:
+        """Who acts: the OS login, or the signed-in ALLSight account (None: nobody signed in
+        while the lab requires accounts)."""
+        return self.access.identity
+
+    def sign_in(self) -> bool:
+        return self.access.sign_in()
+
+    def sign_out(self) -> bool:
+        return self.access.sign_out()
+
+    def open_accounts(self) -> bool:
+        return self.access.open_accounts()
 
     # The image on show (tests and benchmarks read these).
     @property
@@ -318,7 +339,7 @@ class MainWindow(QMainWindow):
         return self.signing.reopen()
 
     def export_current(self) -> bool:
-        return export_shown_sample(self, self.results, self.store, self.workers)
+        return export_shown_sample(self, self.results, self.store, self.workers, self.access)
 
     # ------------------------------------------------------------------ status, settings
     def _on_busy_changed(self, pending: int) -> None:
@@ -350,6 +371,7 @@ class MainWindow(QMainWindow):
         self.act_reopen.setEnabled(rs is not None and rs.signed_off)
         self.act_export.setEnabled(rs is not None and rs.store_id is not None)
         self.queue_panel._update_buttons()
+        self.access.update_actions()  # what the person's role may not do: disabled, the tooltip says why
 
     def update_settings(self, **changes) -> None:
         self.settings = self.settings.replace(**changes)
@@ -360,29 +382,11 @@ class MainWindow(QMainWindow):
             self.show_message(f"Settings could not be saved: {exc}", 10000)
 
     def open_settings(self) -> bool:
+        return settings_flow.open_settings(self)
 
-        from gui import settings_dialog
-
-        edited = settings_dialog.edit_settings(self, self.settings)
-        if edited is None:
-            return False
-        self.apply_settings(edited)
-        return True
-
-    def apply_settings(self, new: Settings) -> None:
-        """Save edited settings and apply what changed (model, device, threshold, names)."""
-        old = self.settings
-        self.update_settings(active_model=new.active_model, device=new.device,
-                             review_threshold_override=new.review_threshold_override,
-                             operator_name=new.operator_name, lab_name=new.lab_name)
-        if new.operator_name != old.operator_name:
-            self.samples_panel.default_operator = new.operator_name
-        if (new.active_model, new.device, new.review_threshold_override) != (
-                old.active_model, old.device, old.review_threshold_override):
-            self.load_model_info()
-            self.show_message("Settings saved. The new model settings apply from the next sample classified.")
-        else:
-            self.show_message("Settings saved.", 4000)
+    def apply_settings(self, new: Settings) -> bool:
+        """Save edited settings and apply what changed (a model change needs the models permission)."""
+        return settings_flow.apply_settings(self, new)
 
     def show_audit_trail(self) -> None:
         from gui.audit_dialog import AuditDialog
@@ -390,7 +394,7 @@ class MainWindow(QMainWindow):
         if self.store is None:
             gui_errors.show_error(self, f"The result history cannot be used: {self.store_error}")
             return
-        AuditDialog(self.store, self).exec()
+        AuditDialog(self.store, self, actor=self.access.user).exec()
 
     def _show_about(self) -> None:
         from engine.core.logging_setup import log_dir

@@ -48,7 +48,7 @@ from engine.core.jobs import JobState
 from engine.core.records import EXCLUDED_CLASS, ReviewedImage, sign_off_blockers
 
 if TYPE_CHECKING:
-    pass
+    from collections.abc import Callable
 
 from gui.results_table import (
     CLASS_FILTERS,
@@ -105,6 +105,8 @@ class ResultsPanel(QWidget):
         self.locked = False
         self.n_images = 0
         self.summary = None
+        #: Why the person may not "sign_off" or "reopen" ("" = may); set by gui.access_flow.
+        self.refusal: Callable[[str], str] = lambda action: ""
 
         # Header
         self.title_label = QLabel("No sample selected", self)
@@ -490,16 +492,23 @@ class ResultsPanel(QWidget):
             return f"{blockers.n_unreviewed} flagged image(s) left to review."
         return ""
 
+    def refresh_permissions(self) -> None:
+        """The person changed (signed in or out): what they may do with this sample."""
+        self._update_sign_off()
+
     def _update_sign_off(self) -> None:
         self.reopen_button.setVisible(self.locked)
         self.sign_off_button.setVisible(not self.locked)
+        refused = self.refusal("reopen")
+        self.reopen_button.setEnabled(not refused)
+        self.reopen_button.setToolTip(refused or "Undo the sign-off to change reviews (a reason is required)")
         self.export_button.setEnabled(self._has_sample and self.model.rowCount() > 0)
         if self.locked:
             self.sign_state_label.setText(f"<span style='color:#2e7d32'>{html.escape(self._signed_text)}</span>")
             return
-        blockers = self.sign_off_blockers()
-        self.sign_off_button.setEnabled(not blockers)
-        self.sign_off_button.setToolTip(blockers or "Record that you reviewed this sample")
+        blockers, refused = self.sign_off_blockers(), self.refusal("sign_off")
+        self.sign_off_button.setEnabled(not blockers and not refused)
+        self.sign_off_button.setToolTip(refused or blockers or "Record that you reviewed this sample")
         if not self._has_sample:
             self.sign_state_label.setText("")
         elif blockers:

@@ -61,8 +61,6 @@ class SamplesPanel(QWidget):
     sample_added = Signal(object)
     #: Thumbnail progress of a sample changed (Sample).
     sample_updated = Signal(object)
-    #: The operator typed a name: the new default for the next samples.
-    operator_entered = Signal(str)
     #: The user finished editing the sample ID, patient ID or operator of a sample (Sample).
     sample_edited = Signal(object)
     #: A short message for the status bar.
@@ -71,6 +69,7 @@ class SamplesPanel(QWidget):
     def __init__(self, workers: WorkerPool, parent: QWidget | None = None, *, default_operator: str = ""):
         super().__init__(parent)
         self._workers = workers
+        #: The Operator field of samples opened from now on (the window sets it to who acts).
         self.default_operator = default_operator
         self.samples: list[Sample] = []
         self._models: dict[int, ThumbnailModel] = {}  # id(sample) -> model
@@ -119,7 +118,9 @@ class SamplesPanel(QWidget):
         self.patient_id_edit = QLineEdit(self)
         self.patient_id_edit.setPlaceholderText("optional")
         self.operator_edit = QLineEdit(self)
-        self.operator_edit.setPlaceholderText("your name or initials")
+        self.operator_edit.setPlaceholderText("who prepared or scanned it")
+        self.operator_edit.setToolTip("Describes the sample; reviews and sign-offs are recorded under the signed-in "
+                                      "identity, never this name")
         for edit in (self.sample_id_edit, self.patient_id_edit, self.operator_edit):
             edit.setAcceptDrops(False)  # a dropped folder opens a sample instead of typing its path
         self.folder_label = QLabel(self)
@@ -133,8 +134,6 @@ class SamplesPanel(QWidget):
         self.sample_id_edit.editingFinished.connect(self._on_sample_id_finished)
         self.patient_id_edit.textEdited.connect(self._on_patient_id_edited)
         self.operator_edit.textEdited.connect(self._on_operator_edited)
-        self.operator_edit.editingFinished.connect(
-            lambda: self.operator_entered.emit(self.operator_edit.text().strip()))
         for edit in (self.sample_id_edit, self.patient_id_edit, self.operator_edit):
             edit.editingFinished.connect(self._on_field_finished)
         self.lock_label = QLabel(self)

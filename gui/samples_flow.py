@@ -1,10 +1,11 @@
 """The main window's list of samples and what the person does to it, apart from classifying and
 reviewing: opening folders (the dialog, paths, drops; whether a folder of folders is one sample
-or several), the stored samples merged in at start-up, saving edited IDs and the operator name,
-when a sample's IDs are locked, and closing a sample.
+or several), the stored samples merged in at start-up, saving edited IDs and the sample's
+operator (who prepared it: a description of the sample; the edit is recorded under the window's
+identity), when a sample's IDs are locked, and closing a sample.
 
 :class:`SamplesFlow` answers the samples panel's questions (``lock_reason``, ``confirm_split``)
-and its ``sample_edited`` and ``operator_entered`` (connected in :class:`gui.main_window.MainWindow`).
+and its ``sample_edited`` (connected in :class:`gui.main_window.MainWindow`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from engine.core.errors import AllSightError
 from gui import errors as gui_errors
 
 if TYPE_CHECKING:
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from PySide6.QtWidgets import QMainWindow
 
     from engine.store.results import ResultStore
+    from gui.access_flow import AccessFlow
     from gui.batch import BatchQueue
     from gui.samples import SamplesPanel
     from gui.shown_results import ShownResults
@@ -42,11 +45,13 @@ class SamplesFlow:
 
     ``window`` is the :class:`gui.main_window.MainWindow` (typed as its Qt base, as in
     :mod:`gui.window_layout`): the parent of the dialogs, its ``show_message``,
-    ``update_actions`` and ``update_settings``, and its ``settings`` (replaced when they change)."""
+    ``update_actions`` and ``update_settings``, and its ``settings`` (replaced when they change);
+    ``access`` says who acts."""
 
     def __init__(self, window: QMainWindow, *, store: ResultStore | None, workbench: Workbench,
-                 batch: BatchQueue, samples_panel: SamplesPanel, results: ShownResults):
+                 batch: BatchQueue, samples_panel: SamplesPanel, results: ShownResults, access: AccessFlow):
         self.window = window
+        self.access = access
         self.store = store
         self.workbench = workbench
         self.batch = batch
@@ -96,7 +101,7 @@ class SamplesFlow:
         if merge.added:
             log.info("result history: %d sample(s) from %s", len(merge.added), self.store.path)
 
-    # ------------------------------------------------------------------ IDs and operator
+    # ------------------------------------------------------------------ IDs
     def lock_reason(self, sample: Sample) -> str:
         if sample.signed_off:
             return f"✔ Signed off by {sample.signed_off_by}: reopen the sample to edit it."
@@ -104,22 +109,14 @@ class SamplesFlow:
             return "Being classified: the IDs can be edited when it has finished (or is cancelled)."
         return ""
 
-    def on_operator_entered(self, name: str) -> None:
-        if name and name != self.window.settings.operator_name:
-            self.panel.default_operator = name
-            self.window.update_settings(operator_name=name)
-
     def on_sample_edited(self, sample: Sample) -> None:
-        """Save the sample's IDs and operator to the store (audited there)."""
-        from engine.store.results import StoreError
-
-        actor = self.window.settings.operator_name or sample.operator
+        """Save the sample's IDs and operator to the store (audited there, under the window's
+        identity; a refusal puts the stored values back)."""
         before = sample.store_id
         try:
-            saved = self.workbench.save_ids(sample, actor)
-        except StoreError as exc:
-            gui_errors.show_error(self.window, f"The change to sample {before} could not be saved: {exc}",
-                                  gui_errors.format_details(exc))
+            saved = self.workbench.save_ids(sample, self.access.user)
+        except AllSightError as exc:
+            gui_errors.show_exception(self.window, f"The change to sample {before} could not be saved", exc)
             saved = False
         if saved:
             self.window.show_message(f"Saved sample {sample.store_id}.", 4000)

@@ -28,7 +28,9 @@ log = logging.getLogger("allsight.gui.settings")
 
 SETTINGS_FILE_NAME = "settings.json"
 #: Bump when a field changes meaning; add a step to :func:`_migrate` for the old files.
-SETTINGS_SCHEMA_VERSION = 1
+#: 2: no ``operator_name`` (who acts is the OS login or a signed-in ALLSight account, never a
+#: name in a workstation's settings).
+SETTINGS_SCHEMA_VERSION = 2
 DEVICES = tuple(d.value for d in DeviceName)
 
 
@@ -40,7 +42,6 @@ class Settings:
     device: str = "auto"
     #: None: use the model card's review threshold; else a probability in [0, 1].
     review_threshold_override: float | None = None
-    operator_name: str = ""
     lab_name: str = ""
     last_open_dir: str = ""
     last_export_dir: str = ""
@@ -78,9 +79,19 @@ def _valid_value(name: str, value: Any) -> bool:
     return isinstance(value, str)
 
 
+#: Fields of older schemas that no longer mean anything (dropped quietly when such a file is read).
+_RETIRED_FIELDS = {2: ("operator_name",)}
+
+
 def _migrate(data: dict[str, Any], version: int) -> dict[str, Any]:
-    """Bring an older file's fields up to the current schema (none needed yet: version 0 = no
-    version field, same fields)."""
+    """Bring an older file's fields up to the current schema (version 0 = no version field, the
+    fields of version 1). Version 2 retired ``operator_name``: reviews and sign-offs were
+    recorded under it; now they are recorded under the window's identity, so it is dropped."""
+    for since, names in _RETIRED_FIELDS.items():
+        if version < since:
+            for name in names:
+                if data.pop(name, None):
+                    log.info("settings: %r is no longer used (who acts is the signed-in identity)", name)
     return data
 
 

@@ -1,4 +1,8 @@
-"""Edit ▸ Settings…: the active model, the device, the review threshold, operator and lab names.
+"""Edit ▸ Settings…: the active model, the device, the review threshold and the lab's name.
+
+Who reviews and signs is not a setting: it is the window's identity (the OS login or a signed-in
+ALLSight account). The active model and the review threshold are the models' business: for an
+identity without the models permission they are shown, not editable (``model_refusal`` says why).
 
 The dialog edits a copy of :class:`gui.settings.Settings`; :meth:`SettingsDialog.settings`
 returns the edited copy, which the main window saves (``gui.settings.save_settings``) and
@@ -51,7 +55,7 @@ def describe_model(model: str) -> tuple[str, float | None]:
 
 
 class SettingsDialog(QDialog):
-    def __init__(self, settings: Settings, parent: QWidget | None = None):
+    def __init__(self, settings: Settings, parent: QWidget | None = None, *, model_refusal: str = ""):
         super().__init__(parent)
         self.setWindowTitle("ALLSight — settings")
         self.setMinimumWidth(560)
@@ -82,8 +86,6 @@ class SettingsDialog(QDialog):
         self.threshold_edit.setValidator(validator)
         self.threshold_edit.setToolTip("Images whose confidence is below this are flagged for review. "
                                        "Leave blank to use the model card's value.")
-        self.operator_edit = QLineEdit(self)
-        self.operator_edit.setPlaceholderText("recorded with every review and sign-off")
         self.lab_edit = QLineEdit(self)
         self.lab_edit.setPlaceholderText("printed on reports")
 
@@ -93,7 +95,6 @@ class SettingsDialog(QDialog):
         form.addRow("", self.model_info)
         form.addRow("Device", self.device_combo)
         form.addRow("Review threshold", self.threshold_edit)
-        form.addRow("Operator name", self.operator_edit)
         form.addRow("Lab name", self.lab_edit)
         self.independent_check = QCheckBox("The person who signs a sample off may not be one who classified it",
                                            self)
@@ -113,6 +114,11 @@ class SettingsDialog(QDialog):
         self.model_combo.currentIndexChanged.connect(self._model_choice_changed)
         self.model_path_edit.editingFinished.connect(self._update_model_info)
         self._load(settings)
+        self.model_refusal = model_refusal
+        if model_refusal:  # shown, not editable: the model decides what is flagged for review
+            for widget in (self.model_combo, self.model_path_edit, self.browse_button, self.threshold_edit):
+                widget.setEnabled(False)
+                widget.setToolTip(f"Changing the model or its review threshold: {model_refusal}")
 
     # ------------------------------------------------------------------ values
     def _load(self, s: Settings) -> None:
@@ -123,7 +129,6 @@ class SettingsDialog(QDialog):
         self.model_combo.setCurrentIndex(index)
         self.device_combo.setCurrentIndex(max(0, self.device_combo.findData(s.device)))
         self.threshold_edit.setText("" if s.review_threshold_override is None else f"{s.review_threshold_override:g}")
-        self.operator_edit.setText(s.operator_name)
         self.lab_edit.setText(s.lab_name)
         self.independent_check.setChecked(s.require_independent_reviewer)
         self._model_choice_changed()
@@ -187,15 +192,15 @@ class SettingsDialog(QDialog):
             active_model=self.chosen_model() or self._original.active_model,
             device=self.device_combo.currentData(),
             review_threshold_override=float(text) if text else None,
-            operator_name=self.operator_edit.text().strip(),
             lab_name=self.lab_edit.text().strip(),
             require_independent_reviewer=self.independent_check.isChecked(),
         )
 
 
-def edit_settings(parent: QWidget | None, settings: Settings) -> Settings | None:
-    """The settings dialog: the edited Settings, or None when cancelled."""
-    dialog = SettingsDialog(settings, parent)
+def edit_settings(parent: QWidget | None, settings: Settings, *, model_refusal: str = "") -> Settings | None:
+    """The settings dialog: the edited Settings, or None when cancelled (``model_refusal``: why
+    the model and threshold cannot be changed, "" when they can)."""
+    dialog = SettingsDialog(settings, parent, model_refusal=model_refusal)
     try:
         if not dialog.exec():
             return None

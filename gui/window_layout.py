@@ -22,7 +22,7 @@ from gui.viewer import ViewerPanel
 # imports this one, never the other way round).
 def build_panels(window: QMainWindow) -> None:
     """The samples panel | the image tabs | the results tabs, and the batch queue dock."""
-    window.samples_panel = SamplesPanel(window.workers, window, default_operator=window.settings.operator_name)
+    window.samples_panel = SamplesPanel(window.workers, window)  # its default operator: gui.access_flow
     window.viewer_panel = ViewerPanel(window)
     window.viewer = window.viewer_panel.viewer
     window.preview_panel = PreviewPanel(window.workers, window)
@@ -97,6 +97,15 @@ def build_actions(window: QMainWindow) -> None:
     window.act_sign_off.triggered.connect(window.sign_off)
     window.act_reopen = QAction("Reopen…", window)
     window.act_reopen.triggered.connect(window.reopen)
+    window.act_sign_in = QAction("Sign in…", window)
+    window.act_sign_in.setToolTip("Sign in with your ALLSight account: changes are then recorded under it")
+    window.act_sign_in.triggered.connect(window.sign_in)
+    window.act_sign_out = QAction("Sign out", window)
+    window.act_sign_out.setToolTip("Sign the ALLSight account out (nothing more is recorded under it)")
+    window.act_sign_out.triggered.connect(window.sign_out)
+    window.act_accounts = QAction("Accounts…", window)
+    window.act_accounts.setToolTip("ALLSight accounts and roles, and the lab's policy (administrators)")
+    window.act_accounts.triggered.connect(window.open_accounts)
 
 def build_menus(window: QMainWindow) -> None:
     """The menu bar and the toolbar."""
@@ -106,6 +115,9 @@ def build_menus(window: QMainWindow) -> None:
     window.file_menu.addAction(window.act_export)
     window.file_menu.addAction(window.act_audit)
     window.file_menu.addSeparator()
+    window.file_menu.addAction(window.act_sign_in)
+    window.file_menu.addAction(window.act_sign_out)
+    window.file_menu.addSeparator()
     window.file_menu.addAction(window.act_quit)
     window.edit_menu = bar.addMenu("&Edit")
     window.edit_menu.addAction(window.act_settings)
@@ -113,6 +125,8 @@ def build_menus(window: QMainWindow) -> None:
     for act in (window.act_classify, window.act_sign_off, window.act_reopen, window.act_export,
                 window.act_close_sample):
         window.sample_menu.addAction(act)
+    window.tools_menu = bar.addMenu("&Tools")
+    window.tools_menu.addAction(window.act_accounts)
     window.view_menu = bar.addMenu("&View")
     for act in window.viewer_panel.actions_for_menu():
         if act is None:
@@ -133,7 +147,7 @@ def build_menus(window: QMainWindow) -> None:
     window.addToolBar(Qt.ToolBarArea.TopToolBarArea, window.toolbar)
 
 def build_status_bar(window: QMainWindow) -> None:
-    """The status bar's permanent widgets: errors, busy, device, model, research use only."""
+    """The status bar's permanent widgets: errors, busy, who acts, device, model, research use only."""
     bar = window.statusBar()
     window.error_button = QToolButton(window)
     window.error_button.setAutoRaise(True)
@@ -143,6 +157,8 @@ def build_status_bar(window: QMainWindow) -> None:
     window.error_button.hide()
     window.busy_label = QLabel("", window)
     window.busy_label.setStyleSheet("color: #546e7a; padding: 0 6px;")
+    window.identity_label = QLabel("", window)
+    window.identity_label.setStyleSheet("padding: 0 6px;")
     window.device_label = QLabel("", window)
     window.device_label.setStyleSheet("padding: 0 6px;")
     window.model_label = QLabel("", window)
@@ -151,6 +167,7 @@ def build_status_bar(window: QMainWindow) -> None:
     window.ruo_label.setStyleSheet("color: #8d6e63; padding: 0 6px;")
     bar.addPermanentWidget(window.error_button)
     bar.addPermanentWidget(window.busy_label)
+    bar.addPermanentWidget(window.identity_label)
     bar.addPermanentWidget(window.device_label)
     bar.addPermanentWidget(window.model_label)
     bar.addPermanentWidget(window.ruo_label)

@@ -1,5 +1,5 @@
-"""The desktop workflow without the widgets: the open samples, their place in the result store,
-review, sign-off and reopening. Qt-free (an import-linter contract keeps it so) and tested
+"""The desktop workflow without the widgets: who acts, the open samples, their place in the result
+store, review, sign-off and reopening. Qt-free (an import-linter contract keeps it so) and tested
 without Qt (tests/gui/test_workbench.py); :class:`gui.main_window.MainWindow` and the flows it
 owns (:mod:`gui.samples_flow`, :mod:`gui.classify_flow`, :mod:`gui.sign_off_flow`) ask the person
 (names, reasons, files), call a :class:`Workbench` method and show what it returns or raises.
@@ -8,7 +8,10 @@ The rules themselves live in the engine: sample naming in :mod:`engine.store.nam
 :meth:`~engine.store.results.ResultStore.register_sample`, what blocks a sign-off in
 :func:`engine.core.records.sign_off_blockers`, classification in
 :mod:`engine.workflow.classification`. This module decides what the app does with them: which
-open sample is which stored one, what a sample's status note says, when Classify is refused.
+open sample is which stored one, what a sample's status note says, when Classify is refused,
+and who the window acts as (:func:`starting_identity`, :func:`refusal`): the OS login unless the
+lab requires ALLSight accounts, then the account signed in; every change is recorded under that
+identity's ``user`` (the store refuses what its role may not do, whatever the window shows).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.core.errors import AllSightError
+from engine.core.identity import ROLE_PERMISSIONS, Identity, Permission, Role, os_identity
 from engine.core.jobs import JobState
 from engine.core.records import sign_off_statement
 from engine.store.naming import image_key
@@ -31,6 +35,9 @@ if TYPE_CHECKING:
     from engine.store.results import Sample as StoredSample
 
 PENDING, READY, UNREADABLE = "pending", "ready", "unreadable"
+
+#: What a store-changing action says while the lab requires accounts and nobody is signed in.
+SIGN_IN_FIRST = "Sign in first (File ▸ Sign in…)"
 
 
 @dataclass(eq=False)
@@ -176,6 +183,41 @@ def export_stem(sample: Sample) -> str:
     return f"{safe}_report"
 
 
+# ---------------------------------------------------------------------- who acts
+def starting_identity(store: ResultStore | None) -> Identity | None:
+    """Who the window acts as when it opens (or after a sign-out): the OS login, unless the
+    store requires ALLSight accounts; then the account signed in on it, or ``None`` (nobody:
+    every change is refused until someone signs in)."""
+    if store is None or not store.accounts_required:
+        return os_identity()
+    user = store.user
+    return user if user is not None and user.via == "password" else None
+
+
+def roles_allowed(permission: Permission) -> str:
+    """The roles that may take an action, for people: "a reviewer or administrator account"."""
+    roles = [r.value for r in Role if permission in ROLE_PERMISSIONS[r]]
+    article = "an" if roles and roles[0][0] in "aeiou" else "a"
+    return f"{article} {' or '.join(roles)} account"
+
+
+def refusal(identity: Identity | None, permission: Permission) -> str:
+    """Why ``identity`` may not take an action needing ``permission`` ("" when it may): the
+    window's tooltips and messages; the store applies the same rule itself."""
+    if identity is None:
+        return SIGN_IN_FIRST
+    if not identity.may(permission):
+        return f"Needs {roles_allowed(permission)} (signed in: {identity.name}, {identity.role.value})"
+    return ""
+
+
+def identity_status(identity: Identity | None) -> str:
+    """The status bar's line about who acts."""
+    if identity is None:
+        return "Not signed in: File ▸ Sign in…"
+    return f"Signed in: {identity.describe()}"
+
+
 class Workbench:
     """The open samples' dealings with the result store (``store`` None: it could not be
     opened, ``store_error`` says why; classification and review are then refused)."""
@@ -232,16 +274,19 @@ class Workbench:
         sample.signed_off_by, sample.signed_off_at = stored.signed_off_by, stored.signed_off_at
 
     # ------------------------------------------------------------------ registration and IDs
-    def register(self, sample: Sample, open_samples: Sequence[Sample], operator: str) -> Registration:
-        """Give the sample its stored sample (first classification); raises StoreUnavailable
-        or StoreError."""
+    def register(self, sample: Sample, open_samples: Sequence[Sample], operator: str, *,
+                 actor: str = "") -> Registration:
+        """Give the sample its stored sample (first classification), recorded under ``actor``;
+        ``operator`` is the sample's when it has none (who prepared it: a description, not who
+        acts). Raises StoreUnavailable, StoreError or PermissionDenied."""
         if sample.store_id is not None:
             return Registration()
         folder = image_key(sample.folder) if sample.folder is not None else ""
         # IDs of the other open samples are taken: two open samples never share a stored one.
         taken = {t for s in open_samples if s is not sample for t in (s.sample_id, s.store_id) if t}
         stored, created = self._store().register_sample(
-            sample.sample_id, folder, patient_id=sample.patient_id, operator=sample.operator or operator, taken=taken)
+            sample.sample_id, folder, patient_id=sample.patient_id, operator=sample.operator or operator, taken=taken,
+            actor=actor)
         if not created:
             self.adopt(sample, stored)
             return Registration(adopted=True)
@@ -253,11 +298,10 @@ class Workbench:
         return Registration(note=note, created=True)
 
     def save_ids(self, sample: Sample, actor: str) -> bool:
-        """Store the IDs and operator typed for a registered sample (audited by the store).
-        True when something changed; on a StoreError the sample gets its stored values back
-        and the error is raised."""
-        from engine.store.errors import StoreError
-
+        """Store the IDs and operator typed for a registered sample (audited by the store under
+        ``actor``). True when something changed; when the store refuses (a StoreError, or
+        PermissionDenied: nobody signed in, or a role that may not) the sample gets its stored
+        values back and the error is raised."""
         if sample.store_id is None or self.store is None:
             return False
         stored = self.store.get_sample(sample.store_id)
@@ -273,9 +317,8 @@ class Workbench:
         if not changes:
             return False
         try:
-            updated = self.store.update_sample(sample.store_id, actor=actor or stored.operator or "operator",
-                                               **changes)
-        except StoreError:
+            updated = self.store.update_sample(sample.store_id, actor=actor, **changes)
+        except AllSightError:
             sample.sample_id, sample.patient_id, sample.operator = (stored.sample_id, stored.patient_id,
                                                                     stored.operator)
             raise
@@ -326,12 +369,15 @@ class Workbench:
         store_id = self._store_id(sample)
         return sign_off_statement(store_id, self._store().predictions(store_id))
 
-    def sign_off(self, sample: Sample, reviewer: str, statement: str, require_independent: bool = False) -> None:
+    def sign_off(self, sample: Sample, reviewer: str, statement: str, require_independent: bool = False, *,
+                 password: str | None = None) -> None:
         """Sign the sample off, recording the ``statement`` the reviewer agreed to (the store
         refuses with a SignOffError naming its blockers, an empty statement, or, with
-        ``require_independent``, a reviewer who classified images of the sample)."""
+        ``require_independent`` or the lab policy's rule, a reviewer who classified images of
+        the sample; once accounts are required, with AuthenticationError unless ``password`` is
+        the signed-in reviewer's)."""
         stored = self._store().sign_off(self._store_id(sample), reviewer, statement,
-                                        require_independent_reviewer=require_independent)
+                                        require_independent_reviewer=require_independent, password=password)
         sample.signed_off_by, sample.signed_off_at = stored.signed_off_by, stored.signed_off_at
 
     def reopen(self, sample: Sample, actor: str, reason: str) -> None:
@@ -343,6 +389,7 @@ class Workbench:
 
 
 __all__ = [
-    "PENDING", "READY", "UNREADABLE", "HistoryEntry", "HistoryMerge", "Registration", "Sample", "SampleImage", "StoreUnavailable",
-    "Workbench", "export_stem", "sample_folders", "history_note", "note_after_job", "note_from_results", "stop_question",
+    "PENDING", "READY", "SIGN_IN_FIRST", "UNREADABLE", "HistoryEntry", "HistoryMerge", "Registration", "Sample",
+    "SampleImage", "StoreUnavailable", "Workbench", "export_stem", "history_note", "identity_status", "note_after_job",
+    "note_from_results", "refusal", "roles_allowed", "sample_folders", "starting_identity", "stop_question",
 ]

@@ -122,7 +122,7 @@ def tiny_model_path(tmp_path_factory) -> Path:
 def wf_settings(tiny_model_path):
     from gui.settings import Settings
 
-    return Settings(active_model=str(tiny_model_path), device="cpu", operator_name="T. Tester")
+    return Settings(active_model=str(tiny_model_path), device="cpu")
 
 
 def make_window(qtbot, settings):
@@ -166,6 +166,21 @@ def slow_classification(monkeypatch, seconds: float = 0.05):
     from tests.gui.fakes import slowed
 
     monkeypatch.setattr(ClassifierProcess, "classify_paths", slowed(ClassifierProcess.classify_paths, seconds))
+
+
+def drive_dialog(monkeypatch, dialog_class, *steps):
+    """Replace ``dialog_class.exec``: each call runs the next of ``steps`` on the real dialog
+    (setting its fields and calling ``accept()``/``reject()`` as a person would) and returns
+    the dialog's result, so the code under test meets the dialog's own checks."""
+    queue = list(steps)
+
+    def exec_(dialog):
+        assert queue, f"unexpected {dialog_class.__name__}: {dialog.windowTitle()!r}"
+        queue.pop(0)(dialog)
+        return dialog.result()
+
+    monkeypatch.setattr(dialog_class, "exec", exec_)
+    return queue
 
 
 @pytest.fixture

@@ -91,7 +91,7 @@ def main(out_dir: str | None = None) -> int:
         from gui.workbench import PENDING
 
         app = create_application([])
-        win = MainWindow(Settings(operator_name="J. Smith", active_model=model, lab_name="Demo Lab",
+        win = MainWindow(Settings(active_model=model, lab_name="Demo Lab",
                                   review_threshold_override=0.8))
         win.resize(*DEFAULT_SIZE)  # the offscreen "screen" is 800 x 800: the window would shrink to fit it
         win.show()

@@ -101,6 +101,8 @@ def test_export_writes_the_entries_shown(dialog, tmp_path, monkeypatch):
     doc = json.loads(target.read_text(encoding="utf-8"))
     assert doc["check"]["ok"] and [e["action"] for e in doc["entries"]] == ["record_prediction"] * 3
     assert doc["filters"]["action"] == "record_prediction"
+    [exported] = dialog.store.audit(action="export")  # the export itself is in the audit trail
+    assert exported.details == {"kind": "audit", "path": str(target.absolute()), "entries": 3}
 
     csv_target = tmp_path / "trail.csv"
     monkeypatch.setattr(module, "choose_audit_file", lambda parent, start: str(csv_target))

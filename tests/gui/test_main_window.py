@@ -96,18 +96,20 @@ def test_two_folders_two_samples_and_no_duplicates(qtbot, window, tmp_path):
     assert window.samples_panel.current_sample().sample_id == "A-1"
 
 
-def test_sample_fields_editable_operator_defaults_from_settings(qtbot, tmp_path):
+def test_sample_fields_editable_operator_defaults_to_who_acts(qtbot, tmp_path):
+    from engine.core.identity import os_identity
     from gui.main_window import MainWindow
     from gui.settings import Settings
 
-    win = MainWindow(Settings(operator_name="K. Tech"))
+    win = MainWindow(Settings())
     qtbot.addWidget(win)
     try:
         win.open_paths([make_sample_folder(tmp_path, "S-9", count=1)])
         wait_sample_loaded(qtbot, win)
         panel = win.samples_panel
         sample = panel.samples[0]
-        assert sample.operator == "K. Tech" and panel.operator_edit.text() == "K. Tech"
+        me = os_identity().name
+        assert sample.operator == me and panel.operator_edit.text() == me
         panel.sample_id_edit.clear()
         qtbot.keyClicks(panel.sample_id_edit, "LAB-77")
         qtbot.keyClicks(panel.patient_id_edit, "P-123")
@@ -116,8 +118,8 @@ def test_sample_fields_editable_operator_defaults_from_settings(qtbot, tmp_path)
         panel.operator_edit.clear()
         qtbot.keyClicks(panel.operator_edit, "M. New")
         panel.operator_edit.editingFinished.emit()
-        assert sample.operator == "M. New"
-        assert win.settings.operator_name == "M. New" and load_settings().operator_name == "M. New"
+        assert sample.operator == "M. New"  # a description of the sample (who prepared it)...
+        assert panel.default_operator == me and not hasattr(load_settings(), "operator_name")  # ...not who acts
     finally:
         win.shutdown()
 

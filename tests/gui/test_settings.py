@@ -26,12 +26,12 @@ def test_defaults():
     assert s.active_model == "resnet18"
     assert s.device == "auto"
     assert s.review_threshold_override is None
-    assert (s.operator_name, s.lab_name, s.last_open_dir, s.last_export_dir) == ("", "", "", "")
+    assert (s.lab_name, s.last_open_dir, s.last_export_dir) == ("", "", "")
 
 
 def test_round_trip(tmp_path):
     s = Settings(active_model="/models/custom.safetensors", device="cpu", review_threshold_override=0.7,
-                 operator_name="Dr. Ørsted", lab_name="Haematology 2", last_open_dir="/data/in",
+                 lab_name="Haematology 2 — Ørsted", last_open_dir="/data/in",
                  last_export_dir="/data/out")
     path = save_settings(s)
     assert path == settings_path() and path.is_file()
@@ -54,8 +54,8 @@ def test_corrupt_file_falls_back_to_defaults(caplog):
     assert load_settings() == Settings()
     assert "corrupt" in caplog.text
     assert path.with_name("settings.json.bad").is_file()  # kept for whoever investigates
-    save_settings(Settings(operator_name="AB"))  # and the next save works
-    assert load_settings().operator_name == "AB"
+    save_settings(Settings(lab_name="AB"))  # and the next save works
+    assert load_settings().lab_name == "AB"
 
 
 def test_non_object_and_binary_files(tmp_path):
@@ -69,20 +69,38 @@ def test_non_object_and_binary_files(tmp_path):
 def test_older_file_and_bad_fields_keep_what_is_valid(tmp_path, caplog):
     path = tmp_path / "s.json"
     # an "older" file: no schema version, one bad value, one field from elsewhere
-    path.write_text(json.dumps({"operator_name": "JS", "device": "quantum", "review_threshold_override": 2,
+    path.write_text(json.dumps({"last_open_dir": "/in", "device": "quantum", "review_threshold_override": 2,
                                 "lab_name": 5, "window_state": "abc"}))
     s = load_settings(path)
-    assert s.operator_name == "JS"
+    assert s.last_open_dir == "/in"
     assert s.device == "auto" and s.review_threshold_override is None and s.lab_name == ""
     assert "invalid value" in caplog.text
 
 
 def test_newer_file_is_read_as_far_as_understood(tmp_path, caplog):
     path = tmp_path / "s.json"
-    path.write_text(json.dumps({"schema_version": SETTINGS_SCHEMA_VERSION + 5, "operator_name": "Z",
+    path.write_text(json.dumps({"schema_version": SETTINGS_SCHEMA_VERSION + 5, "lab_name": "Z",
                                 "future_field": 1}))
-    assert load_settings(path).operator_name == "Z"
+    assert load_settings(path).lab_name == "Z"
     assert "newer" in caplog.text
+
+
+def test_a_version_1_file_loads_without_its_operator_name_which_no_longer_decides_who_acts(tmp_path, caplog):
+    """Schema 2 retired ``operator_name`` (reviews were recorded under it): an older file still
+    loads, keeps every other field, and the next save no longer writes it."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="allsight.gui.settings")
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"schema_version": 1, "operator_name": "T. Typed", "lab_name": "Lab 1",
+                                "require_independent_reviewer": True}))
+    s = load_settings(path)
+    assert (s.lab_name, s.require_independent_reviewer) == ("Lab 1", True)
+    assert not hasattr(s, "operator_name") and SETTINGS_SCHEMA_VERSION == 2
+    assert "no longer used" in caplog.text and "ignoring unknown" not in caplog.text
+    save_settings(s, path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert "operator_name" not in data and data["schema_version"] == 2
 
 
 def test_the_independent_reviewer_rule_is_off_by_default_kept_when_on_and_must_be_a_boolean(caplog):

@@ -56,7 +56,7 @@ def test_registering_gives_a_stored_sample_and_renames_when_the_id_is_taken(benc
     done = bench.register(second, [first, second], operator="ben")
     assert done.created and "saved as S-1 (2)" in done.note
     assert second.sample_id == second.store_id == "S-1 (2)"
-    assert bench.store.get_sample("S-1 (2)").operator == second.operator == "ben"  # the settings' operator
+    assert bench.store.get_sample("S-1 (2)").operator == second.operator == "ben"  # the default operator
 
 
 def test_a_folder_stored_before_is_adopted_with_its_ids_and_sign_off(bench, tmp_path):
@@ -236,3 +236,35 @@ def test_a_folder_of_sample_folders_is_recognised(tmp_path):
     assert sample_folders(day, [*a, *b]) == [(day / "S-1", a), (day / "S-2", b)]
     assert sample_folders(day, [*a, day / "loose.png"]) == []  # an image in the folder itself: one sample
     assert sample_folders(day, a) == []  # a single sub-folder: one sample
+
+
+def test_who_acts_the_os_login_until_accounts_are_required_then_the_account_signed_in(bench):
+    from engine.core.identity import Permission, Role, os_identity
+    from gui.workbench import SIGN_IN_FIRST, identity_status, refusal, roles_allowed, starting_identity
+
+    assert starting_identity(None) == starting_identity(bench.store) == os_identity()
+    bench.store.accounts.create("tom", "tech-pass-22", Role.TECHNICIAN, "Tom Tech", actor="it")
+    bench.store.accounts.create("ada", "admin-pass-1", Role.ADMINISTRATOR, actor="it")
+    bench.store.accounts.set_policy(accounts_required=True, actor="it")
+    assert starting_identity(bench.store) is None  # nobody signed in: nothing may change
+    assert refusal(None, Permission.REVIEW) == SIGN_IN_FIRST
+    assert identity_status(None) == "Not signed in: File ▸ Sign in…"
+    tom = bench.store.sign_in("tom", "tech-pass-22")
+    assert starting_identity(bench.store) == tom
+    assert identity_status(tom) == "Signed in: Tom Tech (ALLSight account, technician)"
+    assert refusal(tom, Permission.REVIEW) == ""
+    assert refusal(tom, Permission.SIGN_OFF) == "Needs a reviewer or administrator account (signed in: Tom Tech, technician)"
+    assert roles_allowed(Permission.MANAGE_ACCOUNTS) == "an administrator account"
+
+
+def test_an_id_edit_the_store_refuses_puts_the_stored_ids_back(bench, tmp_path):
+    from engine.core.identity import PermissionDenied, Role
+
+    sample = open_sample(tmp_path, "S-20")
+    bench.register(sample, [sample], operator="ana", actor="ana")
+    bench.store.accounts.create("ada", "admin-pass-1", Role.ADMINISTRATOR, actor="it")
+    bench.store.accounts.set_policy(accounts_required=True, actor="it")
+    sample.patient_id = "P-typed"
+    with pytest.raises(PermissionDenied):
+        bench.save_ids(sample, actor="ana")  # nobody signed in: the store takes no change
+    assert sample.patient_id == "" and bench.store.get_sample("S-20").patient_id == ""

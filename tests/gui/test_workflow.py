@@ -7,11 +7,22 @@ import time
 
 from PySide6.QtCore import Qt
 
+from engine.core.identity import os_identity
 from engine.core.jobs import JobState
 from engine.store.results import ResultStore, StoreError, default_db_path
 from gui import dialogs as gui_dialogs
 from gui.scrolling import current_panel
-from tests.gui.conftest import make_sample_folder, make_window, open_sample, slow_classification, wait_classified
+from tests.gui.conftest import (
+    drive_dialog,
+    make_sample_folder,
+    make_window,
+    open_sample,
+    slow_classification,
+    wait_classified,
+)
+
+#: Who the window acts as when the lab does not require accounts: this computer's login.
+ME = os_identity().user
 
 
 def _store_predictions(sample_id):
@@ -118,7 +129,7 @@ def test_review_with_keyboard_then_sign_off(qtbot, wf_window, tmp_path, monkeypa
     assert first is not None and first.file_name == "cell_01.png"
     qtbot.waitUntil(lambda: win.current_row == 0 and win.current_rgb is not None, timeout=5000)
     qtbot.keyClick(table, Qt.Key.Key_2)  # Early
-    assert latest(first).final_class == "Early" and latest(first).reviewed_by == "T. Tester"
+    assert latest(first).final_class == "Early" and latest(first).reviewed_by == ME
     second = rp.current_result()  # moved on to the next flagged image
     assert second is not first and second.file_name == "cell_02.png"
     qtbot.waitUntil(lambda: win.current_row == 1, timeout=5000)  # the viewer follows
@@ -139,7 +150,7 @@ def test_review_with_keyboard_then_sign_off(qtbot, wf_window, tmp_path, monkeypa
 
     # stored beside the model output, with the reviewer
     stored = {p.file_name: p for p in _store_predictions("S-review")}
-    assert stored["cell_01.png"].final_class == "Early" and stored["cell_01.png"].reviewed_by == "T. Tester"
+    assert stored["cell_01.png"].final_class == "Early" and stored["cell_01.png"].reviewed_by == ME
     assert stored["cell_01.png"].predicted_class == first.predicted_class
     assert stored["cell_99.jpg"].final_class == "Excluded"
     assert rp.model.data(rp.model.index(0, 7)) == ("overridden" if latest(first).overridden else "")
@@ -147,23 +158,33 @@ def test_review_with_keyboard_then_sign_off(qtbot, wf_window, tmp_path, monkeypa
     # now it can be signed off
     assert rp.summary.n_flagged_unreviewed == 0
     assert rp.sign_off_button.isEnabled()
-    asked: list[tuple[str, str, str]] = []
-    answers = iter([False, True, True])
-    monkeypatch.setattr(gui_dialogs, "confirm",
-                        lambda parent, title, text, yes, no: asked.append((title, text, yes)) or next(answers))
+    from gui.sign_off_dialog import SignOffDialog
+
+    shown: list[tuple[str, str, str, bool]] = []
+
+    def answer(sign: bool):
+        def step(dialog):
+            shown.append((dialog.windowTitle(), dialog.statement_label.text(), dialog.signer_label.text(),
+                          dialog.password_edit.isVisibleTo(dialog)))
+            dialog.accept() if sign else dialog.reject()
+        return step
+
+    drive_dialog(monkeypatch, SignOffDialog, answer(False), answer(True), answer(True))
     assert win.sign_off() is False and not sample.signed_off  # the statement was shown; Cancel
-    title, text, yes = asked[0]
-    assert (title, yes) == ("Sign off sample S-review", "Sign off")
-    assert text.startswith("I have reviewed the 5 flagged images of sample S-review") and "T. Tester" in text
-    # the lab's rule "someone else signs": T. Tester classified it, so T. Tester may not sign it
+    title, statement, signer, asks_password = shown[0]
+    assert title == "Sign off sample S-review"
+    assert statement.startswith("I have reviewed the 5 flagged images of sample S-review")
+    assert signer == f"Signed as {ME}." and not asks_password  # no accounts: the OS login signs
+    # the lab's rule "someone else signs": ME classified it, so ME may not sign it
     win.settings = win.settings.replace(require_independent_reviewer=True)
     assert win.sign_off() is False and not sample.signed_off
+    assert "classified" in win.statusBar().currentMessage()
     win.settings = win.settings.replace(require_independent_reviewer=False)
     qtbot.mouseClick(rp.sign_off_button, Qt.MouseButton.LeftButton)
-    assert sample.signed_off and sample.signed_off_by == "T. Tester"
+    assert sample.signed_off and sample.signed_off_by == ME
     with ResultStore.open(default_db_path()) as store:
-        assert store.get_sample("S-review").sign_off_statement == text.split("\n\n")[0]
-    assert rp.locked and "Signed off by T. Tester" in rp.sign_state_label.text()
+        assert store.get_sample("S-review").sign_off_statement == statement
+    assert rp.locked and f"Signed off by {ME}" in rp.sign_state_label.text()
     assert win.samples_panel.sample_id_edit.isReadOnly()
     # a signed-off sample refuses edits until reopened
     table.setFocus()
@@ -209,7 +230,7 @@ def test_history_is_back_after_reopening_the_app(qtbot, wf_settings, tmp_path):
         rp = win2.results_panel
         qtbot.waitUntil(lambda: rp.model.rowCount() == n_rows, timeout=10000)
         reviewed = rp.model.rows[rp.model.row_of(path)]
-        assert reviewed.final_class == "Pre" and reviewed.reviewed_by == "T. Tester"
+        assert reviewed.final_class == "Pre" and reviewed.reviewed_by == ME
         # reopening the same folder selects the stored sample instead of adding another
         win2.open_paths([folder])
         qtbot.wait(200)
@@ -399,7 +420,7 @@ def test_broken_model_file_fails_the_job_through_the_error_path(qtbot, tmp_path,
 
     card = save_tiny_model(tmp_path / "bad", model_id="bad")
     card.weights_path.write_bytes(card.weights_path.read_bytes()[:-64] + b"\0" * 64)
-    win = make_window(qtbot, Settings(active_model=str(card.weights_path), operator_name="T"))
+    win = make_window(qtbot, Settings(active_model=str(card.weights_path)))
     try:
         sample = open_sample(qtbot, win, make_sample_folder(tmp_path, "S-bad", count=1, size=40))
         job = win.classify_current()
@@ -426,11 +447,11 @@ def test_settings_dialog_edits_and_applies(qtbot, wf_window, tiny_model_path, mo
     dlg.model_combo.setCurrentIndex(dlg.model_combo.findData("baseline"))
     dlg.device_combo.setCurrentIndex(dlg.device_combo.findData("cpu"))
     dlg.threshold_edit.setText("0.3")
-    dlg.operator_edit.setText("A. Person")
     dlg.lab_edit.setText("Lab 5")
+    assert not hasattr(dlg, "operator_edit")  # who reviews is the window's identity, not a setting
     edited = dlg.settings()
-    assert (edited.active_model, edited.device, edited.review_threshold_override, edited.operator_name,
-            edited.lab_name) == ("baseline", "cpu", 0.3, "A. Person", "Lab 5")
+    assert (edited.active_model, edited.device, edited.review_threshold_override,
+            edited.lab_name) == ("baseline", "cpu", 0.3, "Lab 5")
     dlg.threshold_edit.setText("")
     assert dlg.settings().review_threshold_override is None
     dlg.model_combo.setCurrentIndex(dlg.model_combo.findData(FILE_CHOICE))
@@ -439,7 +460,7 @@ def test_settings_dialog_edits_and_applies(qtbot, wf_window, tiny_model_path, mo
     assert dlg.error_label.isVisibleTo(dlg) and not dlg.result()
 
     monkeypatch.setattr(settings_dialog, "edit_settings",
-                        lambda parent, s: s.replace(review_threshold_override=0.2, lab_name="Lab 5"))
+                        lambda parent, s, **k: s.replace(review_threshold_override=0.2, lab_name="Lab 5"))
     wf_window.act_settings.trigger()
     saved = load_settings()
     assert saved.review_threshold_override == 0.2 and saved.lab_name == "Lab 5"
@@ -482,6 +503,13 @@ def test_export_csv_json_pdf(qtbot, wf_window, tmp_path, monkeypatch):
     assert (out / "S-exp.pdf").read_bytes()[:5] == b"%PDF-"
     assert "S-exp" in (out / "S-exp.csv").read_text()
     assert load_settings().last_export_dir == str(out)
+    def exports():  # each export is in the audit trail, under who acted (recorded once the file is written)
+        with ResultStore.open(default_db_path()) as store:
+            return [(e.actor, e.sample_id, e.details) for e in store.audit(action="export")]
+
+    qtbot.waitUntil(lambda: len(exports()) == 3, timeout=10000)
+    assert exports() == [(ME, "S-exp", {"kind": kind, "path": str(out / f"S-exp.{kind}")})
+                       for kind in ("csv", "json", "pdf")]
 
 
 def test_close_while_classifying_asks_first_and_then_stops_cleanly(qtbot, wf_settings, tmp_path, monkeypatch):
@@ -568,7 +596,7 @@ from gui.main_window import MainWindow
 from gui.settings import Settings
 
 app = create_application([])
-win = MainWindow(Settings(active_model=sys.argv[1], device="cpu", operator_name="T. Tester"))
+win = MainWindow(Settings(active_model=sys.argv[1], device="cpu"))
 win.batch.batch_size = 2
 win.show()
 

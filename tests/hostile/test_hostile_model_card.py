@@ -7,7 +7,7 @@ own error naming the file and the field, before a single image is classified.
 
 Two guards, two kinds of model file:
 
-* *unbound* (written before the binding, like the shipped 1.2.0 models): only the validation
+* *unbound* (written before the binding, like the shipped baseline 1.2.0): only the validation
   stands between an edited card and a load, so the value cases are run on those;
 * *bound* (every file saved now): the card's result-bearing fields are sealed into the weights
   file, so any edit to them, even to a value training could have written, is refused as "the

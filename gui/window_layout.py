@@ -5,16 +5,20 @@ from its constructor; the attribute names are the window's (see its module docst
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QSplitter, QTabWidget, QToolBar, QToolButton
 
 from gui import errors as gui_errors
+from gui import theme
 from gui.preview import PreviewPanel
 from gui.queue_panel import QueuePanel
 from gui.results import ResultsPanel
 from gui.samples import SamplesPanel
 from gui.scrolling import scrollable
+from gui.theme import Tone
 from gui.viewer import ViewerPanel
 
 
@@ -60,52 +64,49 @@ def build_panels(window: QMainWindow) -> None:
     window.resizeDocks([window.queue_dock], [140], Qt.Orientation.Vertical)
 
 
+def _action(window: QMainWindow, text: str, slot: Callable[[], object], *, shortcut: QKeySequence | None = None,
+            tip: str = "", status: str = "", role: QAction.MenuRole | None = None) -> QAction:
+    action = QAction(text, window)
+    if shortcut is not None:
+        action.setShortcut(shortcut)
+    if tip:
+        action.setToolTip(tip)
+    if status:
+        action.setStatusTip(status)
+    if role is not None:
+        action.setMenuRole(role)
+    action.triggered.connect(slot)
+    return action
+
+
 def build_actions(window: QMainWindow) -> None:
     """The window's actions (``window.act_*``), connected to its slots."""
-    window.act_open = QAction("Open folder(s)…", window)
-    window.act_open.setShortcut(QKeySequence.StandardKey.Open)
-    window.act_open.setStatusTip("Open one or more folders of smear images; each folder becomes a sample")
-    window.act_open.triggered.connect(window.open_folders_dialog)
-    window.act_quit = QAction("Quit", window)
-    window.act_quit.setShortcut(QKeySequence.StandardKey.Quit)
-    window.act_quit.setMenuRole(QAction.MenuRole.QuitRole)
-    window.act_quit.triggered.connect(window.close)
-    window.act_close_sample = QAction("Close sample", window)
-    window.act_close_sample.setShortcut(QKeySequence.StandardKey.Close)
-    window.act_close_sample.setToolTip("Take the selected sample off the list (its stored results stay in the history)")
-    window.act_close_sample.triggered.connect(window.close_current_sample)
-    window.act_audit = QAction("Audit trail…", window)
-    window.act_audit.setToolTip("Every recorded action (who, what, when), its integrity check, and an export")
-    window.act_audit.triggered.connect(window.show_audit_trail)
-    window.act_about = QAction("About ALLSight", window)
-    window.act_about.setMenuRole(QAction.MenuRole.AboutRole)
-    window.act_about.triggered.connect(window._show_about)
-    window.act_classify = QAction("Classify", window)
-    window.act_classify.setShortcut(QKeySequence("Ctrl+R"))
-    window.act_classify.setToolTip("Classify the selected sample (Ctrl+R): queued and started at once; "
-                                 "a sample classified before resumes where it stopped")
-    window.act_classify.triggered.connect(window.classify_current)
-    window.act_export = QAction("Export report…", window)
-    window.act_export.setShortcut(QKeySequence("Ctrl+E"))
-    window.act_export.setToolTip("Save the selected sample's report as PDF, CSV or JSON (Ctrl+E)")
-    window.act_export.triggered.connect(window.export_current)
-    window.act_settings = QAction("Settings…", window)
-    window.act_settings.setShortcut(QKeySequence.StandardKey.Preferences)
-    window.act_settings.setMenuRole(QAction.MenuRole.PreferencesRole)
-    window.act_settings.triggered.connect(window.open_settings)
-    window.act_sign_off = QAction("Sign off", window)
-    window.act_sign_off.triggered.connect(window.sign_off)
-    window.act_reopen = QAction("Reopen…", window)
-    window.act_reopen.triggered.connect(window.reopen)
-    window.act_sign_in = QAction("Sign in…", window)
-    window.act_sign_in.setToolTip("Sign in with your ALLSight account: changes are then recorded under it")
-    window.act_sign_in.triggered.connect(window.sign_in)
-    window.act_sign_out = QAction("Sign out", window)
-    window.act_sign_out.setToolTip("Sign the ALLSight account out (nothing more is recorded under it)")
-    window.act_sign_out.triggered.connect(window.sign_out)
-    window.act_accounts = QAction("Accounts…", window)
-    window.act_accounts.setToolTip("ALLSight accounts and roles, and the lab's policy (administrators)")
-    window.act_accounts.triggered.connect(window.open_accounts)
+    keys, roles = QKeySequence.StandardKey, QAction.MenuRole
+    window.act_open = _action(window, "Open folder(s)…", window.open_folders_dialog, shortcut=QKeySequence(keys.Open),
+                              status="Open one or more folders of smear images; each folder becomes a sample")
+    window.act_quit = _action(window, "Quit", window.close, shortcut=QKeySequence(keys.Quit), role=roles.QuitRole)
+    window.act_close_sample = _action(
+        window, "Close sample", window.close_current_sample, shortcut=QKeySequence(keys.Close),
+        tip="Take the selected sample off the list (its stored results stay in the history)")
+    window.act_audit = _action(window, "Audit trail…", window.show_audit_trail,
+                               tip="Every recorded action (who, what, when), its integrity check, and an export")
+    window.act_about = _action(window, "About ALLSight", window._show_about, role=roles.AboutRole)
+    window.act_classify = _action(window, "Classify", window.classify_current, shortcut=QKeySequence("Ctrl+R"),
+                                  tip="Classify the selected sample (Ctrl+R): queued and started at once; "
+                                      "a sample classified before resumes where it stopped")
+    window.act_export = _action(window, "Export report…", window.export_current, shortcut=QKeySequence("Ctrl+E"),
+                                tip="Save the selected sample's report as PDF, CSV or JSON (Ctrl+E)")
+    window.act_settings = _action(window, "Settings…", window.open_settings, shortcut=QKeySequence(keys.Preferences),
+                                  role=roles.PreferencesRole)
+    window.act_sign_off = _action(window, "Sign off", window.sign_off)
+    window.act_reopen = _action(window, "Reopen…", window.reopen)
+    window.act_sign_in = _action(window, "Sign in…", window.sign_in,
+                                 tip="Sign in with your ALLSight account: changes are then recorded under it")
+    window.act_sign_out = _action(window, "Sign out", window.sign_out,
+                                  tip="Sign the ALLSight account out (nothing more is recorded under it)")
+    window.act_accounts = _action(window, "Accounts…", window.open_accounts,
+                                  tip="ALLSight accounts and roles, and the lab's policy (administrators)")
+
 
 def build_menus(window: QMainWindow) -> None:
     """The menu bar and the toolbar."""
@@ -151,12 +152,12 @@ def build_status_bar(window: QMainWindow) -> None:
     bar = window.statusBar()
     window.error_button = QToolButton(window)
     window.error_button.setAutoRaise(True)
-    window.error_button.setStyleSheet("color: #c62828; font-weight: bold;")
+    theme.style(window.error_button, Tone.ERROR, "font-weight: bold;")
     window.error_button.setToolTip("Errors since start-up: click for the details (also in the log file)")
     window.error_button.clicked.connect(lambda: gui_errors.show_recent_errors(window))
     window.error_button.hide()
     window.busy_label = QLabel("", window)
-    window.busy_label.setStyleSheet("color: #546e7a; padding: 0 6px;")
+    theme.style(window.busy_label, Tone.MUTED, "padding: 0 6px;")
     window.identity_label = QLabel("", window)
     window.identity_label.setStyleSheet("padding: 0 6px;")
     window.device_label = QLabel("", window)
@@ -164,7 +165,7 @@ def build_status_bar(window: QMainWindow) -> None:
     window.model_label = QLabel("", window)
     window.model_label.setStyleSheet("padding: 0 6px;")
     window.ruo_label = QLabel("Research use only — not for diagnosis", window)
-    window.ruo_label.setStyleSheet("color: #8d6e63; padding: 0 6px;")
+    theme.style(window.ruo_label, Tone.NOTE, "padding: 0 6px;")
     bar.addPermanentWidget(window.error_button)
     bar.addPermanentWidget(window.busy_label)
     bar.addPermanentWidget(window.identity_label)

@@ -442,5 +442,8 @@ class MainWindow(QMainWindow):
         if not self.confirm_stop(quitting=True):
             event.ignore()
             return
+        # Gone from the screen at once: stopping the model's child process takes about a second
+        # (docs/performance.md), which the person should not watch as a frozen window.
+        self.hide()
         self.shutdown()
         super().closeEvent(event)

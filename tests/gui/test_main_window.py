@@ -237,3 +237,18 @@ def test_the_window_fits_a_scaled_screen_and_its_panels_scroll(qtbot, window):
         if panel.isVisible():
             assert panel.height() >= panel.minimumSizeHint().height()
             assert panel.width() >= panel.minimumSizeHint().width()
+
+
+def test_closing_hides_the_window_before_the_model_process_is_stopped(qtbot, window, monkeypatch):
+    window.show()
+    qtbot.waitExposed(window)
+    seen = []
+    release = window.model_host.release
+
+    def watching_release():
+        seen.append(window.isVisible())
+        release()
+
+    monkeypatch.setattr(window.model_host, "release", watching_release)
+    window.close()
+    assert seen == [False]

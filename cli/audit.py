@@ -47,6 +47,12 @@ def parse_when(text: str, *, end: bool = False) -> datetime:
 def cmd_verify(args: argparse.Namespace) -> int:
     with _open(args.db) as store:
         check = store.verify_audit()
+        problems = store.integrity_problems()  # accounts/policy edited outside ALLSight
+    for problem in problems:
+        print(printable(f"accounts damaged: {problem}"), file=sys.stderr)
+    if check.ok and problems:
+        print(f"audit trail intact: {check.n_entries} entries, but the accounts or policy differ from it")
+        return EXIT_DAMAGED
     if check.ok:
         print(f"audit trail intact: {check.n_entries} entries")
         print(f"last entry hash: {check.last_hash}")

@@ -50,7 +50,8 @@ class Gate:
                                    f"a signed-in ALLSight account: sign in to {what}")
         role = current_role(self._db, user.user)
         if role is None:
-            raise PermissionDenied(f"the account {user.user} is no longer active: it may not {what}")
+            raise PermissionDenied(f"the account {user.user} is no longer active (or its record was changed "
+                                   f"outside ALLSight): it may not {what}")
         Identity(user.user, role, user.via, user.display_name).require(permission, what)
         if actor and actor.strip() != user.user:
             raise PermissionDenied(f"signed in as {user.user}: cannot record {what} under the name {actor!r}")

@@ -8,10 +8,23 @@ changes only from a signed-in account (:mod:`engine.store.access`).
 
 Every change here is in the audit log, attributed to the administrator who made it; sign-ins
 and refused sign-ins are too (the refused ones with the user name typed, never the password).
+
+**The audit trail is the reference.** The ``accounts`` and ``lab_policy`` rows are what the store
+reads quickly, but anyone with write access to the SQLite file could edit them (turn the policy
+off, promote an account, swap a password hash) without going through ALLSight. So every account
+change is audited with the account's role, active flag and a *seal* of its password hash (the
+first 32 hex digits of its sha256: the Argon2 hash itself never leaves the table), and
+:func:`audited_state` replays those entries, which the hash chain protects. The effective policy is
+the stricter of the table and its audit trail; an account whose row differs from its audited
+state is refused until an administrator sets it again; :func:`integrity_problems` lists both
+(``audit verify`` reports them).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import secrets
 import sqlite3
 from dataclasses import dataclass
@@ -34,6 +47,13 @@ MAX_USERNAME_CHARS = 64
 REFUSED = "user name or password not accepted"
 
 _hasher = PasswordHasher()
+log = logging.getLogger(__name__)
+_RANK = {Role.TECHNICIAN: 0, Role.REVIEWER: 1, Role.ADMINISTRATOR: 2}
+
+
+def _seal(password_hash: str) -> str:
+    """What the audit trail keeps of a password hash: enough to notice a swapped one."""
+    return hashlib.sha256(password_hash.encode("utf-8")).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -61,14 +81,78 @@ class LabPolicy:
 _POLICY_KEYS = {"accounts_required", "independent_reviewer_required"}
 
 
-def read_policy(conn: sqlite3.Connection) -> LabPolicy:
+def _table_policy(conn: sqlite3.Connection) -> LabPolicy:
     values = dict(conn.execute("SELECT key, value FROM lab_policy").fetchall())
     return LabPolicy(**{k: values.get(k) == "1" for k in _POLICY_KEYS})
+
+
+@dataclass(frozen=True)
+class AuditedAccount:
+    role: Role
+    active: bool
+    seal: str
+
+
+_REPLAYED = ("policy_changed", "account_created", "account_changed", "password_changed", "password_rehashed")
+
+
+def audited_state(conn: sqlite3.Connection) -> tuple[LabPolicy, dict[str, AuditedAccount]]:
+    """The policy and the accounts as their audit entries (in chain order) leave them."""
+    policy_values = dict.fromkeys(_POLICY_KEYS, False)
+    accounts: dict[str, AuditedAccount] = {}
+    marks = ",".join("?" * len(_REPLAYED))
+    for action, details in conn.execute(
+            f"SELECT action, details FROM audit_log WHERE action IN ({marks}) ORDER BY pk", _REPLAYED):  # noqa: S608
+        d = json.loads(details or "{}")
+        name = str(d.get("username", "")).casefold()
+        if action == "policy_changed":
+            policy_values.update({k: bool(v) for k, v in d.items() if k in _POLICY_KEYS})
+        elif action == "account_created":
+            accounts[name] = AuditedAccount(Role(d["role"]), True, d.get("seal", ""))
+        elif name in accounts:
+            old = accounts[name]
+            accounts[name] = AuditedAccount(Role(d.get("role", old.role)), bool(d.get("active", old.active)),
+                                            d.get("seal", old.seal))
+    return LabPolicy(**policy_values), accounts
+
+
+def read_policy(conn: sqlite3.Connection) -> LabPolicy:
+    """The effective policy: each rule on when the table *or* its audit trail says so."""
+    table, (audited, _) = _table_policy(conn), audited_state(conn)
+    return LabPolicy(**{k: getattr(table, k) or getattr(audited, k) for k in _POLICY_KEYS})
 
 
 def policy(db: Database) -> LabPolicy:
     with db.read() as conn:
         return read_policy(conn)
+
+
+def _row_problem(row: sqlite3.Row, audited: AuditedAccount | None) -> str:
+    """Why an account row differs from its audited state ("" when it does not)."""
+    if audited is None:
+        return "it has no audited creation"
+    if _seal(row["password_hash"]) != audited.seal:
+        return "its password hash is not the one last set through ALLSight"
+    if _RANK[Role(row["role"])] > _RANK[audited.role]:
+        return f"its role says {row['role']} but its audit trail says {audited.role.value}"
+    if row["active"] and not audited.active:
+        return "it is active but its audit trail says it was deactivated"
+    return ""
+
+
+def integrity_problems(db: Database) -> list[str]:
+    """Account rows and policy values that differ from the audit trail (edited outside ALLSight)."""
+    with db.read() as conn:
+        table, (audited_policy, audited) = _table_policy(conn), audited_state(conn)
+        rows = conn.execute("SELECT * FROM accounts ORDER BY username COLLATE NOCASE").fetchall()
+    problems = [f"the lab policy {k} is off in the table but on in the audit trail (the stricter applies)"
+                for k in sorted(_POLICY_KEYS) if getattr(audited_policy, k) and not getattr(table, k)]
+    for row in rows:
+        why = _row_problem(row, audited.get(row["username"].casefold()))
+        if why:
+            problems.append(f"the account {row['username']} was changed outside ALLSight ({why}); it is refused "
+                            "until an administrator sets it again")
+    return problems
 
 
 def _active_administrators(conn: sqlite3.Connection) -> int:
@@ -81,14 +165,14 @@ def set_policy(db: Database, actor: str, **changes: bool) -> LabPolicy:
     if unknown:
         raise StoreError(f"unknown lab policy setting(s): {', '.join(sorted(unknown))}")
     with db.write() as conn:
-        old = read_policy(conn)
+        old = _table_policy(conn)
         if changes.get("accounts_required") and not old.accounts_required and not _active_administrators(conn):
             raise StoreError("accounts cannot be required before an active administrator account exists "
                              "(create one first, or nobody could manage the accounts afterwards)")
         for key, value in changes.items():
             conn.execute("INSERT INTO lab_policy (key, value) VALUES (?, ?) "
                          "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, "1" if value else "0"))
-        new = read_policy(conn)
+        new = _table_policy(conn)
         if new != old:
             audit(conn, actor, "policy_changed", None,
                   **{k: getattr(new, k) for k in sorted(_POLICY_KEYS) if getattr(new, k) != getattr(old, k)})
@@ -144,7 +228,8 @@ def create_account(db: Database, actor: str, username: str, password: str, role:
         stamp = now()
         conn.execute("INSERT INTO accounts (username, display_name, role, password_hash, active, created_at, "
                      "changed_at) VALUES (?,?,?,?,1,?,?)", (name, display_name.strip(), role.value, digest, stamp, stamp))
-        audit(conn, actor, "account_created", None, username=name, role=role.value, display_name=display_name.strip())
+        audit(conn, actor, "account_created", None, username=name, role=role.value, display_name=display_name.strip(),
+              seal=_seal(digest))
         return _account(_row(conn, name))  # type: ignore[arg-type]
 
 
@@ -172,8 +257,13 @@ def update_account(db: Database, actor: str, username: str, *, role: Role | None
         sets = ", ".join(f"{k} = ?" for k in changes)
         conn.execute(f"UPDATE accounts SET {sets}, changed_at = ? WHERE pk = ?",  # noqa: S608 (fixed column names)
                      (*changes.values(), now(), row["pk"]))
-        audit(conn, actor, "account_changed", None, username=row["username"], **changes)
-        return _account(_row(conn, row["username"]))  # type: ignore[arg-type]
+        after = conn.execute("SELECT * FROM accounts WHERE pk = ?", (row["pk"],)).fetchone()
+        # The whole resulting state, so that an administrator's change also repairs a row edited
+        # outside ALLSight (the audit trail is the reference: module docstring).
+        state = {**changes, "role": after["role"], "active": bool(after["active"]),
+                 "seal": _seal(after["password_hash"])}
+        audit(conn, actor, "account_changed", None, username=row["username"], **state)
+        return _account(after)
 
 
 def set_password(db: Database, actor: str, username: str, password: str) -> None:
@@ -183,10 +273,15 @@ def set_password(db: Database, actor: str, username: str, password: str) -> None
         if row is None:
             raise StoreError(f"there is no account {username!r}")
         conn.execute("UPDATE accounts SET password_hash = ?, changed_at = ? WHERE pk = ?", (digest, now(), row["pk"]))
-        audit(conn, actor, "password_changed", None, username=row["username"])
+        audit(conn, actor, "password_changed", None, username=row["username"], seal=_seal(digest))
 
 
-def _verified(row: sqlite3.Row | None, password: str) -> bool:
+def _verified(row: sqlite3.Row | None, password: str, conn: sqlite3.Connection | None = None) -> bool:
+    if row is not None and conn is not None:
+        why = _row_problem(row, audited_state(conn)[1].get(row["username"].casefold()))
+        if why:
+            log.warning("account %s refused: %s", row["username"], why)
+            row = None
     if row is None or not row["active"]:
         _hasher.hash("x" * MIN_PASSWORD_CHARS)  # the same time as a real check: no user-name oracle
         return False
@@ -202,14 +297,16 @@ def authenticate(db: Database, username: str, password: str) -> Identity:
     name = (username or "").strip()
     with db.read() as conn:
         row = _row(conn, name)
-    ok = _verified(row, password or "")
+        ok = _verified(row, password or "", conn)
     if not ok or row is None:
         with db.write() as conn:  # committed before the refusal is raised
             audit(conn, name or "?", "sign_in_refused", None, username=printable(name)[:MAX_USERNAME_CHARS])
         raise AuthenticationError(REFUSED)
     with db.write() as conn:
         if _hasher.check_needs_rehash(row["password_hash"]):
-            conn.execute("UPDATE accounts SET password_hash = ? WHERE pk = ?", (_hasher.hash(password), row["pk"]))
+            digest = _hasher.hash(password)
+            conn.execute("UPDATE accounts SET password_hash = ? WHERE pk = ?", (digest, row["pk"]))
+            audit(conn, row["username"], "password_rehashed", None, username=row["username"], seal=_seal(digest))
         audit(conn, row["username"], "signed_in", None)
     return Identity(row["username"], Role(row["role"]), "password", row["display_name"], secrets.token_hex(16))
 
@@ -218,16 +315,23 @@ def check_password(db: Database, username: str, password: str) -> bool:
     """Whether ``password`` is ``username``'s (an active account): the re-entry at sign-off."""
     with db.read() as conn:
         row = _row(conn, (username or "").strip())
-    return _verified(row, password or "")
+        return _verified(row, password or "", conn)
 
 
 def current_role(db: Database, username: str) -> Role | None:
-    """The role of the active account ``username`` now (``None``: no such active account)."""
+    """The role of the active account ``username`` now (``None``: no such active account, or its
+    row differs from its audited state)."""
     with db.read() as conn:
-        row = conn.execute("SELECT role FROM accounts WHERE username = ? AND active = 1", (username,)).fetchone()
-    return None if row is None else Role(row[0])
+        row = _row(conn, username)
+        if row is None or not row["active"]:
+            return None
+        why = _row_problem(row, audited_state(conn)[1].get(row["username"].casefold()))
+    if why:
+        log.warning("account %s refused: %s", username, why)
+        return None
+    return Role(row["role"])
 
 
-__all__ = ["MIN_PASSWORD_CHARS", "REFUSED", "Account", "LabPolicy", "authenticate", "check_password",
-           "create_account", "current_role", "get_account", "list_accounts", "policy", "read_policy",
-           "set_password", "set_policy", "update_account"]
+__all__ = ["MIN_PASSWORD_CHARS", "REFUSED", "Account", "AuditedAccount", "LabPolicy", "audited_state",
+           "authenticate", "check_password", "create_account", "current_role", "get_account", "integrity_problems",
+           "list_accounts", "policy", "read_policy", "set_password", "set_policy", "update_account"]

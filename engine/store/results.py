@@ -205,6 +205,12 @@ class ResultStore:
     def accounts_required(self) -> bool:
         return self.accounts.policy.accounts_required
 
+    def integrity_problems(self) -> list[str]:
+        """Accounts and policy values changed outside ALLSight (they differ from the audit trail)."""
+        from engine.store.accounts import integrity_problems
+
+        return integrity_problems(self._db)
+
     def record_event(self, action: str, sample_id: str | None = None, *, actor: str = "", **details: Any) -> None:
         """Audit an act the store does not perform itself: ``"export"`` (a report or the audit
         trail written; needs the export permission) or ``"model_changed"`` (the active model

@@ -233,6 +233,8 @@ def _migrate_4_to_5(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TRIGGER accounts_never_deleted BEFORE DELETE ON accounts "
                  "BEGIN SELECT RAISE(ABORT, 'accounts are deactivated, never deleted'); END")
     conn.execute("CREATE TABLE lab_policy (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    # The accounts and the policy are re-derived from their audit entries (engine/store/accounts.py).
+    conn.execute("CREATE INDEX audit_by_action ON audit_log(action)")
 
 
 #: ``MIGRATIONS[v]`` upgrades a version-``v`` database to ``v + 1``, inside a transaction.

@@ -100,3 +100,15 @@ def test_an_audit_export_is_itself_audited(tmp_path, env, lab_db):
     with ResultStore.open(lab_db) as store:
         last = store.audit()[-1]
     assert last.action == "export" and last.actor == "ada" and last.details["kind"] == "audit"
+
+
+def test_audit_verify_reports_an_account_promoted_outside_allsight(tmp_path, env, lab_db):
+    import sqlite3
+    from contextlib import closing
+
+    assert main(env, "audit", "verify", lab_db).returncode == 0
+    with closing(sqlite3.connect(lab_db)) as conn:
+        conn.execute("UPDATE accounts SET role = 'administrator' WHERE username = 'tom'")
+        conn.commit()
+    proc = main(env, "audit", "verify", lab_db)
+    assert proc.returncode == 3 and "the account tom was changed outside ALLSight" in proc.stderr

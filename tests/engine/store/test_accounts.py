@@ -181,3 +181,38 @@ def test_passwords_are_kept_only_as_argon2id_hashes_and_checked_for_length(tmp_p
             store.accounts.set_password("tom", "own-choice-10", old_password="wrong")
         with pytest.raises(PermissionDenied):
             store.accounts.set_password("rita", "taken-over-1")
+
+
+def test_accounts_and_policy_edited_outside_allsight_are_refused_and_reported(tmp_path):
+    """A hostile user with write access to the SQLite file turns the policy off, promotes an
+    account and swaps a password hash: the audit trail (hash-chained) is the reference."""
+    with lab_store(tmp_path):
+        pass
+    intruder_hash = ResultStore.open(tmp_path / "other.sqlite3")
+    intruder_hash.accounts.create("x", "intruder-pw", Role.TECHNICIAN, actor="it")
+    with closing(sqlite3.connect(tmp_path / "other.sqlite3")) as conn:
+        known_hash = conn.execute("SELECT password_hash FROM accounts").fetchone()[0]
+    intruder_hash.close()
+    with closing(sqlite3.connect(tmp_path / "lab.sqlite3")) as conn:
+        conn.execute("UPDATE lab_policy SET value = '0' WHERE key = 'accounts_required'")
+        conn.execute("UPDATE accounts SET role = 'administrator' WHERE username = 'tom'")
+        conn.execute("UPDATE accounts SET password_hash = ? WHERE username = 'rita'", (known_hash,))
+        conn.commit()
+    with ResultStore.open(tmp_path / "lab.sqlite3") as store:
+        assert store.accounts_required  # the stricter of table and audit trail
+        with pytest.raises(PermissionDenied, match="signed-in"):
+            store.register_sample("S-1", tmp_path)
+        with pytest.raises(AuthenticationError):
+            store.sign_in("rita", "intruder-pw")  # the swapped hash is not accepted
+        with pytest.raises(AuthenticationError):
+            store.sign_in("tom", PASSWORDS["tom"])  # the promoted row is refused, right password or not
+        problems = store.integrity_problems()
+        assert len(problems) == 3 and "accounts_required" in problems[0]
+        assert any("tom" in p and "role says administrator" in p for p in problems)
+        assert any("rita" in p and "password hash" in p for p in problems)
+        store.sign_in("ada", PASSWORDS["ada"])  # an administrator repairs it
+        store.accounts.update("tom", role=Role.TECHNICIAN)
+        store.accounts.set_password("rita", "a-new-pass-1")
+        store.accounts.set_policy(accounts_required=True)
+        assert store.integrity_problems() == []
+        assert store.sign_in("rita", "a-new-pass-1").role is Role.REVIEWER

@@ -40,6 +40,8 @@ from engine.core.errors import AllSightError
 from engine.core.identity import ROLE_TITLES, Role
 from engine.store.accounts import MIN_PASSWORD_CHARS
 from gui import errors as gui_errors
+from gui import theme
+from gui.theme import Tone
 
 if TYPE_CHECKING:
     from engine.store.accounts import Account
@@ -75,7 +77,7 @@ class AccountForm(QDialog):
             edit.setEchoMode(QLineEdit.EchoMode.Password)
         self.password_edit.setPlaceholderText(f"at least {MIN_PASSWORD_CHARS} characters")
         self.error_label = QLabel(self)
-        self.error_label.setStyleSheet("color: #c62828;")
+        theme.style(self.error_label, Tone.ERROR)
         self.error_label.hide()
         form = QFormLayout()
         if self.new_account:

@@ -55,8 +55,11 @@ def run_app(argv: list[str] | None = None) -> int:
     try:
         from gui.main_window import MainWindow
         from gui.settings import load_settings
+        from gui.theme import apply_theme
 
-        window = MainWindow(load_settings())
+        settings = load_settings()
+        apply_theme(app, settings.theme)  # before any widget is built: each starts in the right colours
+        window = MainWindow(settings)
     except Exception as exc:  # the window itself failed: say so instead of vanishing
         log.exception("the main window could not be created")
         show_error(None, f"ALLSight could not start: {error_message(exc)}", format_details(exc))

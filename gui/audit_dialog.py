@@ -34,6 +34,8 @@ from engine.core.errors import AllSightError
 from engine.reports.audit import action_label, describe_entry, local_time, write_audit
 from engine.store.audit import AuditCheck
 from engine.store.results import AuditEntry, ResultStore
+from gui import theme
+from gui.theme import Tone
 
 ALL = "All"
 COLUMNS = ("Time", "User", "Action", "Sample", "Image", "Details")
@@ -169,10 +171,10 @@ class AuditDialog(QDialog):
         self.check = self.store.verify_audit()
         if self.check.ok:
             self.status.setText(f"Audit trail intact: {self.check.n_entries} entries")
-            self.status.setStyleSheet("color: #1b7a1b; font-weight: bold;")
+            theme.style(self.status, Tone.OK, "font-weight: bold;")
         else:
             self.status.setText(f"Audit trail damaged: {self.check.reason}")
-            self.status.setStyleSheet("color: #b00020; font-weight: bold;")
+            theme.style(self.status, Tone.ERROR, "font-weight: bold;")
         self._all = self.store.audit()
         for box, values in ((self.sample_box, {e.sample_id for e in self._all if e.sample_id}),
                             (self.user_box, {e.actor for e in self._all}),

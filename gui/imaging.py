@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QRect, Qt
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
+from PySide6.QtGui import QFont, QGuiApplication, QImage, QPainter, QPalette, QPen
+
+from gui import theme
+from gui.theme import Tone
 
 
 def array_to_qimage(array: np.ndarray) -> QImage:
@@ -58,21 +61,26 @@ def heatmap_image(overlay: np.ndarray, alpha: int = 140) -> QImage:
 
 
 def placeholder_image(width: int, height: int, title: str, text: str = "",
-                      *, error: bool = False) -> QImage:
-    """A drawn tile: a title (e.g. "Unreadable") and a wrapped explanation."""
+                      *, error: bool = False, palette: QPalette | None = None) -> QImage:
+    """A drawn tile: a title (e.g. "Unreadable") and a wrapped explanation, in the colours of
+    ``palette`` (default: the application's; pass one when drawing off the GUI thread): the
+    window colour with a muted title, or the error tint with the title in the error tone."""
+    if palette is None:
+        palette = QGuiApplication.palette()
+    text_color = palette.color(QPalette.ColorRole.WindowText)
     image = QImage(width, height, QImage.Format.Format_ARGB32_Premultiplied)
-    image.fill(QColor("#fbeaea") if error else QColor("#eceff1"))
+    image.fill(theme.qcolor(Tone.ROW_ERROR, palette) if error else palette.color(QPalette.ColorRole.Window))
     painter = QPainter(image)
     try:
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        border = QColor("#c62828") if error else QColor("#90a4ae")
+        border = theme.qcolor(Tone.ERROR if error else Tone.MUTED, palette)
         painter.setPen(QPen(border, 2, Qt.PenStyle.DashLine if not error else Qt.PenStyle.SolidLine))
         painter.drawRect(1, 1, width - 2, height - 2)
         font = QFont(painter.font())
         font.setBold(True)
         font.setPixelSize(max(9, height // 9))
         painter.setFont(font)
-        painter.setPen(border if error else QColor("#455a64"))
+        painter.setPen(border)
         margin = 6
         title_rect = QRect(margin, margin, width - 2 * margin, height // 4)
         painter.drawText(title_rect, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter, title)
@@ -80,7 +88,7 @@ def placeholder_image(width: int, height: int, title: str, text: str = "",
             font.setBold(False)
             font.setPixelSize(max(9, height // 11))
             painter.setFont(font)
-            painter.setPen(QColor("#37474f"))
+            painter.setPen(text_color)
             body = QRect(margin, margin + height // 4, width - 2 * margin, height - height // 4 - 2 * margin)
             painter.drawText(body, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop
                              | Qt.TextFlag.TextWordWrap, text)

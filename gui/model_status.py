@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from gui import theme
+from gui.theme import Tone
+
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QLabel
 
@@ -19,7 +22,7 @@ def show_model(model_label: QLabel, preview_panel: PreviewPanel, card: ModelCard
                threshold_override: float | None) -> None:
     """The model in use: its name and version, its card's details in the tooltip."""
     model_label.setText(f"Model: {card.id} {card.version}")
-    model_label.setStyleSheet("padding: 0 6px;")
+    theme.style(model_label, None, "padding: 0 6px;")
     model_label.setToolTip(
         f"{card.path}\nArchitecture: {card.architecture}, input {card.image_size} px\n"
         f"Review threshold: {card.review_threshold:.3f}"
@@ -30,7 +33,7 @@ def show_model(model_label: QLabel, preview_panel: PreviewPanel, card: ModelCard
 def show_no_model(model_label: QLabel, preview_panel: PreviewPanel, model: str, error: Exception) -> None:
     """No usable model (a normal state): say so, and why; the preview starts from the defaults."""
     model_label.setText("⚠ No model installed")
-    model_label.setStyleSheet("color: #c62828; padding: 0 6px;")
+    theme.style(model_label, Tone.ERROR, "padding: 0 6px;")
     model_label.setToolTip(
         f"The active model “{model}” cannot be used:\n{error}\n\n"
         "Classification needs an installed model (Edit ▸ Settings… to choose one); image viewing "

@@ -42,6 +42,8 @@ from engine.imaging.preprocess import (
     PreprocessStages,
     preprocess,
 )
+from gui import theme
+from gui.theme import Tone
 from gui.viewer import ImageViewer
 from gui.workers import PRIORITY_PREVIEW, TaskError, WorkerPool
 
@@ -209,18 +211,18 @@ class PreviewPanel(QWidget):
                                                          "appears here.", navigation=False)
         self.stage_view.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.stage_caption = QLabel(self)
-        self.stage_caption.setStyleSheet("color: #546e7a;")
+        theme.style(self.stage_caption, Tone.MUTED)
         self.stage_caption.setWordWrap(True)
 
         # --- notices
         self.model_note = QLabel(self)
         self.model_note.setWordWrap(True)
-        self.model_note.setStyleSheet("color: #6d4c41;")
+        theme.style(self.model_note, Tone.NOTE)
         self.model_note.hide()
         self.differs_notice = QLabel(self)
         self.differs_notice.setWordWrap(True)
-        self.differs_notice.setStyleSheet(
-            "background: #fff3cd; color: #5d4200; border: 1px solid #e0c36c; border-radius: 3px; padding: 4px;")
+        theme.style_sheet(self.differs_notice, lambda: theme.box_style(Tone.ROW_TO_REVIEW, Tone.WARNING,
+                                                                       extra="border-radius: 3px; padding: 4px;"))
         self.differs_notice.hide()
         self.reset_button = QPushButton("Reset to model", self)
         self.reset_button.setToolTip("Restore the preprocessing parameters of the active model")
@@ -330,7 +332,7 @@ class PreviewPanel(QWidget):
         for col, text in enumerate(headers):
             label = QLabel(text, self.ranges_box)
             label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            label.setStyleSheet("color: #546e7a;")
+            theme.style(label, Tone.MUTED)
             grid.addWidget(label, 0, col)
         for r, rng in enumerate(ranges, start=1):
             row = _RangeRow(self.ranges_box, rng.name)

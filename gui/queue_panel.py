@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.core.jobs import RESTARTABLE
+from gui import theme
 from gui.batch import (
     DONE,
     FAILED,
@@ -38,6 +39,7 @@ from gui.batch import (
     BatchQueue,
     format_eta,
 )
+from gui.theme import Tone
 
 COLUMNS = ("Sample", "Status", "Progress", "Images/s", "ETA")
 
@@ -174,7 +176,7 @@ class QueuePanel(QWidget):
         self.overall_bar = _bar(self)
         self.overall_bar.setMinimumWidth(160)
         self.overall_label = QLabel("Queue empty", self)
-        self.overall_label.setStyleSheet("color: #455a64;")
+        theme.style(self.overall_label, Tone.MUTED)
         self.overall_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         buttons.addWidget(QLabel("Overall", self))
         buttons.addWidget(self.overall_bar, 1)
@@ -195,6 +197,7 @@ class QueuePanel(QWidget):
         queue.changed.connect(self.refresh)
         queue.progress.connect(self.update_progress)
         queue.running_changed.connect(lambda _running: self.refresh())
+        theme.follow(self, self._palette_changed)
         self.refresh()
 
     # ------------------------------------------------------------------ actions
@@ -274,7 +277,9 @@ class QueuePanel(QWidget):
             bar.setText(f"{done}/{total}" + (f"  ({job.errors} err)" if job.errors else ""))
             status = t.item(row, 1)
             status.setText(self._status_text(job))
-            status.setForeground(Qt.GlobalColor.darkRed if job.state == FAILED else Qt.GlobalColor.black)
+            # the palette's text colour (no foreground of its own) but for a failure: black was
+            # unreadable on a dark palette
+            status.setData(Qt.ItemDataRole.ForegroundRole, theme.qcolor(Tone.ERROR) if job.state == FAILED else None)
             if job.state == FAILED:
                 status.setToolTip(job.message)
             rate = job.rate
@@ -302,6 +307,9 @@ class QueuePanel(QWidget):
             text = f"{done}/{total} images done" + (f" · {waiting} sample(s) waiting" if waiting else "")
         self.overall_label.setText(text)
         self._update_buttons()
+
+    def _palette_changed(self) -> None:
+        self.update_progress(force=True)
 
     def _update_buttons(self) -> None:
         q = self.queue

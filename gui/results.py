@@ -46,6 +46,7 @@ from PySide6.QtWidgets import (
 
 from engine.core.jobs import JobState
 from engine.core.records import EXCLUDED_CLASS, ReviewedImage, sign_off_blockers
+from gui import theme
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -68,6 +69,7 @@ from gui.results_table import (
     format_time,
 )
 from gui.summary_box import SummaryBox
+from gui.theme import Tone
 
 #: While a batch streams rows in, the summary is recomputed at most this often.
 SUMMARY_REFRESH_MS = 300
@@ -136,7 +138,7 @@ class ResultsPanel(QWidget):
         self.flag_combo.currentIndexChanged.connect(
             lambda _i: self.proxy.set_flag_filter(self.flag_combo.currentData()))
         self.shown_label = QLabel(self)
-        self.shown_label.setStyleSheet("color: #546e7a;")
+        theme.style(self.shown_label, Tone.MUTED)
         filters = QHBoxLayout()
         filters.addWidget(QLabel("Show", self))
         filters.addWidget(self.class_combo)
@@ -209,6 +211,7 @@ class ResultsPanel(QWidget):
         # Sign-off
         self.sign_state_label = QLabel(self)
         self.sign_state_label.setWordWrap(True)
+        self.sign_state_label.setTextFormat(Qt.TextFormat.PlainText)  # one line in one tone (theme.style)
         self.sign_state_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.sign_off_button = QPushButton("Sign off", self)
         self.sign_off_button.setToolTip("Record that you reviewed this sample (needs every flagged image reviewed)")
@@ -242,6 +245,7 @@ class ResultsPanel(QWidget):
         self._summary_timer.timeout.connect(self.refresh_summary)
         self._update_review_box()
         self._update_sign_off()
+        theme.follow(self, self._update_review_box)  # its rich text names the palette's colours
 
     # ------------------------------------------------------------------ construction helpers
     def _action(self, text: str, keys: tuple[str, ...], tip: str, slot) -> QAction:
@@ -433,8 +437,8 @@ class ResultsPanel(QWidget):
         self.act_next_flagged.setEnabled(self._has_sample and self.model.rowCount() > 0)
         if r is None:
             self.model_output_label.setText(
-                "<span style='color:#607d8b'>Select an image (N: next flagged). Keys: Enter confirms the "
-                "model's class, 1 Benign · 2 Early · 3 Pre · 4 Pro · X exclude · Backspace: not reviewed.</span>")
+                theme.span(Tone.MUTED, "Select an image (N: next flagged). Keys: Enter confirms the model's class, "
+                           "1 Benign · 2 Early · 3 Pre · 4 Pro · X exclude · Backspace: not reviewed."))
             return
         parts = [f"<b>{html.escape(r.file_name)}</b>"]
         if r.ok:
@@ -445,19 +449,17 @@ class ResultsPanel(QWidget):
             parts.append(f"Model: <b>{html.escape(class_name(r.predicted_class))}</b> ({probs})")
             sentences = r.flag_sentences()
             if sentences:
-                parts.append("<span style='color:#e65100'>⚑ " + " ".join(html.escape(f"{s}.") for s in sentences)
-                             + "</span>")
+                parts.append(theme.span(Tone.WARNING, "⚑ " + " ".join(html.escape(f"{s}.") for s in sentences)))
             if r.withheld:
-                parts.append("<span style='color:#e65100'>Not counted in the sample summary until you review "
-                             "it.</span>")
+                parts.append(theme.span(Tone.WARNING, "Not counted in the sample summary until you review it."))
         else:
-            parts.append(f"<span style='color:#b71c1c'>Error: {html.escape(r.error or '')}</span>")
+            parts.append(theme.span(Tone.ERROR, f"Error: {html.escape(r.error or '')}"))
         if r.reviewed:
             who = html.escape(r.reviewed_by or "")
             verdict = "overrides the model" if r.overridden else "confirms the model"
             parts.append(f"Final: <b>{html.escape(class_name(r.final_class))}</b> by {who} ({verdict})")
         else:
-            parts.append("<span style='color:#607d8b'>Not reviewed</span>")
+            parts.append(theme.span(Tone.MUTED, "Not reviewed"))
         self.model_output_label.setText("<br>".join(parts))
 
     # ------------------------------------------------------------------ sign-off
@@ -504,14 +506,19 @@ class ResultsPanel(QWidget):
         self.reopen_button.setToolTip(refused or "Undo the sign-off to change reviews (a reason is required)")
         self.export_button.setEnabled(self._has_sample and self.model.rowCount() > 0)
         if self.locked:
-            self.sign_state_label.setText(f"<span style='color:#2e7d32'>{html.escape(self._signed_text)}</span>")
+            self.show_sign_state(self._signed_text, Tone.OK)
             return
         blockers, refused = self.sign_off_blockers(), self.refusal("sign_off")
         self.sign_off_button.setEnabled(not blockers and not refused)
         self.sign_off_button.setToolTip(refused or blockers or "Record that you reviewed this sample")
         if not self._has_sample:
-            self.sign_state_label.setText("")
+            self.show_sign_state("")
         elif blockers:
-            self.sign_state_label.setText(f"<span style='color:#e65100'>Not signed off: {html.escape(blockers)}</span>")
+            self.show_sign_state(f"Not signed off: {blockers}", Tone.WARNING)
         else:
-            self.sign_state_label.setText("Ready to sign off.")
+            self.show_sign_state("Ready to sign off.")
+
+    def show_sign_state(self, text: str, tone: Tone | None = None) -> None:
+        """The line beside Sign off (plain text) in ``tone`` (None: the palette's text colour)."""
+        theme.style(self.sign_state_label, tone)
+        self.sign_state_label.setText(text)

@@ -19,6 +19,8 @@ from PySide6.QtGui import QColor, QFont
 from engine import CLASS_DISPLAY_NAMES, CLASS_IDS
 from engine.core.flags import labels
 from engine.core.records import EXCLUDED_CLASS, ReviewedImage
+from gui import theme
+from gui.theme import Tone
 
 if TYPE_CHECKING:
     pass
@@ -59,10 +61,6 @@ _ALIGN = int(Qt.ItemDataRole.TextAlignmentRole)
 _RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 _NO_PARENT = QModelIndex()
 
-_BG_TO_REVIEW = QColor("#fff3e0")
-_BG_ERROR = QColor("#fdecea")
-_FG_ERROR = QColor("#b71c1c")
-_FG_MUTED = QColor("#78909c")
 
 
 class ResultsModel(QAbstractTableModel):
@@ -76,6 +74,17 @@ class ResultsModel(QAbstractTableModel):
         self._by_path: dict[str, int] = {}
         self._bold = QFont()
         self._bold.setBold(True)
+        #: The row tints and text tones for the palette (data() runs per cell and paint: kept here,
+        #: reset on a palette change).
+        self._colors: dict[Tone, QColor] = {}
+        theme.follow(self, self._palette_changed, now=True)
+
+    def _palette_changed(self) -> None:
+        self._colors = {tone: theme.qcolor(tone) for tone in (Tone.ROW_TO_REVIEW, Tone.ROW_ERROR, Tone.ERROR,
+                                                               Tone.MUTED)}
+        if self.rows:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self.rows) - 1, len(COLUMNS) - 1),
+                                  [_BACKGROUND, _FOREGROUND])
 
     # -------------------------------------------------------------- Qt model
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = _NO_PARENT) -> int:
@@ -115,13 +124,13 @@ class ResultsModel(QAbstractTableModel):
             return cached[col]
         if role == _BACKGROUND:
             if not r.ok and not r.reviewed:
-                return _BG_ERROR
-            return _BG_TO_REVIEW if r.to_review else None
+                return self._colors[Tone.ROW_ERROR]
+            return self._colors[Tone.ROW_TO_REVIEW] if r.to_review else None
         if role == _FOREGROUND:
             if col == COL_CLASS and not r.ok:
-                return _FG_ERROR
+                return self._colors[Tone.ERROR]
             if col == COL_FINAL and not r.reviewed:
-                return _FG_MUTED
+                return self._colors[Tone.MUTED]
             return None
         if role == _FONT:
             return self._bold if col == COL_FINAL and r.reviewed else None

@@ -36,6 +36,8 @@ from PySide6.QtWidgets import (
 )
 
 from engine.io.images import ScanResult, scan_paths
+from gui import theme
+from gui.theme import Tone
 from gui.thumbnails import THUMB_SIZE, ThumbnailModel, ThumbnailResult, make_thumbnail
 from gui.workbench import PENDING, UNREADABLE, Sample, SampleImage, sample_folders
 from gui.workers import PRIORITY_BACKGROUND, TaskError, WorkerPool
@@ -110,7 +112,7 @@ class SamplesPanel(QWidget):
             "Each folder becomes one sample; its images are listed here.", self)
         self.empty_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_hint.setWordWrap(True)
-        self.empty_hint.setStyleSheet("color: #607d8b;")
+        theme.style(self.empty_hint, Tone.MUTED)
 
         # Details of the selected sample
         self.sample_id_edit = QLineEdit(self)
@@ -125,9 +127,9 @@ class SamplesPanel(QWidget):
             edit.setAcceptDrops(False)  # a dropped folder opens a sample instead of typing its path
         self.folder_label = QLabel(self)
         self.folder_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.folder_label.setStyleSheet("color: #546e7a;")
+        theme.style(self.folder_label, Tone.MUTED)
         self.id_warning = QLabel(self)
-        self.id_warning.setStyleSheet("color: #c62828;")
+        theme.style(self.id_warning, Tone.ERROR)
         self.id_warning.setWordWrap(True)
         self.id_warning.hide()
         self.sample_id_edit.textEdited.connect(self._on_sample_id_edited)
@@ -138,7 +140,7 @@ class SamplesPanel(QWidget):
             edit.editingFinished.connect(self._on_field_finished)
         self.lock_label = QLabel(self)
         self.lock_label.setWordWrap(True)
-        self.lock_label.setStyleSheet("color: #2e7d32;")
+        theme.style(self.lock_label, Tone.OK)
         self.lock_label.hide()
 
         self.details = QGroupBox("Sample", self)
@@ -160,6 +162,7 @@ class SamplesPanel(QWidget):
 
         self.images_label = QLabel(self)
         self.images_label.setWordWrap(True)
+        theme.follow(self, self._update_images_label)  # "n unreadable" is in the error tone
 
         self.thumb_view = QListView(self)
         v = self.thumb_view
@@ -485,7 +488,7 @@ class SamplesPanel(QWidget):
         for edit in (self.sample_id_edit, self.patient_id_edit, self.operator_edit):
             edit.setReadOnly(bool(reason))
         self.lock_label.setText(reason)
-        self.lock_label.setStyleSheet("color: #2e7d32;" if sample.signed_off else "color: #546e7a;")
+        theme.style(self.lock_label, Tone.OK if sample.signed_off else Tone.MUTED)
         self.lock_label.setVisible(bool(reason))
 
     def _on_field_finished(self) -> None:
@@ -549,7 +552,7 @@ class SamplesPanel(QWidget):
             parts.append(f"{pending} loading")
         bad = model.count(UNREADABLE)
         if bad:
-            parts.append(f"<span style='color:#c62828'>{bad} unreadable</span>")
+            parts.append(theme.span(Tone.ERROR, f"{bad} unreadable"))
         if sample.skipped:
             parts.append(f"{len(sample.skipped)} other file(s) skipped")
         self.images_label.setText(" · ".join(parts))

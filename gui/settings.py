@@ -32,6 +32,9 @@ SETTINGS_FILE_NAME = "settings.json"
 #: name in a workstation's settings).
 SETTINGS_SCHEMA_VERSION = 2
 DEVICES = tuple(d.value for d in DeviceName)
+#: The colour theme: follow the desktop, or ALLSight's own light or dark one (gui.theme). A file
+#: without the field (older) reads as "system"; an older ALLSight ignores it: no version bump.
+THEMES = ("system", "light", "dark")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Settings:
     last_export_dir: str = ""
     #: The lab's rule: the person who signs a sample off may not be one who classified it.
     require_independent_reviewer: bool = False
+    theme: str = "system"
 
     def replace(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -72,6 +76,8 @@ def _valid_value(name: str, value: Any) -> bool:
         )
     if name == "device":
         return value in DEVICES
+    if name == "theme":
+        return value in THEMES
     if name == "active_model":
         return isinstance(value, str) and value.strip() != ""
     if name == "require_independent_reviewer":

@@ -1,4 +1,5 @@
-"""Edit ▸ Settings…: the active model, the device, the review threshold and the lab's name.
+"""Edit ▸ Settings…: the active model, the device, the review threshold, the lab's name and the
+colour theme (Appearance).
 
 Who reviews and signs is not a setting: it is the window's identity (the OS login or a signed-in
 ALLSight account). The active model and the review threshold are the models' business: for an
@@ -21,6 +22,7 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFormLayout,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -29,7 +31,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui.settings import DEVICES, Settings
+from gui import theme
+from gui.settings import DEVICES, THEMES, Settings
+from gui.theme import Tone
 
 SHIPPED_CHOICES: tuple[tuple[str, str], ...] = (
     ("ResNet-18 (shipped, default)", "resnet18"),
@@ -38,6 +42,7 @@ SHIPPED_CHOICES: tuple[tuple[str, str], ...] = (
 FILE_CHOICE = "__file__"
 DEVICE_LABELS = {"auto": "Automatic (GPU if available)", "cpu": "CPU", "cuda": "NVIDIA GPU (CUDA)",
                  "mps": "Apple GPU (MPS)"}
+THEME_LABELS = {"system": "As the desktop (default)", "light": "Light", "dark": "Dark"}
 
 
 def describe_model(model: str) -> tuple[str, float | None]:
@@ -74,7 +79,7 @@ class SettingsDialog(QDialog):
         path_row.addWidget(self.browse_button)
         self.model_info = QLabel(self)
         self.model_info.setWordWrap(True)
-        self.model_info.setStyleSheet("color: #546e7a;")
+        theme.style(self.model_info, Tone.MUTED)
 
         self.device_combo = QComboBox(self)
         for device in DEVICES:
@@ -99,8 +104,14 @@ class SettingsDialog(QDialog):
         self.independent_check = QCheckBox("The person who signs a sample off may not be one who classified it",
                                            self)
         form.addRow("Sign-off", self.independent_check)
+        self.theme_combo = QComboBox(self)
+        for value in THEMES:
+            self.theme_combo.addItem(THEME_LABELS.get(value, value), value)
+        self.theme_combo.setToolTip("Light and Dark are ALLSight's own; the default follows the desktop")
+        appearance = QGroupBox("Appearance", self)
+        QFormLayout(appearance).addRow("Theme", self.theme_combo)
         self.error_label = QLabel(self)
-        self.error_label.setStyleSheet("color: #c62828;")
+        theme.style(self.error_label, Tone.ERROR)
         self.error_label.hide()
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel,
                                         self)
@@ -108,6 +119,7 @@ class SettingsDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(appearance)
         layout.addWidget(self.error_label)
         layout.addWidget(self.buttons)
 
@@ -131,6 +143,7 @@ class SettingsDialog(QDialog):
         self.threshold_edit.setText("" if s.review_threshold_override is None else f"{s.review_threshold_override:g}")
         self.lab_edit.setText(s.lab_name)
         self.independent_check.setChecked(s.require_independent_reviewer)
+        self.theme_combo.setCurrentIndex(max(0, self.theme_combo.findData(s.theme)))
         self._model_choice_changed()
 
     def chosen_model(self) -> str:
@@ -194,6 +207,7 @@ class SettingsDialog(QDialog):
             review_threshold_override=float(text) if text else None,
             lab_name=self.lab_edit.text().strip(),
             require_independent_reviewer=self.independent_check.isChecked(),
+            theme=self.theme_combo.currentData(),
         )
 
 

@@ -69,7 +69,7 @@ def record_model_change(window: QMainWindow, new: Settings) -> bool:
 
 def apply_settings(window: QMainWindow, new: Settings) -> bool:
     """Save edited settings and apply what changed (model, device, threshold, lab name, the
-    independent-reviewer rule); False when a model change was refused (nothing saved)."""
+    independent-reviewer rule, the theme); False when a model change was refused (nothing saved)."""
     old = window.settings
     model_changed = (new.active_model, new.review_threshold_override) != (old.active_model,
                                                                           old.review_threshold_override)
@@ -77,7 +77,13 @@ def apply_settings(window: QMainWindow, new: Settings) -> bool:
         return False
     window.update_settings(active_model=new.active_model, device=new.device,
                            review_threshold_override=new.review_threshold_override, lab_name=new.lab_name,
-                           require_independent_reviewer=new.require_independent_reviewer)
+                           require_independent_reviewer=new.require_independent_reviewer, theme=new.theme)
+    if new.theme != old.theme:
+        from PySide6.QtWidgets import QApplication
+
+        from gui import theme
+
+        theme.apply_theme(QApplication.instance(), new.theme)
     if model_changed or new.device != old.device:
         window.load_model_info()
         window.show_message("Settings saved. The new model settings apply from the next sample classified.")

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
 
 from engine.core.errors import AllSightError
+from gui import theme
+from gui.theme import Tone
 
 if TYPE_CHECKING:
     from engine.core.identity import Identity
@@ -36,7 +38,7 @@ class SignInDialog(QDialog):
         self.password_edit = QLineEdit(self)
         self.password_edit.setEchoMode(QLineEdit.EchoMode.Password)
         self.error_label = QLabel(self)
-        self.error_label.setStyleSheet("color: #c62828;")
+        theme.style(self.error_label, Tone.ERROR)
         self.error_label.hide()
         form = QFormLayout()
         form.addRow("User name", self.user_edit)

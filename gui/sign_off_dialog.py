@@ -18,6 +18,8 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QL
 
 from engine.core.errors import AllSightError
 from engine.core.identity import AuthenticationError
+from gui import theme
+from gui.theme import Tone
 
 
 class SignOffDialog(QDialog):
@@ -39,11 +41,11 @@ class SignOffDialog(QDialog):
         note = QLabel("The statement is kept with the sample and in its audit trail; the sample cannot be "
                       "changed until it is reopened.", self)
         note.setWordWrap(True)
-        note.setStyleSheet("color: #546e7a;")
+        theme.style(note, Tone.MUTED)
         self.password_edit = QLineEdit(self)
         self.password_edit.setEchoMode(QLineEdit.EchoMode.Password)
         self.error_label = QLabel(self)
-        self.error_label.setStyleSheet("color: #c62828;")
+        theme.style(self.error_label, Tone.ERROR)
         self.error_label.setWordWrap(True)
         self.error_label.hide()
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel,

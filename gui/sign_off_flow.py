@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from engine.core.errors import AllSightError
 from engine.core.identity import Permission
 from gui import errors as gui_errors
+from gui.theme import Tone
 
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QMainWindow
@@ -128,7 +129,7 @@ class SignOffFlow:
 
         if isinstance(exc, SignOffError):  # the sample's state or the lab's rule: said where it shows
             self.window.show_message(str(exc), 12000)
-            self.results.panel.sign_state_label.setText(f"<span style='color:#e65100'>{exc}</span>")
+            self.results.panel.show_sign_state(str(exc), Tone.WARNING)
         else:
             gui_errors.show_exception(self.window, "Not signed off", exc)
         return False

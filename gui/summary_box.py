@@ -21,18 +21,20 @@ from PySide6.QtWidgets import (
 
 from engine import CLASS_IDS
 from engine.core.records import EXCLUDED_CLASS
+from gui import theme
+from gui.results_table import class_name
+from gui.theme import Tone
 
 if TYPE_CHECKING:
     from engine.core.summary import SampleSummary
-from gui.results_table import class_name
 
 
-def _call_colour(code: str) -> str:
+def _call_tone(code: str) -> Tone:
     if code.startswith("ALL_"):
-        return "#b71c1c"
+        return Tone.ERROR
     if code == "BENIGN":
-        return "#2e7d32"
-    return "#e65100"
+        return Tone.OK
+    return Tone.WARNING
 
 
 class SummaryBox(QGroupBox):
@@ -48,17 +50,17 @@ class SummaryBox(QGroupBox):
         self.call_label.setWordWrap(True)
         self.warning_label = QLabel(self)  # the acquisition warning: one prominent line, else hidden
         self.warning_label.setWordWrap(True)
-        self.warning_label.setStyleSheet("color: #b71c1c; background: #fdecea; border: 1px solid #b71c1c; "
-                                         "padding: 3px; font-weight: bold;")
+        theme.style_sheet(self.warning_label, lambda: theme.box_style(Tone.ROW_ERROR, Tone.ERROR, Tone.ERROR,
+                                                                      "padding: 3px; font-weight: bold;"))
         self.warning_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.warning_label.hide()
         self.rationale_label = QLabel(self)
         self.rationale_label.setWordWrap(True)
-        self.rationale_label.setStyleSheet("color: #455a64;")
+        theme.style(self.rationale_label, Tone.MUTED)
         self.rationale_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.note_label = QLabel("Research use only — not a diagnosis. A qualified person must review the images.",
                                  self)
-        self.note_label.setStyleSheet("color: #8d6e63; font-size: 11px;")
+        theme.style(self.note_label, Tone.NOTE, "font-size: 11px;")
         self.note_label.setWordWrap(True)
 
         grid = QGridLayout()
@@ -66,7 +68,7 @@ class SummaryBox(QGroupBox):
         grid.setVerticalSpacing(3)
         for col, text in enumerate(("Class", "Images", "Fraction", "Model said")):
             head = QLabel(f"<b>{text}</b>", self)
-            head.setStyleSheet("color: #546e7a;")
+            theme.style(head, Tone.MUTED)
             grid.addWidget(head, 0, col, Qt.AlignmentFlag.AlignRight if col else Qt.AlignmentFlag.AlignLeft)
         self.count_labels: dict[str, tuple[QLabel, QLabel, QLabel]] = {}
         for row, cls in enumerate((*CLASS_IDS, EXCLUDED_CLASS), start=1):
@@ -90,14 +92,19 @@ class SummaryBox(QGroupBox):
         layout.addWidget(self.flags_label)
         layout.addWidget(self.note_label)
         self.summary = None
+        self._shown: tuple[int, int] = (0, 0)  # set_summary's n_images, n_pending
         self.set_summary(None)
+        theme.follow(self, self._palette_changed)  # the counts line's rich text names colours
+
+    def _palette_changed(self) -> None:
+        self.set_summary(self.summary, *self._shown)
 
     def set_summary(self, summary: SampleSummary | None, n_images: int = 0, n_pending: int = 0) -> None:
         """Show ``engine.core.summary.SampleSummary`` (None: nothing classified yet)."""
-        self.summary = summary
+        self.summary, self._shown = summary, (n_images, n_pending)
         if summary is None:
             self.call_label.setText("Not classified yet")
-            self.call_label.setStyleSheet("color: #607d8b;")
+            theme.style(self.call_label, Tone.MUTED)
             self.rationale_label.setText(
                 f"{n_images} image(s). Press Classify to classify them." if n_images else "No sample selected.")
             for row_labels in self.count_labels.values():
@@ -116,7 +123,7 @@ class SummaryBox(QGroupBox):
         if self.warning_label.isVisibleTo(self) != bool(warning):
             self.warning_label.setVisible(bool(warning))
         set_text_if_changed(self.call_label, html.escape(summary.call))
-        set_style_if_changed(self.call_label, f"color: {_call_colour(summary.call_code)};")
+        theme.style(self.call_label, _call_tone(summary.call_code))
         set_text_if_changed(self.rationale_label, summary.rationale)
         for cls, (count, frac, model) in self.count_labels.items():
             if cls == EXCLUDED_CLASS:
@@ -134,28 +141,23 @@ class SummaryBox(QGroupBox):
         if summary.n_excluded:
             parts.append(f"{summary.n_excluded} excluded")
         if summary.n_error:
-            parts.append(f"<span style='color:#b71c1c'>{summary.n_error} unreadable</span>")
+            parts.append(theme.span(Tone.ERROR, f"{summary.n_error} unreadable"))
         parts.append(f"{summary.n_needs_review} need review")
         parts.append(f"{summary.n_ood} OOD")
         if summary.n_withheld:
-            parts.append(f"<b style='color:#e65100'>{summary.n_withheld} not counted (cannot be judged, "
-                         "not reviewed)</b>")
+            parts.append(theme.span(Tone.WARNING, f"<b>{summary.n_withheld} not counted (cannot be judged, "
+                                                  "not reviewed)</b>"))
         parts.append(f"{summary.n_reviewed} reviewed ({summary.n_overridden} overridden)")
         left = summary.n_flagged_unreviewed
         if left:
-            parts.append(f"<b style='color:#e65100'>{left} flagged left to review</b>")
+            parts.append(theme.span(Tone.WARNING, f"<b>{left} flagged left to review</b>"))
         elif summary.n_pending:
             parts.append("no flagged image left to review so far")
         else:
-            parts.append("<span style='color:#2e7d32'>all flagged images reviewed</span>")
+            parts.append(theme.span(Tone.OK, "all flagged images reviewed"))
         set_text_if_changed(self.flags_label, " · ".join(parts))
 
 
 def set_text_if_changed(label: QLabel, text: str) -> None:
     if label.text() != text:
         label.setText(text)
-
-
-def set_style_if_changed(widget: QWidget, sheet: str) -> None:
-    if widget.styleSheet() != sheet:
-        widget.setStyleSheet(sheet)

@@ -21,7 +21,9 @@ from PySide6.QtGui import QIcon, QImage, QPixmap
 
 from engine.core.errors import ImageLoadError
 from engine.io.images import load_image
+from gui import theme
 from gui.imaging import array_to_qimage, placeholder_image
+from gui.theme import Tone
 from gui.workbench import PENDING, READY, UNREADABLE, Sample, SampleImage
 
 log = logging.getLogger("allsight.gui.thumbnails")
@@ -76,6 +78,15 @@ class ThumbnailModel(QAbstractListModel):
         self._counts = {PENDING: 0, READY: 0, UNREADABLE: 0}  # kept up to date: no O(n) recount
         for im in sample.images:
             self._counts[im.state] = self._counts.get(im.state, 0) + 1
+        theme.follow(self, self._palette_changed)
+
+    def _palette_changed(self) -> None:
+        """The drawn tiles and the error text are in the palette's colours: drawn again."""
+        self._loading_icon = None
+        for row in [r for r in self._pixmaps if self.sample.images[r].state != READY]:
+            del self._pixmaps[row]
+        if self.sample.images:
+            self.dataChanged.emit(self.index(0), self.index(len(self.sample.images) - 1))
 
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
         return 0 if parent.isValid() else len(self.sample.images)
@@ -96,7 +107,7 @@ class ThumbnailModel(QAbstractListModel):
                 return f"{image.path}\n{image.size[0]} × {image.size[1]} px"
             return str(image.path)
         if role == Qt.ItemDataRole.ForegroundRole and image.state == UNREADABLE:
-            return Qt.GlobalColor.darkRed
+            return theme.qcolor(Tone.ERROR)
         if role == self.PathRole:
             return image.path
         if role == self.StateRole:

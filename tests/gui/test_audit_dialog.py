@@ -12,6 +12,8 @@ from PySide6.QtCore import QDate, Qt
 
 from engine.store.audit import TRIGGERS
 from engine.store.results import ResultStore
+from gui import theme
+from gui.theme import Tone
 from tests.conftest import fake_image_files
 from tests.engine.store.test_results import record
 
@@ -47,7 +49,7 @@ def cell(dlg, row, column):
 def test_the_table_shows_every_entry_in_words(dialog, store):
     n = len(store.audit())
     assert dialog.status.text() == f"Audit trail intact: {n} entries"
-    assert "1b7a1b" in dialog.status.styleSheet()
+    assert theme.color(Tone.OK) in dialog.status.styleSheet()
     assert dialog.model.rowCount() == n and dialog.count.text() == f"{n} of {n} entries"
     rows = [[cell(dialog, r, c) for c in range(6)] for r in range(n)]
     classified = [r for r in rows if r[2] == "Classified"]
@@ -87,7 +89,7 @@ def test_a_damaged_trail_is_shown_in_red(qtbot, store):
     dlg = AuditDialog(store)
     qtbot.addWidget(dlg)
     assert dlg.status.text() == "Audit trail damaged: entry 2 was changed after it was written"
-    assert "b00020" in dlg.status.styleSheet()
+    assert theme.color(Tone.ERROR) in dlg.status.styleSheet()
 
 
 def test_export_writes_the_entries_shown(dialog, tmp_path, monkeypatch):

@@ -110,3 +110,17 @@ def test_the_independent_reviewer_rule_is_off_by_default_kept_when_on_and_must_b
     data = json.loads(settings_path().read_text(encoding="utf-8"))
     settings_path().write_text(json.dumps({**data, "require_independent_reviewer": "yes"}), encoding="utf-8")
     assert load_settings().require_independent_reviewer is False  # not a boolean: the default
+
+
+def test_the_theme_follows_the_desktop_by_default_round_trips_and_must_be_a_known_name(caplog):
+    assert Settings().theme == "system"
+    for choice in ("light", "dark", "system"):
+        save_settings(Settings(theme=choice, lab_name="L"))
+        assert load_settings().theme == choice and load_settings().lab_name == "L"
+    data = json.loads(settings_path().read_text(encoding="utf-8"))
+    assert data["schema_version"] == SETTINGS_SCHEMA_VERSION == 2  # a new field with a default: no bump
+    settings_path().write_text(json.dumps({**data, "theme": "purple"}), encoding="utf-8")
+    assert load_settings().theme == "system" and "invalid value for 'theme'" in caplog.text
+    del data["theme"]  # a file from before the setting: the default, nothing else lost
+    settings_path().write_text(json.dumps({**data, "lab_name": "Older"}), encoding="utf-8")
+    assert load_settings() == Settings(lab_name="Older")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from engine.core.identity import AuthenticationError, Identity, Permission, PermissionDenied, Role
 from engine.store import accounts as _accounts
-from engine.store.accounts import Account, LabPolicy, current_role, policy
+from engine.store.accounts import Account, LabPolicy, access_state, policy
 from engine.store.database import Database
 
 
@@ -42,13 +42,14 @@ class Gate:
         """The name to record for ``what`` (an action needing ``permission``), or
         :class:`PermissionDenied`. ``actor`` is the caller's name for the person ("" = the
         signed-in one)."""
-        if not policy(self._db).accounts_required:
-            return actor or (self._user.user if self._user is not None else "")
         user = self._user
-        if user is None or user.via != "password" or not user.token:
+        signed_in = user is not None and user.via == "password" and bool(user.token)
+        effective, role = access_state(self._db, user.user if user is not None and signed_in else None)
+        if not effective.accounts_required:
+            return actor or (user.user if user is not None else "")
+        if user is None or not signed_in:
             raise PermissionDenied(f"this lab's result database ({self._db.path.name}) takes changes only from "
                                    f"a signed-in ALLSight account: sign in to {what}")
-        role = current_role(self._db, user.user)
         if role is None:
             raise PermissionDenied(f"the account {user.user} is no longer active (or its record was changed "
                                    f"outside ALLSight): it may not {what}")

@@ -118,7 +118,10 @@ def audited_state(conn: sqlite3.Connection) -> tuple[LabPolicy, dict[str, Audite
 
 def read_policy(conn: sqlite3.Connection) -> LabPolicy:
     """The effective policy: each rule on when the table *or* its audit trail says so."""
-    table, (audited, _) = _table_policy(conn), audited_state(conn)
+    return _stricter(_table_policy(conn), audited_state(conn)[0])
+
+
+def _stricter(table: LabPolicy, audited: LabPolicy) -> LabPolicy:
     return LabPolicy(**{k: getattr(table, k) or getattr(audited, k) for k in _POLICY_KEYS})
 
 
@@ -318,20 +321,34 @@ def check_password(db: Database, username: str, password: str) -> bool:
         return _verified(row, password or "", conn)
 
 
-def current_role(db: Database, username: str) -> Role | None:
-    """The role of the active account ``username`` now (``None``: no such active account, or its
-    row differs from its audited state)."""
-    with db.read() as conn:
-        row = _row(conn, username)
-        if row is None or not row["active"]:
-            return None
-        why = _row_problem(row, audited_state(conn)[1].get(row["username"].casefold()))
+def _role_in(conn: sqlite3.Connection, username: str, audited: dict[str, AuditedAccount]) -> Role | None:
+    row = _row(conn, username)
+    if row is None or not row["active"]:
+        return None
+    why = _row_problem(row, audited.get(row["username"].casefold()))
     if why:
         log.warning("account %s refused: %s", username, why)
         return None
     return Role(row["role"])
 
 
-__all__ = ["MIN_PASSWORD_CHARS", "REFUSED", "Account", "AuditedAccount", "LabPolicy", "audited_state",
+def current_role(db: Database, username: str) -> Role | None:
+    """The role of the active account ``username`` now (``None``: no such active account, or its
+    row differs from its audited state)."""
+    with db.read() as conn:
+        return _role_in(conn, username, audited_state(conn)[1])
+
+
+def access_state(db: Database, username: str | None) -> tuple[LabPolicy, Role | None]:
+    """The effective policy and, when accounts are required, ``username``'s current role: one
+    read and one replay of the audit trail for the check every change goes through."""
+    with db.read() as conn:
+        table, (audited_policy, audited) = _table_policy(conn), audited_state(conn)
+        effective = _stricter(table, audited_policy)
+        role = _role_in(conn, username, audited) if username and effective.accounts_required else None
+    return effective, role
+
+
+__all__ = ["MIN_PASSWORD_CHARS", "REFUSED", "Account", "AuditedAccount", "LabPolicy", "access_state", "audited_state",
            "authenticate", "check_password", "create_account", "current_role", "get_account", "integrity_problems",
            "list_accounts", "policy", "read_policy", "set_password", "set_policy", "update_account"]

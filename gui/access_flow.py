@@ -1,5 +1,5 @@
 """Who the window acts as, and what that person may do: File ▸ Sign in… / Sign out, the status
-bar's "Signed in: …", the actions a role may not take (disabled, the tooltip saying why), the
+bar's "Signed in: …", File ▸ Change password…, the actions a role may not take (disabled, the tooltip saying why), the
 message when an action is refused, and Tools ▸ Accounts….
 
 :attr:`AccessFlow.identity` is the window's one identity (``MainWindow.identity``): the OS login
@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
+from engine.core.errors import AllSightError
 from engine.core.identity import Permission
 from engine.core.jobs import JobState
 from gui import errors as gui_errors
@@ -81,6 +82,7 @@ class AccessFlow:
         store_ok = self.store is not None
         w.act_sign_in.setEnabled(store_ok)
         w.act_sign_out.setEnabled(self.identity is not None and self.identity.via == "password")
+        w.act_change_password.setEnabled(self.identity is not None and self.identity.via == "password")
         refusals = ((w.act_sign_off, refusal(self.identity, Permission.SIGN_OFF) if self.identity else ""),
                     (w.act_reopen, refusal(self.identity, Permission.REOPEN) if self.identity else ""),
                     (w.act_export, refusal(self.identity, Permission.EXPORT) if self.identity else ""),
@@ -145,6 +147,32 @@ class AccessFlow:
         self.set_identity(starting_identity(self.store))
         self.window.show_message(f"{name} signed out.", 6000)
         return True
+
+    def change_password(self) -> bool:
+        """File ▸ Change password…: the signed-in account's own password (the current one typed
+        first; the store checks it and audits the change)."""
+        from engine.core.identity import AuthenticationError
+        from gui import accounts_dialog
+
+        me = self.identity
+        if self.store is None or me is None or me.via != "password":
+            return False
+        while True:
+            answer = accounts_dialog.ask_own_password(self.window, me.user)
+            if answer is None:
+                return False
+            current, new = answer
+            try:
+                self.store.accounts.set_password(me.user, new, actor=me.user, old_password=current)
+            except AuthenticationError:
+                gui_errors.show_refusal(self.window, "Your current password was not accepted; the password "
+                                                     "is unchanged.")
+                continue
+            except AllSightError as exc:
+                gui_errors.show_exception(self.window, "Could not change the password", exc)
+                return False
+            self.window.show_message(f"Password changed for {me.user}.", 6000)
+            return True
 
     # ------------------------------------------------------------------ accounts
     def open_accounts(self) -> bool:

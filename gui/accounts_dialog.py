@@ -58,12 +58,18 @@ class NewAccount:
 
 class AccountForm(QDialog):
     """A new account (user, name, role, password twice) or, with ``username`` given, a new
-    password for that account (twice)."""
+    password for that account (twice); with ``own`` as well, the person's own new password, which
+    needs their current one."""
 
-    def __init__(self, parent: QWidget | None = None, *, username: str = "", role: Role = Role.TECHNICIAN):
+    def __init__(self, parent: QWidget | None = None, *, username: str = "", role: Role = Role.TECHNICIAN,
+                 own: bool = False):
         super().__init__(parent)
         self.new_account = not username
-        self.setWindowTitle("Add an account" if self.new_account else f"New password for {username}")
+        self.own = own and not self.new_account
+        self.setWindowTitle("Add an account" if self.new_account else
+                            "Change your password" if self.own else f"New password for {username}")
+        self.current_edit = QLineEdit(self)
+        self.current_edit.setEchoMode(QLineEdit.EchoMode.Password)
         self.user_edit = QLineEdit(username, self)
         self.name_edit = QLineEdit(self)
         self.name_edit.setPlaceholderText("as people read it, e.g. Dr. A. Smith")
@@ -84,7 +90,14 @@ class AccountForm(QDialog):
             form.addRow("User name", self.user_edit)
             form.addRow("Name", self.name_edit)
             form.addRow("Role", self.role_combo)
-        form.addRow("Password", self.password_edit)
+        else:  # children left out of the form would still be drawn, in the top-left corner
+            for unused in (self.user_edit, self.name_edit, self.role_combo):
+                unused.hide()
+        if self.own:
+            form.addRow("Current password", self.current_edit)
+        else:
+            self.current_edit.hide()
+        form.addRow("New password" if self.own else "Password", self.password_edit)
         form.addRow("Password again", self.repeat_edit)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self)
         buttons.accepted.connect(self.accept)
@@ -97,6 +110,8 @@ class AccountForm(QDialog):
     def problem(self) -> str:
         if self.new_account and not self.user_edit.text().strip():
             return "Enter a user name."
+        if self.own and not self.current_edit.text():
+            return "Enter your current password."
         if len(self.password_edit.text()) < MIN_PASSWORD_CHARS:
             return f"A password needs at least {MIN_PASSWORD_CHARS} characters."
         if self.password_edit.text() != self.repeat_edit.text():
@@ -134,6 +149,15 @@ def ask_password(parent: QWidget | None, username: str) -> str | None:
     return None if values is None else values.password
 
 
+def ask_own_password(parent: QWidget | None, username: str) -> tuple[str, str] | None:
+    """The person's current and new password, or None when cancelled."""
+    form = AccountForm(parent, username=username, own=True)
+    try:
+        return (form.current_edit.text(), form.password_edit.text()) if form.exec() else None
+    finally:
+        form.deleteLater()
+
+
 COLUMNS = ("User", "Name", "Role", "Active")
 
 
@@ -153,6 +177,7 @@ class AccountsDialog(QDialog):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.verticalHeader().hide()  # row numbers mean nothing here
         self.table.itemSelectionChanged.connect(self._update_buttons)
 
         self.add_button = QPushButton("Add…", self)

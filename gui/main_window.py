@@ -209,6 +209,9 @@ class MainWindow(QMainWindow):
     def sign_out(self) -> bool:
         return self.access.sign_out()
 
+    def change_password(self) -> bool:
+        return self.access.change_password()
+
     def open_accounts(self) -> bool:
         return self.access.open_accounts()
 

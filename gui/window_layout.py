@@ -104,6 +104,8 @@ def build_actions(window: QMainWindow) -> None:
                                  tip="Sign in with your ALLSight account: changes are then recorded under it")
     window.act_sign_out = _action(window, "Sign out", window.sign_out,
                                   tip="Sign the ALLSight account out (nothing more is recorded under it)")
+    window.act_change_password = _action(window, "Change password…", window.change_password,
+                                         tip="Set a new password for the account signed in")
     window.act_accounts = _action(window, "Accounts…", window.open_accounts,
                                   tip="ALLSight accounts and roles, and the lab's policy (administrators)")
 
@@ -118,6 +120,7 @@ def build_menus(window: QMainWindow) -> None:
     window.file_menu.addSeparator()
     window.file_menu.addAction(window.act_sign_in)
     window.file_menu.addAction(window.act_sign_out)
+    window.file_menu.addAction(window.act_change_password)
     window.file_menu.addSeparator()
     window.file_menu.addAction(window.act_quit)
     window.edit_menu = bar.addMenu("&Edit")

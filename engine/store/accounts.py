@@ -37,6 +37,7 @@ from engine.core.identity import AuthenticationError, Identity, Role
 from engine.core.textsafe import printable
 from engine.store.database import Database
 from engine.store.errors import StoreError
+from engine.store.lockout import locked_until, lockout_message
 from engine.store.rows import audit, now
 
 #: Shortest password accepted (NIST SP 800-63B: at least 8 characters, no composition rules).
@@ -296,11 +297,18 @@ def _verified(row: sqlite3.Row | None, password: str, conn: sqlite3.Connection |
 
 def authenticate(db: Database, username: str, password: str) -> Identity:
     """The signed-in :class:`Identity` of ``username``, or :class:`AuthenticationError`
-    (:data:`REFUSED`, whatever was wrong). Both outcomes are audited."""
+    (:data:`REFUSED`, whatever was wrong; the lockout's message while the name is locked,
+    :mod:`engine.store.lockout`). Every outcome is audited."""
     name = (username or "").strip()
     with db.read() as conn:
-        row = _row(conn, name)
-        ok = _verified(row, password or "", conn)
+        until = locked_until(conn, printable(name)[:MAX_USERNAME_CHARS])
+        if until is None:
+            row = _row(conn, name)
+            ok = _verified(row, password or "", conn)
+    if until is not None:  # the password is not even checked
+        with db.write() as conn:
+            audit(conn, name or "?", "sign_in_locked", None, username=printable(name)[:MAX_USERNAME_CHARS])
+        raise AuthenticationError(lockout_message(until))
     if not ok or row is None:
         with db.write() as conn:  # committed before the refusal is raised
             audit(conn, name or "?", "sign_in_refused", None, username=printable(name)[:MAX_USERNAME_CHARS])

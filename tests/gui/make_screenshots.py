@@ -4,7 +4,8 @@
 
 Writes main_window.png and preview.png (the preprocessing preview), queue_running.png (a batch
 in progress), results_summary.png (a classified sample with its summary) and review.png (review
-in progress, with the Grad-CAM heat map). The classification screenshots use the shipped
+in progress, with the Grad-CAM heat map), and the sign-in, sign-off, accounts and change-password
+dialogs. The classification screenshots use the shipped
 ResNet-18 when it is installed, otherwise a small demo model trained here in a few seconds on
 synthetic images (so the numbers in those screenshots mean nothing). For the queue screenshot
 the demo model is slowed to about the speed of the ResNet-18 on a laptop CPU, so the batch is
@@ -60,6 +61,38 @@ def demo_model(tmp: Path) -> str:
     for progress in train(cfg):
         last = progress
     return str(last.metrics["model_path"])
+
+
+def access_screenshots(app, out: Path) -> None:
+    """sign_in.png, sign_off.png, accounts.png and change_password.png, on a result database of
+    its own with three accounts and accounts required."""
+    from engine.core.identity import Role
+    from engine.store.results import ResultStore, default_db_path
+    from gui.accounts_dialog import AccountForm, AccountsDialog
+    from gui.sign_in_dialog import SignInDialog
+    from gui.sign_off_dialog import SignOffDialog
+
+    db = default_db_path().with_name("access-demo.sqlite3")
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with ResultStore.open(db) as store:
+        store.accounts.create("ada", "admin-pass-1", Role.ADMINISTRATOR, "Ada Admin", actor="it")
+        store.accounts.create("tom", "tech-pass-22", Role.TECHNICIAN, "Tom Tech", actor="it")
+        store.accounts.create("rita", "review-pass-3", Role.REVIEWER, "Rita Reviewer", actor="it")
+        store.accounts.set_policy(accounts_required=True, independent_reviewer_required=True, actor="it")
+
+        def shot(widget, name: str) -> None:
+            widget.show()
+            _settle(app, 0.2)
+            widget.grab().save(str(out / name))
+            widget.close()
+
+        shot(SignInDialog(store, username="tom"), "sign_in.png")
+        shot(SignOffDialog(None, sample_id="S-2024-017", signer="Rita Reviewer (rita, reviewer)",
+                           statement="I have reviewed the 11 images of sample S-2024-017 and confirm the results.",
+                           needs_password=True, sign=lambda password: None), "sign_off.png")
+        store.sign_in("ada", "admin-pass-1")
+        shot(AccountsDialog(store, "ada"), "accounts.png")
+        shot(AccountForm(None, username="tom", own=True), "change_password.png")
 
 
 def main(out_dir: str | None = None) -> int:
@@ -169,6 +202,7 @@ def main(out_dir: str | None = None) -> int:
         _settle(app, 0.25)
         win.grab().save(str(out / "queue_running.png"))
         win.close()
+        access_screenshots(app, out)
     print(f"screenshots written to {out}")
     return 0
 

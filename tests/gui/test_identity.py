@@ -284,3 +284,60 @@ def test_changing_the_model_needs_the_models_permission_and_is_audited(qtbot, la
     assert entry.actor == "ada" and entry.details["model"] == str(tiny_model_path)
     assert entry.details["sha256"] == resolve_model_card(str(tiny_model_path)).weights_sha256
     assert entry.details["review_threshold_override"] == 0.25 and win.settings.review_threshold_override == 0.25
+
+
+def test_a_signed_in_person_changes_their_own_password_after_typing_the_current_one(qtbot, lab_window,
+                                                                                   monkeypatch, dialogs):
+    win = lab_window
+    assert not win.act_change_password.isEnabled()  # nobody signed in
+    sign_in(win, monkeypatch, "tom")
+    assert win.act_change_password.isEnabled()
+    forms: list[str] = []
+
+    def wrong_current(form: AccountForm):
+        forms.append(form.windowTitle())
+        # only the three password fields are on screen (no stray user/role widgets in a corner)
+        assert not any(w.isVisibleTo(form) for w in (form.user_edit, form.name_edit, form.role_combo))
+        assert form.current_edit.isVisibleTo(form)
+        form.current_edit.setText("not-my-password")
+        form.password_edit.setText("tom-new-pass-9")
+        form.repeat_edit.setText("tom-new-pass-9")
+        form.accept()
+
+    def right_current(form: AccountForm):
+        form.accept()  # nothing typed yet: refused by the form itself
+        forms.append(form.error_label.text())
+        form.current_edit.setText(PASSWORDS["tom"])
+        form.password_edit.setText("tom-new-pass-9")
+        form.repeat_edit.setText("tom-new-pass-9")
+        form.accept()
+
+    drive_dialog(monkeypatch, AccountForm, wrong_current, right_current)
+    assert win.change_password()
+    assert forms == ["Change your password", "Enter your current password."]
+    assert "current password was not accepted" in dialogs[-1]["text"]
+    changes = win.store.audit(action="password_changed")
+    assert [(e.actor, e.details["username"]) for e in changes][-1] == ("tom", "tom")
+    win.sign_out()
+    drive_dialog(monkeypatch, SignInDialog, typed("tom", "tom-new-pass-9"))
+    assert win.sign_in() and win.identity.user == "tom"
+
+
+def test_the_sign_in_dialog_says_when_a_name_is_locked_out(qtbot, lab_window, monkeypatch):
+    from engine.store.lockout import MAX_REFUSED_SIGN_INS
+
+    seen: list[str] = []
+
+    def attempts(dialog: SignInDialog):
+        for _ in range(MAX_REFUSED_SIGN_INS):
+            dialog.user_edit.setText("tom")
+            dialog.password_edit.setText("wrong-password")
+            dialog.accept()
+        dialog.password_edit.setText(PASSWORDS["tom"])
+        dialog.accept()
+        seen.append(dialog.error_label.text())
+        dialog.reject()
+
+    drive_dialog(monkeypatch, SignInDialog, attempts)
+    assert not lab_window.sign_in()
+    assert seen and seen[0].startswith("too many refused sign-ins") and lab_window.identity is None

@@ -104,13 +104,13 @@ def write_tables(out: Path) -> None:
         t, rob = r["test"], r["robustness"]
         fmt = lambda v: "—" if v is None else f"{v * 100:.2f} %"  # noqa: E731
         minutes = f"{r['train_seconds'] / 60:.1f} min" if r.get("train_seconds") else "—"
-        lines.append(f"| {r['model']['id']} | {r['split']} | {r['model_input']} {r['image_size']} px | {t['n']} | "
+        lines.append(f"| {r['model']['id']} {r['model'].get('version', '')} | {r['split']} | {r['model_input']} {r['image_size']} px | {t['n']} | "
                      f"{fmt(t['accuracy'])} | {t['macro_f1']:.4f} | {t['ece']:.4f} | {fmt(rob['mean'])} | "
                      f"{fmt(rob['worst'])} | {minutes} |")
     lines.append("")
     for r in results:
         t = r["test"]
-        lines += [f"### {r['model']['id']} — {r['split']} split", "",
+        lines += [f"### {r['model']['id']} {r['model'].get('version', '')} — {r['split']} split", "",
                   f"![confusion matrix]({'results/' + r['model']['id']}_confusion.png)", "",
                   "| class | precision | recall | F1 | support |", "| --- | ---: | ---: | ---: | ---: |"]
         for c in t["classes"]:

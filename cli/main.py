@@ -42,12 +42,12 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from engine.core.errors import ModelError
     from engine.imaging.preprocess import PreprocessConfig, preprocess
     from engine.io.images import load_image
-    from engine.models.checkpoint import DEFAULT_MODEL_ID, resolve_model_card
+    from engine.models.checkpoint import resolve_model_card
 
     # The stages the model actually sees: the named model's preprocessing, by default the
     # default model's (its image size and white balance), not a generic 224 px one.
     try:
-        card = resolve_model_card(args.model or DEFAULT_MODEL_ID)
+        card = resolve_model_card(args.model)
         config = card.preprocess
         source = f"preprocessing of model {card.id} {card.version}"
     except ModelError:
@@ -104,9 +104,10 @@ COMMANDS: set[str] = {"preview", "train", "evaluate", "refit", "classify", "audi
 def register_commands() -> None:
     # The command modules import torch, OpenCV etc. only inside their functions, so registering
     # them costs ~50 ms and --help lists every command.
-    from cli import accounts, audit, classify, models
+    from cli import accounts, audit, classify, library, models
 
-    for register in (*models.REGISTRARS, *classify.REGISTRARS, *audit.REGISTRARS, *accounts.REGISTRARS):
+    for register in (*models.REGISTRARS, *classify.REGISTRARS, *audit.REGISTRARS, *accounts.REGISTRARS,
+                     *library.REGISTRARS):
         if register not in _REGISTRARS:
             _REGISTRARS.append(register)
 

@@ -1,14 +1,11 @@
 """The batch queue: samples waiting to be classified, run one after another in one thread.
 
 :class:`BatchQueue` owns one Python thread (``allsight-batch``) that takes the first queued
-:class:`BatchJob`, asks the result store which of the sample's images the active model has not
-classified yet (:meth:`engine.store.results.ResultStore.pending_paths` — so a re-run, or a run after a
-crash, resumes where it stopped), streams them through
-:meth:`~engine.inference.process.ClassifierProcess.classify_paths` (the model runs in a child
-process, :meth:`gui.model_host.ModelHost.batch_classifier`), and commits every result to the store as it
-arrives (the store is thread-safe). Results reach the GUI thread through a queue that a 100 ms
-timer drains, so the event loop handles a handful of grouped updates per second, whatever the
-throughput.
+:class:`~gui.batch_job.BatchJob` and runs it (:class:`gui.batch_run.JobRun`: the sample's images the
+active model has not classified yet, streamed through the model's child process, every result
+committed to the store as it arrives). Results reach the GUI thread through a queue of
+:mod:`gui.batch_events` records that a 100 ms timer drains, so the event loop handles a handful of
+grouped updates per second, whatever the throughput.
 
 Pause stops pulling results (the thread waits on an event between images); Resume releases it.
 Cancel stops the running job through its :class:`~engine.core.progress.CancelToken` and halts the
@@ -18,174 +15,31 @@ queue (the jobs behind it stay queued; Start carries on). What was committed sta
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
-import traceback
 from collections import deque
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from engine.core.jobs import JobState
 from engine.core.progress import CancelToken
+from gui.batch_events import BatchEvent, JobChanged, JobFailed, ModelReady, ResultsArrived, ThreadStopped, group_results
+from gui.batch_job import CANCELLED, DONE, FAILED, QUEUED, RUNNING, BatchJob
+from gui.batch_run import ClassifierSource, JobRun
 from gui.workers import lower_this_threads_priority
 
 if TYPE_CHECKING:
-    from engine.core.records import ImageResult
-    from engine.models.checkpoint import ModelCard
     from engine.store.results import ResultStore
     from gui.workbench import Sample
 
-
-class BatchClassifier(Protocol):
-    """A classifier the batch thread runs (:class:`engine.inference.process.ClassifierProcess`)."""
-
-    card: ModelCard
-    runtime: str
-
-    def classify_paths(self, paths: Iterable[str | Path], *, batch_size: int = ..., workers: int = ...,
-                       cancel: CancelToken | None = None) -> Iterator[ImageResult]: ...
-
-
-class ClassifierSource(Protocol):
-    """Where the batch thread gets its classifier (:class:`gui.model_host.ModelHost`)."""
-
-    def batch_classifier(self, cancel: CancelToken | None = None) -> BatchClassifier: ...
-
 log = logging.getLogger("allsight.gui.batch")
-
-QUEUED, RUNNING, DONE, CANCELLED, FAILED = (JobState.QUEUED, JobState.RUNNING, JobState.DONE,
-                                             JobState.CANCELLED, JobState.FAILED)
 
 #: How often results are handed to the GUI thread (ms).
 DRAIN_INTERVAL_MS = 100
 #: Images per network batch (small: pause and cancel take effect within one batch).
 BATCH_SIZE = 16
-
-_keys = itertools.count(1)
-
-
-# What the batch thread posts for the GUI thread (drained by BatchQueue.drain, in order).
-@dataclass(frozen=True)
-class _JobChanged:
-    job: BatchJob
-    #: The job ended (done, cancelled or failed): ``job_finished`` is emitted too.
-    finished: bool = False
-
-
-@dataclass(frozen=True)
-class _ResultArrived:
-    job: BatchJob
-    result: ImageResult
-
-
-@dataclass(frozen=True)
-class _ModelReady:
-    card: ModelCard
-    runtime: str
-
-
-@dataclass(frozen=True)
-class _JobFailed:
-    message: str
-    details: str
-
-
-@dataclass(frozen=True)
-class _ThreadStopped:
-    thread: threading.Thread
-
-
-_Event = _JobChanged | _ResultArrived | _ModelReady | _JobFailed | _ThreadStopped
-
-
-@dataclass(frozen=True)
-class _ResultsArrived:
-    """Consecutive results of one job, delivered in one signal."""
-
-    job: BatchJob
-    results: tuple[ImageResult, ...]
-
-
-def _group_results(events: list[_Event]) -> list[_Event | _ResultsArrived]:
-    runs: list[_Event | list[_ResultArrived]] = []
-    for event in events:
-        last = runs[-1] if runs else None
-        if isinstance(event, _ResultArrived) and isinstance(last, list) and last[0].job is event.job:
-            last.append(event)
-        else:
-            runs.append([event] if isinstance(event, _ResultArrived) else event)
-    return [_ResultsArrived(run[0].job, tuple(e.result for e in run)) if isinstance(run, list) else run
-            for run in runs]
-
-
-@dataclass(eq=False)
-class BatchJob:
-    """One sample in the queue. Numbers are written by the batch thread and read by the GUI."""
-
-    sample: Sample
-    store_id: str
-    paths: list[str]
-    actor: str = ""
-    key: int = field(default_factory=lambda: next(_keys))
-    state: JobState = QUEUED
-    #: Images in the sample / with a prediction of the model (incl. before this run).
-    total: int = 0
-    done: int = 0
-    done_before: int = 0
-    errors: int = 0
-    #: Seconds spent classifying in this run (model loading and pauses excluded).
-    active_s: float = 0.0
-    message: str = ""
-    cancel: CancelToken = field(default_factory=CancelToken)
-
-    @property
-    def label(self) -> str:
-        return getattr(self.sample, "sample_id", self.store_id)
-
-    @property
-    def run_done(self) -> int:
-        return max(0, self.done - self.done_before)
-
-    @property
-    def rate(self) -> float | None:
-        """Images per second in this run (None until measurable)."""
-        if self.run_done < 1 or self.active_s < 0.2:
-            return None
-        return self.run_done / self.active_s
-
-    @property
-    def remaining(self) -> int:
-        return max(0, self.total - self.done) if self.total else len(self.paths)
-
-    @property
-    def eta_s(self) -> float | None:
-        rate = self.rate
-        return None if rate is None or self.state != RUNNING else self.remaining / rate
-
-    @property
-    def fraction(self) -> float:
-        if self.state == DONE:
-            return 1.0
-        return self.done / self.total if self.total else 0.0
-
-
-def _traceback(exc: BaseException) -> str:
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-
-
-def format_eta(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    seconds = round(seconds)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 class BatchQueue(QObject):
@@ -406,22 +260,22 @@ class BatchQueue(QObject):
             return
         self._draining = True
         try:
-            events: list[_Event] = []
+            events: list[BatchEvent] = []
             while self._events:
                 events.append(self._events.popleft())
             stopped = False
-            for event in _group_results(events):
-                if isinstance(event, _ResultsArrived):
+            for event in group_results(events):
+                if isinstance(event, ResultsArrived):
                     self.results.emit(event.job, list(event.results))
-                elif isinstance(event, _JobChanged):
+                elif isinstance(event, JobChanged):
                     self.changed.emit()
                     if event.finished:
                         self.job_finished.emit(event.job)
-                elif isinstance(event, _ModelReady):
+                elif isinstance(event, ModelReady):
                     self.model_ready.emit(event.card, event.runtime)
-                elif isinstance(event, _JobFailed):
+                elif isinstance(event, JobFailed):
                     self.failed.emit(event.message, event.details)
-                elif isinstance(event, _ThreadStopped):
+                elif isinstance(event, ThreadStopped):
                     self._retire(event.thread)
                     stopped = stopped or event.thread is self._thread  # not an earlier, replaced thread
             if self._thread is not None:
@@ -435,7 +289,7 @@ class BatchQueue(QObject):
             self._draining = False
 
     # ------------------------------------------------------------------ the batch thread
-    def _post(self, event: _Event) -> None:
+    def _post(self, event: BatchEvent) -> None:
         self._events.append(event)
 
     def _take_next(self) -> BatchJob | None:
@@ -454,7 +308,7 @@ class BatchQueue(QObject):
     def _finish(self, job: BatchJob, state: JobState, message: str = "") -> None:
         with self._lock:
             job.state, job.message = state, message
-        self._post(_JobChanged(job, finished=True))
+        self._post(JobChanged(job, finished=True))
 
     def _run(self) -> None:
         lower_this_threads_priority()  # committing results can wait; the event loop cannot
@@ -463,10 +317,10 @@ class BatchQueue(QObject):
                 job = self._take_next()
                 if job is None:
                     break
-                self._post(_JobChanged(job))
+                self._post(JobChanged(job))
                 self._run_job(job)
         finally:
-            self._post(_ThreadStopped(threading.current_thread()))
+            self._post(ThreadStopped(threading.current_thread()))
 
     def _wait_while_paused(self, job: BatchJob) -> float:
         """Block while paused; the seconds spent waiting."""
@@ -479,59 +333,15 @@ class BatchQueue(QObject):
         return time.perf_counter() - t0
 
     def _run_job(self, job: BatchJob) -> None:
-        from engine.core.errors import AllSightError, Cancelled
-        from engine.workflow.classification import classify_samples, prepare_sample
-
-        store = self.store
-        events = None
+        run = JobRun(job, self.store, self.model_host, batch_size=self.batch_size, workers=self.decode_workers,
+                     post=self._post, wait_while_paused=self._wait_while_paused)
         try:
-            classifier = self.model_host.batch_classifier(cancel=job.cancel)
-            card = classifier.card
-            self._post(_ModelReady(card, classifier.runtime))
-            job.cancel.raise_if_cancelled()
-            plan = prepare_sample(store, job.store_id, job.paths, card.weights_sha256, actor=job.actor)
-            job.total, job.done_before = plan.total, plan.done_before
-            job.done, job.errors, job.active_s = plan.done_before, 0, 0.0
-            self._post(_JobChanged(job))
-            log.info("classifying %d of %d image(s) of sample %s with %s %s", len(plan.pending), job.total,
-                     job.store_id, card.id, card.version)
-            events = classify_samples(store, classifier, [plan], actor=job.actor, batch_size=self.batch_size,
-                                      workers=self.decode_workers, cancel=job.cancel)
-            # The child process works on while this thread waits on the pipe, so the rate is
-            # taken over wall time, pauses excluded.
-            started, paused = time.perf_counter(), 0.0
-            while True:
-                paused += self._wait_while_paused(job)
-                job.cancel.raise_if_cancelled()
-                event = next(events, None)
-                job.active_s = time.perf_counter() - started - paused
-                if event is None:
-                    break
-                if event.refusal:  # signed off on another workstation meanwhile
-                    raise AllSightError(f"the sample was signed off while it was being classified: {event.refusal}")
-                job.done = event.done
-                job.errors += event.failed
-                self._post(_ResultArrived(job, event.result))
-        except Cancelled:
-            log.info("classification of sample %s cancelled after %d image(s)", job.store_id, job.run_done)
-            self._finish(job, CANCELLED, "Cancelled")
-        except AllSightError as exc:
-            log.warning("classification of sample %s failed: %s", job.store_id, exc)
-            with self._lock:
-                self._halt = True
-            self._finish(job, FAILED, str(exc))
-            self._post(_JobFailed(f"Sample {job.label}: {exc}", _traceback(exc)))
-        except BaseException as exc:
-            log.exception("classification of sample %s failed unexpectedly", job.store_id)
-            with self._lock:
-                self._halt = True
-            self._finish(job, FAILED, f"{type(exc).__name__}: {exc}")
-            self._post(_JobFailed(f"Sample {job.label}: an unexpected error occurred: {type(exc).__name__}: {exc}",
-                                  _traceback(exc)))
-        else:
-            # "classified" counts what the summary counts as classified: the unreadable files apart
-            self._finish(job, DONE, f"{job.run_done - job.errors} classified"
-                         + (f", {job.errors} could not be read" if job.errors else ""))
+            outcome = run.run()
+            if outcome.failure is not None:
+                with self._lock:
+                    self._halt = True
+            self._finish(job, outcome.state, outcome.message)
+            if outcome.failure is not None:
+                self._post(outcome.failure)
         finally:
-            if events is not None:
-                events.close()
+            run.close()  # after the outcome is posted: stopping the classifier can take a while

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
     from engine.core.records import ImageResult
     from gui.access_flow import AccessFlow
-    from gui.batch import BatchJob, BatchQueue
+    from gui.batch import BatchQueue
+    from gui.batch_job import BatchJob
     from gui.current_image import CurrentImage
     from gui.model_host import ModelHost
     from gui.samples import SamplesPanel
@@ -114,7 +115,8 @@ class ClassifyFlow:
         if job is not None:
             show_panel(self.side_tabs, self.results.panel)
             if self.model_host.loaded() is None:
-                self.window.show_message(f"Loading the model ({self.window.settings.active_model}) — the first "
+                name = self.window.settings.active_model or getattr(self.window.model_card, "id", "active model")
+                self.window.show_message(f"Loading the model ({name}) — the first "
                                          "classification takes a few seconds longer…", 8000)
             else:
                 self.window.show_message(f"Classifying {job.label}…", 4000)

@@ -69,7 +69,8 @@ from gui import errors as gui_errors
 from gui import model_status, settings_flow
 from gui import window_layout as layout
 from gui.access_flow import AccessFlow
-from gui.batch import BatchJob, BatchQueue
+from gui.batch import BatchQueue
+from gui.batch_job import BatchJob
 from gui.classify_flow import ClassifyFlow
 from gui.current_image import CurrentImage
 from gui.export_action import export_shown_sample
@@ -246,8 +247,12 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ model
     def _model_spec(self) -> ModelSpec:
+        """The model to load: the pinned one, or the library's active model by its card's path,
+        so that activating another model (Tools ▸ Models…) changes the spec and reloads."""
         s = self.settings
-        return ModelSpec(s.active_model, s.device, s.review_threshold_override)
+        card_path = getattr(self.model_card, "path", None)
+        model = s.active_model or (str(card_path) if card_path is not None else "")
+        return ModelSpec(model, s.device, s.review_threshold_override)
 
     def _model_sha(self) -> str | None:
         return getattr(self.model_card, "weights_sha256", None) or None
@@ -257,18 +262,19 @@ class MainWindow(QMainWindow):
         normal state: the status bar says so and the preview uses the research defaults."""
         from engine.models.checkpoint import resolve_model_card
 
-        self.model_host.configure(self._model_spec())
         model_status.show_device(self.device_label, self.settings.device, None)
         model = self.settings.active_model
         try:
             card = resolve_model_card(model)
         except (AllSightError, OSError) as exc:
             self.model_card, self.model_error = None, str(exc)
+            self.model_host.configure(self._model_spec())
             log.warning("active model %r unavailable: %s", model, exc)
             model_status.show_no_model(self.model_label, self.preview_panel, model, exc)
             self.update_actions()
             return
         self.model_card, self.model_error = card, None
+        self.model_host.configure(self._model_spec())
         model_status.show_model(self.model_label, self.preview_panel, card, self.settings.review_threshold_override)
         self.update_actions()
 
@@ -390,6 +396,28 @@ class MainWindow(QMainWindow):
     def apply_settings(self, new: Settings) -> bool:
         """Save edited settings and apply what changed (a model change needs the models permission)."""
         return settings_flow.apply_settings(self, new)
+
+    def open_models(self) -> bool:
+        """Tools ▸ Models…: the model library; after an activation the window follows the new
+        active model (a model pinned in Settings is unpinned: the lab's activation wins)."""
+        from engine.core.identity import Permission
+        from engine.models.library import ModelLibrary
+        from gui.models_dialog import ModelsDialog
+
+        def activated() -> None:
+            if self.settings.active_model:
+                self.update_settings(active_model="")
+            self.load_model_info()
+            self.show_message(f"Active model: {getattr(self.model_card, 'id', '?')} "
+                              f"{getattr(self.model_card, 'version', '')}", 8000)
+
+        dialog = ModelsDialog(ModelLibrary(verify_network=False), self.store, self.access.user, self,
+                              change_refusal=self.access.refusal(Permission.CHANGE_MODELS), on_activated=activated)
+        try:
+            dialog.exec()
+        finally:
+            dialog.deleteLater()
+        return True
 
     def show_audit_trail(self) -> None:
         from gui.audit_dialog import AuditDialog

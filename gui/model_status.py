@@ -32,11 +32,12 @@ def show_model(model_label: QLabel, preview_panel: PreviewPanel, card: ModelCard
 
 def show_no_model(model_label: QLabel, preview_panel: PreviewPanel, model: str, error: Exception) -> None:
     """No usable model (a normal state): say so, and why; the preview starts from the defaults."""
+    model = model or "the library's active model"
     model_label.setText("⚠ No model installed")
     theme.style(model_label, Tone.ERROR, "padding: 0 6px;")
     model_label.setToolTip(
         f"The active model “{model}” cannot be used:\n{error}\n\n"
-        "Classification needs an installed model (Edit ▸ Settings… to choose one); image viewing "
+        "Classification needs an installed model (Tools ▸ Models… or Edit ▸ Settings… to choose one); image viewing "
         "and the preview work without one.")
     preview_panel.set_model_config(
         None, None, f"No model installed (“{model}”): the preview starts from the default "

@@ -30,15 +30,8 @@ from PySide6.QtWidgets import (
 
 from engine.core.jobs import RESTARTABLE
 from gui import theme
-from gui.batch import (
-    DONE,
-    FAILED,
-    QUEUED,
-    RUNNING,
-    BatchJob,
-    BatchQueue,
-    format_eta,
-)
+from gui.batch import BatchQueue
+from gui.batch_job import DONE, FAILED, QUEUED, RUNNING, BatchJob, format_eta
 from gui.theme import Tone
 
 COLUMNS = ("Sample", "Status", "Progress", "Images/s", "ETA")

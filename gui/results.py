@@ -6,9 +6,10 @@
   class/flag filter + sorting (:mod:`gui.results_table`).
 * :class:`~gui.summary_box.SummaryBox` (:mod:`gui.summary_box`) — counts and fractions per class, the sample-level call and its rationale
   (:func:`engine.core.summary.summarize`), and how many images need a look.
-* :class:`ResultsPanel` — all of the above plus the review controls (buttons, context menu and
-  keys: Enter confirms the model's class, 1–4 pick Benign/Early/Pre/Pro, X excludes the image,
-  N jumps to the next flagged image) and the Sign off / Reopen / Export buttons.
+* :class:`~gui.results_review.ReviewActions` (:mod:`gui.results_review`) — the review box and keys (Enter
+  confirms the model's class, 1–4 pick Benign/Early/Pre/Pro, X excludes the image, N jumps to the
+  next flagged image), the context menu, and what they do to the current row.
+* :class:`ResultsPanel` — all of the above laid out, plus the Sign off / Reopen / Export buttons.
 
 The panel never writes to the store itself: it emits requests that the main window carries out
 (and then updates the rows), so every write goes through one place.
@@ -16,41 +17,30 @@ The panel never writes to the store itself: it emits requests that the main wind
 
 from __future__ import annotations
 
-import html
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import (
-    QItemSelectionModel,
-    QModelIndex,
-    Qt,
-    QTimer,
-    Signal,
-)
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QCheckBox,
     QComboBox,
-    QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QMenu,
     QPushButton,
     QSizePolicy,
     QTableView,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from engine.core.jobs import JobState
-from engine.core.records import EXCLUDED_CLASS, ReviewedImage, sign_off_blockers
+from engine.core.records import ReviewedImage, sign_off_blockers
 from gui import theme
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+from gui.results_review import ReviewActions
 from gui.results_table import (
     CLASS_FILTERS,
     COL_BY,
@@ -64,8 +54,6 @@ from gui.results_table import (
     FLAG_FILTERS,
     ResultsFilter,
     ResultsModel,
-    RowRole,
-    class_name,
     format_time,
 )
 from gui.summary_box import SummaryBox
@@ -74,17 +62,8 @@ from gui.theme import Tone
 #: While a batch streams rows in, the summary is recomputed at most this often.
 SUMMARY_REFRESH_MS = 300
 
-#: Review keys: (final class, label, shortcuts).
-REVIEW_KEYS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("Benign", "Benign", ("1",)),
-    ("Early", "Early", ("2",)),
-    ("Pre", "Pre", ("3",)),
-    ("Pro", "Pro", ("4",)),
-    (EXCLUDED_CLASS, "Exclude", ("X",)),
-)
 
-
-class ResultsPanel(QWidget):
+class ResultsPanel(QWidget, ReviewActions):
     """Table + filters + summary + review controls + sign-off, for the selected sample."""
 
     #: The selected row changed (ReviewedImage or None).
@@ -167,46 +146,12 @@ class ResultsPanel(QWidget):
         for col, width in ((COL_FILE, 132), (COL_CLASS, 100), (COL_CONF, 72), (COL_REVIEW, 54), (COL_OOD, 92),
                            (COL_FINAL, 104), (COL_OVERRIDDEN, 76)):
             t.setColumnWidth(col, width)
-        t.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
-        t.customContextMenuRequested.connect(self._context_menu)
-        t.selectionModel().currentRowChanged.connect(self._on_current_changed)
         for signal in (self.proxy.rowsInserted, self.proxy.rowsRemoved, self.proxy.modelReset,
                        self.proxy.layoutChanged):
             signal.connect(self._update_shown)
 
-        # Review
-        self.model_output_label = QLabel(self)
-        self.model_output_label.setWordWrap(True)
-        self.model_output_label.setTextFormat(Qt.TextFormat.RichText)
-        self.model_output_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.actions_review: dict[str, QAction] = {}
-        self.act_confirm = self._action("Confirm", ("Return", "Enter"),
-                                        "Confirm the model's class for this image", self.confirm_current)
-        review_buttons = QHBoxLayout()
-        review_buttons.setSpacing(4)
-        review_buttons.addWidget(self._tool_button(self.act_confirm))
-        for cls, text, keys in REVIEW_KEYS:
-            act = self._action(text, keys, f"Set the final class to {class_name(cls)}",
-                               lambda _checked=False, c=cls: self.review_current(c))
-            self.actions_review[cls] = act
-            review_buttons.addWidget(self._tool_button(act))
-        self.act_withdraw = self._action("Not reviewed", ("Backspace",),
-                                         "Withdraw this image's review: it is not reviewed again (kept in the "
-                                         "history and the audit log)", self.withdraw_current)
-        self.act_next_flagged = self._action("Next flagged", ("N",), "Go to the next flagged image not reviewed yet",
-                                             self.next_flagged)
-        review_buttons.addSpacing(8)
-        review_buttons.addWidget(self._tool_button(self.act_next_flagged))
-        review_buttons.addStretch(1)
-        self.auto_advance = QCheckBox("Then go to the next flagged image", self)
-        self.auto_advance.setChecked(True)
-        self.review_box = QGroupBox("Review", self)
-        rl = QVBoxLayout(self.review_box)
-        rl.setContentsMargins(8, 6, 8, 6)
-        rl.setSpacing(4)
-        rl.addWidget(self.model_output_label)
-        rl.addLayout(review_buttons)
-        rl.addWidget(self.auto_advance)
+        # Review (gui.results_review)
+        self.build_review_box()
 
         # Sign-off
         self.sign_state_label = QLabel(self)
@@ -237,60 +182,29 @@ class ResultsPanel(QWidget):
         layout.addWidget(self.review_box)
         layout.addLayout(sign)
         self._signed_text = ""
-        self._has_sample = False
+        self.has_sample = False
         self._job_state: JobState | None = None  # the sample's batch job, while queued or running
         self._summary_timer = QTimer(self)
         self._summary_timer.setSingleShot(True)
         self._summary_timer.setInterval(SUMMARY_REFRESH_MS)
         self._summary_timer.timeout.connect(self.refresh_summary)
-        self._update_review_box()
+        self.update_review_box()
         self._update_sign_off()
-        theme.follow(self, self._update_review_box)  # its rich text names the palette's colours
-
-    # ------------------------------------------------------------------ construction helpers
-    def _action(self, text: str, keys: tuple[str, ...], tip: str, slot) -> QAction:
-        act = QAction(text, self)
-        act.setShortcuts([QKeySequence(k) for k in keys])
-        act.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        hint = "/".join(QKeySequence(k).toString(QKeySequence.SequenceFormat.NativeText) for k in keys)
-        act.setToolTip(f"{tip} ({hint})")
-        act.setIconText(f"{text} [{hint}]")
-        act.triggered.connect(slot)
-        self.addAction(act)
-        return act
-
-    def _tool_button(self, act: QAction) -> QToolButton:
-        b = QToolButton(self)
-        b.setDefaultAction(act)
-        b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-        return b
-
-    def _context_menu(self, pos) -> None:
-        index = self.table.indexAt(pos)
-        if index.isValid():
-            self.table.setCurrentIndex(index)
-        menu = QMenu(self)
-        menu.addAction(self.act_confirm)
-        for act in self.actions_review.values():
-            menu.addAction(act)
-        menu.addAction(self.act_withdraw)
-        menu.addSeparator()
-        menu.addAction(self.act_next_flagged)
-        menu.exec(self.table.viewport().mapToGlobal(pos))
+        theme.follow(self, self.update_review_box)  # its rich text names the palette's colours
 
     # ------------------------------------------------------------------ content
     def set_sample(self, title: str, rows: list[ReviewedImage], n_images: int) -> None:
         """Show a sample's rows (replacing what was there)."""
-        self._has_sample = True
+        self.has_sample = True
         self.title_label.setText(title)
         self.title_label.setToolTip(title)
         self.n_images = n_images
         self.model.set_rows(rows)
         self.refresh_summary()
-        self._update_review_box()
+        self.update_review_box()
 
     def clear(self, message: str = "No sample selected") -> None:
-        self._has_sample = False
+        self.has_sample = False
         self.title_label.setText(message)
         self.n_images = 0
         self.model.set_rows([])
@@ -308,12 +222,12 @@ class ResultsPanel(QWidget):
         if not self._summary_timer.isActive():
             self._summary_timer.start()
         if self.current_result() is None:
-            self._update_review_box()
+            self.update_review_box()
 
     def set_review(self, path: str, final_class: str | None, reviewer: str | None, when: str | None = None) -> None:
         self.model.set_review(path, final_class, reviewer, when)
         self.refresh_summary()
-        self._update_review_box()
+        self.update_review_box()
 
     def flush(self) -> None:
         """Bring a pending summary refresh forward (before reading ``summary``)."""
@@ -339,147 +253,24 @@ class ResultsPanel(QWidget):
         shown = self.proxy.rowCount()
         self.shown_label.setText(f"{shown} of {total} shown" if shown != total else f"{total} image(s)")
 
-    # ------------------------------------------------------------------ selection
-    def current_result(self) -> ReviewedImage | None:
-        index = self.table.currentIndex()
-        if not index.isValid():
-            return None
-        return self.proxy.data(index, RowRole)
-
-    def select_path(self, path: str) -> bool:
-        """Make the row of ``path`` current (when shown by the filter)."""
-        row = self.model.row_of(path)
-        if row < 0:
-            return False
-        index = self.proxy.mapFromSource(self.model.index(row, 0))
-        if not index.isValid():
-            return False
-        current = self.table.currentIndex()
-        if current.isValid() and current.row() == index.row():
-            return True
-        self.table.selectionModel().setCurrentIndex(
-            index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
-        self.table.scrollTo(index)
-        return True
-
-    def select_proxy_row(self, row: int) -> None:
-        index = self.proxy.index(row, 0)
-        self.table.selectionModel().setCurrentIndex(
-            index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
-        self.table.scrollTo(index)
-
-    def _on_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
-        self._update_review_box()
-        self.current_row_changed.emit(self.proxy.data(current, RowRole) if current.isValid() else None)
-
-    def next_flagged(self) -> bool:
-        """Go to the next flagged image not reviewed yet (after the current row, wrapping)."""
-        n = self.proxy.rowCount()
-        if n == 0:
-            return False
-        current = self.table.currentIndex()
-        start = current.row() if current.isValid() else -1
-        for k in range(1, n + 1):
-            row = (start + k) % n
-            r = self.proxy.data(self.proxy.index(row, 0), RowRole)
-            if r is not None and r.to_review:
-                self.select_proxy_row(row)
-                self.table.setFocus()
-                return True
-        self.status_message.emit("No flagged image left to review" + (
-            " in this view." if self.proxy.rowCount() != self.model.rowCount() else "."))
-        return False
-
-    # ------------------------------------------------------------------ review
-    def confirm_current(self) -> None:
-        r = self.current_result()
-        if r is None:
-            return
-        if not r.ok:
-            self.status_message.emit(f"{r.file_name} could not be classified: exclude it (X) instead.")
-            return
-        self.review_current(r.predicted_class)
-
-    def review_current(self, final_class: str) -> None:
-        r = self.current_result()
-        if r is None or self.locked:
-            if self.locked:
-                self.status_message.emit("This sample is signed off; reopen it to change reviews.")
-            return
-        if not r.ok and final_class != EXCLUDED_CLASS:
-            self.status_message.emit(f"{r.file_name} could not be classified: it can only be excluded (X).")
-            return
-        self.review_requested.emit(r.path, final_class)
-
-    def withdraw_current(self) -> None:
-        r = self.current_result()
-        if r is None or not r.reviewed:
-            return
-        if self.locked:
-            self.status_message.emit("This sample is signed off; reopen it to change reviews.")
-            return
-        self.withdraw_requested.emit(r.path)
-
-    def after_review(self) -> None:
-        """Called by the main window once a review is stored."""
-        if self.auto_advance.isChecked():
-            r = self.current_result()
-            if r is not None and not r.to_review:
-                self.next_flagged()
-
-    def _update_review_box(self) -> None:
-        r = self.current_result()
-        can_review = r is not None and not self.locked
-        self.act_confirm.setEnabled(can_review and r.ok)
-        for cls, act in self.actions_review.items():
-            act.setEnabled(can_review and (r.ok or cls == EXCLUDED_CLASS))
-        self.act_withdraw.setEnabled(can_review and r.reviewed)
-        self.act_next_flagged.setEnabled(self._has_sample and self.model.rowCount() > 0)
-        if r is None:
-            self.model_output_label.setText(
-                theme.span(Tone.MUTED, "Select an image (N: next flagged). Keys: Enter confirms the model's class, "
-                           "1 Benign · 2 Early · 3 Pre · 4 Pro · X exclude · Backspace: not reviewed."))
-            return
-        parts = [f"<b>{html.escape(r.file_name)}</b>"]
-        if r.ok:
-            probs = ""
-            if r.probabilities:
-                top = sorted(r.probabilities.items(), key=lambda kv: -kv[1])  # all four: they add up to 100 %
-                probs = " · ".join(f"{html.escape(class_name(c))} {100 * p:.0f} %" for c, p in top)
-            parts.append(f"Model: <b>{html.escape(class_name(r.predicted_class))}</b> ({probs})")
-            sentences = r.flag_sentences()
-            if sentences:
-                parts.append(theme.span(Tone.WARNING, "⚑ " + " ".join(html.escape(f"{s}.") for s in sentences)))
-            if r.withheld:
-                parts.append(theme.span(Tone.WARNING, "Not counted in the sample summary until you review it."))
-        else:
-            parts.append(theme.span(Tone.ERROR, f"Error: {html.escape(r.error or '')}"))
-        if r.reviewed:
-            who = html.escape(r.reviewed_by or "")
-            verdict = "overrides the model" if r.overridden else "confirms the model"
-            parts.append(f"Final: <b>{html.escape(class_name(r.final_class))}</b> by {who} ({verdict})")
-        else:
-            parts.append(theme.span(Tone.MUTED, "Not reviewed"))
-        self.model_output_label.setText("<br>".join(parts))
-
     # ------------------------------------------------------------------ sign-off
     def set_job_state(self, state: JobState | None) -> None:
         """The sample is queued or being classified (None: neither): reviews may go on, but no
         sign-off meanwhile."""
         self._job_state = state
-        self._update_review_box()
+        self.update_review_box()
         self._update_sign_off()
 
     def set_sign_state(self, signed_off_by: str | None, signed_off_at: str | None) -> None:
         self.locked = signed_off_at is not None
         self._signed_text = (f"✔ Signed off by {signed_off_by} at {format_time(signed_off_at)}. "
                              "Reopen to change reviews." if self.locked else "")
-        self._update_review_box()
+        self.update_review_box()
         self._update_sign_off()
 
     def sign_off_blockers(self) -> str:
         """Why the sample cannot be signed off now ("" when it can)."""
-        if not self._has_sample:
+        if not self.has_sample:
             return "No sample selected."
         if self._job_state == JobState.RUNNING:
             return "Classification is running."
@@ -504,14 +295,14 @@ class ResultsPanel(QWidget):
         refused = self.refusal("reopen")
         self.reopen_button.setEnabled(not refused)
         self.reopen_button.setToolTip(refused or "Undo the sign-off to change reviews (a reason is required)")
-        self.export_button.setEnabled(self._has_sample and self.model.rowCount() > 0)
+        self.export_button.setEnabled(self.has_sample and self.model.rowCount() > 0)
         if self.locked:
             self.show_sign_state(self._signed_text, Tone.OK)
             return
         blockers, refused = self.sign_off_blockers(), self.refusal("sign_off")
         self.sign_off_button.setEnabled(not blockers and not refused)
         self.sign_off_button.setToolTip(refused or blockers or "Record that you reviewed this sample")
-        if not self._has_sample:
+        if not self.has_sample:
             self.show_sign_state("")
         elif blockers:
             self.show_sign_state(f"Not signed off: {blockers}", Tone.WARNING)

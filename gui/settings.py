@@ -30,7 +30,9 @@ SETTINGS_FILE_NAME = "settings.json"
 #: Bump when a field changes meaning; add a step to :func:`_migrate` for the old files.
 #: 2: no ``operator_name`` (who acts is the OS login or a signed-in ALLSight account, never a
 #: name in a workstation's settings).
-SETTINGS_SCHEMA_VERSION = 2
+#: 3: ``active_model`` "" (the new default) follows the model library's active model
+#: (Tools ▸ Models…); the old default "resnet18" reads as "".
+SETTINGS_SCHEMA_VERSION = 3
 DEVICES = tuple(d.value for d in DeviceName)
 #: The colour theme: follow the desktop, or ALLSight's own light or dark one (gui.theme). A file
 #: without the field (older) reads as "system"; an older ALLSight ignores it: no version bump.
@@ -40,8 +42,10 @@ THEMES = ("system", "light", "dark")
 @dataclass(frozen=True)
 class Settings:
     schema_version: int = SETTINGS_SCHEMA_VERSION
-    #: A shipped model id (``resnet18``) or a path to a ``.safetensors`` model file.
-    active_model: str = "resnet18"
+    #: "": the model library's active model (engine.models.library; Tools ▸ Models…), else a
+    #: model pinned for this person: a shipped id (``resnet18``), a lab model's ``id@version``
+    #: or a path to a ``.safetensors`` model file.
+    active_model: str = ""
     device: str = "auto"
     #: None: use the model card's review threshold; else a probability in [0, 1].
     review_threshold_override: float | None = None
@@ -79,7 +83,7 @@ def _valid_value(name: str, value: Any) -> bool:
     if name == "theme":
         return value in THEMES
     if name == "active_model":
-        return isinstance(value, str) and value.strip() != ""
+        return isinstance(value, str)
     if name == "require_independent_reviewer":
         return isinstance(value, bool)
     return isinstance(value, str)
@@ -92,12 +96,15 @@ _RETIRED_FIELDS = {2: ("operator_name",)}
 def _migrate(data: dict[str, Any], version: int) -> dict[str, Any]:
     """Bring an older file's fields up to the current schema (version 0 = no version field, the
     fields of version 1). Version 2 retired ``operator_name``: reviews and sign-offs were
-    recorded under it; now they are recorded under the window's identity, so it is dropped."""
+    recorded under it; now they are recorded under the window's identity, so it is dropped.
+    Version 3 reads the old default model "resnet18" as "" (the library's active model)."""
     for since, names in _RETIRED_FIELDS.items():
         if version < since:
             for name in names:
                 if data.pop(name, None):
                     log.info("settings: %r is no longer used (who acts is the signed-in identity)", name)
+    if version < 3 and data.get("active_model") == "resnet18":
+        data["active_model"] = ""  # the old default: follow the library's active model now
     return data
 
 

@@ -36,7 +36,8 @@ from gui.settings import DEVICES, THEMES, Settings
 from gui.theme import Tone
 
 SHIPPED_CHOICES: tuple[tuple[str, str], ...] = (
-    ("ResNet-18 (shipped, default)", "resnet18"),
+    ("The active model (default; Tools ▸ Models…)", ""),
+    ("ResNet-18 (shipped)", "resnet18"),
     ("Baseline CNN (shipped, smaller and faster)", "baseline"),
 )
 FILE_CHOICE = "__file__"

@@ -106,6 +106,8 @@ def build_actions(window: QMainWindow) -> None:
                                   tip="Sign the ALLSight account out (nothing more is recorded under it)")
     window.act_change_password = _action(window, "Change password…", window.change_password,
                                          tip="Set a new password for the account signed in")
+    window.act_models = _action(window, "Models…", window.open_models,
+                                tip="The installed models: which is active, their figures; activate, import, export")
     window.act_accounts = _action(window, "Accounts…", window.open_accounts,
                                   tip="ALLSight accounts and roles, and the lab's policy (administrators)")
 
@@ -130,6 +132,7 @@ def build_menus(window: QMainWindow) -> None:
                 window.act_close_sample):
         window.sample_menu.addAction(act)
     window.tools_menu = bar.addMenu("&Tools")
+    window.tools_menu.addAction(window.act_models)
     window.tools_menu.addAction(window.act_accounts)
     window.view_menu = bar.addMenu("&View")
     for act in window.viewer_panel.actions_for_menu():

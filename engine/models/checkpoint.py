@@ -41,6 +41,7 @@ from engine import CLASS_DISPLAY_NAMES, CLASS_IDS, __version__
 from engine.core.errors import ConfigError, ModelError, ModelIntegrityError
 from engine.core.fsutil import atomic_write_bytes
 from engine.imaging.preprocess import PreprocessConfig
+from engine.models import installed
 from engine.models.spec import REGISTERED
 
 log = logging.getLogger(__name__)
@@ -528,16 +529,50 @@ def read_card(path: str | Path, *, recalibrating: bool = False) -> ModelCard:
 
 
 def resolve_model_card(model: str | Path | None, *, recalibrating: bool = False) -> ModelCard:
-    """A registered/shipped model id (``resnet18``, ``baseline``) or a path to a model file."""
-    model = str(model or DEFAULT_MODEL_ID)
+    """The model ``model`` names: ``None`` or "" for the active model (:func:`active_card_path`),
+    a shipped id (``resnet18``, ``baseline``), a lab model (``id``, ``id@version`` or a sha256
+    prefix, :mod:`engine.models.installed`), or a path to a model file."""
+    model = str(model or "")
+    if not model:
+        return read_card(active_card_path(), recalibrating=recalibrating)
     if model.endswith((".safetensors", ".json")) or os.sep in model or "/" in model:
         return read_card(model, recalibrating=recalibrating)
     card_path = SHIPPED_MODELS_DIR / f"{model}.json"
-    if not card_path.is_file():
+    if card_path.is_file():
+        return read_card(card_path, recalibrating=recalibrating)
+    lab = installed.find_lab_card(model)
+    if lab is None:
         shipped = sorted(p.stem for p in SHIPPED_MODELS_DIR.glob("*.json"))
-        raise ModelError(f"no model {model!r}; shipped models: {', '.join(shipped) or 'none'} "
-                         f"(or give a path to a .safetensors file)")
-    return read_card(card_path, recalibrating=recalibrating)
+        raise ModelError(f"no model {model!r}; shipped models: {', '.join(shipped) or 'none'}; lab models: "
+                         f"see `main.py models list` (or give a path to a .safetensors file)")
+    return read_card(lab, recalibrating=recalibrating)
+
+
+def active_card_path(root: Path | None = None) -> Path:
+    """The card of the active model: the one ``active.json`` names, else the shipped default.
+    :class:`ModelError` when the named model is gone, or
+    :class:`ModelIntegrityError` when its weights are no longer the ones activated: a model that
+    classifies never changes without an activation."""
+    active = installed.read_active(root)
+    if active is None:
+        return SHIPPED_MODELS_DIR / f"{DEFAULT_MODEL_ID}.json"
+    if active.get("source") == "shipped":
+        path = SHIPPED_MODELS_DIR / f"{active.get('model', DEFAULT_MODEL_ID).partition('@')[0]}.json"
+    else:
+        path = (root or installed.library_dir()) / str(active.get("card", ""))
+    if not path.is_file():
+        raise ModelError(f"the active model {active.get('model')} (activated by {active.get('by')} at "
+                         f"{active.get('at')}) is missing ({path}); activate another model (Tools ▸ Models… "
+                         f"or `main.py models activate`)")
+    if active.get("source") != "shipped":
+        try:
+            sha = installed.card_sha256(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError) as exc:
+            raise ModelError(f"{path}: the active model's card cannot be read ({exc})") from None
+        if sha != active["sha256"]:
+            raise ModelIntegrityError(f"{path}: the active model's card names other weights (sha256 {sha[:12]}…) "
+                                      f"than those activated ({active['sha256'][:12]}…); refusing to use it")
+    return path
 
 
 def read_verified_weights(card: ModelCard) -> bytes:

@@ -253,6 +253,12 @@ class ResultStore:
         """The sample, or ``None`` when there is none with that id."""
         return _samples.get_sample(self._db, sample_id)
 
+    def results_per_model(self) -> dict[str, int]:
+        """How many results (stored predictions) each model produced, by its weights' sha256."""
+        with self._db.read() as conn:
+            rows = conn.execute("SELECT model_sha256, COUNT(*) FROM predictions GROUP BY model_sha256").fetchall()
+        return {str(sha): int(n) for sha, n in rows}
+
     def list_samples(self) -> list[Sample]:
         """Every sample, newest first (by creation time)."""
         return _samples.list_samples(self._db)

@@ -9,7 +9,8 @@ import pytest
 
 from engine.core.errors import ModelError
 from engine.store.results import ResultStore
-from gui.batch import CANCELLED, DONE, FAILED, QUEUED, RUNNING, BatchJob, BatchQueue, format_eta
+from gui.batch import BatchQueue
+from gui.batch_job import CANCELLED, DONE, FAILED, QUEUED, RUNNING, BatchJob, format_eta
 from tests.gui.fakes import SHA, FakeClassifier, FakeHost
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from gui.settings import (
     SETTINGS_SCHEMA_VERSION,
     Settings,
@@ -23,7 +25,7 @@ def test_config_dir_honours_env(tmp_path):
 def test_defaults():
     s = Settings()
     assert s.schema_version == SETTINGS_SCHEMA_VERSION
-    assert s.active_model == "resnet18"
+    assert s.active_model == ""  # the model library's active model
     assert s.device == "auto"
     assert s.review_threshold_override is None
     assert (s.lab_name, s.last_open_dir, s.last_export_dir) == ("", "", "")
@@ -96,11 +98,25 @@ def test_a_version_1_file_loads_without_its_operator_name_which_no_longer_decide
                                 "require_independent_reviewer": True}))
     s = load_settings(path)
     assert (s.lab_name, s.require_independent_reviewer) == ("Lab 1", True)
-    assert not hasattr(s, "operator_name") and SETTINGS_SCHEMA_VERSION == 2
+    assert not hasattr(s, "operator_name") and SETTINGS_SCHEMA_VERSION == 3
     assert "no longer used" in caplog.text and "ignoring unknown" not in caplog.text
     save_settings(s, path)
     data = json.loads(path.read_text(encoding="utf-8"))
-    assert "operator_name" not in data and data["schema_version"] == 2
+    assert "operator_name" not in data and data["schema_version"] == 3
+
+
+@pytest.mark.parametrize(("written", "read"), [("resnet18", ""), ("baseline", "baseline"),
+                                               ("/lab/models/ours.safetensors", "/lab/models/ours.safetensors")])
+def test_a_version_2_file_with_the_old_default_model_follows_the_library_and_a_pinned_one_stays(tmp_path, written,
+                                                                                               read):
+    """Schema 3: "" (the library's active model, Tools ▸ Models…) is the default. A version 2
+    file holding the old default "resnet18" never chose it, so it follows the library; any other
+    model was chosen and stays pinned."""
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"schema_version": 2, "active_model": written}))
+    assert load_settings(path).active_model == read
+    path.write_text(json.dumps({"schema_version": 3, "active_model": "resnet18"}))
+    assert load_settings(path).active_model == "resnet18"  # chosen under schema 3: kept
 
 
 def test_the_independent_reviewer_rule_is_off_by_default_kept_when_on_and_must_be_a_boolean(caplog):
@@ -118,7 +134,7 @@ def test_the_theme_follows_the_desktop_by_default_round_trips_and_must_be_a_know
         save_settings(Settings(theme=choice, lab_name="L"))
         assert load_settings().theme == choice and load_settings().lab_name == "L"
     data = json.loads(settings_path().read_text(encoding="utf-8"))
-    assert data["schema_version"] == SETTINGS_SCHEMA_VERSION == 2  # a new field with a default: no bump
+    assert data["schema_version"] == SETTINGS_SCHEMA_VERSION == 3  # the theme (a new field with a default) needed no bump
     settings_path().write_text(json.dumps({**data, "theme": "purple"}), encoding="utf-8")
     assert load_settings().theme == "system" and "invalid value for 'theme'" in caplog.text
     del data["theme"]  # a file from before the setting: the default, nothing else lost

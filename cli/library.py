@@ -1,0 +1,144 @@
+"""``models ...``: the model library (:mod:`engine.models.library`) for the lab scientist and IT.
+
+    python main.py models list                          every model, which is active, results per model
+    python main.py models show REF                      one model's card: version, training data, figures
+    python main.py models activate REF --reason TEXT    promote, or roll back to an earlier model
+    python main.py models import FILE.safetensors       verify and install a model (card beside it)
+    python main.py models export REF DIR                weights + card, for another workstation
+    python main.py models delete REF                    a lab model that is not active
+
+REF is a shipped id (``resnet18``), ``id@version`` or a sha256 prefix. Activation needs the
+models permission on the result database (``--db``, default the app's): it is recorded in the
+audit trail (who, when, why, both models' sha256) before the switch, and refused there, the
+active model stays as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from cli.signin import acting_user, add_account_option
+from engine.core.errors import AllSightError
+from engine.core.identity import os_login
+from engine.core.textsafe import printable
+
+
+def _figures(card) -> str:
+    for key in ("test_random", "test_block", "test"):
+        m = card.metrics.get(key)
+        if isinstance(m, dict) and "accuracy" in m:
+            return f"{key.removeprefix('test_') or 'test'} accuracy {m['accuracy'] * 100:.1f} %"
+    return "no test figures"
+
+
+def _store(args: argparse.Namespace):
+    from engine.store.results import ResultStore, default_db_path
+
+    path = Path(args.db) if args.db else default_db_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return ResultStore.open(path)
+
+
+def cmd_list(args: argparse.Namespace, library) -> int:
+    counts: dict[str, int] = {}
+    db = Path(args.db) if args.db else None
+    if db is None:
+        from engine.store.results import default_db_path
+
+        db = default_db_path()
+    if db.exists():
+        with _store(args) as store:
+            counts = store.results_per_model()
+    try:
+        active_sha = library.active().sha256
+    except AllSightError as exc:
+        active_sha = ""
+        print(printable(f"warning: {exc}"))
+    for m in library.models():
+        mark = "*" if m.sha256 == active_sha else " "
+        promoted = library.promoted_by(m.sha256)
+        who = f"  promoted by {promoted.by} {promoted.at[:10]}" if promoted else ""
+        print(printable(f"{mark} {m.ref:<28} {m.source.value:<8} {m.sha256[:12]}  {m.card.created[:10]:<10}  "
+                        f"{_figures(m.card):<24} {counts.get(m.sha256, 0):>6} results{who}"))
+    for problem in library.problems():
+        print(printable(f"  unusable: {problem}"))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, library) -> int:
+    m = library.find(args.ref)
+    card = m.card
+    data = {"model": m.ref, "source": m.source.value, "sha256": m.sha256, "architecture": card.architecture,
+            "created": card.created, "installed": {"at": m.installed_at, "by": m.installed_by, "origin": m.origin},
+            "image_size": card.image_size, "trained_on": dict(card.data_fingerprint),
+            "training": dict(card.training), "metrics": dict(card.metrics),
+            "promotions": [a.audit_details() | {"at": a.at, "by": a.by} for a in library.history()
+                           if a.sha256 == m.sha256]}
+    print(json.dumps(data, indent=2, default=str))
+    return 0
+
+
+def cmd_activate(args: argparse.Namespace, library) -> int:
+    with _store(args) as store:
+        user = acting_user(store, args)
+        activation = library.activate(
+            args.ref, by=user, reason=args.reason,
+            record=lambda a: store.record_event("model_changed", actor=user, **a.audit_details()))
+    print(printable(f"active model: {activation.model} (sha256 {activation.sha256[:12]}), "
+                    f"was {activation.previous_model or 'none'}"))
+    return 0
+
+
+def cmd_import(args: argparse.Namespace, library) -> int:
+    m = library.install(args.file, by=os_login(), origin=f"imported from {Path(args.file).resolve()}")
+    print(printable(f"installed {m.ref} (sha256 {m.sha256[:12]}) in {m.folder}; "
+                    f"activate it with: models activate {m.ref} --reason ..."))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, library) -> int:
+    path = library.export(args.ref, args.folder)
+    print(printable(f"exported to {path} (and its card {path.with_suffix('.json').name})"))
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace, library) -> int:
+    m = library.delete(args.ref)
+    print(printable(f"deleted {m.ref} (sha256 {m.sha256[:12]}); its stored results keep naming it"))
+    return 0
+
+
+COMMANDS: dict[str, Callable[..., int]] = {"list": cmd_list, "show": cmd_show, "activate": cmd_activate,
+                                           "import": cmd_import, "export": cmd_export, "delete": cmd_delete}
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from engine.models.library import ModelLibrary
+
+    return COMMANDS[args.models_command](args, ModelLibrary())
+
+
+def _add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="the installed models: list, show, activate (promote or roll back), "
+                                      "import, export, delete")
+    p.add_argument("--db", metavar="DB", help="result database for the audit trail and the result counts "
+                                               "(default: the app's)")
+    add_account_option(p)
+    cmds = p.add_subparsers(dest="models_command", required=True, metavar="COMMAND")
+    cmds.add_parser("list", help="every model; * marks the active one")
+    cmds.add_parser("show", help="one model's card, training data and figures").add_argument("ref", metavar="REF")
+    act = cmds.add_parser("activate", help="make REF the active model (recorded with the reason)")
+    act.add_argument("ref", metavar="REF")
+    act.add_argument("--reason", required=True, help="why (kept in the audit trail)")
+    cmds.add_parser("import", help="verify and install a model file").add_argument("file", metavar="FILE")
+    exp = cmds.add_parser("export", help="copy a model (weights + card) into a folder")
+    exp.add_argument("ref", metavar="REF")
+    exp.add_argument("folder", metavar="DIR")
+    cmds.add_parser("delete", help="delete a lab model that is not active").add_argument("ref", metavar="REF")
+    p.set_defaults(func=cmd_models)
+
+
+REGISTRARS = [_add_models]

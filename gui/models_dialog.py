@@ -1,0 +1,215 @@
+"""Tools ▸ Models…: every installed model (shipped, read-only, and the lab's own), which one is
+active, what each was trained on and how it measured, who promoted it and how many stored
+results it produced; activate (promote or roll back, with a reason), import, export, delete.
+
+Everything goes through :class:`engine.models.library.ModelLibrary` (the same code as
+``main.py models``). An activation is recorded in the result database's audit trail as
+``model_changed`` (who, why, both models' sha256) before the switch; when the store refuses it
+(the role may not change models), nothing changes. The library verifies the card and the
+weights' sha256 here; the network itself is built by the window's model process when it loads
+the new model (this process never imports torch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDialog,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.core.errors import AllSightError
+from engine.models.library import InstalledModel, ModelLibrary, ModelSource
+from gui import dialogs
+from gui import errors as gui_errors
+
+if TYPE_CHECKING:
+    from engine.store.results import ResultStore
+
+COLUMNS = ("", "Model", "Source", "Created", "Trained on", "Test accuracy", "Results", "Promoted")
+
+
+def trained_on(model: InstalledModel) -> str:
+    fp = model.card.data_fingerprint
+    images = fp.get("n_images") or fp.get("images") or fp.get("n")
+    samples = fp.get("n_samples") or fp.get("samples")
+    parts = [f"{images} images" if images else "", f"{samples} samples" if samples else "",
+             str(fp.get("source", fp.get("data_dir", "")) or "")]
+    return ", ".join(p for p in parts if p) or "—"
+
+
+def test_accuracy(model: InstalledModel) -> str:
+    for key in ("test_random", "test_block", "test"):
+        m = model.card.metrics.get(key)
+        if isinstance(m, dict) and "accuracy" in m:
+            return f"{m['accuracy'] * 100:.1f} % ({key.removeprefix('test_') or 'test'})"
+    return "—"
+
+
+def choose_folder(parent: QWidget | None, title: str) -> str:
+    return QFileDialog.getExistingDirectory(parent, title, str(Path.home()))
+
+
+class ModelsDialog(QDialog):
+    def __init__(self, library: ModelLibrary, store: ResultStore | None, actor: str, parent: QWidget | None = None,
+                 *, change_refusal: str = "", on_activated: Callable[[], None] = lambda: None):
+        super().__init__(parent)
+        self.library = library
+        self.store = store
+        self.actor = actor
+        self.change_refusal = change_refusal
+        self.on_activated = on_activated
+        self.models: list[InstalledModel] = []
+        self.setWindowTitle("ALLSight — models")
+        self.resize(900, 420)
+        self.table = QTableWidget(0, len(COLUMNS), self)
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.verticalHeader().hide()
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.itemSelectionChanged.connect(self._update_buttons)
+        self.detail = QLabel(self)
+        self.detail.setWordWrap(True)
+        self.activate_button = QPushButton("Activate…", self)
+        self.import_button = QPushButton("Import…", self)
+        self.export_button = QPushButton("Export…", self)
+        self.delete_button = QPushButton("Delete", self)
+        close = QPushButton("Close", self)
+        self.activate_button.clicked.connect(self.activate_selected)
+        self.import_button.clicked.connect(self.import_model)
+        self.export_button.clicked.connect(self.export_selected)
+        self.delete_button.clicked.connect(self.delete_selected)
+        close.clicked.connect(self.reject)
+        for button in (self.activate_button, self.import_button, self.delete_button):
+            if change_refusal:
+                button.setToolTip(f"Changing the models: {change_refusal}")
+        buttons = QHBoxLayout()
+        for b in (self.activate_button, self.import_button, self.export_button, self.delete_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        buttons.addWidget(close)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.table)
+        layout.addWidget(self.detail)
+        layout.addLayout(buttons)
+        self.refresh()
+
+    # ------------------------------------------------------------------ contents
+    def refresh(self) -> None:
+        counts = self.store.results_per_model() if self.store is not None else {}
+        try:
+            active_sha = self.library.active().sha256
+            self.detail.setText("")
+        except AllSightError as exc:
+            active_sha = ""
+            self.detail.setText(f"⚠ {exc}")
+        self.models = self.library.models()
+        self.table.setRowCount(len(self.models))
+        for row, m in enumerate(self.models):
+            promoted = self.library.promoted_by(m.sha256)
+            cells = ("●" if m.sha256 == active_sha else "", m.ref, m.source.value, m.card.created[:10],
+                     trained_on(m), test_accuracy(m), str(counts.get(m.sha256, 0)),
+                     f"{promoted.by}, {promoted.at[:10]}: {promoted.reason}" if promoted else "")
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setToolTip(f"sha256 {m.sha256}")
+                self.table.setItem(row, col, item)
+        self.table.resizeColumnsToContents()
+        self._update_buttons()
+
+    def selected(self) -> InstalledModel | None:
+        rows = self.table.selectionModel().selectedRows()
+        return self.models[rows[0].row()] if rows else None
+
+    def select(self, ref: str) -> None:
+        for row, m in enumerate(self.models):
+            if m.ref == ref:
+                self.table.selectRow(row)
+                return
+
+    def _update_buttons(self) -> None:
+        m = self.selected()
+        active = self.table.item(self.table.currentRow(), 0) if m is not None else None
+        is_active = active is not None and active.text() == "●"
+        allowed = not self.change_refusal
+        self.activate_button.setEnabled(allowed and m is not None and not is_active)
+        self.delete_button.setEnabled(allowed and m is not None and m.source is ModelSource.LAB and not is_active)
+        self.export_button.setEnabled(m is not None)
+        self.import_button.setEnabled(allowed)
+
+    # ------------------------------------------------------------------ acts
+    def _record(self, activation) -> None:
+        if self.store is not None:
+            self.store.record_event("model_changed", actor=self.actor, **activation.audit_details())
+
+    def activate_selected(self) -> bool:
+        m = self.selected()
+        if m is None:
+            return False
+        reason = dialogs.ask_text(self, "Activate model", f"Why is {m.ref} to classify from now on? "
+                                                         "(kept in the audit trail)")
+        if not reason:
+            return False
+        try:
+            self.library.activate(m.ref, by=self.actor, reason=reason, record=self._record)
+        except AllSightError as exc:
+            gui_errors.show_exception(self, f"{m.ref} was not activated", exc)
+            return False
+        self.refresh()
+        self.on_activated()
+        return True
+
+    def import_model(self) -> bool:
+        path = dialogs.choose_model_file(self)
+        if not path:
+            return False
+        try:
+            m = self.library.install(path, by=self.actor, origin=f"imported from {path}")
+        except AllSightError as exc:
+            gui_errors.show_exception(self, f"{path} was not imported", exc)
+            return False
+        self.refresh()
+        self.select(m.ref)
+        return True
+
+    def export_selected(self) -> bool:
+        m = self.selected()
+        folder = choose_folder(self, f"Export {m.ref} to…") if m is not None else ""
+        if m is None or not folder:
+            return False
+        try:
+            path = self.library.export(m.ref, folder)
+        except AllSightError as exc:
+            gui_errors.show_exception(self, f"{m.ref} was not exported", exc)
+            return False
+        self.detail.setText(f"Exported {m.ref} to {path} (with its card).")
+        return True
+
+    def delete_selected(self) -> bool:
+        m = self.selected()
+        if m is None or not dialogs.confirm(self, "Delete model", f"Delete {m.ref}? Its stored results keep "
+                                            "naming it, but it can no longer classify.", "Delete", "Keep"):
+            return False
+        try:
+            self.library.delete(m.ref)
+        except AllSightError as exc:
+            gui_errors.show_exception(self, f"{m.ref} was not deleted", exc)
+            return False
+        self.refresh()
+        return True
+
+
+__all__ = ["ModelsDialog"]

@@ -57,6 +57,16 @@ def test_accuracy(model: InstalledModel) -> str:
     return "—"
 
 
+def describe(m: InstalledModel) -> str:
+    """The selected model in a few lines: what it is, where it came from, what it was trained on."""
+    card = m.card
+    came = (f"installed {m.installed_at[:16].replace('T', ' ')} by {m.installed_by} ({m.origin})"
+            if m.source is ModelSource.LAB else "shipped with ALLSight (read-only)")
+    fingerprint = card.data_fingerprint.get("sha256") or card.data_fingerprint.get("fingerprint") or ""
+    return (f"{m.ref} · {card.architecture}, {card.image_size} px · sha256 {m.sha256[:16]}… · {came}\n"
+            f"Trained on: {trained_on(m)}" + (f" (data fingerprint {str(fingerprint)[:16]}…)" if fingerprint else ""))
+
+
 def choose_folder(parent: QWidget | None, title: str) -> str:
     return QFileDialog.getExistingDirectory(parent, title, str(Path.home()))
 
@@ -112,7 +122,6 @@ class ModelsDialog(QDialog):
         counts = self.store.results_per_model() if self.store is not None else {}
         try:
             active_sha = self.library.active().sha256
-            self.detail.setText("")
         except AllSightError as exc:
             active_sha = ""
             self.detail.setText(f"⚠ {exc}")
@@ -149,6 +158,9 @@ class ModelsDialog(QDialog):
         self.delete_button.setEnabled(allowed and m is not None and m.source is ModelSource.LAB and not is_active)
         self.export_button.setEnabled(m is not None)
         self.import_button.setEnabled(allowed)
+        if m is not None:
+            self.detail.setText(describe(m))
+
 
     # ------------------------------------------------------------------ acts
     def _record(self, activation) -> None:

@@ -315,7 +315,7 @@ class ViewerPanel(QWidget):
         self.act_zoom_out = _action(self, "Zoom out", [QKeySequence.StandardKey.ZoomOut, "-"],
                                     "Zoom out", v.zoom_out)
         self.act_fit = _action(self, "Fit", ["F"], "Fit the image to the window", v.fit)
-        # Ctrl+1, not 1: the keys 1-4 set the reviewed class (gui.results.REVIEW_KEYS).
+        # Ctrl+1, not 1: the keys 1-4 set the reviewed class (gui.results_review.REVIEW_KEYS).
         self.act_actual = _action(self, "1:1", ["Ctrl+1"], "Show the image at 100 % (1:1, Ctrl+1)", v.actual_size)
         self.act_prev = _action(self, "Previous", ["Left", "PgUp"], "Previous image",
                                 lambda: self.navigate.emit(-1))

@@ -5,7 +5,7 @@
 Writes main_window.png and preview.png (the preprocessing preview), queue_running.png (a batch
 in progress), results_summary.png (a classified sample with its summary) and review.png (review
 in progress, with the Grad-CAM heat map), and the sign-in, sign-off, accounts and change-password
-dialogs. The classification screenshots use the shipped
+dialogs and the model manager (models.png). The classification screenshots use the shipped
 ResNet-18 when it is installed, otherwise a small demo model trained here in a few seconds on
 synthetic images (so the numbers in those screenshots mean nothing). For the queue screenshot
 the demo model is slowed to about the speed of the ResNet-18 on a laptop CPU, so the batch is
@@ -93,6 +93,27 @@ def access_screenshots(app, out: Path) -> None:
         store.sign_in("ada", "admin-pass-1")
         shot(AccountsDialog(store, "ada"), "accounts.png")
         shot(AccountForm(None, username="tom", own=True), "change_password.png")
+
+
+def models_screenshot(app, out: Path, tmp: Path) -> None:
+    """models.png: Tools ▸ Models… with the shipped models and a lab model promoted (a tiny demo
+    model: its figures mean nothing)."""
+    from engine.models.library import ModelLibrary
+    from engine.store.results import ResultStore, default_db_path
+    from gui.models_dialog import ModelsDialog
+    from tests.conftest import save_tiny_model
+
+    library = ModelLibrary(verify_network=False)
+    lab = library.install(save_tiny_model(tmp / "lab-model", model_id="resnet18-ourlab").weights_path,
+                          by="ada", origin="trained by the retraining wizard")
+    library.activate(lab.ref, by="ada", reason="validated on 180 reviewed fields of our stain")
+    with ResultStore.open(default_db_path()) as store:
+        dialog = ModelsDialog(library, store, "ada")
+        dialog.select(lab.ref)
+        dialog.show()
+        _settle(app, 0.2)
+        dialog.grab().save(str(out / "models.png"))
+        dialog.close()
 
 
 def main(out_dir: str | None = None) -> int:
@@ -203,6 +224,7 @@ def main(out_dir: str | None = None) -> int:
         win.grab().save(str(out / "queue_running.png"))
         win.close()
         access_screenshots(app, out)
+        models_screenshot(app, out, tmp_path)
     print(f"screenshots written to {out}")
     return 0
 

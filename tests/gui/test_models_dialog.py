@@ -41,6 +41,7 @@ def test_activate_audits_the_reason_and_the_window_follows_then_rolls_back(qtbot
         assert column(dialog, "tiny-lab@0.0.1", "Results") == "0"
         assert column(dialog, f"resnet18@{dialog.library.active().card.version}", "") == "●"
         dialog.select("tiny-lab@0.0.1")
+        assert "by ada (trained here)" in dialog.detail.text()
         assert dialog.activate_button.isEnabled() and dialog.delete_button.isEnabled()
         assert dialog.activate_selected()
         assert column(dialog, "tiny-lab@0.0.1", "") == "●" and not dialog.delete_button.isEnabled()

@@ -9,6 +9,11 @@ skipped before they start, or their results dropped when they arrive).
 Exploring parameters here never changes how images are classified: a model always uses the
 preprocessing stored in its model card. "Reset to model" restores that configuration, and a
 notice says when the parameters on screen differ from it.
+
+* :class:`~gui.preview_controls.PreviewControls` (:mod:`gui.preview_controls`) — the parameter
+  controls, the model's configuration and the "differ" notice (its wording: :mod:`gui.preview_config`).
+* :class:`PreviewPanel` — the stage selector and view, the notices, the controls laid out, and the
+  requests to the worker pool.
 """
 
 from __future__ import annotations
@@ -17,19 +22,13 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
-    QComboBox,
-    QDoubleSpinBox,
-    QGridLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QScrollArea,
     QSizePolicy,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -37,12 +36,12 @@ from PySide6.QtWidgets import (
 from engine.core.errors import ConfigError
 from engine.imaging.preprocess import (
     STAGE_NAMES,
-    ColorRange,
     PreprocessConfig,
     PreprocessStages,
     preprocess,
 )
 from gui import theme
+from gui.preview_controls import PreviewControls
 from gui.theme import Tone
 from gui.viewer import ImageViewer
 from gui.workers import PRIORITY_PREVIEW, TaskError, WorkerPool
@@ -58,22 +57,6 @@ STAGE_LABELS = {
     "masked": "Masked",
     "model_input": "Model input",
 }
-LAB_SOURCE_LABELS = {
-    "bgr_as_rgb": "As in the original research (BGR read as RGB)",
-    "rgb": "True RGB → LAB",
-}
-MODEL_INPUT_LABELS = {"masked": "Masked", "enhanced": "Enhanced", "original": "Original"}
-PARAMETER_LABELS = {
-    "clahe_clip_limit": "CLAHE clip limit",
-    "clahe_tile_grid": "CLAHE tile grid",
-    "lab_source": "LAB source",
-    "model_input": "model input",
-    "mask_close_px": "mask closing",
-    "image_size": "input size",
-    "crop": "crop",
-    "mean": "normalisation mean",
-    "std": "normalisation std",
-}
 
 
 @dataclass(frozen=True)
@@ -83,89 +66,7 @@ class PreviewResult:
     stages: PreprocessStages | None  # None: skipped because a newer request exists
 
 
-def config_differences(current: PreprocessConfig, reference: PreprocessConfig) -> list[str]:
-    """Names (for people) of the parameters in which ``current`` differs from ``reference``."""
-    out: list[str] = []
-    for name, label in PARAMETER_LABELS.items():
-        if getattr(current, name) != getattr(reference, name):
-            out.append(label)
-    ref_ranges = {r.name: r for r in reference.color_ranges}
-    cur_ranges = {r.name: r for r in current.color_ranges}
-    for name in list(ref_ranges) + [n for n in cur_ranges if n not in ref_ranges]:
-        a, b = cur_ranges.get(name), ref_ranges.get(name)
-        if a is None or b is None:
-            out.append(f"{name} range")
-            continue
-        for bound in ("lower", "upper"):
-            for channel, x, y in zip("Lab", getattr(a, bound), getattr(b, bound), strict=False):
-                if x != y:
-                    out.append(f"{name} {channel} {'low' if bound == 'lower' else 'high'}")
-    return out
-
-
-class _RangeRow:
-    """Spin boxes for one colour range: L/a/b lower and upper (0..255, lower <= upper)."""
-
-    def __init__(self, parent: QWidget, name: str):
-        self.name = name
-        self.lower = [self._spin(parent) for _ in range(3)]
-        self.upper = [self._spin(parent) for _ in range(3)]
-        for lo, hi, channel in zip(self.lower, self.upper, "Lab", strict=False):
-            lo.setToolTip(f"{name}: lowest {channel} value selected (OpenCV 8-bit LAB, 0–255)")
-            hi.setToolTip(f"{name}: highest {channel} value selected (OpenCV 8-bit LAB, 0–255)")
-            lo.valueChanged.connect(lambda v, hi=hi: hi.setMinimum(v))
-            hi.valueChanged.connect(lambda v, lo=lo: lo.setMaximum(v))
-
-    @staticmethod
-    def _spin(parent: QWidget) -> QSpinBox:
-        box = QSpinBox(parent)
-        box.setRange(0, 255)
-        box.setKeyboardTracking(False)
-        box.setButtonSymbols(QSpinBox.ButtonSymbols.NoButtons)
-        box.setAlignment(Qt.AlignmentFlag.AlignRight)
-        box.setMinimumWidth(40)
-        return box
-
-    def spins(self) -> list[QSpinBox]:
-        return self.lower + self.upper
-
-    def set_range(self, rng: ColorRange) -> None:
-        for lo, hi, a, b in zip(self.lower, self.upper, rng.lower, rng.upper, strict=False):
-            for box in (lo, hi):
-                box.blockSignals(True)
-                box.setRange(0, 255)
-            lo.setValue(int(a))
-            hi.setValue(int(b))
-            lo.setMaximum(int(b))
-            hi.setMinimum(int(a))
-            for box in (lo, hi):
-                box.blockSignals(False)
-
-    def value(self) -> ColorRange:
-        return ColorRange(self.name, tuple(b.value() for b in self.lower), tuple(b.value() for b in self.upper))
-
-
-class _FittingScrollArea(QScrollArea):
-    """Asks for the whole height of its content (scrolls only when the window is too small)."""
-
-    def setWidget(self, widget: QWidget) -> None:
-        super().setWidget(widget)
-        widget.installEventFilter(self)
-
-    def eventFilter(self, watched, event) -> bool:
-        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
-            self.updateGeometry()  # the content's size hint changed (e.g. once styled)
-        return super().eventFilter(watched, event)
-
-    def sizeHint(self) -> QSize:
-        widget = self.widget()
-        if widget is None:
-            return super().sizeHint()
-        hint = widget.sizeHint()
-        return QSize(hint.width(), hint.height() + 2 * self.frameWidth())
-
-
-class PreviewPanel(QWidget):
+class PreviewPanel(QWidget, PreviewControls):
     """Stage selector + stage view + parameter controls + Reset to model."""
 
     #: The parameters on screen changed (PreprocessConfig), immediately (not debounced).
@@ -180,7 +81,6 @@ class PreviewPanel(QWidget):
         self._image_name = ""
         self.model_config = PreprocessConfig()
         self.model_name: str | None = None
-        self._updating = False
         #: Request counter: the latest request id; results of older ones are dropped.
         self.latest_request = 0
         self.submitted_requests = 0
@@ -228,71 +128,8 @@ class PreviewPanel(QWidget):
         self.reset_button.setToolTip("Restore the preprocessing parameters of the active model")
         self.reset_button.clicked.connect(self.reset_to_model)
 
-        # --- parameters
-        self.clip_spin = QDoubleSpinBox(self)
-        self.clip_spin.setRange(0.0, 40.0)
-        self.clip_spin.setSingleStep(0.5)
-        self.clip_spin.setDecimals(2)
-        self.clip_spin.setKeyboardTracking(False)
-        self.clip_spin.setSpecialValueText("off")
-        self.clip_spin.setToolTip("Contrast enhancement strength (CLAHE on L); 0 turns it off")
-        self.tile_spin = QSpinBox(self)
-        self.tile_spin.setRange(1, 64)
-        self.tile_spin.setKeyboardTracking(False)
-        self.tile_spin.setToolTip("CLAHE tiles per side")
-        self.lab_combo = QComboBox(self)
-        for key, label in LAB_SOURCE_LABELS.items():
-            self.lab_combo.addItem(label, key)
-        self.lab_combo.setToolTip("Which pixels the LAB thresholds are applied to (see docs/preprocessing.md)")
-        self.lab_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.lab_combo.setMinimumContentsLength(12)
-        self.model_input_combo = QComboBox(self)
-        for key, label in MODEL_INPUT_LABELS.items():
-            self.model_input_combo.addItem(label, key)
-        self.model_input_combo.setToolTip("What the network is fed")
-        self.close_spin = QSpinBox(self)
-        self.close_spin.setRange(0, 50)
-        self.close_spin.setSuffix(" px")
-        self.close_spin.setSpecialValueText("off")
-        self.close_spin.setKeyboardTracking(False)
-        self.close_spin.setToolTip("Morphological closing of the mask (fills small holes)")
-
-        enhance_box = QGroupBox("Contrast and input", self)
-        eg = QGridLayout(enhance_box)
-        eg.setHorizontalSpacing(8)
-        eg.setVerticalSpacing(4)
-        eg.addWidget(QLabel("CLAHE clip limit", enhance_box), 0, 0)
-        eg.addWidget(self.clip_spin, 0, 1)
-        eg.addWidget(QLabel("Tile grid", enhance_box), 0, 2)
-        eg.addWidget(self.tile_spin, 0, 3)
-        eg.addWidget(QLabel("Model input", enhance_box), 1, 0)
-        eg.addWidget(self.model_input_combo, 1, 1)
-        eg.addWidget(QLabel("Mask closing", enhance_box), 1, 2)
-        eg.addWidget(self.close_spin, 1, 3)
-        eg.addWidget(QLabel("LAB source", enhance_box), 2, 0)
-        eg.addWidget(self.lab_combo, 2, 1, 1, 3)
-        eg.setColumnStretch(1, 1)
-        eg.setColumnStretch(3, 1)
-
-        self.ranges_box = QGroupBox("Colour ranges (OpenCV LAB, 0–255)", self)
-        self._ranges_grid = QGridLayout(self.ranges_box)
-        self._ranges_grid.setHorizontalSpacing(4)
-        self._ranges_grid.setVerticalSpacing(3)
-        self.range_rows: dict[str, _RangeRow] = {}
-
-        controls = QWidget(self)
-        cl = QVBoxLayout(controls)
-        cl.setContentsMargins(0, 0, 0, 0)
-        cl.addWidget(enhance_box)
-        cl.addWidget(self.ranges_box)
-        cl.addStretch(1)
-        self.controls_scroll = _FittingScrollArea(self)
-        self.controls_scroll.setWidget(controls)
-        self.controls_scroll.setWidgetResizable(True)
-        self.controls_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        self.controls_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        # Preferred (not Expanding): the controls get their full height, the stage view the rest.
-        self.controls_scroll.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        # --- parameters (gui.preview_controls)
+        self.build_parameter_controls()
 
         reset_row = QHBoxLayout()
         reset_row.addWidget(self.reset_button)
@@ -310,111 +147,8 @@ class PreviewPanel(QWidget):
         layout.addLayout(reset_row)
         layout.addWidget(self.controls_scroll, 0)
 
-        for widget in (self.clip_spin, self.tile_spin, self.close_spin):
-            widget.valueChanged.connect(self._on_param_changed)
-        for combo in (self.lab_combo, self.model_input_combo):
-            combo.currentIndexChanged.connect(self._on_param_changed)
-
-        self._build_range_rows(self.model_config.color_ranges)
-        self._set_controls(self.model_config)
         self.stage_buttons[self.current_stage].setChecked(True)
-        self._update_notice()
-
-    # ------------------------------------------------------------------ configuration
-    def _build_range_rows(self, ranges: tuple[ColorRange, ...]) -> None:
-        grid = self._ranges_grid
-        while grid.count():
-            item = grid.takeAt(0)
-            if item.widget() is not None:
-                item.widget().deleteLater()
-        self.range_rows = {}
-        headers = ["", "L low", "L high", "a low", "a high", "b low", "b high"]
-        for col, text in enumerate(headers):
-            label = QLabel(text, self.ranges_box)
-            label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            theme.style(label, Tone.MUTED)
-            grid.addWidget(label, 0, col)
-        for r, rng in enumerate(ranges, start=1):
-            row = _RangeRow(self.ranges_box, rng.name)
-            grid.addWidget(QLabel(rng.name, self.ranges_box), r, 0)
-            order = [row.lower[0], row.upper[0], row.lower[1], row.upper[1], row.lower[2], row.upper[2]]
-            for col, box in enumerate(order, start=1):
-                grid.addWidget(box, r, col)
-                box.valueChanged.connect(self._on_param_changed)
-            self.range_rows[rng.name] = row
-
-    def _set_controls(self, config: PreprocessConfig) -> None:
-        self._updating = True
-        try:
-            if [r.name for r in config.color_ranges] != list(self.range_rows):
-                self._build_range_rows(config.color_ranges)
-            self.clip_spin.setValue(float(config.clahe_clip_limit))
-            self.tile_spin.setValue(int(config.clahe_tile_grid))
-            self.lab_combo.setCurrentIndex(max(0, self.lab_combo.findData(config.lab_source)))
-            self.model_input_combo.setCurrentIndex(max(0, self.model_input_combo.findData(config.model_input)))
-            self.close_spin.setValue(int(config.mask_close_px))
-            for rng in config.color_ranges:
-                self.range_rows[rng.name].set_range(rng)
-            # Parameters without a control here (image size, crop, normalisation) come along.
-            self._base_config = config
-        finally:
-            self._updating = False
-
-    def config(self) -> PreprocessConfig:
-        """The parameters on screen."""
-        return self._base_config.replace(
-            clahe_clip_limit=float(self.clip_spin.value()),
-            clahe_tile_grid=int(self.tile_spin.value()),
-            lab_source=self.lab_combo.currentData(),
-            model_input=self.model_input_combo.currentData(),
-            mask_close_px=int(self.close_spin.value()),
-            color_ranges=tuple(row.value() for row in self.range_rows.values()),
-        )
-
-    def set_config(self, config: PreprocessConfig) -> None:
-        """Show ``config`` in the controls and recompute (debounced)."""
-        self._set_controls(config)
-        self._on_param_changed()
-
-    def set_model_config(self, config: PreprocessConfig | None, model_name: str | None,
-                         note: str = "", *, apply: bool = True) -> None:
-        """The active model's preprocessing (None: no model installed; the research defaults
-        are used and ``note`` says so). ``apply`` also puts it in the controls."""
-        self.model_config = config if config is not None else PreprocessConfig()
-        self.model_name = model_name
-        self.model_note.setText(note)
-        self.model_note.setVisible(bool(note))
-        self.reset_button.setText("Reset to model" if model_name else "Reset to defaults")
-        self.reset_button.setToolTip(
-            f"Restore the preprocessing parameters of model {model_name}" if model_name
-            else "No model is installed: restore the default parameters of the original research")
-        if apply:
-            self.set_config(self.model_config)
-        else:
-            self._update_notice()
-
-    def reset_to_model(self) -> None:
-        self.set_config(self.model_config)
-
-    def differs_from_model(self) -> bool:
-        return self.config() != self.model_config
-
-    def _on_param_changed(self, *_args) -> None:
-        if self._updating:
-            return
-        self._update_notice()
-        self.config_changed.emit(self.config())
-        self.request_recompute()
-
-    def _update_notice(self) -> None:
-        diffs = config_differences(self.config(), self.model_config)
-        if diffs:
-            who = f"model {self.model_name}" if self.model_name else "the default parameters"
-            shown = ", ".join(diffs[:6]) + (f" and {len(diffs) - 6} more" if len(diffs) > 6 else "")
-            self.differs_notice.setText(
-                f"⚠ These parameters differ from {who} ({shown}). The preview is for exploration "
-                f"only: classification always uses the model's own preprocessing.")
-        self.differs_notice.setVisible(bool(diffs))
+        self.fill_parameter_controls()
 
     # ------------------------------------------------------------------ image and stages
     def set_image(self, rgb: np.ndarray | None, name: str = "") -> None:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from engine.imaging.preprocess import ColorRange, PreprocessConfig, preprocess
-from gui.preview import DEBOUNCE_MS, PreviewPanel, config_differences
+from gui.preview import DEBOUNCE_MS, PreviewPanel
+from gui.preview_config import config_differences
 from gui.workers import WorkerPool
 from tests.gui.conftest import smear, wait_image_shown, wait_sample_loaded
 

@@ -163,7 +163,7 @@ def test_a_thumbnail_task_that_crashes_marks_the_image_unreadable_and_shows_the_
     def crash(path, size):
         raise RuntimeError("decoder crashed")
 
-    monkeypatch.setattr("gui.samples.make_thumbnail", crash)
+    monkeypatch.setattr("gui.sample_list.make_thumbnail", crash)
     s = panel.add_sample(sample("S", 1))
     pool.run_all()
     assert s.images[0].state == UNREADABLE

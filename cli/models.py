@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -22,8 +23,6 @@ def _progress_bar(total: int, desc: str):
 def augment_config(args: argparse.Namespace):
     """The training augmentation the train command's options ask for (a preset, overridden by
     --background-swap)."""
-    import dataclasses
-
     from engine.imaging.augment import AugmentConfig
 
     cfg = AugmentConfig.preset("none" if args.no_augment else args.augment)
@@ -34,21 +33,57 @@ def augment_config(args: argparse.Namespace):
     return cfg
 
 
+def _is_model(init: str | None) -> bool:
+    return init not in (None, "imagenet", "scratch")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from engine.training.train import TrainConfig, train
 
+    if not args.data_dir and not args.from_store:
+        raise ConfigError("give DATA_DIR (class folders) and/or --from-store DB (the lab's reviewed images)")
+    fine_tune = _is_model(args.init) or bool(args.from_store)
+    data = None
+    arch, image_size, model_input, white_balance, init = (args.arch, args.image_size, args.model_input,
+                                                         args.white_balance, args.init or "imagenet")
+    if fine_tune:  # a lab's fine-tune: the wizard's data selection, split and forgetting guards
+        from engine.models.checkpoint import resolve_model_card
+        from engine.training.lab_training import lab_training_data
+
+        base = resolve_model_card(args.init if _is_model(args.init) else None)  # default: the active model
+        init = str(base.weights_path)
+        arch, image_size = base.architecture, base.image_size
+        model_input, white_balance = base.preprocess.model_input, base.preprocess.white_balance
+        store = None
+        if args.from_store:
+            from engine.store.results import ResultStore
+
+            if not Path(args.from_store).is_file():
+                raise ConfigError(f"{args.from_store}: no such result database")
+            store = ResultStore.open(args.from_store)
+        try:
+            data = lab_training_data(folders=[args.data_dir] if args.data_dir else [], store=store,
+                                     replay_dir=args.replay, base_card=base, val_fraction=args.val_fraction,
+                                     seed=args.seed, skip_unreadable=args.skip_broken)
+        finally:
+            if store is not None:
+                store.close()
+        for source, per_class in data.fingerprint["sources"].items():
+            print(f"{source}: " + ", ".join(f"{c} {n}" for c, n in per_class.items()), file=sys.stderr)
     cfg = TrainConfig(
-        data_dir=args.data_dir, arch=args.arch, init=args.init, mode=args.mode, epochs=args.epochs,
-        image_size=args.image_size, batch_size=args.batch_size, split=args.split, seed=args.seed,
-        out_dir=args.out, model_id=args.id or "", model_version=args.model_version, lr=args.lr,
-        patience=args.patience, model_input=args.model_input, skip_broken=args.skip_broken,
-        augment=augment_config(args),
-        white_balance=args.white_balance,
+        data_dir=args.data_dir or str(args.from_store), arch=arch, init=init, mode=args.mode,
+        epochs=args.epochs or (10 if fine_tune else 30), image_size=image_size, batch_size=args.batch_size,
+        split=args.split, seed=args.seed, out_dir=args.out, model_id=args.id or "", model_version=args.model_version,
+        lr=args.lr or (5e-4 if fine_tune else 2e-3), patience=args.patience, model_input=model_input,
+        skip_broken=args.skip_broken, augment=augment_config(args), white_balance=white_balance,
+        distill=(1.0 if fine_tune else 0.0) if args.distill is None else args.distill, replay_ratio=args.replay_ratio,
     )
+    if fine_tune and not args.id:
+        cfg = dataclasses.replace(cfg, model_id=f"{arch}-lab")
     bar = None
     phase = None
     last = None
-    for p in train(cfg, resume=args.resume):
+    for p in train(cfg, resume=args.resume, data=data):
         last = p
         if p.phase != phase:
             if bar is not None:
@@ -80,19 +115,30 @@ def _print_model(path: object, accuracy: float, middle: str, needs_review: float
 
 
 def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train a model on a class-folder dataset")
-    p.add_argument("data_dir", metavar="DATA_DIR", help="folder with Benign/ Early/ Pre/ Pro/ sub-folders")
+    p = sub.add_parser("train", help="train a model on a class-folder dataset, or fine-tune one on a lab's images")
+    p.add_argument("data_dir", metavar="DATA_DIR", nargs="?",
+                   help="folder with Benign/ Early/ Pre/ Pro/ sub-folders (optional with --from-store)")
     p.add_argument("--arch", default="resnet18", help="registered architecture (baseline, resnet18, alexnet, vgg16)")
-    p.add_argument("--init", default="imagenet", metavar="imagenet|scratch|MODEL",
-                   help="ImageNet weights (default), random init, or an ALLSight model to continue from")
+    p.add_argument("--init", metavar="imagenet|scratch|MODEL",
+                   help="ImageNet weights (default), random init, or an ALLSight model to fine-tune (a lab's "
+                        "fine-tune: its architecture, size and preprocessing; validation by sample/block; "
+                        "distillation from it on by default)")
+    p.add_argument("--from-store", metavar="DB", help="also train on the lab's reviewed images of signed-off "
+                   "samples in this result database (fine-tunes the active model unless --init names one)")
+    p.add_argument("--replay", metavar="DEV_DIR", help="fine-tune: mix the original development set's training "
+                   "split into every epoch (never its test split)")
+    p.add_argument("--replay-ratio", type=float, default=1.0, help="replayed images per lab image and epoch")
+    p.add_argument("--distill", type=float, help="fine-tune: weight of distillation from the starting model "
+                   "(default 1; 0 turns the guard against forgetting off)")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="fine-tune: share of samples/blocks held out")
     p.add_argument("--mode", choices=["finetune", "frozen"], default="finetune",
                    help="train every layer, or only a new head on a frozen ImageNet backbone")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, help="default 30; a fine-tune 10")
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--split", choices=["random", "block"], default="random")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr", type=float, help="default 2e-3; a fine-tune 5e-4")
     p.add_argument("--patience", type=int, default=8, help="early stopping: epochs without validation gain")
     p.add_argument("--model-input", choices=["masked", "enhanced", "original"], default="masked")
     p.add_argument("--augment", choices=["standard", "microscope", "cell", "none"], default="standard",

@@ -31,8 +31,10 @@ from engine.imaging.preprocess import ModelInput, PreprocessConfig, model_input_
 from engine.inference.predict import preprocess_batch, run_network
 from engine.models.checkpoint import ModelCard, load_model, save_model
 from engine.models.registry import build_model
+from engine.training import forgetting
 from engine.training.calibrate import finish
 from engine.training.data import Dataset, LoadFailure, Sample, discover_dataset, load_resized, split_dataset
+from engine.training.lab_training import TrainingData
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,12 @@ class TrainConfig:
     #: Re-estimate batch-norm statistics on this many clean (unaugmented) training images before
     #: each validation: the running statistics otherwise describe augmented images.
     precise_bn_images: int = 512
+    #: Forgetting guards of a fine-tune (engine.training.forgetting): development-set images
+    #: replayed per lab image and epoch (when there is a replay set), and the weight of the
+    #: distillation from the starting model (0: off; only with ``init`` an ALLSight model).
+    replay_ratio: float = 1.0
+    distill: float = 0.0
+    distill_temperature: float = 2.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -75,6 +83,8 @@ class TrainConfig:
             raise ConfigError("--batch-size must be at least 2")
         if self.split not in ("random", "block"):
             raise ConfigError("--split must be 'random' or 'block'")
+        if self.distill < 0 or self.replay_ratio < 0:
+            raise ConfigError("--distill and --replay-ratio cannot be negative")
 
     @property
     def resolved_id(self) -> str:
@@ -161,9 +171,10 @@ def _labels(samples) -> np.ndarray:
     return np.array([s.label for s in samples], np.int64)
 
 
-def _load_split_images(dataset: Dataset, splits, cfg: TrainConfig, cancel):
+def _load_split_images(splits, cfg: TrainConfig, cancel):
     """Decode every image once; broken files stop the run unless ``skip_broken``."""
-    everything = [s for name in ("train", "val", "test") for s in splits[name]]
+    names = tuple(splits)
+    everything = [s for name in names for s in splits[name]]
     result: tuple[np.ndarray, list[LoadFailure]] | None = None
     for item in load_resized(everything, cfg.image_size, "center", workers=cfg.workers, cancel=cancel):
         if isinstance(item, Progress):
@@ -180,7 +191,7 @@ def _load_split_images(dataset: Dataset, splits, cfg: TrainConfig, cancel):
     bad = {f.path for f in failures}
     images: dict[str, tuple[np.ndarray, np.ndarray, list[Sample]]] = {}
     offset = 0
-    for name in ("train", "val", "test"):
+    for name in names:
         part = splits[name]
         keep = [i for i, s in enumerate(part) if s.path not in bad]
         idx = np.array([offset + i for i in keep], np.int64)
@@ -191,16 +202,26 @@ def _load_split_images(dataset: Dataset, splits, cfg: TrainConfig, cancel):
     return images
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, cancel: CancelToken | None = None) -> Iterator[Progress]:
+def train(cfg: TrainConfig, *, resume: bool = False, cancel: CancelToken | None = None,
+          data: TrainingData | None = None) -> Iterator[Progress]:
     """Train, calibrate, fit the review threshold and OOD detector, evaluate, and save the model.
 
-    Yields progress records; the last one (phase "done") has ``metrics["model_path"]``.
+    Without ``data`` the images are ``cfg.data_dir``'s class folders, split by ``cfg.split``.
+    With ``data`` (a lab's fine-tune, :func:`engine.training.lab_training.lab_training_data`)
+    they are its parts: its validation images are also the test split of the card's figures
+    (the compare step measures the candidate again), and its replay images are mixed into each
+    epoch (``cfg.replay_ratio``). Yields progress records; the last one (phase "done") has
+    ``metrics["model_path"]``.
     """
     started = time.time()
     out_dir = Path(cfg.out_dir)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    dataset = discover_dataset(cfg.data_dir, CLASS_IDS)
-    splits = split_dataset(dataset, cfg.split, cfg.seed)
+    if data is None:
+        dataset = discover_dataset(cfg.data_dir, CLASS_IDS)
+        splits: dict[str, tuple[Sample, ...]] = dict(split_dataset(dataset, cfg.split, cfg.seed))
+    else:
+        splits = {"train": data.train, "val": data.val + data.replay_val, "test": data.val,
+                  "replay": data.replay_train}
     for name in ("train", "val"):
         present = set(_labels(splits[name]).tolist())
         if len(present) < 2:
@@ -209,7 +230,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, cancel: CancelToken | None 
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create output folder {out_dir}: {exc.strerror}") from None
-    images = yield from _load_split_images(dataset, splits, cfg, cancel)
+    images = yield from _load_split_images(splits, cfg, cancel)
+    n_lab = len(images["train"][0])
+    if "replay" in images:  # one array: lab images first, then the replay images
+        images["train"] = tuple(np.concatenate([images["train"][k], images["replay"][k]]) if k < 2
+                                else images["train"][k] + images["replay"][k] for k in range(3))
     train_imgs, train_y, _ = images["train"]
     val_imgs, val_y, _ = images["val"]
     test_imgs, test_y, test_samples = images["test"]
@@ -230,11 +255,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, cancel: CancelToken | None 
             raise ConfigError(f"--init model is {base.card.architecture} at {base.card.image_size} px; "
                               f"it cannot start a {cfg.arch} at {cfg.image_size} px")
         net = base.net
+    teacher = forgetting.frozen_teacher(net) if cfg.distill > 0 and cfg.init not in ("scratch", "imagenet") else None
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = nn.CrossEntropyLoss()
 
-    steps_per_epoch = math.ceil(len(train_imgs) / cfg.batch_size)
+    n_replay = len(train_imgs) - n_lab
+    epoch_size = len(forgetting.epoch_order(n_lab, n_replay, cfg.replay_ratio, np.random.default_rng(0)))
+    steps_per_epoch = math.ceil(epoch_size / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
     start_epoch, best_acc, best_loss, best_epoch, stale = 0, -1.0, float("inf"), -1, 0
@@ -260,7 +288,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, cancel: CancelToken | None 
             for m in net.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
-        order = rng.permutation(len(train_imgs))
+        order = forgetting.epoch_order(n_lab, n_replay, cfg.replay_ratio, rng)
         running, seen = 0.0, 0
         for b in range(steps_per_epoch):
             if cancel:
@@ -277,7 +305,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, cancel: CancelToken | None 
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, total_steps, warmup, cfg.lr)
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(net(x), y)
+            logits = net(x)
+            loss = loss_fn(logits, y)
+            if teacher is not None:
+                with torch.no_grad():
+                    taught = teacher(x)
+                loss = loss + cfg.distill * forgetting.distillation_loss(logits, taught, cfg.distill_temperature)
             loss.backward()
             opt.step()
             running += loss.item() * len(idx)
@@ -343,7 +376,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, cancel: CancelToken | None 
             "sha256": dataset.fingerprint(), "n_images": len(dataset.samples), "counts": dataset.counts(),
             "split": cfg.split, "split_sizes": {k: len(images[k][2]) for k in ("train", "val", "test")},
             "test_files_sha256": Dataset(dataset.root, dataset.classes, tuple(test_samples)).fingerprint(),
-        },
+        } if data is None else dict(data.fingerprint),
         metrics={f"test_{cfg.split}": report, "val_accuracy_best": best_acc},
         weights_dtype="float16" if cfg.fp16_weights else "float32",
     )

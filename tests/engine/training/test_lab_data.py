@@ -23,9 +23,10 @@ def class_folders(root, per_class: int = 12, classes=CLASS_IDS):
     return root
 
 
-def signed_off_sample(store: ResultStore, folder, name: str, finals: list[str | None], label: int = 0):
+def signed_off_sample(store: ResultStore, folder, name: str, finals: list[str | None], label: int = 0,
+                      seed: int = 100):
     """A signed-off sample whose images were reviewed as ``finals`` (None: not reviewed)."""
-    paths = [write_image(folder / name / f"f{i}.png", synthetic_smear(label, 40, 100 + i)) for i in range(len(finals))]
+    paths = [write_image(folder / name / f"f{i}.png", synthetic_smear(label, 40, seed + i)) for i in range(len(finals))]
     store.create_or_get_sample(name, folder / name)
     store.add_images(name, paths)
     for p, final in zip(paths, finals, strict=True):

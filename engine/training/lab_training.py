@@ -1,0 +1,97 @@
+"""What a lab's fine-tune trains and checks on: its labelled images (class folders and/or its
+reviewed images from the store, :mod:`engine.training.lab_data`), split by sample or block, and
+the replay and reference parts of the original development set where the lab has it.
+
+:func:`lab_training_data` is the one data selection of the retraining wizard and of
+``main.py train --init MODEL`` / ``--from-store DB``: it refuses what cannot train (a
+:class:`~engine.core.errors.DataLayoutError` listing every blocking problem), skips unreadable
+files only when asked to, and never lets the development set's test split into training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.core.errors import DataLayoutError
+from engine.training import lab_data
+from engine.training.data import Sample
+from engine.training.lab_data import LabImage, Problem, Source
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The images of one fine-tune, by role."""
+
+    train: tuple[Sample, ...]
+    val: tuple[Sample, ...]
+    #: The development set's training split, mixed into each epoch (forgetting.epoch_order).
+    replay_train: tuple[Sample, ...] = ()
+    #: Some of its validation split: model selection and calibration see both labs.
+    replay_val: tuple[Sample, ...] = ()
+    #: The development set's test split: the compare step's reference, never trained on.
+    reference: tuple[Sample, ...] = ()
+    fingerprint: Mapping[str, Any] = field(default_factory=dict)
+    problems: tuple[Problem, ...] = ()
+
+
+def _samples(images: Sequence[LabImage]) -> tuple[Sample, ...]:
+    return tuple(Sample(im.path, im.label) for im in images)
+
+
+def lab_training_data(*, folders: Sequence[str | Path] = (), store: Any = None, replay_dir: str | Path | None = None,
+                      base_card: Any = None, val_fraction: float = 0.2, seed: int = 0,
+                      skip_unreadable: bool = False, replay_val_images: int = 200) -> TrainingData:
+    """The lab's images from ``folders`` and/or ``store`` (a ResultStore), split by group;
+    with ``replay_dir`` (the development set) and ``base_card`` (the model fine-tuned, whose card
+    names its splits) the replay and reference parts."""
+    images: list[LabImage] = []
+    problems: list[Problem] = []
+    for folder in folders:
+        found, issues = lab_data.from_folder(folder)
+        images += found
+        problems += issues
+    if store is not None:
+        found, issues = lab_data.from_store(store)
+        images += found
+        problems += issues
+    if not folders and store is None:
+        raise DataLayoutError("no labelled data given: name class folders and/or a result database")
+    train, val = lab_data.split(images, val_fraction, seed)
+    problems += lab_data.check(train, val)
+    blocking = [p for p in problems if p.blocking or not skip_unreadable]
+    if blocking:
+        lines = []
+        for p in blocking:
+            listed = "".join(f"\n    {path}" for path in p.paths[:20])
+            more = f"\n    ... and {len(p.paths) - 20} more" if len(p.paths) > 20 else ""
+            hint = "" if p.blocking else " (pass --skip-broken to train without them)"
+            lines.append(f"  {p.message}{hint}{listed}{more}")
+        raise DataLayoutError("the labelled data cannot train a model:\n" + "\n".join(lines))
+    replay_train: tuple[Sample, ...] = ()
+    replay_val: tuple[Sample, ...] = ()
+    reference: tuple[Sample, ...] = ()
+    if replay_dir:
+        if base_card is None:
+            raise DataLayoutError("replaying the development set needs the model it was trained into (--init)")
+        from engine.training.evaluate import split_samples
+
+        replay_train = tuple(split_samples(base_card, replay_dir, "train"))
+        import numpy as np
+
+        val_all = split_samples(base_card, replay_dir, "val")
+        keep = np.random.default_rng(seed).choice(len(val_all), min(replay_val_images, len(val_all)), replace=False)
+        replay_val = tuple(val_all[i] for i in sorted(keep))  # a seeded share of every class
+        reference = tuple(split_samples(base_card, replay_dir, "test"))
+    fp = {"sha256": lab_data.fingerprint(images), "n_images": len(images),
+          "n_samples": len({im.group for im in images if im.source is Source.STORE}),
+          "sources": {str(s): dict(c) for s, c in lab_data.counts(images).items()},
+          "split": "by sample (store) / block (folders)", "split_sizes": {"train": len(train), "val": len(val)},
+          "replay": {"train": len(replay_train), "val": len(replay_val), "data_dir_name": Path(replay_dir).name}
+          if replay_dir else {}}
+    return TrainingData(_samples(train), _samples(val), replay_train, replay_val, reference, fp, tuple(problems))
+
+
+__all__ = ["TrainingData", "lab_training_data"]

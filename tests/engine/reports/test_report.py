@@ -139,7 +139,7 @@ def test_pdf_single_image(tmp_path):
     pages = pdf_text(out)
     text = "\n".join(pages)
     assert len(pages) == 1 and "Page 1 of 1" in pages[0] and NOTICE in pages[0]
-    from engine.reports.pdf import readable_time
+    from engine.reports.pdf_style import readable_time
 
     signed = readable_time("2026-12-01T14:32:00+01:00")  # local time with its zone, not the raw ISO text
     assert signed.startswith("2026-12-01 ") and "T14:32" not in text
@@ -205,12 +205,12 @@ def test_pdf_renders_with_pdftoppm(tmp_path):
 
 
 def test_pdf_non_latin_text(tmp_path, monkeypatch):
-    import engine.reports.pdf as report_mod
+    import engine.reports.pdf_fonts as report_mod
 
     rep = make_report(tmp_path / "imgs", 2)
     rep = SampleReport(**{**rep.__dict__, "patient_id": "Пациент-7", "summary": None})
     text = "\n".join(pdf_text(write_pdf(rep, tmp_path / "u.pdf")))
-    if report_mod._choose_fonts(rep).unicode:
+    if report_mod.choose_fonts(rep).unicode:
         assert "Пациент-7" in text
     # without any Unicode font: a readable "?" rather than a failure
     monkeypatch.setattr(report_mod, "_UNICODE_FONTS", [])
@@ -540,7 +540,7 @@ def test_report_from_the_store_keeps_the_flags(tmp_path):
 def test_readable_time_shows_local_time_with_the_zone_and_keeps_other_text():
     from datetime import datetime
 
-    from engine.reports.pdf import readable_time
+    from engine.reports.pdf_style import readable_time
 
     local = datetime.fromisoformat("2026-12-01T14:32:00+01:00").astimezone()
     assert readable_time("2026-12-01T14:32:00+01:00") == local.strftime("%Y-%m-%d %H:%M %Z").strip()

@@ -217,4 +217,17 @@ def _add_refit(sub) -> None:
     p.set_defaults(func=cmd_refit)
 
 
-REGISTRARS = [_add_train, _add_evaluate, _add_refit]
+def cmd_training_job(args: argparse.Namespace) -> int:
+    from engine.training.job import run_job
+
+    return run_job(args.run_dir)
+
+
+def _add_training_job(sub) -> None:
+    # The retraining wizard's child process (engine/training/job.py); not for people, so no help.
+    p = sub.add_parser("training-job")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.set_defaults(func=cmd_training_job)
+
+
+REGISTRARS = [_add_train, _add_evaluate, _add_refit, _add_training_job]

@@ -36,7 +36,7 @@ import _bccd  # noqa: E402
 from engine.core.flags import FlagReason  # noqa: E402
 from engine.inference.classifier import Classifier  # noqa: E402
 from engine.io.images import load_image  # noqa: E402
-from engine.training.evaluate import split_samples  # noqa: E402
+from engine.training.data import split_samples  # noqa: E402
 
 
 def rates(results) -> dict:

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine.imaging.augment import blur, hue_saturation  # noqa: E402
 from engine.inference.classifier import Classifier  # noqa: E402
 from engine.io.images import load_image  # noqa: E402
-from engine.training.evaluate import split_samples  # noqa: E402
+from engine.training.data import split_samples  # noqa: E402
 
 
 def grayscale(im):

@@ -42,7 +42,7 @@ from engine.imaging.cells import has_white_cell  # noqa: E402
 from engine.imaging.probes import STRONG_SHIFTS, background_swap, cell_free, paint_out_mask  # noqa: E402
 from engine.inference.classifier import Classifier  # noqa: E402
 from engine.io.images import load_image  # noqa: E402
-from engine.training.evaluate import split_samples  # noqa: E402
+from engine.training.data import split_samples  # noqa: E402
 from engine.training.metrics import expected_calibration_error  # noqa: E402
 
 BENIGN = "Benign"

@@ -42,24 +42,6 @@ def evaluate_folder(data_dir: str | Path, model: str | None = None, *, batch_siz
     return report
 
 
-def split_samples(card, data_dir: str | Path, split: str = "test"):
-    """Rebuild the split a model was trained with (from its card) and check it is the same one."""
-    from engine.core.errors import DataLayoutError
-    from engine.training.data import Dataset, split_dataset
-
-    recipe = card.training.get("recipe", {})
-    dataset = discover_dataset(data_dir, card.classes)
-    parts = split_dataset(dataset, recipe.get("split", "random"), int(recipe.get("seed", 0)))
-    samples = parts[split]
-    expected = card.data_fingerprint.get("test_files_sha256")
-    if split == "test" and expected:
-        got = Dataset(dataset.root, dataset.classes, samples).fingerprint()
-        if got != expected:
-            raise DataLayoutError(f"{data_dir}: the test split rebuilt from the model card does not match the "
-                                  f"files the model was tested on (different data folder?)")
-    return samples
-
-
 def evaluate_samples(loaded, samples, shifts: dict | None = None, batch_size: int = 128) -> dict[str, Any]:
     """Metrics on ``samples`` for each named perturbation of the raw (full-resolution) images.
 

@@ -41,12 +41,31 @@ def _samples(images: Sequence[LabImage]) -> tuple[Sample, ...]:
     return tuple(Sample(im.path, im.label) for im in images)
 
 
-def lab_training_data(*, folders: Sequence[str | Path] = (), store: Any = None, replay_dir: str | Path | None = None,
-                      base_card: Any = None, val_fraction: float = 0.2, seed: int = 0,
-                      skip_unreadable: bool = False, replay_val_images: int = 200) -> TrainingData:
-    """The lab's images from ``folders`` and/or ``store`` (a ResultStore), split by group;
-    with ``replay_dir`` (the development set) and ``base_card`` (the model fine-tuned, whose card
-    names its splits) the replay and reference parts."""
+@dataclass(frozen=True)
+class Survey:
+    """What the Data step shows before anything trains: the images found, their split, and
+    every problem (blocking or skippable)."""
+
+    images: tuple[LabImage, ...]
+    train: tuple[LabImage, ...]
+    val: tuple[LabImage, ...]
+    problems: tuple[Problem, ...]
+
+    def counts(self) -> dict[Source, dict[str, int]]:
+        return lab_data.counts(self.images)
+
+    def blocking(self, skip_unreadable: bool = False) -> list[Problem]:
+        """The problems that stop training (unreadable files only when they are not skipped)."""
+        return [p for p in self.problems if p.blocking or not skip_unreadable]
+
+
+def survey(*, folders: Sequence[str | Path] = (), store: Any = None, val_fraction: float = 0.2,
+           seed: int = 0) -> Survey:
+    """The lab's images from ``folders`` and/or ``store`` (a ResultStore), split by group
+    (sample or block), with every problem found; torch-free (the wizard runs it in the GUI
+    process, off the GUI thread)."""
+    if not folders and store is None:
+        raise DataLayoutError("no labelled data given: name class folders and/or a result database")
     images: list[LabImage] = []
     problems: list[Problem] = []
     for folder in folders:
@@ -57,26 +76,41 @@ def lab_training_data(*, folders: Sequence[str | Path] = (), store: Any = None, 
         found, issues = lab_data.from_store(store)
         images += found
         problems += issues
-    if not folders and store is None:
-        raise DataLayoutError("no labelled data given: name class folders and/or a result database")
     train, val = lab_data.split(images, val_fraction, seed)
     problems += lab_data.check(train, val)
-    blocking = [p for p in problems if p.blocking or not skip_unreadable]
+    return Survey(tuple(images), train, val, tuple(problems))
+
+
+def refusal(problems: Sequence[Problem]) -> str:
+    """One message naming every problem, with the files each lists (20 at most)."""
+    lines = []
+    for p in problems:
+        listed = "".join(f"\n    {path}" for path in p.paths[:20])
+        more = f"\n    ... and {len(p.paths) - 20} more" if len(p.paths) > 20 else ""
+        hint = "" if p.blocking else " (pass --skip-broken to train without them)"
+        lines.append(f"  {p.message}{hint}{listed}{more}")
+    return "the labelled data cannot train a model:\n" + "\n".join(lines)
+
+
+def lab_training_data(*, folders: Sequence[str | Path] = (), store: Any = None, replay_dir: str | Path | None = None,
+                      base_card: Any = None, val_fraction: float = 0.2, seed: int = 0,
+                      skip_unreadable: bool = False, replay_val_images: int = 200) -> TrainingData:
+    """The lab's images from ``folders`` and/or ``store`` (a ResultStore), split by group;
+    with ``replay_dir`` (the development set) and ``base_card`` (the model fine-tuned, whose card
+    names its splits) the replay and reference parts. :class:`DataLayoutError` listing every
+    problem that stops training."""
+    found = survey(folders=folders, store=store, val_fraction=val_fraction, seed=seed)
+    blocking = found.blocking(skip_unreadable)
     if blocking:
-        lines = []
-        for p in blocking:
-            listed = "".join(f"\n    {path}" for path in p.paths[:20])
-            more = f"\n    ... and {len(p.paths) - 20} more" if len(p.paths) > 20 else ""
-            hint = "" if p.blocking else " (pass --skip-broken to train without them)"
-            lines.append(f"  {p.message}{hint}{listed}{more}")
-        raise DataLayoutError("the labelled data cannot train a model:\n" + "\n".join(lines))
+        raise DataLayoutError(refusal(blocking))
+    images, train, val, problems = found.images, found.train, found.val, found.problems
     replay_train: tuple[Sample, ...] = ()
     replay_val: tuple[Sample, ...] = ()
     reference: tuple[Sample, ...] = ()
     if replay_dir:
         if base_card is None:
             raise DataLayoutError("replaying the development set needs the model it was trained into (--init)")
-        from engine.training.evaluate import split_samples
+        from engine.training.data import split_samples
 
         replay_train = tuple(split_samples(base_card, replay_dir, "train"))
         import numpy as np
@@ -94,4 +128,4 @@ def lab_training_data(*, folders: Sequence[str | Path] = (), store: Any = None, 
     return TrainingData(_samples(train), _samples(val), replay_train, replay_val, reference, fp, tuple(problems))
 
 
-__all__ = ["TrainingData", "lab_training_data"]
+__all__ = ["Survey", "TrainingData", "lab_training_data", "refusal", "survey"]

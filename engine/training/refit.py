@@ -22,8 +22,7 @@ from engine.core.errors import DataLayoutError
 from engine.core.progress import Progress
 from engine.models.checkpoint import ModelCard, load_model, save_model
 from engine.training.calibrate import finish
-from engine.training.data import LoadFailure, load_resized
-from engine.training.evaluate import split_samples
+from engine.training.data import LoadFailure, load_resized, split_samples
 
 
 def _load(samples, size: int) -> tuple[np.ndarray, np.ndarray]:

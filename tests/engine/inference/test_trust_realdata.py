@@ -33,7 +33,7 @@ def shipped():
 
 @pytest.fixture(scope="module")
 def test_fields(shipped):
-    from engine.training.evaluate import split_samples
+    from engine.training.data import split_samples
     from tests.conftest import real_data_dir
 
     root = real_data_dir()
@@ -102,7 +102,7 @@ def test_the_call_follows_the_white_cells_not_the_background(shipped):
     A's class far more often than the background's (v1.1 followed the background in 30 % of
     swaps and the cells in 25 %)."""
     from engine.imaging.probes import background_swap
-    from engine.training.evaluate import split_samples
+    from engine.training.data import split_samples
     from tests.conftest import real_data_dir
 
     samples = split_samples(shipped.card, real_data_dir(), "test")

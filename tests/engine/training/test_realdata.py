@@ -29,7 +29,8 @@ def test_block_split_test_files_are_far_from_training_numbers(real_data):
 # background); docs/results.md, "Trust". test_trust_realdata.py checks the call follows the cell.
 @pytest.mark.parametrize("model_id, minimum", [("resnet18", 0.90), ("baseline", 0.70)])
 def test_shipped_model_classifies_its_own_test_split(real_data, model_id, minimum):
-    from engine.training.evaluate import evaluate_samples, split_samples
+    from engine.training.data import split_samples
+    from engine.training.evaluate import evaluate_samples
 
     if not (SHIPPED_MODELS_DIR / f"{model_id}.json").is_file():
         pytest.skip(f"shipped model {model_id} not installed")

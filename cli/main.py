@@ -98,7 +98,8 @@ def _add_preview(sub: argparse._SubParsersAction) -> None:
 
 
 _REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_preview]
-COMMANDS: set[str] = {"preview", "train", "evaluate", "refit", "classify", "audit", "accounts"}
+COMMANDS: set[str] = {"preview", "train", "evaluate", "refit", "classify", "audit", "accounts", "models",
+                      "training-job"}
 
 
 def register_commands() -> None:

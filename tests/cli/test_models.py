@@ -52,3 +52,15 @@ def test_train_from_store_fine_tunes_the_named_model_on_the_reviews_as_a_subproc
     assert refused.returncode == 2 and "no such result database" in refused.stderr
     nothing = main(env, "train")
     assert nothing.returncode == 2 and "--from-store" in nothing.stderr
+
+
+def test_every_registered_command_is_dispatched_to_the_cli_by_main_py(tmp_path, monkeypatch):
+    """main.py sends argv to the CLI only for names in COMMANDS; a command missing there would
+    open the desktop app whenever a file of that name lies in the current folder."""
+    import argparse
+
+    from cli.main import COMMANDS, build_parser, register_commands
+
+    register_commands()
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == COMMANDS

@@ -404,20 +404,45 @@ class MainWindow(QMainWindow):
         from engine.models.library import ModelLibrary
         from gui.models_dialog import ModelsDialog
 
-        def activated() -> None:
-            if self.settings.active_model:
-                self.update_settings(active_model="")
-            self.load_model_info()
-            self.show_message(f"Active model: {getattr(self.model_card, 'id', '?')} "
-                              f"{getattr(self.model_card, 'version', '')}", 8000)
-
         dialog = ModelsDialog(ModelLibrary(verify_network=False), self.store, self.access.user, self,
-                              change_refusal=self.access.refusal(Permission.CHANGE_MODELS), on_activated=activated)
+                              change_refusal=self.access.refusal(Permission.CHANGE_MODELS),
+                              on_activated=self.follow_active_model)
         try:
             dialog.exec()
         finally:
             dialog.deleteLater()
         return True
+
+    def follow_active_model(self) -> None:
+        """After an activation: unpin a model chosen in Settings and load the active one."""
+        if self.settings.active_model:
+            self.update_settings(active_model="")
+        self.load_model_info()
+        self.show_message(f"Active model: {getattr(self.model_card, 'id', '?')} "
+                          f"{getattr(self.model_card, 'version', '')}", 8000)
+
+    def open_retrain_wizard(self) -> bool:
+        """Tools ▸ Retrain model…; an interrupted training is offered for resuming first."""
+        from engine.core.identity import Permission
+        from engine.models.library import ModelLibrary
+        from gui import dialogs
+        from gui.retrain_wizard import RetrainWizard, interrupted_runs
+
+        resume = None
+        for run_dir in interrupted_runs():
+            if dialogs.confirm(self, "Resume training", f"A training started {run_dir.name} was interrupted. "
+                               "Resume it from its last epoch?", "Resume", "Start a new one"):
+                resume = run_dir
+                break
+        wizard = RetrainWizard(ModelLibrary(verify_network=False), self.store, self.workers, self.access.user, self,
+                               promote_refusal=self.access.refusal(Permission.CHANGE_MODELS), resume=resume)
+        try:
+            promoted = wizard.exec()
+        finally:
+            wizard.deleteLater()
+        if promoted and wizard.promoted is not None:
+            self.follow_active_model()
+        return bool(promoted)
 
     def show_audit_trail(self) -> None:
         from gui.audit_dialog import AuditDialog

@@ -106,6 +106,8 @@ def build_actions(window: QMainWindow) -> None:
                                   tip="Sign the ALLSight account out (nothing more is recorded under it)")
     window.act_change_password = _action(window, "Change password…", window.change_password,
                                          tip="Set a new password for the account signed in")
+    window.act_retrain = _action(window, "Retrain model…", window.open_retrain_wizard,
+                                 tip="Teach the model the lab's own stain from its labelled images, compare, promote")
     window.act_models = _action(window, "Models…", window.open_models,
                                 tip="The installed models: which is active, their figures; activate, import, export")
     window.act_accounts = _action(window, "Accounts…", window.open_accounts,
@@ -132,6 +134,7 @@ def build_menus(window: QMainWindow) -> None:
                 window.act_close_sample):
         window.sample_menu.addAction(act)
     window.tools_menu = bar.addMenu("&Tools")
+    window.tools_menu.addAction(window.act_retrain)
     window.tools_menu.addAction(window.act_models)
     window.tools_menu.addAction(window.act_accounts)
     window.view_menu = bar.addMenu("&View")

@@ -12,17 +12,18 @@ from typing import Any
 
 import numpy as np
 
-from engine.inference.predict import preprocess_batch, run_network
-from engine.inference.scoring import softmax
 from engine.training.data import Sample
-from engine.training.metrics import classification_report
 
 #: Points (percentage points) by which the candidate may trail before it is called a regression.
 REGRESSION_TOLERANCE_PTS = 0.5
 
 
 def _figures(loaded, raw: Sequence[np.ndarray], labels: np.ndarray) -> dict[str, Any]:
+    # torch only here: the wizard imports this module for REGRESSION_TOLERANCE_PTS and regressions()
     from engine.imaging.preprocess import crop_and_resize
+    from engine.inference.predict import preprocess_batch, run_network
+    from engine.inference.scoring import softmax
+    from engine.training.metrics import classification_report
 
     card = loaded.card
     resized = np.stack([crop_and_resize(im, card.image_size, card.preprocess.crop) for im in raw])

@@ -1,7 +1,7 @@
 """Does a lab's fine-tune help, and what does it forget? (issue 14)
 
     python benchmarks/adaptation.py DATA_DIR [--model resnet18] [--n 25 50 100 200]
-        [--guards none distill replay+distill] [--epochs 10] [--work /tmp/allsight-adaptation]
+        [--guards none distill replay replay+distill] [--epochs 10] [--work /tmp/allsight-adaptation]
         [--out docs/results/adaptation.json]
 
 A "new lab" is made from the development set: a strong stain change (hue +12°, saturation
@@ -16,7 +16,8 @@ with a forgetting guard:
 
 * ``none`` — plain fine-tune;
 * ``distill`` — distillation from the base model (the guard when a lab has only its own images);
-* ``replay+distill`` — plus the development set's training split replayed 1:1.
+* ``replay`` — the development set's training split replayed 1:1 with the lab's images;
+* ``replay+distill`` — both.
 
 Reported per run: accuracy on the base model's *test split* in the new look (held out, never
 seen in any look) and as it is (the original lab: forgetting), before and after, and the
@@ -27,6 +28,7 @@ the ratio's yardstick).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import sys
@@ -47,7 +49,7 @@ from engine.training.data import split_samples
 from engine.training.evaluate import evaluate_samples  # noqa: E402
 
 GUARDS = {"none": {"distill": 0.0, "replay": False}, "distill": {"distill": 1.0, "replay": False},
-          "replay+distill": {"distill": 1.0, "replay": True}}
+          "replay": {"distill": 0.0, "replay": True}, "replay+distill": {"distill": 1.0, "replay": True}}
 
 
 def center_zoom(rgb: np.ndarray, scale: float) -> np.ndarray:
@@ -70,11 +72,18 @@ def labelled_images(pool, n: int, folder: Path) -> Path:
         shutil.rmtree(folder)
     by_class = {c: sorted((s for s in pool if s.label == c), key=lambda s: (s.number, s.path.name))
                 for c in range(len(CLASS_IDS))}
+    seen: set[str] = set()
     for c, members in by_class.items():
         k = n // len(CLASS_IDS) + (1 if c < n % len(CLASS_IDS) else 0)
         out = folder / CLASS_IDS[c]
         out.mkdir(parents=True)
-        for s in members[:k]:
+        unique = []
+        for s in members:  # the development set holds a few identical fields: a lab would remove the copies
+            digest = hashlib.sha256(s.path.read_bytes()).hexdigest()
+            if digest not in seen:
+                seen.add(digest)
+                unique.append(s)
+        for s in unique[:k]:
             rgb = new_lab(load_image(s.path))
             cv2.imwrite(str(out / f"{s.path.stem}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     return folder

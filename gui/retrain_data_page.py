@@ -210,7 +210,8 @@ class SettingsPage(QWizardPage):
         replay = 1600 if self.data_page.replay_edit.text().strip() else 0
         seconds = estimate_seconds(JobSpec(epochs=self.epochs_spin.value(), image_size=self.size_spin.value()),
                                    n_lab, replay)
-        self.estimate_label.setText(f"about {max(1, round(seconds / 60))} min ({n_lab} training images"
+        when = f"about {round(seconds / 60)} min" if seconds >= 90 else f"about {max(5, round(seconds / 5) * 5)} s"
+        self.estimate_label.setText(f"{when} ({n_lab} training images"
                                     f"{', development set replayed' if replay else ''})")
 
 

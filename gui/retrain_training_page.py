@@ -53,16 +53,20 @@ class LossPlot(QWidget):
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         w, h, pad = self.width(), self.height(), 24
+        loss_color, acc_color = QColor(200, 80, 40), QColor(40, 120, 200)
         painter.setPen(self.palette().text().color())
         painter.drawRect(pad, 6, w - 2 * pad, h - pad - 6)
-        painter.drawText(pad + 4, 20, "— loss")
-        painter.drawText(pad + 70, 20, "— validation accuracy (0–100 %)")
-        top_loss = max([v for _, v in self.loss] + [1e-6])
+        painter.drawText(pad, h - 6, f"0 … {self.epochs} epochs")
+        painter.setPen(loss_color)
+        painter.drawText(pad + 4, 20, "— training loss")
+        painter.setPen(acc_color)
+        painter.drawText(pad + 110, 20, "— validation accuracy (0–100 %)")
+        top_loss = 1.15 * max([v for _, v in self.loss] + [1e-6])  # a margin above the highest loss
 
         def point(x: float, y: float) -> QPointF:
             return QPointF(pad + (w - 2 * pad) * x / max(1, self.epochs), 6 + (h - pad - 6) * (1 - y))
 
-        for series, color, scale in ((self.loss, QColor(200, 80, 40), top_loss), (self.val_acc, QColor(40, 120, 200), 1.0)):
+        for series, color, scale in ((self.loss, loss_color, top_loss), (self.val_acc, acc_color, 1.0)):
             painter.setPen(QPen(color, 2))
             pts = [point(x, y / scale) for x, y in series]
             for a, b in zip(pts, pts[1:], strict=False):

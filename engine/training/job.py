@@ -233,8 +233,8 @@ def _train_and_compare(spec: JobSpec, run_dir: Path, events: _Events, token) -> 
             token.cancel()
         _wait_while_paused(run_dir, token)
         last = p
-        if p.phase == "train" and p.step % 5 and p.step != p.total:
-            continue  # every 5th batch is enough for the plot and the ETA
+        if p.phase == "train" and p.step % max(1, p.total // 200) and p.step != p.total:
+            continue  # about 200 points are enough for the plot and the ETA
         events.emit({"event": "progress", "phase": p.phase, "step": p.step, "total": p.total,
                      "metrics": dict(p.metrics)})
         if p.phase == "validate":

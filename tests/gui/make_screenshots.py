@@ -5,7 +5,8 @@
 Writes main_window.png and preview.png (the preprocessing preview), queue_running.png (a batch
 in progress), results_summary.png (a classified sample with its summary) and review.png (review
 in progress, with the Grad-CAM heat map), and the sign-in, sign-off, accounts and change-password
-dialogs and the model manager (models.png). The classification screenshots use the shipped
+dialogs, the model manager (models.png) and every step of the retraining wizard
+(retrain_*.png). The classification screenshots use the shipped
 ResNet-18 when it is installed, otherwise a small demo model trained here in a few seconds on
 synthetic images (so the numbers in those screenshots mean nothing). For the queue screenshot
 the demo model is slowed to about the speed of the ResNet-18 on a laptop CPU, so the batch is
@@ -114,6 +115,50 @@ def models_screenshot(app, out: Path, tmp: Path) -> None:
         _settle(app, 0.2)
         dialog.grab().save(str(out / "models.png"))
         dialog.close()
+
+
+def wizard_screenshots(app, out: Path, tmp: Path) -> None:
+    """retrain_data.png … retrain_promote.png: every step of Tools ▸ Retrain model…, on
+    synthetic class folders with a tiny demo model (its figures mean nothing)."""
+    from engine.models.library import ModelLibrary
+    from engine.store.results import ResultStore, default_db_path
+    from gui.retrain_wizard import RetrainWizard
+    from gui.workers import WorkerPool
+    from tests.conftest import save_tiny_model
+    from tests.engine.training.test_lab_data import class_folders
+
+    library = ModelLibrary(verify_network=False)
+    base = library.install(save_tiny_model(tmp / "wizard-base", model_id="demo-base").weights_path, by="it",
+                           origin="demo")
+    library.activate(base.ref, by="it", reason="screenshots")
+    folders = class_folders(tmp / "our-lab-labelled", per_class=14)
+    with ResultStore.open(default_db_path()) as store:
+        workers = WorkerPool()
+        wizard = RetrainWizard(library, store, workers, "ada")
+        wizard.show()
+
+        def grab(name: str) -> None:
+            _settle(app, 0.3)
+            wizard.grab().save(str(out / name))
+
+        wizard.data_page.add_folder(folders)
+        _wait(app, wizard.data_page.isComplete)
+        grab("retrain_data.png")
+        wizard.next()
+        wizard.settings_page.epochs_spin.setValue(8)
+        grab("retrain_settings.png")
+        wizard.next()
+        page = wizard.training_page
+        _wait(app, lambda: len(page.plot.val_acc) >= 3 or page.isComplete(), timeout=300)
+        grab("retrain_training.png")
+        _wait(app, page.isComplete, timeout=300)
+        wizard.next()
+        grab("retrain_compare.png")
+        wizard.next()
+        grab("retrain_promote.png")
+        wizard.reject()
+        workers.shutdown()
+        library.activate("resnet18", by="it", reason="screenshots done")
 
 
 def main(out_dir: str | None = None) -> int:
@@ -225,6 +270,7 @@ def main(out_dir: str | None = None) -> int:
         win.close()
         access_screenshots(app, out)
         models_screenshot(app, out, tmp_path)
+        wizard_screenshots(app, out, tmp_path)
     print(f"screenshots written to {out}")
     return 0
 

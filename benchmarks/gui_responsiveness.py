@@ -16,6 +16,9 @@
 The model is the shipped ResNet-18 when ``resources/models/resnet18.safetensors`` exists,
 otherwise a tiny randomly initialised 32 px model (the engine's test model), unless ``--model``
 says otherwise. Prints a Markdown summary for docs/performance.md.
+
+3. ``--training``: instead, the event loop while the retraining wizard fine-tunes the active
+   model in its child process (``benchmarks/gui_training.py``).
 """
 
 from __future__ import annotations
@@ -248,8 +251,19 @@ def main() -> int:
     parser.add_argument("--catch-stalls", type=Path, metavar="FILE",
                         help="write every thread's stack to FILE whenever the event loop misses 0.3 s "
                              "(faulthandler's watchdog; for finding what a stall waits on)")
+    parser.add_argument("--training", action="store_true",
+                        help="instead: the event loop while the retraining wizard fine-tunes the active model "
+                             "in its child process (benchmarks/gui_training.py)")
+    parser.add_argument("--per-class", type=int, default=20, help="--training: synthetic images per class")
+    parser.add_argument("--epochs", type=int, default=2, help="--training: epochs")
     args = parser.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    if args.training:
+        from benchmarks.gui_training import report, run_training
+
+        with tempfile.TemporaryDirectory(prefix="allsight-gui-train-") as tmp_name:
+            report(run_training(Path(tmp_name), args.per_class, args.epochs))
+        return 0
     with tempfile.TemporaryDirectory(prefix="allsight-gui-bench-") as tmp_name:
         tmp = Path(tmp_name)
         launches = launch_time(tmp, args.launches)

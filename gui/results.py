@@ -114,8 +114,7 @@ class ResultsPanel(QWidget, ReviewActions):
             self.flag_combo.addItem(text, value)
         self.class_combo.currentIndexChanged.connect(
             lambda _i: self.proxy.set_class_filter(self.class_combo.currentData()))
-        self.flag_combo.currentIndexChanged.connect(
-            lambda _i: self.proxy.set_flag_filter(self.flag_combo.currentData()))
+        self.flag_combo.currentIndexChanged.connect(lambda _i: self._flag_filter_chosen())
         self.shown_label = QLabel(self)
         theme.style(self.shown_label, Tone.MUTED)
         filters = QHBoxLayout()
@@ -193,6 +192,17 @@ class ResultsPanel(QWidget, ReviewActions):
         theme.follow(self, self.update_review_box)  # its rich text names the palette's colours
 
     # ------------------------------------------------------------------ content
+    def _flag_filter_chosen(self) -> None:
+        value = self.flag_combo.currentData()
+        self.proxy.set_flag_filter(value)
+        # Label next has its own order (engine.core.label_next); the others start in file order.
+        self.table.sortByColumn(COL_FILE, Qt.SortOrder.AscendingOrder)
+        self.proxy.invalidate()  # re-sorts even when the sort column did not change
+
+    def label_next_shown(self) -> bool:
+        """Whether the table shows Label next (reviews made there are marked so)."""
+        return self.flag_combo.currentData() == "label_next"
+
     def set_sample(self, title: str, rows: list[ReviewedImage], n_images: int) -> None:
         """Show a sample's rows (replacing what was there)."""
         self.has_sample = True

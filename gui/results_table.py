@@ -18,6 +18,7 @@ from PySide6.QtGui import QColor, QFont
 
 from engine import CLASS_DISPLAY_NAMES, CLASS_IDS
 from engine.core.flags import labels
+from engine.core.label_next import teaching_key, wants_label
 from engine.core.records import EXCLUDED_CLASS, ReviewedImage
 from gui import theme
 from gui.theme import Tone
@@ -261,6 +262,7 @@ CLASS_FILTERS: tuple[tuple[str, str | None], ...] = (
 FLAG_FILTERS: tuple[tuple[str, str], ...] = (
     ("All images", "all"),
     ("Flagged, not reviewed", "to_review"),
+    ("Label next: least sure first", "label_next"),
     ("Flagged", "flagged"),
     ("Needs review", "needs_review"),
     ("Out of distribution", "ood"),
@@ -297,6 +299,7 @@ class ResultsFilter(QSortFilterProxyModel):
         return {
             "all": True,
             "to_review": r.to_review,
+            "label_next": wants_label(r),
             "flagged": r.flagged,
             "needs_review": r.needs_review,
             "ood": r.out_of_distribution,
@@ -304,6 +307,16 @@ class ResultsFilter(QSortFilterProxyModel):
             "reviewed": r.reviewed,
             "overridden": r.overridden,
         }.get(flag_filter, True)
+
+    def lessThan(self, left: QModelIndex | QPersistentModelIndex,  # noqa: N802 (Qt's name)
+                 right: QModelIndex | QPersistentModelIndex) -> bool:
+        """Label next sorts by what a review teaches most, whatever the sort column."""
+        model = self.sourceModel()
+        if self.flag_filter == "label_next" and isinstance(model, ResultsModel):
+            a, b = model.row_data(left.row()), model.row_data(right.row())
+            if a is not None and b is not None:
+                return teaching_key(a) < teaching_key(b)
+        return super().lessThan(left, right)
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex | QPersistentModelIndex) -> bool:
         model = self.sourceModel()

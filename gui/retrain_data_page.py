@@ -136,7 +136,9 @@ class DataPage(QWizardPage):
             for col, c in enumerate(CLASS_IDS, start=1):
                 self.counts_table.setItem(row, col, QTableWidgetItem(str(per_class[c])))
         problems = survey.problems
-        text = [f"{len(survey.images)} images: {len(survey.train)} for training, {len(survey.val)} held out."]
+        taught = sum(im.via_label_next for im in survey.images)
+        text = [f"{len(survey.images)} images: {len(survey.train)} for training, {len(survey.val)} held out"
+                + (f"; {taught} reviewed in Label next." if taught else ".")]
         text += [("⛔ " if p.blocking else "⚠ ") + p.message for p in problems]
         self.problems_label.setText("\n".join(text))
         theme.style(self.problems_label, Tone.ERROR if any(p.blocking for p in problems) else None)

@@ -59,7 +59,8 @@ class SignOffFlow:
             return False
         reviewer = self.access.user
         try:
-            when = self.workbench.review(sample, path, final_class, reviewer)
+            via = "label_next" if self.results.panel.label_next_shown() else ""
+            when = self.workbench.review(sample, path, final_class, reviewer, via)
         except SignOffError as exc:
             self.window.show_message(str(exc))
             return False

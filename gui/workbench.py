@@ -357,10 +357,10 @@ class Workbench:
             raise AllSightError(f"Sample {sample.sample_id} has not been classified yet.")
         return sample.store_id
 
-    def review(self, sample: Sample, path: str, final_class: str | None, reviewer: str) -> str:
+    def review(self, sample: Sample, path: str, final_class: str | None, reviewer: str, via: str = "") -> str:
         """Record the reviewer's class for one image (None: withdraw its review); the time it
-        was recorded (ISO, UTC)."""
-        self._store().record_review(self._store_id(sample), path, final_class, reviewer)
+        was recorded (ISO, UTC). ``via``: the view it was made in (``"label_next"``)."""
+        self._store().record_review(self._store_id(sample), path, final_class, reviewer, via=via)
         return datetime.now(UTC).isoformat(timespec="seconds")
 
     def sign_off_statement(self, sample: Sample) -> str:

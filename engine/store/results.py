@@ -348,16 +348,18 @@ class ResultStore:
 
     # -------------------------------------------------------------------------------- review
     def record_review(self, sample_id: str, path: str | os.PathLike[str], final_class: str | None, reviewer: str,
-                      note: str = "") -> None:
+                      note: str = "", *, via: str = "") -> None:
         """Append a reviewer's class for one image (one of :data:`engine.CLASS_IDS`, or
         :data:`EXCLUDED_CLASS` to leave the image out of the counts; ``None`` withdraws the
         current review: the image is "not reviewed" again, and the withdrawal is itself a row of
         the history, audited as ``withdraw_review``, stored as an empty class). The model's prediction is
         kept unchanged beside it; the latest review is the current one. The review belongs to the
         image's current content: if the file is replaced, the new content has no review.
-        Refused for a signed-off sample (:class:`SignOffError`) until :meth:`reopen`."""
+        Refused for a signed-off sample (:class:`SignOffError`) until :meth:`reopen`. ``via``
+        names the view it was made in (``"label_next"``), kept in the audit entry: the retraining
+        wizard counts the images Label next taught."""
         reviewer = self._gate.actor(Permission.REVIEW, reviewer, "review images")
-        _review.record_review(self._db, sample_id, path, final_class, reviewer, note)
+        _review.record_review(self._db, sample_id, path, final_class, reviewer, note, via)
 
     def sign_off(self, sample_id: str, reviewer: str, statement: str, *,
                  require_independent_reviewer: bool = False, password: str | None = None) -> Sample:

@@ -35,7 +35,7 @@ MAX_STATEMENT_CHARS = 2000
 
 
 def record_review(db: Database, sample_id: str, path: str | os.PathLike[str], final_class: str | None,
-                  reviewer: str, note: str) -> None:
+                  reviewer: str, note: str, via: str = "") -> None:
     reviewer = required(reviewer, "reviewer")
     if final_class is not None and final_class not in REVIEW_CLASSES:
         raise StoreError(f"unknown class {final_class!r}; expected one of {', '.join(REVIEW_CLASSES)}")
@@ -59,7 +59,8 @@ def record_review(db: Database, sample_id: str, path: str | os.PathLike[str], fi
             audit(conn, reviewer, "withdraw_review", row["pk"], image_pk, model_class=model_class, note=note or "")
         else:
             audit(conn, reviewer, "record_review", row["pk"], image_pk, final_class=final_class,
-                  model_class=model_class, overridden=final_class != model_class, note=note or "")
+                  model_class=model_class, overridden=final_class != model_class, note=note or "",
+                  **({"via": via} if via else {}))
 
 
 def sign_off(db: Database, sample_id: str, reviewer: str, statement: str, *,

@@ -32,6 +32,7 @@ import numpy as np
 
 from engine import CLASS_IDS
 from engine.core.errors import DataLayoutError
+from engine.core.label_next import VIA_LABEL_NEXT
 from engine.io.images import natural_key, scan_paths
 from engine.training.data import Sample, class_folders
 
@@ -78,6 +79,8 @@ class LabImage:
     #: What must stay on one side of the split: the sample (store) or a block of numbering (folders).
     group: str
     sha256: str | None = None
+    #: Its current review was made in Label next (engine.core.label_next).
+    via_label_next: bool = False
 
     @property
     def class_id(self) -> str:
@@ -95,6 +98,10 @@ def from_store(store: ResultStore) -> tuple[list[LabImage], list[Problem]]:
     images: list[LabImage] = []
     changed: list[str] = []
     signed = [s for s in store.list_samples() if s.signed_off]
+    latest_via: dict[str, str] = {}  # image path -> the view its latest review was made in
+    for entry in store.audit(action="record_review"):
+        if entry.path is not None:
+            latest_via[entry.path] = str(entry.details.get("via", ""))
     if not signed:
         return [], [Problem(ProblemCode.NO_SIGNED_OFF_SAMPLES,
                             f"the result database {store.path.name} has no signed-off samples: only the reviews of "
@@ -108,7 +115,7 @@ def from_store(store: ResultStore) -> tuple[list[LabImage], list[Problem]]:
                 changed.append(str(path))
                 continue
             images.append(LabImage(path, CLASS_IDS.index(r.final_class), Source.STORE, f"sample:{sample.sample_id}",
-                                   r.image_sha256))
+                                   r.image_sha256, latest_via.get(r.path) == VIA_LABEL_NEXT))
     problems = []
     if changed:
         problems.append(Problem(ProblemCode.CHANGED_SINCE_REVIEW,

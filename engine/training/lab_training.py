@@ -120,6 +120,7 @@ def lab_training_data(*, folders: Sequence[str | Path] = (), store: Any = None, 
         replay_val = tuple(val_all[i] for i in sorted(keep))  # a seeded share of every class
         reference = tuple(split_samples(base_card, replay_dir, "test"))
     fp = {"sha256": lab_data.fingerprint(images), "n_images": len(images),
+          "n_from_label_next": sum(im.via_label_next for im in images),
           "n_samples": len({im.group for im in images if im.source is Source.STORE}),
           "sources": {str(s): dict(c) for s, c in lab_data.counts(images).items()},
           "split": "by sample (store) / block (folders)", "split_sizes": {"train": len(train), "val": len(val)},

@@ -213,3 +213,17 @@ def test_a_review_can_be_withdrawn_from_the_panel(panel):
     assert asked == [rows[0].path]
     panel.set_review(rows[0].path, None, None)  # what the window does once the store has it
     assert not panel.model.rows[0].reviewed and panel.summary.n_flagged_unreviewed == 1
+
+
+def test_label_next_shows_the_unreviewed_images_that_teach_most_first(panel):
+    rows = [ok(0, conf=0.99), ok(1, conf=0.45), ok(2, conf=0.7), err(3),
+            ok(4, conf=0.3).with_review("Pre", "tom", "2026-12-02T10:00:00")]
+    panel.set_sample("S", rows, len(rows))
+    panel.flag_combo.setCurrentIndex(panel.flag_combo.findData("label_next"))
+    assert panel.label_next_shown()
+    shown = [panel.proxy.index(r, COL_FILE).data() for r in range(panel.proxy.rowCount())]
+    assert shown == ["img01.jpg", "img02.jpg", "img00.jpg"]  # least confident first; no error, no reviewed
+    panel.flag_combo.setCurrentIndex(panel.flag_combo.findData("all"))
+    assert not panel.label_next_shown()
+    assert [panel.proxy.index(r, COL_FILE).data() for r in range(panel.proxy.rowCount())][:2] == ["img00.jpg",
+                                                                                                  "img01.jpg"]

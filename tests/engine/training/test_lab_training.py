@@ -9,7 +9,7 @@ import pytest
 from engine.core.errors import DataLayoutError
 from engine.models.checkpoint import load_model
 from engine.store.results import ResultStore
-from engine.training.lab_training import lab_training_data
+from engine.training.lab_training import lab_training_data, survey
 from engine.training.train import TrainConfig, train
 from tests.conftest import save_tiny_model
 from tests.engine.training.test_lab_data import class_folders, signed_off_sample
@@ -54,3 +54,23 @@ def test_a_fine_tune_with_distillation_saves_a_model_whose_card_names_the_lab_da
     card = load_model(tmp_path / "out" / "lab.safetensors").card
     assert card.data_fingerprint["sha256"] == data.fingerprint["sha256"]
     assert card.training["recipe"]["distill"] == 1.0
+
+
+def test_the_survey_counts_the_reviews_made_in_label_next(tmp_path):
+    from engine.core.records import ImageResult
+    from tests.conftest import synthetic_smear, write_image
+
+    with ResultStore.open(tmp_path / "db.sqlite3") as store:
+        paths = [write_image(tmp_path / "S-9" / f"f{i}.png", synthetic_smear(2, 40, 900 + i)) for i in range(3)]
+        store.create_or_get_sample("S-9", tmp_path / "S-9")
+        store.add_images("S-9", paths)
+        for p in paths:
+            store.record_prediction("S-9", p, ImageResult(str(p), "ok", "Pre", 0.5, needs_review=True), "m", "1",
+                                    "c" * 64)
+        store.record_review("S-9", paths[0], "Pre", "tom", via="label_next")
+        store.record_review("S-9", paths[1], "Pre", "tom", via="label_next")
+        store.record_review("S-9", paths[1], "Early", "tom")  # reviewed again, elsewhere: its latest review counts
+        store.record_review("S-9", paths[2], "Pre", "tom")
+        store.sign_off("S-9", "rita", "I approve")
+        found = survey(store=store)
+    assert [im.via_label_next for im in sorted(found.images, key=lambda im: im.path.name)] == [True, False, False]

@@ -66,7 +66,7 @@ from engine import __version__
 from engine.core.errors import AllSightError
 from engine.core.jobs import JobState
 from gui import errors as gui_errors
-from gui import model_status, settings_flow
+from gui import model_flow, model_status, settings_flow
 from gui import window_layout as layout
 from gui.access_flow import AccessFlow
 from gui.batch import BatchQueue
@@ -398,51 +398,13 @@ class MainWindow(QMainWindow):
         return settings_flow.apply_settings(self, new)
 
     def open_models(self) -> bool:
-        """Tools ▸ Models…: the model library; after an activation the window follows the new
-        active model (a model pinned in Settings is unpinned: the lab's activation wins)."""
-        from engine.core.identity import Permission
-        from engine.models.library import ModelLibrary
-        from gui.models_dialog import ModelsDialog
-
-        dialog = ModelsDialog(ModelLibrary(verify_network=False), self.store, self.access.user, self,
-                              change_refusal=self.access.refusal(Permission.CHANGE_MODELS),
-                              on_activated=self.follow_active_model)
-        try:
-            dialog.exec()
-        finally:
-            dialog.deleteLater()
-        return True
+        return model_flow.open_models(self)
 
     def follow_active_model(self) -> None:
-        """After an activation: unpin a model chosen in Settings and load the active one."""
-        if self.settings.active_model:
-            self.update_settings(active_model="")
-        self.load_model_info()
-        self.show_message(f"Active model: {getattr(self.model_card, 'id', '?')} "
-                          f"{getattr(self.model_card, 'version', '')}", 8000)
+        model_flow.follow_active_model(self)
 
     def open_retrain_wizard(self) -> bool:
-        """Tools ▸ Retrain model…; an interrupted training is offered for resuming first."""
-        from engine.core.identity import Permission
-        from engine.models.library import ModelLibrary
-        from gui import dialogs
-        from gui.retrain_wizard import RetrainWizard, interrupted_runs
-
-        resume = None
-        for run_dir in interrupted_runs():
-            if dialogs.confirm(self, "Resume training", f"A training started {run_dir.name} was interrupted. "
-                               "Resume it from its last epoch?", "Resume", "Start a new one"):
-                resume = run_dir
-                break
-        wizard = RetrainWizard(ModelLibrary(verify_network=False), self.store, self.workers, self.access.user, self,
-                               promote_refusal=self.access.refusal(Permission.CHANGE_MODELS), resume=resume)
-        try:
-            promoted = wizard.exec()
-        finally:
-            wizard.deleteLater()
-        if promoted and wizard.promoted is not None:
-            self.follow_active_model()
-        return bool(promoted)
+        return model_flow.open_retrain_wizard(self)
 
     def show_audit_trail(self) -> None:
         from gui.audit_dialog import AuditDialog

@@ -83,3 +83,22 @@ def test_a_killed_job_is_seen_as_interrupted_and_resumes_from_its_checkpoint(tmp
     assert "resumed" in phases
     epochs = [e["metrics"]["epoch"] for e in job.read_events(run) if e.get("phase") == "validate"]
     assert epochs[-1] == 4 and len(epochs) < 6  # later epochs only, not all four again
+
+
+def test_a_disk_that_fills_fails_the_job_with_a_clear_message(tmp_path, spec, monkeypatch):
+    import errno
+
+    from engine.training import train as train_module
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+        yield  # a generator, as train() is
+
+    monkeypatch.setattr(train_module, "train", full_disk)
+    run = tmp_path / "run"
+    spec.write(run)
+    active_before = resolve_model_card(None).weights_sha256
+    assert job.run_job(run) == 2
+    message = job.read_state(run)["message"]
+    assert "the disk is full" in message and "unchanged" in message
+    assert resolve_model_card(None).weights_sha256 == active_before

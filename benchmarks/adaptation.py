@@ -19,6 +19,10 @@ with a forgetting guard:
 * ``replay`` — the development set's training split replayed 1:1 with the lab's images;
 * ``replay+distill`` — both.
 
+``--augment base`` (the default, as the fine-tune's) trains with the base model's own
+augmentation recipe (for the shipped ResNet18: the background swap); ``standard`` with the
+standard preset (the first runs, kept in the JSON with ``"augment": "standard"``).
+
 Reported per run: accuracy on the base model's *test split* in the new look (held out, never
 seen in any look) and as it is (the original lab: forgetting), before and after, and the
 seconds the run took on this machine (with the clean-test evaluation time of the same run as
@@ -98,7 +102,8 @@ def measure(loaded, test) -> dict[str, float]:
 
 
 def run(args, n: int, guard: str, base_card, test) -> dict:
-    from engine.training.lab_training import lab_training_data
+    from engine.imaging.augment import AugmentConfig
+    from engine.training.lab_training import base_augment, lab_training_data
     from engine.training.train import TrainConfig, train
 
     work = Path(args.work)
@@ -108,10 +113,11 @@ def run(args, n: int, guard: str, base_card, test) -> dict:
         data = lab_training_data(folders=[folder], replay_dir=args.data_dir if g["replay"] else None,
                                  base_card=base_card, seed=0)
     except DataLayoutError as exc:  # too few images per class: the wizard refuses them the same way
-        return {"n": n, "guard": guard, "refused": str(exc)}
+        return {"n": n, "guard": guard, "augment": args.augment, "refused": str(exc)}
     cfg = TrainConfig(data_dir=str(folder), arch=base_card.architecture, init=args.model, epochs=args.epochs,
                       image_size=base_card.image_size, batch_size=32, lr=args.lr, patience=args.epochs,
                       model_input=base_card.preprocess.model_input, white_balance=base_card.preprocess.white_balance,
+                      augment=base_augment(base_card) if args.augment == "base" else AugmentConfig.preset(args.augment),
                       out_dir=str(work / f"model-{n}-{guard}"), model_id=f"adapt-{n}-{guard}", distill=g["distill"],
                       workers=1)
     started = time.time()
@@ -123,7 +129,8 @@ def run(args, n: int, guard: str, base_card, test) -> dict:
     seconds = time.time() - started
     assert last is not None
     after = measure(load_model(last.metrics["model_path"]), test)
-    return {"n": n, "guard": guard, "lab_images": data.fingerprint["n_images"],
+    return {"n": n, "guard": guard, "augment": args.augment, "lab_images": data.fingerprint["n_images"],
+            "model_path": last.metrics["model_path"],
             "train_seconds": round(seconds, 1), "after": after}
 
 
@@ -134,6 +141,8 @@ def main() -> int:
     parser.add_argument("--n", type=int, nargs="+", default=[25, 50, 100, 200])
     parser.add_argument("--guards", nargs="+", default=list(GUARDS), choices=list(GUARDS))
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--augment", default="base", choices=["base", "standard"],
+                        help="base: what the base model was trained with (the fine-tune's default); standard")
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--work", default="/tmp/allsight-adaptation")
     parser.add_argument("--out", default="docs/results/adaptation.json")
@@ -146,15 +155,15 @@ def main() -> int:
     result = json.loads(out.read_text()) if out.is_file() else {}
     result.update({"model": f"{base.card.id}@{base.card.version}", "new_lab": new_lab.__doc__, "before": before,
                    "epochs": args.epochs, "lr": args.lr})
-    runs = {(r["n"], r["guard"]): r for r in result.get("runs", [])}
+    runs = {(r["n"], r["guard"], r.get("augment", "standard")): r for r in result.get("runs", [])}
     for n in args.n:
         for guard in args.guards:
             r = run(args, n, guard, base.card, test)
             if "train_seconds" in r:
                 r["train_seconds_per_eval_seconds"] = round(r["train_seconds"] / max(before["eval_seconds"], 1e-6), 1)
-            runs[(n, guard)] = r
+            runs[(n, guard, args.augment)] = r
             print(json.dumps(r), flush=True)
-            result["runs"] = sorted(runs.values(), key=lambda r: (r["n"], r["guard"]))
+            result["runs"] = sorted(runs.values(), key=lambda r: (r["n"], r["guard"], r.get("augment", "standard")))
             out.write_text(json.dumps(result, indent=2) + "\n")  # after every run: a stopped session keeps them
     return 0
 

@@ -25,7 +25,7 @@ def augment_config(args: argparse.Namespace):
     --background-swap)."""
     from engine.imaging.augment import AugmentConfig
 
-    cfg = AugmentConfig.preset("none" if args.no_augment else args.augment)
+    cfg = AugmentConfig.preset("none" if args.no_augment else args.augment or "standard")
     if args.background_swap is not None:
         if not 0.0 <= args.background_swap <= 1.0:
             raise ConfigError(f"--background-swap must be a probability from 0 to 1, got {args.background_swap}")
@@ -70,13 +70,22 @@ def cmd_train(args: argparse.Namespace) -> int:
                 store.close()
         for source, per_class in data.fingerprint["sources"].items():
             print(f"{source}: " + ", ".join(f"{c} {n}" for c, n in per_class.items()), file=sys.stderr)
+    augment = augment_config(args)
+    distill = 0.0 if args.distill is None else args.distill
+    if fine_tune:
+        from engine.training.lab_training import base_augment, default_distill
+
+        if args.augment is None and args.background_swap is None and not args.no_augment:
+            augment = base_augment(base)  # what the base model was trained with
+        if args.distill is None:
+            distill = default_distill(bool(args.replay))
     cfg = TrainConfig(
         data_dir=args.data_dir or str(args.from_store), arch=arch, init=init, mode=args.mode,
         epochs=args.epochs or (10 if fine_tune else 30), image_size=image_size, batch_size=args.batch_size,
         split=args.split, seed=args.seed, out_dir=args.out, model_id=args.id or "", model_version=args.model_version,
         lr=args.lr or (5e-4 if fine_tune else 2e-3), patience=args.patience, model_input=model_input,
-        skip_broken=args.skip_broken, augment=augment_config(args), white_balance=white_balance,
-        distill=(1.0 if fine_tune else 0.0) if args.distill is None else args.distill, replay_ratio=args.replay_ratio,
+        skip_broken=args.skip_broken, augment=augment, white_balance=white_balance,
+        distill=distill, replay_ratio=args.replay_ratio,
     )
     if fine_tune and not args.id:
         cfg = dataclasses.replace(cfg, model_id=f"{arch}-lab")
@@ -129,7 +138,7 @@ def _add_train(sub) -> None:
                    "split into every epoch (never its test split)")
     p.add_argument("--replay-ratio", type=float, default=1.0, help="replayed images per lab image and epoch")
     p.add_argument("--distill", type=float, help="fine-tune: weight of distillation from the starting model "
-                   "(default 1; 0 turns the guard against forgetting off)")
+                   "(default 1 without --replay, 0 with it: replay is then the guard; 0 turns it off)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="fine-tune: share of samples/blocks held out")
     p.add_argument("--mode", choices=["finetune", "frozen"], default="finetune",
                    help="train every layer, or only a new head on a frozen ImageNet backbone")
@@ -141,11 +150,12 @@ def _add_train(sub) -> None:
     p.add_argument("--lr", type=float, help="default 2e-3; a fine-tune 5e-4")
     p.add_argument("--patience", type=int, default=8, help="early stopping: epochs without validation gain")
     p.add_argument("--model-input", choices=["masked", "enhanced", "original"], default="masked")
-    p.add_argument("--augment", choices=["standard", "microscope", "cell", "none"], default="standard",
+    p.add_argument("--augment", choices=["standard", "microscope", "cell", "none"],
                    help="augmentation preset: standard (flips, 90-degree rotations, zoom-in, "
                         "brightness/contrast/gamma/hue, blur, lower resolution, JPEG); microscope "
                         "(standard + white-balance casts and lower magnification); cell (background "
-                        "swap + strong stain and illumination changes); none")
+                        "swap + strong stain and illumination changes); none. Default: standard; a "
+                        "fine-tune: what the base model was trained with")
     p.add_argument("--white-balance", action="store_true",
                    help="white-balance each field on its background before contrast enhancement")
     p.add_argument("--background-swap", type=float, metavar="P",

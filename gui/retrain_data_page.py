@@ -156,7 +156,8 @@ class DataPage(QWizardPage):
         return self.survey is not None and not self.survey.blocking(self.skip_check.isChecked())
 
 
-AUGMENT_PRESETS = (("standard", "Standard (flips, rotations, colour and focus changes)"),
+AUGMENT_PRESETS = (("", "As the model it starts from was trained (recommended)"),
+                   ("standard", "Standard (flips, rotations, colour and focus changes)"),
                    ("microscope", "Microscope (standard + white balance and magnification changes)"),
                    ("cell", "Cell (background swap + strong stain changes; slower)"), ("none", "None"))
 
@@ -180,8 +181,8 @@ class SettingsPage(QWizardPage):
         self.augment_combo = QComboBox(self)
         for value, text in AUGMENT_PRESETS:
             self.augment_combo.addItem(text, value)
-        self.guard_check = QCheckBox("Guard against forgetting the original lab (distillation from the active model)",
-                                     self)
+        self.guard_check = QCheckBox("Guard against forgetting the original lab (replay of the development set "
+                                     "where given, else distillation from the active model)", self)
         self.guard_check.setChecked(True)
         self.estimate_label = QLabel(self)
         for widget in (self.base_combo, self.augment_combo):

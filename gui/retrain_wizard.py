@@ -95,7 +95,7 @@ class RetrainWizard(QWizard):
         spec = job.JobSpec(folders=tuple(self.data_page.folders()), store=self.data_page.store_used(), init=init,
                            image_size=s.size_spin.value(), replay_dir=self.data_page.replay_edit.text().strip(),
                            epochs=s.epochs_spin.value(), augment=s.augment_combo.currentData(),
-                           distill=1.0 if s.guard_check.isChecked() else 0.0,
+                           distill=None if s.guard_check.isChecked() else 0.0,
                            skip_unreadable=self.data_page.skip_check.isChecked(), model_id="lab-model",
                            version=stamp, started_by=self.actor)
         run_dir = job.runs_dir() / stamp

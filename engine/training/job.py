@@ -53,8 +53,10 @@ class JobSpec:
     image_size: int = 128
     replay_dir: str = ""
     epochs: int = 10
-    augment: str = "standard"
-    distill: float = 1.0
+    #: An augmentation preset, or "" for what the base model was trained with (lab_training.base_augment).
+    augment: str = ""
+    #: Distillation weight; None: the default guard (lab_training.default_distill).
+    distill: float | None = None
     lr: float = 5e-4
     batch_size: int = 32
     skip_unreadable: bool = False
@@ -203,7 +205,7 @@ def _train_and_compare(spec: JobSpec, run_dir: Path, events: _Events, token) -> 
     from engine.models.checkpoint import load_model, read_card
     from engine.store.results import ResultStore
     from engine.training.compare import compare_models
-    from engine.training.lab_training import lab_training_data
+    from engine.training.lab_training import base_augment, default_distill, lab_training_data
     from engine.training.train import TrainConfig, train
 
     fine_tune = spec.init not in ("scratch", "imagenet")
@@ -221,9 +223,11 @@ def _train_and_compare(spec: JobSpec, run_dir: Path, events: _Events, token) -> 
         data_dir=",".join(spec.folders) or spec.store, arch=arch, init=str(base.weights_path) if base else spec.init,
         epochs=spec.epochs, image_size=size, batch_size=spec.batch_size, lr=spec.lr, patience=spec.epochs,
         model_input=base.preprocess.model_input if base else "enhanced",
-        white_balance=base.preprocess.white_balance if base else False, augment=AugmentConfig.preset(spec.augment),
+        white_balance=base.preprocess.white_balance if base else False,
+        augment=AugmentConfig.preset(spec.augment) if spec.augment else base_augment(base),
         out_dir=str(run_dir), model_id=spec.model_id, model_version=spec.version,
-        distill=spec.distill if fine_tune else 0.0, skip_broken=spec.skip_unreadable, workers=1)
+        distill=(default_distill(bool(spec.replay_dir)) if spec.distill is None else spec.distill) if fine_tune else 0.0,
+        skip_broken=spec.skip_unreadable, workers=1)
     events.emit({"event": "data", "train": len(data.train), "val": len(data.val),
                  "replay": len(data.replay_train), "reference": len(data.reference)})
     last = None

@@ -10,12 +10,14 @@ files only when asked to, and never lets the development set's test split into t
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.core.errors import DataLayoutError
+from engine.imaging.augment import AugmentConfig
 from engine.training import lab_data
 from engine.training.data import Sample
 from engine.training.lab_data import LabImage, Problem, Source
@@ -35,6 +37,28 @@ class TrainingData:
     reference: tuple[Sample, ...] = ()
     fingerprint: Mapping[str, Any] = field(default_factory=dict)
     problems: tuple[Problem, ...] = ()
+
+
+def base_augment(base_card: Any) -> AugmentConfig:
+    """The augmentation the base model was trained with (its card's recipe: for the shipped
+    ResNet18 the background swap that keeps the call on the white cell), so a fine-tune does not
+    unlearn what it bought; the standard preset when the card does not say."""
+    raw = (base_card.training.get("recipe", {}) if base_card is not None else {}).get("augment")
+    names = {f.name for f in dataclasses.fields(AugmentConfig)}
+    if isinstance(raw, dict) and set(raw) <= names:
+        try:
+            values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+            return AugmentConfig(**values)
+        except (TypeError, ValueError):
+            pass
+    return AugmentConfig.preset("standard")
+
+
+def default_distill(replay: bool) -> float:
+    """The forgetting guard's distillation weight by default: off when the development set is
+    replayed (replay alone guards better and lets the new lab be learned: docs/results.md,
+    "A lab's fine-tune"), on when the lab has only its own images."""
+    return 0.0 if replay else 1.0
 
 
 def _samples(images: Sequence[LabImage]) -> tuple[Sample, ...]:
@@ -129,4 +153,4 @@ def lab_training_data(*, folders: Sequence[str | Path] = (), store: Any = None, 
     return TrainingData(_samples(train), _samples(val), replay_train, replay_val, reference, fp, tuple(problems))
 
 
-__all__ = ["Survey", "TrainingData", "lab_training_data", "refusal", "survey"]
+__all__ = ["Survey", "TrainingData", "base_augment", "default_distill", "lab_training_data", "refusal", "survey"]

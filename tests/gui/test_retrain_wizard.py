@@ -127,3 +127,33 @@ def test_a_killed_training_resumes_when_the_wizard_opens_again(qtbot, window, tm
     assert window.open_retrain_wizard()
     assert "resumed" in [e.get("phase") for e in job.read_events(run_dir)]
     assert ModelLibrary().active().card.id == "lab-model" and window.model_card.id == "lab-model"
+
+
+def test_a_candidate_worse_on_the_reference_set_needs_a_typed_reason(qtbot, tmp_path):
+    import json
+
+    from gui.retrain_compare_page import ComparePage, PromotePage
+
+    def figures(acc: float) -> dict:
+        return {"accuracy": acc, "recall": dict.fromkeys(("Benign", "Early", "Pre", "Pro"), acc), "ece": 0.05,
+                "flagged_fraction": 0.3, "per_class": {c: {"support": 5} for c in ("Benign", "Early", "Pre", "Pro")},
+                "confusion_matrix": [[5, 0, 0, 0], [0, 5, 0, 0], [0, 0, 5, 0], [0, 0, 0, 5]]}
+
+    report = {"reference": {"current": figures(0.9), "candidate": figures(0.8), "regressions": ["accuracy 80.0 % vs 90.0 %"]}}
+    (tmp_path / job.COMPARE_FILE).write_text(json.dumps(report))
+    compare = ComparePage()
+    compare.run_dir = tmp_path
+    qtbot.addWidget(compare)
+    compare.initializePage()
+    assert compare.worse_on_reference() and (0, 2) in compare.red_cells  # accuracy, the new model: red
+    assert "Worse on the reference set" in compare.regressions_label.text()
+    promote = PromotePage(compare)
+    qtbot.addWidget(promote)
+    promote.initializePage()
+    assert not promote.isComplete() and "type why" in promote.info_label.text()
+    promote.reason_edit.setText("our reference images differ; accepted by the lab head")
+    assert promote.isComplete()
+    refused = PromotePage(compare, refusal="your role (technician) may not change the model")
+    qtbot.addWidget(refused)
+    refused.initializePage()
+    assert not refused.isComplete() and "cannot promote" in refused.info_label.text()

@@ -74,3 +74,14 @@ def test_the_survey_counts_the_reviews_made_in_label_next(tmp_path):
         store.sign_off("S-9", "rita", "I approve")
         found = survey(store=store)
     assert [im.via_label_next for im in sorted(found.images, key=lambda im: im.path.name)] == [True, False, False]
+
+
+def test_a_fine_tune_keeps_the_base_models_augmentation_and_replay_replaces_distillation():
+    from engine.imaging.augment import AugmentConfig
+    from engine.models.checkpoint import resolve_model_card
+    from engine.training.lab_training import base_augment, default_distill
+
+    shipped = resolve_model_card("resnet18")
+    assert base_augment(shipped).p_background_swap == shipped.training["recipe"]["augment"]["p_background_swap"] > 0
+    assert base_augment(None) == AugmentConfig.preset("standard")
+    assert default_distill(replay=True) == 0.0 and default_distill(replay=False) == 1.0

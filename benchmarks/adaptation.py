@@ -48,7 +48,7 @@ from engine import CLASS_IDS  # noqa: E402
 from engine.core.errors import DataLayoutError  # noqa: E402
 from engine.imaging.augment import color_cast, gamma, hue_saturation  # noqa: E402
 from engine.io.images import load_image  # noqa: E402
-from engine.models.checkpoint import load_model  # noqa: E402
+from engine.models.resolve import load_model  # noqa: E402
 from engine.training.data import split_samples
 from engine.training.evaluate import evaluate_samples  # noqa: E402
 

@@ -56,7 +56,7 @@ def write_images(folder: Path, n: int, seed: int = 0) -> None:
 
 
 def choose_model(arg: str | None, tmp: Path) -> tuple[str, str]:
-    from engine.models.checkpoint import SHIPPED_MODELS_DIR
+    from engine.models.resolve import SHIPPED_MODELS_DIR
 
     if arg:
         return arg, arg

@@ -91,7 +91,7 @@ def main() -> int:
     from inference import ceiling, image_files, link_folder
 
     from engine.inference.onnx_export import cache_path, ensure_cached
-    from engine.models.checkpoint import resolve_model_card
+    from engine.models.resolve import resolve_model_card
 
     card = resolve_model_card(args.model)
     ensure_cached(card)

@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.imaging.augment import ROBUSTNESS_SHIFTS  # noqa: E402
-from engine.models.checkpoint import load_model  # noqa: E402
+from engine.models.resolve import load_model  # noqa: E402
 from engine.training.data import split_samples
 from engine.training.evaluate import evaluate_samples  # noqa: E402
 from engine.training.metrics import format_report  # noqa: E402

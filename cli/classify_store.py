@@ -17,7 +17,7 @@ from engine.store.naming import image_key
 
 if TYPE_CHECKING:  # the engine's heavy modules load only once the inputs are known
     from engine.core.records import ImageResult
-    from engine.models.checkpoint import ModelCard
+    from engine.models.card import ModelCard
     from engine.store.results import ResultStore
     from engine.workflow.classification import ImageClassified, SamplePlan
 

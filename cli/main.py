@@ -42,7 +42,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from engine.core.errors import ModelError
     from engine.imaging.preprocess import PreprocessConfig, preprocess
     from engine.io.images import load_image
-    from engine.models.checkpoint import resolve_model_card
+    from engine.models.resolve import resolve_model_card
 
     # The stages the model actually sees: the named model's preprocessing, by default the
     # default model's (its image size and white balance), not a generic 224 px one.

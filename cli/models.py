@@ -47,7 +47,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     arch, image_size, model_input, white_balance, init = (args.arch, args.image_size, args.model_input,
                                                          args.white_balance, args.init or "imagenet")
     if fine_tune:  # a lab's fine-tune: the wizard's data selection, split and forgetting guards
-        from engine.models.checkpoint import resolve_model_card
+        from engine.models.resolve import resolve_model_card
         from engine.training.lab_training import lab_training_data
 
         base = resolve_model_card(args.init if _is_model(args.init) else None)  # default: the active model

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from engine.core.records import ImageResult
-    from engine.models.checkpoint import ModelCard
+    from engine.models.card import ModelCard
     from gui.batch_job import BatchJob
 
 

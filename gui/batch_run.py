@@ -27,7 +27,7 @@ from gui.batch_job import CANCELLED, DONE, FAILED, BatchJob
 
 if TYPE_CHECKING:
     from engine.core.records import ImageResult
-    from engine.models.checkpoint import ModelCard
+    from engine.models.card import ModelCard
     from engine.store.results import ResultStore
     from engine.workflow.classification import ImageClassified
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from engine.models.checkpoint import ModelCard
+    from engine.models.card import ModelCard
     from engine.reports.sample import SampleReport
     from engine.store.results import ResultStore
 

@@ -86,7 +86,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from engine.core.identity import Identity
-    from engine.models.checkpoint import ModelCard
+    from engine.models.card import ModelCard
     from engine.store.results import ResultStore
 
 log = logging.getLogger("allsight.gui.main_window")
@@ -260,7 +260,7 @@ class MainWindow(QMainWindow):
     def load_model_info(self) -> None:
         """Read the active model's card (cheap: JSON only, no torch). No model installed is a
         normal state: the status bar says so and the preview uses the research defaults."""
-        from engine.models.checkpoint import resolve_model_card
+        from engine.models.resolve import resolve_model_card
 
         model_status.show_device(self.device_label, self.settings.device, None)
         model = self.settings.active_model

@@ -14,7 +14,7 @@ from gui.theme import Tone
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QLabel
 
-    from engine.models.checkpoint import ModelCard
+    from engine.models.card import ModelCard
     from gui.preview import PreviewPanel
 
 

@@ -40,9 +40,12 @@ def _rows(figures: dict[str, Any]) -> list[tuple[str, str, float | None, bool]]:
         ("Accuracy", f"{figures['accuracy'] * 100:.1f} %", figures["accuracy"], True)]
     rows += [(f"{c} recall", f"{figures['recall'][c] * 100:.1f} %", figures["recall"][c], True) for c in CLASS_IDS]
     rows += [("Calibration error (ECE)", f"{figures['ece']:.3f}", figures["ece"], False),
-             ("Flagged for review", f"{figures['flagged_fraction'] * 100:.0f} %", None, False),
-             ("Confusion (rows: true class)", " | ".join(" ".join(str(v) for v in row)
-                                                     for row in figures["confusion_matrix"]), None, False)]
+             ("Flagged for review", f"{figures['flagged_fraction'] * 100:.0f} %", None, False)]
+    swap = figures.get("background_swap")
+    rows += [("Follows the cell (background swaps)", f"{swap['follows_cells'] * 100:.0f} %" if swap else "—",
+              swap["follows_cells"] if swap else None, True)]
+    confusion = " | ".join(" ".join(str(v) for v in row) for row in figures["confusion_matrix"])
+    rows.append(("Confusion (rows: true class)", confusion, None, False))
     return rows
 
 

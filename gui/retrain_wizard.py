@@ -114,7 +114,8 @@ class RetrainWizard(QWizard):
         if not state.get("model_path"):
             return
         reason = self.promote_page.reason_edit.text().strip()
-        figures = {key: {who: {k: part[who][k] for k in ("accuracy", "recall", "ece", "flagged_fraction")}
+        figures = {key: {who: {k: part[who].get(k) for k in ("accuracy", "recall", "ece", "flagged_fraction",
+                                                             "background_swap")}
                          for who in ("current", "candidate")} for key, part in self.compare_page.report.items()
                    if key != "models"}
 

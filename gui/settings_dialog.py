@@ -50,7 +50,7 @@ def describe_model(model: str) -> tuple[str, float | None]:
     """A line about ``model`` (id, version, architecture or why it cannot be used) and its card's
     review threshold (None when unknown)."""
     from engine.core.errors import AllSightError
-    from engine.models.checkpoint import resolve_model_card
+    from engine.models.resolve import resolve_model_card
 
     try:
         card = resolve_model_card(model)

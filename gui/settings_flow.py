@@ -40,7 +40,7 @@ def open_settings(window: QMainWindow) -> bool:
 
 
 def _model_sha256(model: str) -> str:
-    from engine.models.checkpoint import resolve_model_card
+    from engine.models.resolve import resolve_model_card
 
     try:
         return resolve_model_card(model).weights_sha256 or ""

@@ -173,7 +173,8 @@ def save_tiny_model(out_dir: Path, arch: str = "baseline", image_size: int = 32,
     import torch
 
     from engine.imaging.preprocess import PreprocessConfig
-    from engine.models.checkpoint import ModelCard, save_model
+    from engine.models.card import ModelCard
+    from engine.models.checkpoint import save_model
     from engine.models.registry import build_model
 
     torch.manual_seed(0)

@@ -50,13 +50,9 @@ from engine.inference.runtime import (  # noqa: F401 - select_device/configure_t
 )
 from engine.inference.scoring import softmax
 from engine.io.images import load_image
-from engine.models.checkpoint import (
-    LoadedModel,
-    ModelCard,
-    load_arrays,
-    load_model,
-    resolve_model_card,
-)
+from engine.models.card import ModelCard
+from engine.models.checkpoint import load_arrays
+from engine.models.resolve import LoadedModel, load_model, resolve_model_card
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,8 @@ from typing import Any
 from engine.core.errors import ModelError
 from engine.core.fsutil import atomic_write_bytes
 from engine.core.paths import user_dir
-from engine.models.checkpoint import LoadedModel, ModelCard
+from engine.models.card import ModelCard
+from engine.models.resolve import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ def ensure_cached(card: ModelCard, loaded: LoadedModel | None = None) -> bytes:
     if blob is not None:
         return blob
     if loaded is None:
-        from engine.models.checkpoint import load_model
+        from engine.models.resolve import load_model
 
         loaded = load_model(card)
     log.info("exporting %s %s to ONNX for ONNX Runtime (once per model)", card.id, card.version)

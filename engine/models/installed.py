@@ -1,5 +1,5 @@
 """Where the lab's own models live, and which model is active: the two facts model resolution
-(:func:`engine.models.checkpoint.resolve_model_card`) needs, read without parsing a model card.
+(:func:`engine.models.resolve.resolve_model_card`) needs, read without parsing a model card.
 
 Lab-trained and imported models live in the user data folder, never the install folder::
 

@@ -28,15 +28,10 @@ from typing import Any
 from engine.core.errors import ModelError
 from engine.core.fsutil import atomic_write_bytes
 from engine.models import installed
-from engine.models.checkpoint import (
-    DEFAULT_MODEL_ID,
-    SHIPPED_MODELS_DIR,
-    ModelCard,
-    active_card_path,
-    read_card,
-    read_verified_weights,
-)
+from engine.models.card import ModelCard
+from engine.models.checkpoint import read_card, read_verified_weights
 from engine.models.installed import ACTIVE_FILE, ACTIVE_FORMAT, INSTALL_FILE
+from engine.models.resolve import DEFAULT_MODEL_ID, SHIPPED_MODELS_DIR, active_card_path
 
 
 class ModelSource(StrEnum):
@@ -101,7 +96,7 @@ def verify(card_or_path: ModelCard | str | Path, *, network: bool = True) -> Mod
     card = card_or_path if isinstance(card_or_path, ModelCard) else read_card(card_or_path)
     read_verified_weights(card)
     if network:
-        from engine.models.checkpoint import load_model
+        from engine.models.resolve import load_model
 
         load_model(card)
     return card

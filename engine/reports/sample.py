@@ -218,7 +218,7 @@ def sample_report_from_store(store: Any, sample_id: str, *, card: Any = None, la
                              operator: str = "") -> SampleReport:
     """The :class:`SampleReport` of one stored sample, every image in stored order.
 
-    With ``card`` (a :class:`~engine.models.checkpoint.ModelCard`): that model's predictions, and images
+    With ``card`` (a :class:`~engine.models.card.ModelCard`): that model's predictions, and images
     it has not classified become rows with status ``pending`` (never dropped, never "failed"; the
     call is then "Incomplete"). Without: each image's latest prediction (images without one are
     pending), described by the latest model's id/version/sha256.

@@ -9,7 +9,7 @@ import numpy as np
 
 from engine.core.progress import Progress
 from engine.inference.predict import preprocess_batch, run_network, softmax
-from engine.models.checkpoint import load_model
+from engine.models.resolve import load_model
 from engine.training.data import LoadFailure, discover_dataset, load_resized
 from engine.training.metrics import classification_report
 

@@ -202,7 +202,8 @@ def _wait_while_paused(run_dir: Path, token) -> None:
 
 def _train_and_compare(spec: JobSpec, run_dir: Path, events: _Events, token) -> dict[str, Any]:
     from engine.imaging.augment import AugmentConfig
-    from engine.models.checkpoint import load_model, read_card
+    from engine.models.checkpoint import read_card
+    from engine.models.resolve import load_model
     from engine.store.results import ResultStore
     from engine.training.compare import compare_models
     from engine.training.lab_training import base_augment, default_distill, lab_training_data

@@ -20,7 +20,9 @@ import numpy as np
 from engine import __version__
 from engine.core.errors import DataLayoutError
 from engine.core.progress import Progress
-from engine.models.checkpoint import ModelCard, load_model, save_model
+from engine.models.card import ModelCard
+from engine.models.checkpoint import save_model
+from engine.models.resolve import load_model
 from engine.training.calibrate import finish
 from engine.training.data import LoadFailure, load_resized, split_samples
 

@@ -29,8 +29,10 @@ from engine.imaging.augment import AugmentConfig, augment
 from engine.imaging.background_swap import BackgroundBank
 from engine.imaging.preprocess import ModelInput, PreprocessConfig, model_input_only, to_chw_float
 from engine.inference.predict import preprocess_batch, run_network
-from engine.models.checkpoint import ModelCard, load_model, save_model
+from engine.models.card import ModelCard
+from engine.models.checkpoint import save_model
 from engine.models.registry import build_model
+from engine.models.resolve import load_model
 from engine.training import forgetting
 from engine.training.calibrate import finish
 from engine.training.data import Dataset, LoadFailure, Sample, discover_dataset, load_resized, split_dataset

@@ -31,7 +31,7 @@ from typing import Protocol
 from engine.core.errors import AllSightError
 from engine.core.progress import CancelToken
 from engine.core.records import ImageResult, ImageStatus, ReviewedImage
-from engine.models.checkpoint import ModelCard
+from engine.models.card import ModelCard
 from engine.store.errors import SignOffError
 from engine.store.naming import image_key, storable
 from engine.store.results import STORED_CONTENT, ResultStore

@@ -43,7 +43,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, path: Path) -> str:
 def default_preprocessing() -> PreprocessConfig:
     """What ``preview`` uses without ``--model``: the default model's preprocessing, if installed."""
     from engine.core.errors import ModelError
-    from engine.models.checkpoint import resolve_model_card
+    from engine.models.resolve import resolve_model_card
 
     try:
         return resolve_model_card(None).preprocess

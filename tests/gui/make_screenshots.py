@@ -45,7 +45,7 @@ def _settle(app, seconds: float = 0.3) -> None:
 
 def demo_model(tmp: Path) -> str:
     """The shipped ResNet-18 if installed, else a small baseline trained on synthetic smears."""
-    from engine.models.checkpoint import SHIPPED_MODELS_DIR
+    from engine.models.resolve import SHIPPED_MODELS_DIR
 
     if (SHIPPED_MODELS_DIR / "resnet18.json").is_file():
         return "resnet18"

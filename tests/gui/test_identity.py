@@ -265,7 +265,7 @@ def test_an_administrator_manages_roles_and_passwords(qtbot, lab_window, monkeyp
 
 def test_changing_the_model_needs_the_models_permission_and_is_audited(qtbot, lab_window, tiny_model_path,
                                                                       monkeypatch, dialogs):
-    from engine.models.checkpoint import resolve_model_card
+    from engine.models.resolve import resolve_model_card
     from gui import settings_dialog
 
     win = lab_window

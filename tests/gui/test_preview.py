@@ -123,7 +123,7 @@ def test_config_differences_names():
 
 
 def write_model_card(folder, config: PreprocessConfig):
-    from engine.models.checkpoint import ModelCard
+    from engine.models.card import ModelCard
 
     card = ModelCard(id="testmodel", version="9.9.9", architecture="baseline", preprocess=config,
                      weights_file="testmodel.safetensors", weights_sha256="0" * 64)

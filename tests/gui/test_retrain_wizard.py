@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.models.checkpoint import resolve_model_card
 from engine.models.library import ModelLibrary
+from engine.models.resolve import resolve_model_card
 from engine.training import job
 from gui import dialogs as gui_dialogs
 from gui.retrain_wizard import COMPARE, PROMOTE, SETTINGS, TRAINING, RetrainWizard, interrupted_runs

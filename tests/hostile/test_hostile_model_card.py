@@ -30,7 +30,9 @@ import pytest
 from engine.core.errors import ModelError, ModelIntegrityError
 from engine.inference import onnx_export
 from engine.inference.classifier import Classifier
-from engine.models.checkpoint import CardBinding, LoadedModel, ModelCard, load_model, read_card
+from engine.models.card import CardBinding, ModelCard
+from engine.models.checkpoint import read_card
+from engine.models.resolve import LoadedModel, load_model
 from tests.conftest import save_tiny_model, synthetic_smear, write_image
 from tests.engine.models.test_checkpoint import edit_card, unbind
 

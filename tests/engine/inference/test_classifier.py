@@ -18,7 +18,7 @@ from engine.inference.classifier import (
     configure_threads,
     select_device,
 )
-from engine.models.checkpoint import load_model
+from engine.models.resolve import load_model
 from tests.conftest import synthetic_smear, write_image
 
 

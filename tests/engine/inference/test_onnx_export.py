@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 from engine.inference import onnx_export
-from engine.models.checkpoint import ModelCard
+from engine.models.card import ModelCard
 from tests.conftest import save_tiny_model
 
 

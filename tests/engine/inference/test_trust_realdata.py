@@ -17,7 +17,7 @@ import pytest
 from engine.core.flags import FlagReason
 from engine.core.summary import summarize
 from engine.io.images import load_image
-from engine.models.checkpoint import SHIPPED_MODELS_DIR
+from engine.models.resolve import SHIPPED_MODELS_DIR
 
 pytestmark = pytest.mark.realdata
 

@@ -8,21 +8,16 @@ import torch
 
 from engine import CLASS_IDS
 from engine.core.errors import ModelError, ModelIntegrityError
-from engine.models import checkpoint
-from engine.models.checkpoint import (
-    BOUND_FIELDS,
+from engine.models.card import (
     BUILT_IN_ARCHITECTURES,
-    CARD_RECORD_KEY,
-    SHIPPED_MODELS_DIR,
+    OOD_LEGACY_METHOD,
+    OOD_METHOD,
     TEMPERATURE_RANGE,
     CardBinding,
     ModelCard,
-    load_arrays,
-    load_model,
-    read_card,
-    read_safetensors_header,
-    resolve_model_card,
 )
+from engine.models.checkpoint import BOUND_FIELDS, CARD_RECORD_KEY, load_arrays, read_card, read_safetensors_header
+from engine.models.resolve import SHIPPED_MODELS_DIR, load_model, resolve_model_card
 from tests.conftest import save_tiny_model
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -168,13 +163,13 @@ def test_built_in_architectures_are_the_zoo_s():
     from engine.models.spec import REGISTERED
 
     zoo = {name for name, spec in REGISTERED.items() if spec.builder.__module__ == "engine.models.zoo"}
-    assert set(BUILT_IN_ARCHITECTURES) == zoo, "update BUILT_IN_ARCHITECTURES in engine/models/checkpoint.py"
+    assert set(BUILT_IN_ARCHITECTURES) == zoo, "update BUILT_IN_ARCHITECTURES in engine/models/card.py"
 
 
 def test_the_card_s_ood_method_names_are_the_detector_s():
     from engine.inference import ood
 
-    assert (checkpoint.OOD_METHOD, checkpoint.OOD_LEGACY_METHOD) == (ood.METHOD, ood.LEGACY_METHOD)
+    assert (OOD_METHOD, OOD_LEGACY_METHOD) == (ood.METHOD, ood.LEGACY_METHOD)
 
 
 def test_fitted_temperatures_always_pass_the_card_check():

@@ -8,9 +8,9 @@ import torch
 
 from engine.imaging.preprocess import preprocess, to_chw_float
 from engine.inference.classifier import Classifier
-from engine.models.checkpoint import load_model
 from engine.models.gradcam import gradcam, overlay
 from engine.models.registry import feature_layer
+from engine.models.resolve import load_model
 from tests.conftest import save_tiny_model, synthetic_smear, write_image
 
 SIZE = 32

@@ -9,9 +9,9 @@ import json
 import pytest
 
 from engine.core.errors import ModelError, ModelIntegrityError
-from engine.models.checkpoint import DEFAULT_MODEL_ID, resolve_model_card
 from engine.models.installed import ACTIVE_FILE, library_dir
 from engine.models.library import ModelLibrary, ModelSource
+from engine.models.resolve import DEFAULT_MODEL_ID, resolve_model_card
 from tests.conftest import save_tiny_model
 
 

@@ -75,7 +75,7 @@ def test_baseline_has_no_imagenet_weights():
 def test_shipped_cards_name_their_ood_feature_layer_as_the_registry_does():
     import json
 
-    from engine.models.checkpoint import SHIPPED_MODELS_DIR
+    from engine.models.resolve import SHIPPED_MODELS_DIR
 
     cards = sorted(SHIPPED_MODELS_DIR.glob("*.json"))
     assert cards

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.models.checkpoint import resolve_model_card
+from engine.models.resolve import resolve_model_card
 from engine.training import job
 from engine.training.job import JobSpec
 from tests.conftest import save_tiny_model

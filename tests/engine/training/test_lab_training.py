@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from engine.core.errors import DataLayoutError
-from engine.models.checkpoint import load_model
+from engine.models.resolve import load_model
 from engine.store.results import ResultStore
 from engine.training.lab_training import lab_training_data, survey
 from engine.training.train import TrainConfig, train
@@ -78,7 +78,7 @@ def test_the_survey_counts_the_reviews_made_in_label_next(tmp_path):
 
 def test_a_fine_tune_keeps_the_base_models_augmentation_and_replay_replaces_distillation():
     from engine.imaging.augment import AugmentConfig
-    from engine.models.checkpoint import resolve_model_card
+    from engine.models.resolve import resolve_model_card
     from engine.training.lab_training import base_augment, default_distill
 
     shipped = resolve_model_card("resnet18")

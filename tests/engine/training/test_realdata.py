@@ -2,7 +2,7 @@
 
 import pytest
 
-from engine.models.checkpoint import SHIPPED_MODELS_DIR, load_model
+from engine.models.resolve import SHIPPED_MODELS_DIR, load_model
 from engine.training.data import discover_dataset, split_dataset
 
 pytestmark = pytest.mark.realdata

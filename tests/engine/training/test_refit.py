@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from engine.inference.ood import METHOD
-from engine.models.checkpoint import load_model
+from engine.models.resolve import load_model
 from engine.training.refit import refit
 from tests.engine.training.test_train import quick_config, run_to_end
 

@@ -8,7 +8,7 @@ import pytest
 
 from engine.core.errors import Cancelled, DataLayoutError
 from engine.core.progress import CancelToken
-from engine.models.checkpoint import load_model
+from engine.models.resolve import load_model
 from engine.training.train import TrainConfig, train
 from tests.conftest import synthetic_smear, write_image
 

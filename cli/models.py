@@ -73,10 +73,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     augment = augment_config(args)
     distill = 0.0 if args.distill is None else args.distill
     if fine_tune:
-        from engine.training.lab_training import base_augment, default_distill
+        from engine.training.lab_training import default_distill, fine_tune_augment
 
         if args.augment is None and args.background_swap is None and not args.no_augment:
-            augment = base_augment(base)  # what the base model was trained with
+            augment = fine_tune_augment(base)  # standard, with the base model's background swap
         if args.distill is None:
             distill = default_distill(bool(args.replay))
     cfg = TrainConfig(
@@ -155,7 +155,7 @@ def _add_train(sub) -> None:
                         "brightness/contrast/gamma/hue, blur, lower resolution, JPEG); microscope "
                         "(standard + white-balance casts and lower magnification); cell (background "
                         "swap + strong stain and illumination changes); none. Default: standard; a "
-                        "fine-tune: what the base model was trained with")
+                        "fine-tune: standard with the base model's background swap")
     p.add_argument("--white-balance", action="store_true",
                    help="white-balance each field on its background before contrast enhancement")
     p.add_argument("--background-swap", type=float, metavar="P",

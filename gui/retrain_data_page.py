@@ -156,7 +156,7 @@ class DataPage(QWizardPage):
         return self.survey is not None and not self.survey.blocking(self.skip_check.isChecked())
 
 
-AUGMENT_PRESETS = (("", "As the model it starts from was trained (recommended)"),
+AUGMENT_PRESETS = (("", "Standard + the starting model's background swap (recommended)"),
                    ("standard", "Standard (flips, rotations, colour and focus changes)"),
                    ("microscope", "Microscope (standard + white balance and magnification changes)"),
                    ("cell", "Cell (background swap + strong stain changes; slower)"), ("none", "None"))

@@ -53,7 +53,7 @@ class JobSpec:
     image_size: int = 128
     replay_dir: str = ""
     epochs: int = 10
-    #: An augmentation preset, or "" for what the base model was trained with (lab_training.base_augment).
+    #: An augmentation preset, or "" for a fine-tune's default (lab_training.fine_tune_augment).
     augment: str = ""
     #: Distillation weight; None: the default guard (lab_training.default_distill).
     distill: float | None = None
@@ -206,7 +206,7 @@ def _train_and_compare(spec: JobSpec, run_dir: Path, events: _Events, token) -> 
     from engine.models.resolve import load_model
     from engine.store.results import ResultStore
     from engine.training.compare import compare_models
-    from engine.training.lab_training import base_augment, default_distill, lab_training_data
+    from engine.training.lab_training import default_distill, fine_tune_augment, lab_training_data
     from engine.training.train import TrainConfig, train
 
     fine_tune = spec.init not in ("scratch", "imagenet")
@@ -225,7 +225,7 @@ def _train_and_compare(spec: JobSpec, run_dir: Path, events: _Events, token) -> 
         epochs=spec.epochs, image_size=size, batch_size=spec.batch_size, lr=spec.lr, patience=spec.epochs,
         model_input=base.preprocess.model_input if base else "enhanced",
         white_balance=base.preprocess.white_balance if base else False,
-        augment=AugmentConfig.preset(spec.augment) if spec.augment else base_augment(base),
+        augment=AugmentConfig.preset(spec.augment) if spec.augment else fine_tune_augment(base),
         out_dir=str(run_dir), model_id=spec.model_id, model_version=spec.version,
         distill=(default_distill(bool(spec.replay_dir)) if spec.distill is None else spec.distill) if fine_tune else 0.0,
         skip_broken=spec.skip_unreadable, workers=1)

@@ -79,9 +79,12 @@ def test_the_survey_counts_the_reviews_made_in_label_next(tmp_path):
 def test_a_fine_tune_keeps_the_base_models_augmentation_and_replay_replaces_distillation():
     from engine.imaging.augment import AugmentConfig
     from engine.models.resolve import resolve_model_card
-    from engine.training.lab_training import base_augment, default_distill
+    from engine.training.lab_training import base_augment, default_distill, fine_tune_augment
 
     shipped = resolve_model_card("resnet18")
-    assert base_augment(shipped).p_background_swap == shipped.training["recipe"]["augment"]["p_background_swap"] > 0
-    assert base_augment(None) == AugmentConfig.preset("standard")
+    swap = shipped.training["recipe"]["augment"]["p_background_swap"]
+    assert base_augment(shipped).p_background_swap == swap > 0
+    tuned = fine_tune_augment(shipped)
+    assert tuned.p_background_swap == swap and tuned.hue_degrees == AugmentConfig.preset("standard").hue_degrees
+    assert base_augment(None) == AugmentConfig.preset("standard") == fine_tune_augment(None)
     assert default_distill(replay=True) == 0.0 and default_distill(replay=False) == 1.0

@@ -167,6 +167,11 @@ def run_job(run_dir: str | Path) -> int:
 
     run_dir = Path(run_dir)
     spec = JobSpec.read(run_dir)
+    if hasattr(os, "nice"):  # the person's desktop (and the wizard's event loop) first
+        try:
+            os.nice(10)
+        except OSError:
+            pass
     write_state(run_dir, "running", pid=os.getpid(), message="")
     events = _Events(run_dir)
     token = CancelToken()

@@ -157,3 +157,13 @@ def test_a_candidate_worse_on_the_reference_set_needs_a_typed_reason(qtbot, tmp_
     qtbot.addWidget(refused)
     refused.initializePage()
     assert not refused.isComplete() and "cannot promote" in refused.info_label.text()
+
+
+def test_the_wizard_and_the_model_manager_never_import_torch_into_the_gui_process():
+    import subprocess
+    import sys
+
+    code = ("import sys, gui.retrain_wizard, gui.models_dialog, gui.model_flow, engine.models.library, "
+            "engine.training.job, engine.training.compare, engine.training.lab_training; "
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], check=False, timeout=120).returncode == 0

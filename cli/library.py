@@ -22,7 +22,6 @@ from pathlib import Path
 
 from cli.signin import acting_user, add_account_option
 from engine.core.errors import AllSightError
-from engine.core.identity import os_login
 from engine.core.textsafe import printable
 
 
@@ -93,7 +92,10 @@ def cmd_activate(args: argparse.Namespace, library) -> int:
 
 
 def cmd_import(args: argparse.Namespace, library) -> int:
-    m = library.install(args.file, by=os_login(), origin=f"imported from {Path(args.file).resolve()}")
+    with _store(args) as store:
+        user = acting_user(store, args)
+        m = library.install(args.file, by=user, origin=f"imported from {Path(args.file).resolve()}")
+        store.record_event("model_installed", actor=user, model=m.ref, sha256=m.sha256, origin=m.origin)
     print(printable(f"installed {m.ref} (sha256 {m.sha256[:12]}) in {m.folder}; "
                     f"activate it with: models activate {m.ref} --reason ..."))
     return 0
@@ -106,7 +108,11 @@ def cmd_export(args: argparse.Namespace, library) -> int:
 
 
 def cmd_delete(args: argparse.Namespace, library) -> int:
-    m = library.delete(args.ref)
+    with _store(args) as store:
+        user = acting_user(store, args)
+        target = library.find(args.ref)
+        store.record_event("model_deleted", actor=user, model=target.ref, sha256=target.sha256)
+        m = library.delete(target.ref)
     print(printable(f"deleted {m.ref} (sha256 {m.sha256[:12]}); its stored results keep naming it"))
     return 0
 

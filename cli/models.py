@@ -228,8 +228,9 @@ def _add_refit(sub) -> None:
 
 
 def cmd_training_job(args: argparse.Namespace) -> int:
-    from engine.training.job import run_job
+    from engine.training.job import lower_priority, run_job
 
+    lower_priority()  # this process is the wizard's child: the desktop first
     return run_job(args.run_dir)
 
 

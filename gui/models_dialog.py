@@ -190,6 +190,9 @@ class ModelsDialog(QDialog):
             return False
         try:
             m = self.library.install(path, by=self.actor, origin=f"imported from {path}")
+            if self.store is not None:
+                self.store.record_event("model_installed", actor=self.actor, model=m.ref, sha256=m.sha256,
+                                        origin=m.origin)
         except AllSightError as exc:
             gui_errors.show_exception(self, f"{path} was not imported", exc)
             return False
@@ -216,6 +219,8 @@ class ModelsDialog(QDialog):
                                             "naming it, but it can no longer classify.", "Delete", "Keep"):
             return False
         try:
+            if self.store is not None:  # recorded first: a refusal leaves the model in place
+                self.store.record_event("model_deleted", actor=self.actor, model=m.ref, sha256=m.sha256)
             self.library.delete(m.ref)
         except AllSightError as exc:
             gui_errors.show_exception(self, f"{m.ref} was not deleted", exc)

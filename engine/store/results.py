@@ -213,9 +213,12 @@ class ResultStore:
 
     def record_event(self, action: str, sample_id: str | None = None, *, actor: str = "", **details: Any) -> None:
         """Audit an act the store does not perform itself: ``"export"`` (a report or the audit
-        trail written; needs the export permission) or ``"model_changed"`` (the active model
-        chosen; needs the models permission)."""
-        permission = {"export": Permission.EXPORT, "model_changed": Permission.CHANGE_MODELS}.get(action)
+        trail written; needs the export permission), ``"model_changed"`` (the active model
+        chosen), ``"model_installed"`` or ``"model_deleted"`` (the model library; these three
+        need the models permission)."""
+        permission = {"export": Permission.EXPORT, "model_changed": Permission.CHANGE_MODELS,
+                      "model_installed": Permission.CHANGE_MODELS,
+                      "model_deleted": Permission.CHANGE_MODELS}.get(action)
         if permission is None:
             raise StoreError(f"unknown audit event {action!r}")
         who = self._gate.actor(permission, actor, "export" if action == "export" else "change the model")

@@ -16,6 +16,7 @@ the person promotes the candidate (:meth:`engine.models.library.ModelLibrary.act
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import json
@@ -161,17 +162,21 @@ class _Events:
         print(line, flush=True)
 
 
+def lower_priority() -> None:
+    """The job's process yields to the person's desktop and the wizard's event loop (nice 10:
+    docs/performance.md, "While the retraining wizard trains"). For the job's own process only:
+    it lasts for the process's life."""
+    if hasattr(os, "nice"):
+        with contextlib.suppress(OSError):
+            os.nice(10)
+
+
 def run_job(run_dir: str | Path) -> int:
     """Run (or resume) the job in ``run_dir``: 0 done, 2 failed, 130 cancelled."""
     from engine.core.progress import CancelToken
 
     run_dir = Path(run_dir)
     spec = JobSpec.read(run_dir)
-    if hasattr(os, "nice"):  # the person's desktop (and the wizard's event loop) first
-        try:
-            os.nice(10)
-        except OSError:
-            pass
     write_state(run_dir, "running", pid=os.getpid(), message="")
     events = _Events(run_dir)
     token = CancelToken()
@@ -262,7 +267,9 @@ def _train_and_compare(spec: JobSpec, run_dir: Path, events: _Events, token) -> 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    lower_priority()
     return run_job(args[0])
 
 
-__all__ = ["JobSpec", "estimate_seconds", "interrupted", "read_events", "read_state", "run_job", "runs_dir"]
+__all__ = ["JobSpec", "estimate_seconds", "interrupted", "lower_priority", "read_events", "read_state", "run_job",
+           "runs_dir"]

@@ -56,6 +56,12 @@ def test_import_activate_rollback_with_the_audit_trail(env, tiny_file, tmp_path)
     assert exported.returncode == 0 and (tmp_path / "stick" / "tiny-lab.safetensors").is_file()
     deleted = main(env, "models", "delete", "tiny-lab")
     assert deleted.returncode == 0 and "tiny-lab@0.0.1" not in main(env, "models", "list").stdout
+    from pathlib import Path
+
+    with ResultStore.open(Path(env["ALLSIGHT_DATA_DIR"]) / "allsight.sqlite3") as store:  # the app's database
+        library_acts = [(e.action, e.details["model"]) for e in store.audit()
+                        if e.action in ("model_installed", "model_deleted")]
+    assert library_acts == [("model_installed", "tiny-lab@0.0.1"), ("model_deleted", "tiny-lab@0.0.1")]
 
 
 def test_a_technician_may_not_change_the_model_and_nothing_changes(env, tiny_file, tmp_path):  # noqa: F811

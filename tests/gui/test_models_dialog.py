@@ -87,6 +87,8 @@ def test_a_tampered_import_is_refused_and_a_lab_model_can_be_deleted(qtbot, lab_
         dialog.select("tiny-lab@0.0.1")
         assert dialog.delete_selected()
         assert [m for m in dialog.models if m.source is ModelSource.LAB] == []
+        assert [e.details["model"] for e in win.store.audit(action="model_deleted")] == ["tiny-lab@0.0.1"]
+        assert win.store.audit(action="model_installed") == []  # the refused import left no trace
         dialog.reject()
 
     drive_dialog(monkeypatch, ModelsDialog, manage)

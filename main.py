@@ -32,5 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     return run_app(argv[1:] if argv and argv[0] == "gui" else argv)
 
 
+def console_main() -> None:
+    """The ``allsight`` console script (pyproject.toml): the same as ``python main.py``."""
+    sys.exit(main())
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -150,6 +150,3 @@ def main(argv: list[str] | None = None) -> int:
         where = f" (details in {log_path})" if log_path else ""
         return _fail(f"unexpected {type(exc).__name__}: {exc}{where}")
 
-
-def console_main() -> None:
-    sys.exit(main())

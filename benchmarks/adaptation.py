@@ -17,7 +17,8 @@ with a forgetting guard:
 * ``none`` — plain fine-tune;
 * ``distill`` — distillation from the base model (the guard when a lab has only its own images);
 * ``replay`` — the development set's training split replayed 1:1 with the lab's images;
-* ``replay+distill`` — both.
+* ``replay+distill`` — both;
+* ``replay x2`` — replay with two development images per lab image and epoch.
 
 ``--augment standard+swap`` (the default, as the fine-tune's) trains with the standard preset
 plus the base model's background swap; ``base`` with the base model's whole recipe; ``standard``
@@ -53,7 +54,8 @@ from engine.training.data import split_samples
 from engine.training.evaluate import evaluate_samples  # noqa: E402
 
 GUARDS = {"none": {"distill": 0.0, "replay": False}, "distill": {"distill": 1.0, "replay": False},
-          "replay": {"distill": 0.0, "replay": True}, "replay+distill": {"distill": 1.0, "replay": True}}
+          "replay": {"distill": 0.0, "replay": True}, "replay+distill": {"distill": 1.0, "replay": True},
+          "replay x2": {"distill": 0.0, "replay": True, "ratio": 2.0}}
 
 
 def center_zoom(rgb: np.ndarray, scale: float) -> np.ndarray:
@@ -130,7 +132,9 @@ def run(args, n: int, guard: str, base_card, test) -> dict:
                       image_size=base_card.image_size, batch_size=32, lr=args.lr, patience=args.epochs,
                       model_input=base_card.preprocess.model_input, white_balance=base_card.preprocess.white_balance,
                       augment=augment_for(args.augment, base_card),
-                      out_dir=str(work / f"model-{n}-{guard}"), model_id=f"adapt-{n}-{guard}", distill=g["distill"],
+                      out_dir=str(work / f"model-{n}-{guard.replace(' ', '')}"),
+                      model_id=f"adapt-{n}-{guard.replace(' ', '')}", distill=g["distill"],
+                      replay_ratio=g.get("ratio", 1.0),
                       workers=1)
     started = time.time()
     last = None

@@ -12,7 +12,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtWidgets import QLabel, QLineEdit, QTableWidget, QTableWidgetItem, QVBoxLayout, QWizardPage
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+    QWizardPage,
+)
 
 from engine import CLASS_IDS
 from engine.training import job
@@ -44,9 +53,30 @@ def _rows(figures: dict[str, Any]) -> list[tuple[str, str, float | None, bool]]:
     swap = figures.get("background_swap")
     rows += [("Follows the cell (background swaps)", f"{swap['follows_cells'] * 100:.0f} %" if swap else "—",
               swap["follows_cells"] if swap else None, True)]
-    confusion = " | ".join(" ".join(str(v) for v in row) for row in figures["confusion_matrix"])
-    rows.append(("Confusion (rows: true class)", confusion, None, False))
     return rows
+
+
+def confusion_table(matrix: list[list[int]], title: str, parent: QWidget | None = None) -> QWidget:
+    """A confusion matrix as a grid: rows the true class, columns the model's call."""
+    box = QWidget(parent)
+    table = QTableWidget(len(CLASS_IDS), len(CLASS_IDS), box)
+    table.setHorizontalHeaderLabels(list(CLASS_IDS))
+    table.setVerticalHeaderLabels(list(CLASS_IDS))
+    for r, row in enumerate(matrix):
+        for c, value in enumerate(row):
+            item = QTableWidgetItem(str(value))
+            if r == c:
+                font = item.font()
+                font.setBold(True)
+                item.setFont(font)
+            table.setItem(r, c, item)
+    table.resizeColumnsToContents()
+    table.setMaximumHeight(table.verticalHeader().length() + table.horizontalHeader().height() + 6)
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(QLabel(title, box))
+    layout.addWidget(table)
+    return box
 
 
 def worse(current: float | None, candidate: float | None, higher_is_better: bool) -> bool:
@@ -66,8 +96,10 @@ class ComparePage(QWizardPage):
         self.table.verticalHeader().hide()
         self.regressions_label = QLabel(self)
         self.regressions_label.setWordWrap(True)
+        self.confusion_row = QHBoxLayout()
         layout = QVBoxLayout(self)
         layout.addWidget(self.table)
+        layout.addLayout(self.confusion_row)
         layout.addWidget(self.regressions_label)
 
     def initializePage(self) -> None:  # noqa: N802 (Qt's name)
@@ -94,6 +126,14 @@ class ComparePage(QWizardPage):
                 self.table.setItem(r, col + 1, item)
             col += 2
         self.table.resizeColumnsToContents()
+        while self.confusion_row.count():  # a second visit rebuilds them
+            widget = self.confusion_row.takeAt(0).widget()
+            if widget is not None:
+                widget.deleteLater()
+        for key, title in parts:
+            for who, label in (("current", "current"), ("candidate", "new")):
+                self.confusion_row.addWidget(confusion_table(self.report[key][who]["confusion_matrix"],
+                                                             f"{label} — {title.split(' (')[0]} (rows: true class)", self))
         lines = [f"Worse on {title}: " + "; ".join(self.report[key]["regressions"])
                  for key, title in parts if self.report[key]["regressions"]]
         self.regressions_label.setText("\n".join(lines) or "No regressions: the new model is at least as good on "

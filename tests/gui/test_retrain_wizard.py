@@ -147,6 +147,9 @@ def test_a_candidate_worse_on_the_reference_set_needs_a_typed_reason(qtbot, tmp_
     compare.initializePage()
     assert compare.worse_on_reference() and (0, 2) in compare.red_cells  # accuracy, the new model: red
     assert "Worse on the reference set" in compare.regressions_label.text()
+    assert compare.confusion_row.count() == 2  # the reference set's matrices, current and new, as grids
+    compare.initializePage()  # visiting the step again rebuilds them, it does not add more
+    assert compare.confusion_row.count() == 2
     promote = PromotePage(compare)
     qtbot.addWidget(promote)
     promote.initializePage()

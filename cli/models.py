@@ -136,7 +136,8 @@ def _add_train(sub) -> None:
                    "samples in this result database (fine-tunes the active model unless --init names one)")
     p.add_argument("--replay", metavar="DEV_DIR", help="fine-tune: mix the original development set's training "
                    "split into every epoch (never its test split)")
-    p.add_argument("--replay-ratio", type=float, default=1.0, help="replayed images per lab image and epoch")
+    p.add_argument("--replay-ratio", type=float, default=2.0, help="replayed images per lab image and epoch "
+                   "(default 2)")
     p.add_argument("--distill", type=float, help="fine-tune: weight of distillation from the starting model "
                    "(default 1 without --replay, 0 with it: replay is then the guard; 0 turns it off)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="fine-tune: share of samples/blocks held out")

@@ -5,7 +5,7 @@ accuracy from 66 % to 91 % and dropped the original lab's from 98 % to 39 % (iss
 guards, both on by default when a fine-tune starts from an ALLSight model:
 
 * **Replay** — where the lab has the original development set, each epoch mixes
-  ``replay_ratio`` of its *training-split* images per lab image into the batches (never its test
+  ``replay_ratio`` (default 2) of its *training-split* images per lab image into the batches (never its test
   split: that stays the untouched reference of the compare step).
 * **Distillation** (learning without forgetting, Li & Hoiem 2016) — the starting model, frozen,
   is the teacher: the new model is also trained to keep the teacher's softened outputs

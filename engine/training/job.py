@@ -133,7 +133,7 @@ def seconds_per_image(arch: str, image_size: int) -> float:
             DEFAULT_SECONDS_PER_IMAGE / 10
 
 
-def estimate_seconds(spec: JobSpec, n_lab: int, n_replay: int, replay_ratio: float = 1.0) -> float:
+def estimate_seconds(spec: JobSpec, n_lab: int, n_replay: int, replay_ratio: float = 2.0) -> float:
     """The run's time on this machine: images per epoch × epochs × this machine's last measured
     seconds per image (a default until one run has finished an epoch here)."""
     per_epoch = n_lab + min(n_replay, round(replay_ratio * n_lab))
@@ -253,7 +253,7 @@ def _train_and_compare(spec: JobSpec, run_dir: Path, events: _Events, token) -> 
         events.emit({"event": "progress", "phase": p.phase, "step": p.step, "total": p.total,
                      "metrics": dict(p.metrics)})
         if p.phase == "validate":
-            per_epoch = len(data.train) + min(len(data.replay_train), len(data.train))
+            per_epoch = len(data.train) + min(len(data.replay_train), round(cfg.replay_ratio * len(data.train)))
             _record_speed(arch, size, (time.time() - epoch_started) / max(per_epoch, 1))
             epoch_started = time.time()
     assert last is not None and last.phase == "done"

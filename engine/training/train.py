@@ -74,7 +74,7 @@ class TrainConfig:
     #: Forgetting guards of a fine-tune (engine.training.forgetting): development-set images
     #: replayed per lab image and epoch (when there is a replay set), and the weight of the
     #: distillation from the starting model (0: off; only with ``init`` an ALLSight model).
-    replay_ratio: float = 1.0
+    replay_ratio: float = 2.0  # measured: 1 lost 1.3 points of the original lab at N = 100, 2 gained 2.6
     distill: float = 0.0
     distill_temperature: float = 2.0
 

@@ -25,12 +25,9 @@ from engine.core.errors import AllSightError
 from engine.core.textsafe import printable
 
 
-def _figures(card) -> str:
-    for key in ("test_random", "test_block", "test"):
-        m = card.metrics.get(key)
-        if isinstance(m, dict) and "accuracy" in m:
-            return f"{key.removeprefix('test_') or 'test'} accuracy {m['accuracy'] * 100:.1f} %"
-    return "no test figures"
+def _figures(model) -> str:
+    figure = model.test_figure
+    return f"{figure[0]} accuracy {figure[1] * 100:.1f} %" if figure else "no test figures"
 
 
 def _store(args: argparse.Namespace):
@@ -42,13 +39,10 @@ def _store(args: argparse.Namespace):
 
 
 def cmd_list(args: argparse.Namespace, library) -> int:
-    counts: dict[str, int] = {}
-    db = Path(args.db) if args.db else None
-    if db is None:
-        from engine.store.results import default_db_path
+    from engine.store.results import default_db_path
 
-        db = default_db_path()
-    if db.exists():
+    counts: dict[str, int] = {}
+    if (Path(args.db) if args.db else default_db_path()).exists():  # listing never creates a database
         with _store(args) as store:
             counts = store.results_per_model()
     try:
@@ -56,12 +50,13 @@ def cmd_list(args: argparse.Namespace, library) -> int:
     except AllSightError as exc:
         active_sha = ""
         print(printable(f"warning: {exc}"))
+    latest = library.latest_activations()
     for m in library.models():
         mark = "*" if m.sha256 == active_sha else " "
-        promoted = library.promoted_by(m.sha256)
+        promoted = latest.get(m.sha256)
         who = f"  promoted by {promoted.by} {promoted.at[:10]}" if promoted else ""
         print(printable(f"{mark} {m.ref:<28} {m.source.value:<8} {m.sha256[:12]}  {m.card.created[:10]:<10}  "
-                        f"{_figures(m.card):<24} {counts.get(m.sha256, 0):>6} results{who}"))
+                        f"{_figures(m):<24} {counts.get(m.sha256, 0):>6} results{who}"))
     for problem in library.problems():
         print(printable(f"  unusable: {problem}"))
     return 0

@@ -50,11 +50,8 @@ def trained_on(model: InstalledModel) -> str:
 
 
 def test_accuracy(model: InstalledModel) -> str:
-    for key in ("test_random", "test_block", "test"):
-        m = model.card.metrics.get(key)
-        if isinstance(m, dict) and "accuracy" in m:
-            return f"{m['accuracy'] * 100:.1f} % ({key.removeprefix('test_') or 'test'})"
-    return "—"
+    figure = model.test_figure
+    return f"{figure[1] * 100:.1f} % ({figure[0]})" if figure else "—"
 
 
 def describe(m: InstalledModel) -> str:
@@ -126,9 +123,10 @@ class ModelsDialog(QDialog):
             active_sha = ""
             self.detail.setText(f"⚠ {exc}")
         self.models = self.library.models()
+        latest = self.library.latest_activations()
         self.table.setRowCount(len(self.models))
         for row, m in enumerate(self.models):
-            promoted = self.library.promoted_by(m.sha256)
+            promoted = latest.get(m.sha256)
             cells = ("●" if m.sha256 == active_sha else "", m.ref, m.source.value, m.card.created[:10],
                      trained_on(m), test_accuracy(m), str(counts.get(m.sha256, 0)),
                      f"{promoted.by}, {promoted.at[:10]}: {promoted.reason}" if promoted else "")

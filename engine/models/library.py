@@ -58,6 +58,16 @@ class InstalledModel:
         return f"{self.card.id}@{self.card.version}"
 
     @property
+    def test_figure(self) -> tuple[str, float] | None:
+        """``(split, accuracy)`` of the card's own test figure (``None`` when it has none): what
+        the model manager and ``models list`` show."""
+        for key in ("test_random", "test_block", "test"):
+            m = self.card.metrics.get(key)
+            if isinstance(m, dict) and "accuracy" in m:
+                return key.removeprefix("test_") or "test", float(m["accuracy"])
+        return None
+
+    @property
     def folder(self) -> Path:
         assert self.card.path is not None
         return self.card.path.parent
@@ -161,7 +171,11 @@ class ModelLibrary:
 
     def promoted_by(self, sha256: str) -> Activation | None:
         """The latest activation of the model ``sha256``."""
-        return next((a for a in reversed(self.history()) if a.sha256 == sha256), None)
+        return self.latest_activations().get(sha256)
+
+    def latest_activations(self) -> dict[str, Activation]:
+        """Each activated model's latest activation, by sha256 (one read of the history)."""
+        return {a.sha256: a for a in self.history()}  # oldest first: the latest wins
 
     # ------------------------------------------------------------------ acts
     def install(self, path: str | Path, *, by: str, origin: str) -> InstalledModel:

@@ -15,9 +15,18 @@ guards, both on by default when a fine-tune starts from an ALLSight model:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-from torch import nn
+
+if TYPE_CHECKING:  # torch only inside the functions: the wizard's time estimate needs replayed_per_epoch
+    import torch
+    from torch import nn
+
+
+def replayed_per_epoch(n_lab: int, n_replay: int, replay_ratio: float) -> int:
+    """How many replay images one epoch mixes in: ``round(replay_ratio * n_lab)``, at most all."""
+    return min(n_replay, round(replay_ratio * n_lab)) if n_replay else 0
 
 
 def epoch_order(n_lab: int, n_replay: int, replay_ratio: float, rng: np.random.Generator) -> np.ndarray:
@@ -25,7 +34,7 @@ def epoch_order(n_lab: int, n_replay: int, replay_ratio: float, rng: np.random.G
     ``round(replay_ratio * n_lab)`` replay images drawn without replacement (all of them when
     there are fewer), shuffled together."""
     lab = np.arange(n_lab)
-    k = min(n_replay, round(replay_ratio * n_lab)) if n_replay else 0
+    k = replayed_per_epoch(n_lab, n_replay, replay_ratio)
     replay = n_lab + rng.choice(n_replay, size=k, replace=False) if k else np.array([], np.int64)
     return rng.permutation(np.concatenate([lab, replay]).astype(np.int64))
 
@@ -33,6 +42,8 @@ def epoch_order(n_lab: int, n_replay: int, replay_ratio: float, rng: np.random.G
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """KL divergence of the teacher's softened distribution from the student's, scaled by T²
     so its gradients keep the size of the cross-entropy's (Hinton et al. 2015)."""
+    from torch import nn
+
     t = float(temperature)
     return nn.functional.kl_div(nn.functional.log_softmax(student_logits / t, dim=1),
                                 nn.functional.log_softmax(teacher_logits / t, dim=1),
@@ -49,4 +60,4 @@ def frozen_teacher(net: nn.Module) -> nn.Module:
     return teacher
 
 
-__all__ = ["distillation_loss", "epoch_order", "frozen_teacher"]
+__all__ = ["distillation_loss", "epoch_order", "frozen_teacher", "replayed_per_epoch"]

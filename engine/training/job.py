@@ -136,7 +136,9 @@ def seconds_per_image(arch: str, image_size: int) -> float:
 def estimate_seconds(spec: JobSpec, n_lab: int, n_replay: int, replay_ratio: float = 2.0) -> float:
     """The run's time on this machine: images per epoch × epochs × this machine's last measured
     seconds per image (a default until one run has finished an epoch here)."""
-    per_epoch = n_lab + min(n_replay, round(replay_ratio * n_lab))
+    from engine.training.forgetting import replayed_per_epoch
+
+    per_epoch = n_lab + replayed_per_epoch(n_lab, n_replay, replay_ratio)
     return per_epoch * spec.epochs * seconds_per_image(spec.arch, spec.image_size) * 1.15  # + calibration, compare
 
 
@@ -216,6 +218,7 @@ def _train_and_compare(spec: JobSpec, run_dir: Path, events: _Events, token) -> 
     from engine.models.resolve import load_model
     from engine.store.results import ResultStore
     from engine.training.compare import compare_models
+    from engine.training.forgetting import replayed_per_epoch
     from engine.training.lab_training import default_distill, fine_tune_augment, lab_training_data
     from engine.training.train import TrainConfig, train
 
@@ -253,7 +256,7 @@ def _train_and_compare(spec: JobSpec, run_dir: Path, events: _Events, token) -> 
         events.emit({"event": "progress", "phase": p.phase, "step": p.step, "total": p.total,
                      "metrics": dict(p.metrics)})
         if p.phase == "validate":
-            per_epoch = len(data.train) + min(len(data.replay_train), round(cfg.replay_ratio * len(data.train)))
+            per_epoch = len(data.train) + replayed_per_epoch(len(data.train), len(data.replay_train), cfg.replay_ratio)
             _record_speed(arch, size, (time.time() - epoch_started) / max(per_epoch, 1))
             epoch_started = time.time()
     assert last is not None and last.phase == "done"

@@ -263,7 +263,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, cancel: CancelToken | None 
     loss_fn = nn.CrossEntropyLoss()
 
     n_replay = len(train_imgs) - n_lab
-    epoch_size = len(forgetting.epoch_order(n_lab, n_replay, cfg.replay_ratio, np.random.default_rng(0)))
+    epoch_size = n_lab + forgetting.replayed_per_epoch(n_lab, n_replay, cfg.replay_ratio)
     steps_per_epoch = math.ceil(epoch_size / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     warmup = int(cfg.warmup_epochs * steps_per_epoch)

@@ -168,5 +168,6 @@ def test_the_wizard_and_the_model_manager_never_import_torch_into_the_gui_proces
 
     code = ("import sys, gui.retrain_wizard, gui.models_dialog, gui.model_flow, engine.models.library, "
             "engine.training.job, engine.training.compare, engine.training.lab_training; "
+            "engine.training.job.estimate_seconds(engine.training.job.JobSpec(), 40, 1600); "  # the Settings step
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], check=False, timeout=120).returncode == 0

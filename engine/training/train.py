@@ -222,8 +222,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, cancel: CancelToken | None 
         dataset = discover_dataset(cfg.data_dir, CLASS_IDS)
         splits: dict[str, tuple[Sample, ...]] = dict(split_dataset(dataset, cfg.split, cfg.seed))
     else:
-        splits = {"train": data.train, "val": data.val + data.replay_val, "test": data.val,
-                  "replay": data.replay_train}
+        splits = {"train": data.train, "val": data.val + data.replay_val, "replay": data.replay_train}
     for name in ("train", "val"):
         present = set(_labels(splits[name]).tolist())
         if len(present) < 2:
@@ -233,6 +232,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, cancel: CancelToken | None 
     except OSError as exc:
         raise ConfigError(f"cannot create output folder {out_dir}: {exc.strerror}") from None
     images = yield from _load_split_images(splits, cfg, cancel)
+    if data is not None:  # the test split is the lab's part of validation: decoded once, taken from it
+        val_array, val_labels, val_kept = images["val"]
+        lab_val = set(data.val)
+        lab = [i for i, s in enumerate(val_kept) if s in lab_val]
+        images["test"] = (val_array[lab], val_labels[lab], [val_kept[i] for i in lab])
     n_lab = len(images["train"][0])
     if "replay" in images:  # one array: lab images first, then the replay images
         images["train"] = tuple(np.concatenate([images["train"][k], images["replay"][k]]) if k < 2

@@ -54,6 +54,7 @@ def test_a_fine_tune_with_distillation_saves_a_model_whose_card_names_the_lab_da
     card = load_model(tmp_path / "out" / "lab.safetensors").card
     assert card.data_fingerprint["sha256"] == data.fingerprint["sha256"]
     assert card.training["recipe"]["distill"] == 1.0
+    assert card.metrics["test_random"]["n"] == len(data.val)  # the card's test figure: the lab's held-out images
 
 
 def test_the_survey_counts_the_reviews_made_in_label_next(tmp_path):

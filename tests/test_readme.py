@@ -18,6 +18,14 @@ def test_readme_has_exactly_two_setup_commands():
     run_app, run_tests = commands
     assert run_app.rstrip().endswith("main.py") and "\n" not in run_app
     assert "pytest" in run_tests and "QT_QPA_PLATFORM=offscreen" in run_tests and "\n" not in run_tests
+    # both set up through the bootstrap script, which installs what the OS lacks first
+    assert run_app.startswith("sh packaging/bootstrap.sh app && ")
+    assert run_tests.startswith("sh packaging/bootstrap.sh tests && ")
+
+
+def test_ci_has_no_install_step_of_its_own():
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "apt-get" not in ci and "pip install" not in ci
 
 
 def test_ci_runs_the_readme_test_command_verbatim():

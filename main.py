@@ -21,6 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     from cli.main import COMMANDS
     from cli.main import main as cli_main
 
+    if argv and argv[0] == "--self-test":  # IT's (and CI's) check of an installed app: gui/self_test.py
+        from gui.self_test import run_self_test
+
+        return run_self_test(argv[1:])
     if argv and (argv[0] in COMMANDS or argv[0] in ("-h", "--help", "--version")):
         return cli_main(argv)
     if argv and not argv[0].startswith("-") and argv[0] != "gui" and not os.path.exists(argv[0]):

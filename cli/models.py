@@ -1,4 +1,5 @@
-"""CLI commands that need torch: train, evaluate (classify is added by the inference module)."""
+"""CLI commands about models: train, refit and the wizard's training job (these need torch: the
+``train`` extra), and evaluate (which runs as classify does)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 from engine.core.errors import ConfigError
+from engine.core.optional import require_torch
 
 EXIT_OK, EXIT_FATAL = 0, 2
 
@@ -38,6 +40,7 @@ def _is_model(init: str | None) -> bool:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    require_torch("training")
     from engine.training.train import TrainConfig, train
 
     if not args.data_dir and not args.from_store:
@@ -210,6 +213,7 @@ def _add_evaluate(sub) -> None:
 
 
 def cmd_refit(args: argparse.Namespace) -> int:
+    require_torch("re-fitting a model")
     from engine.training.refit import refit
 
     card = refit(args.model, args.data_dir, args.out, model_version=args.model_version)
@@ -229,6 +233,7 @@ def _add_refit(sub) -> None:
 
 
 def cmd_training_job(args: argparse.Namespace) -> int:
+    require_torch("training")
     from engine.training.job import lower_priority, run_job
 
     lower_priority()  # this process is the wizard's child: the desktop first

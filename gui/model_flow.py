@@ -42,9 +42,18 @@ def follow_active_model(window: QMainWindow) -> None:
 
 def open_retrain_wizard(window: QMainWindow) -> bool:
     """The retraining wizard; an interrupted training is offered for resuming first. True when
-    a new model was promoted."""
+    a new model was promoted. Without PyTorch (the lean install) it says what to install instead."""
+    from engine.core.errors import MissingExtraError
+    from engine.core.optional import require_torch
     from engine.models.library import ModelLibrary
     from gui import dialogs
+    from gui.errors import show_error
+
+    try:
+        require_torch("Retraining a model")
+    except MissingExtraError as exc:
+        show_error(window, str(exc))
+        return False
     from gui.retrain_wizard import RetrainWizard, interrupted_runs
 
     resume = None

@@ -38,5 +38,5 @@ $PY benchmarks/bccd_ood.py "$DATA" --model runs/r18-swap90-random/resnet18.safet
 
 mkdir -p resources/models
 for m in runs/r18-swap90-random/resnet18 runs/baseline-cell-random/baseline; do
-  cp "$m.safetensors" "$m.json" resources/models/
+  cp "$m.safetensors" "$m.json" "$m.onnx" resources/models/  # the graph, written by train: lean installs need it
 done

@@ -42,6 +42,13 @@ class ModelIntegrityError(ModelError):
     """A weights file does not match the sha256 recorded in its model card."""
 
 
+class MissingExtraError(ModelError):
+    """What was asked for needs a part this installation lacks (PyTorch, in the lean install).
+
+    A :class:`ModelError` because the torch-backed model paths raise it where they would have
+    loaded a network; the ONNX path's automatic fallback never swallows it."""
+
+
 class Cancelled(AllSightError):
     """A long operation was cancelled by the user."""
 

@@ -26,16 +26,21 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from engine.core.errors import ConfigError, ImageLoadError, ModelError, ModelIntegrityError
+from engine.core.errors import ConfigError, ImageLoadError, MissingExtraError, ModelError, ModelIntegrityError
 from engine.core.flags import FlagReason, is_out_of_distribution
+from engine.core.optional import require_torch
 from engine.core.progress import CancelToken
 from engine.core.records import ImageResult, ImageStatus
-from engine.imaging.cells import has_white_cell
-from engine.imaging.pixelstats import percentile_uint8
 from engine.imaging.preprocess import model_input_only, preprocess, to_chw_float
+from engine.inference.image_checks import (  # noqa: F401 - part of this module's API since 1.0
+    FOCUS_ANALYSIS_SIZE,
+    FOCUS_MIN_SHARPNESS,
+    image_level_flags,
+    image_level_ood,
+    sharpness,
+)
 from engine.inference.ood import OodDetector
 from engine.inference.runtime import (  # noqa: F401 - select_device/configure_threads are part of this API
     Backend,
@@ -56,18 +61,6 @@ from engine.models.resolve import LoadedModel, load_model, resolve_model_card
 
 log = logging.getLogger(__name__)
 
-#: Image-level out-of-distribution checks, on the centre-cropped, resized original (0..255).
-#: Real smears measure a per-channel standard deviation of 17+ and a 99th-percentile chroma
-#: (max - min of R, G, B) of 65+; these limits leave a wide margin.
-BLANK_MAX_CHANNEL_STD = 4.0
-GRAYSCALE_MAX_CHROMA_P99 = 12.0
-#: Focus: the variance of the Laplacian of the grey image at 128 x 128 px. The 2,735 fields of
-#: the data set measure 66 at the least (median 447); Gaussian defocus of sigma 3 px at 224 px
-#: brings every one of them under 31 (sigma 2: median 43). Smaller images are not judged.
-FOCUS_ANALYSIS_SIZE = 128
-FOCUS_MIN_SHARPNESS = 35.0
-
-
 # ------------------------------------------------------------------------------------ results
 @dataclass(frozen=True)
 class _Prepared:
@@ -77,45 +70,6 @@ class _Prepared:
     pixels: np.ndarray | None = None  # (S, S, 3) uint8 model input
     image_flags: tuple[FlagReason, ...] = ()  # image-level reasons (before the network)
     error: str | None = None
-
-
-def sharpness(original: np.ndarray) -> float | None:
-    """Variance of the Laplacian of an (S, S, 3) uint8 image's grey levels at
-    :data:`FOCUS_ANALYSIS_SIZE` px (``None`` when the image is smaller than that)."""
-    if min(original.shape[:2]) < FOCUS_ANALYSIS_SIZE:
-        return None
-    gray = cv2.cvtColor(original, cv2.COLOR_RGB2GRAY)
-    if gray.shape[:2] != (FOCUS_ANALYSIS_SIZE, FOCUS_ANALYSIS_SIZE):
-        gray = cv2.resize(gray, (FOCUS_ANALYSIS_SIZE, FOCUS_ANALYSIS_SIZE), interpolation=cv2.INTER_AREA)
-    _, std = cv2.meanStdDev(cv2.Laplacian(gray, cv2.CV_32F))
-    return float(std[0, 0]) ** 2
-
-
-def image_level_flags(original: np.ndarray) -> list[FlagReason]:
-    """Reasons an (S, S, 3) uint8 image cannot be judged, found without the network: blank,
-    grayscale, out of focus, no white cell (empty list if none)."""
-    reasons = []
-    _, std = cv2.meanStdDev(original)
-    blank = float(std.max()) < BLANK_MAX_CHANNEL_STD
-    if blank:
-        reasons.append(FlagReason.BLANK)
-    r, g, b = cv2.split(original)  # cv2, not ndarray.max(axis=2): ~10x faster on 3 channels
-    chroma = cv2.subtract(cv2.max(cv2.max(r, g), b), cv2.min(cv2.min(r, g), b))
-    grayscale = percentile_uint8(chroma, 99) < GRAYSCALE_MAX_CHROMA_P99
-    if grayscale:
-        reasons.append(FlagReason.GRAYSCALE)
-    focus = None if blank else sharpness(original)  # a blank frame has no edges to focus on
-    if focus is not None and focus < FOCUS_MIN_SHARPNESS:
-        reasons.append(FlagReason.OUT_OF_FOCUS)
-    # A field with no white cell has nothing the model can judge, whatever it says about it.
-    if not blank and not grayscale and not has_white_cell(original):
-        reasons.append(FlagReason.NO_WHITE_CELL)
-    return reasons
-
-
-def image_level_ood(original: np.ndarray) -> list[str]:
-    """The image-level reasons as plain sentences (kept for callers that show them)."""
-    return [r.sentence for r in image_level_flags(original)]
 
 
 # --------------------------------------------------------------------------------- classifier
@@ -189,7 +143,7 @@ class Classifier:
                     self.parallel_batches = self._threads
                     if self.parallel_batches > 1:
                         limit_numpy_blas_threads()
-                except ModelIntegrityError:
+                except (ModelIntegrityError, MissingExtraError):
                     raise
                 except ModelError as exc:
                     if (self._backend_pref or "auto").strip().lower() == "onnx":
@@ -348,25 +302,41 @@ class Classifier:
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Grad-CAM for one image: (resized original (S,S,3) uint8, heat (S,S) 0..1, overlay).
 
-        ``class_index`` (an index or a class id) defaults to the predicted class.
+        ``class_index`` (an index or a class id) defaults to the predicted class. With ONNX
+        Runtime it comes from the graph's class maps (no torch, no autograd:
+        :func:`engine.models.gradcam.heat_from_class_map`); else from torch's autograd.
         """
-        import torch
-
-        from engine.models.gradcam import gradcam, overlay
+        from engine.models.gradcam import heat_from_class_map, overlay
 
         rgb = load_image(image) if isinstance(image, (str, Path)) else np.asarray(image)
         stages = preprocess(rgb, self.card.preprocess)
-        net, device = self._torch_network()
-        x = torch.from_numpy(to_chw_float(stages.model_input, self.card.preprocess)[None]).to(device)
         if isinstance(class_index, str):
             if class_index not in self.classes:
                 raise ConfigError(f"unknown class {class_index!r}; the model has {', '.join(self.classes)}")
             class_index = self.classes.index(class_index)
+        if class_index is not None and not 0 <= int(class_index) < len(self.classes):
+            raise ConfigError(f"class index {class_index} out of range for {len(self.classes)} classes")
+        backend = self.backend
+        if isinstance(backend, OnnxBackend) and backend.has_class_maps:
+            logits, maps = backend.class_maps(stages.model_input[None])
+            index = int(logits[0].argmax()) if class_index is None else int(class_index)
+            heat = heat_from_class_map(maps[0, index], self.card.image_size)
+        else:
+            heat = self._torch_heatmap(stages.model_input, class_index)
+        return stages.original, heat, overlay(stages.original, heat)
+
+    def _torch_heatmap(self, model_input: np.ndarray, class_index: int | None) -> np.ndarray:
+        require_torch("Grad-CAM for a model whose ONNX graph has no class maps")
+        import torch
+
+        from engine.models.gradcam import gradcam
+
+        net, device = self._torch_network()
+        x = torch.from_numpy(to_chw_float(model_input, self.card.preprocess)[None]).to(device)
         # Grad-CAM hooks the network: no batch may run through the same network meanwhile.
         guard = self._network_slots if isinstance(self.backend, TorchBackend) else self._torch_lock
         with guard:
-            heat = gradcam(net, self.arch, x, class_index)
-        return stages.original, heat, overlay(stages.original, heat)
+            return gradcam(net, self.arch, x, class_index)
 
     def _torch_network(self):
         """The torch network (Grad-CAM needs gradients): the torch backend's own, or loaded on

@@ -27,6 +27,7 @@ import numpy as np
 
 from engine.core.errors import ModelError
 from engine.inference.scoring import mahalanobis_const, mahalanobis_score
+from engine.models.card import feature_layers_of
 
 METHOD = "mahalanobis-multilayer"
 LEGACY_METHOD = "mahalanobis"
@@ -132,13 +133,6 @@ class OodDetector:
             blocks.append(OodBlock(layer, start, start + int(dim), means, precision, float(scale)))
             start += int(dim)
         return cls(tuple(blocks), float(section["threshold"]))
-
-
-def feature_layers_of(section: Mapping[str, Any] | None, default: str) -> tuple[str, ...]:
-    """The layers whose pooled features the network must output for this card's detector."""
-    if section and section.get("method") == METHOD:
-        return tuple(section["feature_layers"])
-    return (str((section or {}).get("feature_layer") or default),)
 
 
 # ---------------------------------------------------------------------------------- fitting

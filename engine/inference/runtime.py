@@ -30,6 +30,8 @@ import numpy as np
 
 from engine.core.choices import BackendName
 from engine.core.errors import ConfigError, ModelError
+from engine.core.optional import require_torch
+from engine.models.graphs import CLASS_MAPS, OUTPUT_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +64,7 @@ def configure_threads(n: int | None = None) -> int:
                 env = os.environ.get("ALLSIGHT_THREADS", "")
                 n = int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
             _threads_configured = max(1, int(n))
-            if "torch" in sys.modules:
+            if sys.modules.get("torch") is not None:  # imported (a None entry marks it absent)
                 _apply_torch_threads()
         return _threads_configured
 
@@ -144,11 +146,14 @@ def select_device(pref: Any = "auto") -> Any:
 
 def resolve_device(pref: Any = "auto") -> str:
     """The device name for ``pref``; imports torch only when a GPU could be involved."""
+    from engine.core.optional import torch_available
+
     text = str(pref or "auto").strip().lower()
-    if text == "cpu" or (text == "auto" and not gpu_may_be_present()):
-        return "cpu"
+    if text == "cpu" or (text == "auto" and not (gpu_may_be_present() and torch_available())):
+        return "cpu"  # without torch (the lean install) a GPU cannot be used: auto is the CPU
     if text not in ("auto", "cuda", "mps") and not text.startswith("cuda:"):
         raise ConfigError(f"unknown device {pref!r}; use auto, cpu, cuda or mps")
+    require_torch(f"running the network on the GPU ({text})")
     return str(select_device(text))
 
 
@@ -215,10 +220,19 @@ class OnnxBackend:
             raise ModelError(f"ONNX Runtime cannot load the model graph ({type(exc).__name__}: {exc})") from None
         self._input = self.session.get_inputs()[0].name
         self.threads = options.intra_op_num_threads
+        #: Whether the graph returns the class maps Grad-CAM is made from (engine.models.graphs).
+        self.has_class_maps = CLASS_MAPS in {o.name for o in self.session.get_outputs()}
 
     def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        logits, features = self.session.run(None, {self._input: np.ascontiguousarray(images, np.uint8)})
+        logits, features = self.session.run(list(OUTPUT_NAMES), {self._input: np.ascontiguousarray(images, np.uint8)})
         return np.asarray(logits, np.float32), np.asarray(features, np.float32)
+
+    def class_maps(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(logits (N, C), class maps (N, C, h, w))``; only for a graph that has them."""
+        if not self.has_class_maps:
+            raise ModelError("this model's ONNX graph has no class maps (its head is not linear)")
+        logits, maps = self.session.run(["logits", CLASS_MAPS], {self._input: np.ascontiguousarray(images, np.uint8)})
+        return np.asarray(logits, np.float32), np.asarray(maps, np.float32)
 
 
 class TorchBackend:
@@ -227,6 +241,7 @@ class TorchBackend:
     name = "torch"
 
     def __init__(self, loaded: Any, device: str) -> None:
+        require_torch("the torch backend")
         import torch
 
         from engine.inference.ood import feature_layers_of

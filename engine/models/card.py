@@ -61,6 +61,8 @@ MAX_LEGACY_OOD_THRESHOLD = 1e9
 MEAN_RANGE: tuple[float, float] = (0.0, 1.0)
 STD_MAX = 1.0
 WEIGHTS_DTYPES: tuple[str, ...] = ("float32", "float16")
+#: The kinds of ONNX graph a card may list (``graphs``).
+GRAPH_KINDS: tuple[str, ...] = ("fp32",)
 
 
 class CardBinding(StrEnum):
@@ -95,6 +97,10 @@ class ModelCard:
     weights_file: str = ""
     weights_sha256: str = ""
     weights_dtype: str = "float32"
+    #: The network's ONNX graphs beside the weights, by kind ("fp32"): ``{"file", "sha256",
+    #: "graph_key", "format"}`` each (:mod:`engine.models.graphs`). Derived from the weights, so
+    #: not sealed into them; each is bound to the weights and the card by its graph key instead.
+    graphs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: Where the card was read from (not stored).
     path: Path | None = None
     #: Whether the card was checked against the fields sealed into its weights file (not stored).
@@ -124,6 +130,7 @@ class ModelCard:
             "created": self.created,
             "libraries": dict(self.libraries),
             "weights": {"file": self.weights_file, "sha256": self.weights_sha256, "dtype": self.weights_dtype},
+            **({"graphs": {kind: dict(entry) for kind, entry in self.graphs.items()}} if self.graphs else {}),
         }
 
     @classmethod
@@ -162,6 +169,7 @@ class ModelCard:
                 weights_file=str(data["weights"]["file"]),
                 weights_sha256=str(data["weights"]["sha256"]),
                 weights_dtype=str(data["weights"].get("dtype", "float32")),
+                graphs={str(kind): dict(entry) for kind, entry in dict(data.get("graphs", {})).items()},
                 path=path,
             )
             _check_card(card, data, where)
@@ -282,3 +290,21 @@ def _check_card(card: ModelCard, data: Mapping[str, Any], where: str) -> None:
         raise _refuse(where, "weights.sha256", "must be 64 lower-case hexadecimal digits", card.weights_sha256)
     if card.weights_dtype not in WEIGHTS_DTYPES:
         raise _refuse(where, "weights.dtype", f"must be {' or '.join(WEIGHTS_DTYPES)}", card.weights_dtype)
+    for kind, entry in card.graphs.items():
+        if kind not in GRAPH_KINDS:
+            raise _refuse(where, "graphs", f"may hold only {', '.join(GRAPH_KINDS)}", kind)
+        file = entry.get("file")
+        if not isinstance(file, str) or not file.endswith(".onnx") or Path(file).name != file or "\\" in file \
+                or file.startswith("."):
+            raise _refuse(where, f"graphs.{kind}.file", "must be the name of an .onnx file beside the card", file)
+        for key in ("sha256", "graph_key"):
+            digest = entry.get(key)
+            if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise _refuse(where, f"graphs.{kind}.{key}", "must be 64 lower-case hexadecimal digits", digest)
+
+
+def feature_layers_of(section: Mapping[str, Any] | None, default: str) -> tuple[str, ...]:
+    """The layers whose pooled features the network must output for a card's ``ood`` section."""
+    if section and section.get("method") == OOD_METHOD:
+        return tuple(section["feature_layers"])
+    return (str((section or {}).get("feature_layer") or default),)

@@ -6,25 +6,54 @@ channels, rectified, upsampled to the input size and scaled to 0..1. A temporary
 captures the activations and is always removed; gradients come from ``torch.autograd.grad``, so no
 backward hook is ever attached. It works when called from code that otherwise runs under
 ``torch.inference_mode`` (both inference mode and no-grad are lifted for the computation).
+
+Without torch (:func:`heat_from_class_map`): for a head that is linear in the feature layer's
+activations, the spatially averaged gradient is a constant per class and channel, so the ONNX
+graph returns the weighted sum itself (``class_maps``, :mod:`engine.inference.onnx_export`) and
+only the last steps — rectify, upsample, scale — remain; a test holds the two to 1e-5. Only
+:func:`gradcam` imports torch.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
-import torch
-from torch import nn
-from torch.nn import functional as F
 
 from engine.core.errors import ConfigError
-from engine.models.registry import feature_layer
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+def _scaled(heat: np.ndarray) -> np.ndarray:
+    """Rectified and scaled to 0..1 by its peak; a map with no positive evidence is all 0."""
+    heat = np.maximum(heat, 0.0)
+    peak = float(heat.max()) if heat.size else 0.0
+    if not np.isfinite(peak) or peak <= 1e-12:
+        return np.zeros(heat.shape, np.float32)
+    return np.clip(heat / peak, 0.0, 1.0).astype(np.float32)
+
+
+def heat_from_class_map(class_map: np.ndarray, size: int) -> np.ndarray:
+    """Grad-CAM (size, size) in 0..1 from one class's map ``sum_k alpha_ck A_k`` (h, w): rectified,
+    upsampled bilinearly (half-pixel centres, as torch's ``align_corners=False``) and scaled."""
+    cam = np.maximum(np.asarray(class_map, np.float32), 0.0)
+    return _scaled(cv2.resize(cam, (size, size), interpolation=cv2.INTER_LINEAR))
 
 
 def gradcam(net: nn.Module, arch: str, input_tensor: torch.Tensor, class_index: int | None = None) -> np.ndarray:
-    """Grad-CAM heat map (S, S) float32 in 0..1 for ``input_tensor`` (1, 3, S, S).
+    """Grad-CAM heat map (S, S) float32 in 0..1 for ``input_tensor`` (1, 3, S, S), with autograd.
 
     ``class_index`` None explains the predicted class. A map with no positive evidence is all 0.
     """
+    import torch
+    from torch.nn import functional as F
+
+    from engine.models.registry import feature_layer
+
     if input_tensor.ndim != 4 or input_tensor.shape[0] != 1:
         raise ConfigError(f"gradcam expects one image as a (1, 3, S, S) tensor, got {tuple(input_tensor.shape)}")
     layer = feature_layer(net, arch)
@@ -58,11 +87,7 @@ def gradcam(net: nn.Module, arch: str, input_tensor: torch.Tensor, class_index: 
         handle.remove()
         captured.clear()
         net.train(was_training)
-    heat = np.maximum(heat, 0.0)
-    peak = float(heat.max()) if heat.size else 0.0
-    if not np.isfinite(peak) or peak <= 1e-12:
-        return np.zeros(heat.shape, np.float32)
-    return np.clip(heat / peak, 0.0, 1.0).astype(np.float32)
+    return _scaled(heat)
 
 
 def overlay(rgb: np.ndarray, heat: np.ndarray, alpha: float = 0.4) -> np.ndarray:

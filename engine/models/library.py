@@ -27,9 +27,11 @@ from typing import Any
 
 from engine.core.errors import ModelError
 from engine.core.fsutil import atomic_write_bytes
+from engine.core.optional import require_torch, torch_available
 from engine.models import installed
 from engine.models.card import ModelCard
 from engine.models.checkpoint import read_card, read_verified_weights
+from engine.models.graphs import graph_files, read_graph
 from engine.models.installed import ACTIVE_FILE, ACTIVE_FORMAT, INSTALL_FILE
 from engine.models.resolve import DEFAULT_MODEL_ID, SHIPPED_MODELS_DIR, active_card_path
 
@@ -100,15 +102,30 @@ def _now() -> str:
 
 def verify(card_or_path: ModelCard | str | Path, *, network: bool = True) -> ModelCard:
     """The card, checked as a load would: card valid and bound to its weights, the weights'
-    sha256 right and, with ``network``, the network built from them (:class:`ModelError` with
-    the reason). Without ``network`` torch is not imported (the desktop app's process never
-    does; its model process loads the network right after an activation)."""
+    sha256 right, the ONNX graph it lists (if any) intact and, with ``network``, the network
+    built from them: in torch where it is installed, else in ONNX Runtime from the graph (a lean
+    install cannot check, or run, a model without one: :class:`MissingExtraError`). Without
+    ``network`` neither is loaded (the desktop app's process never imports torch; its model
+    process loads the network right after an activation)."""
     card = card_or_path if isinstance(card_or_path, ModelCard) else read_card(card_or_path)
     read_verified_weights(card)
+    graph = read_graph(card)
     if network:
-        from engine.models.resolve import load_model
+        if torch_available():
+            from engine.models.resolve import load_model
 
-        load_model(card)
+            load_model(card)
+        elif graph is None:
+            require_torch(f"{card.id} {card.version} comes without an ONNX graph for this version of ALLSight; "
+                          "checking or running it")
+        else:
+            import onnxruntime as ort
+
+            try:
+                ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
+            except Exception as exc:  # ONNX Runtime's own exception types
+                raise ModelError(f"{card.id} {card.version}: ONNX Runtime cannot load its graph "
+                                 f"({type(exc).__name__}: {exc})") from None
     return card
 
 
@@ -194,6 +211,8 @@ class ModelLibrary:
             shutil.copyfile(card.weights_path, staging / f"{stem}.safetensors")
             assert card.path is not None
             shutil.copyfile(card.path, staging / f"{stem}.json")
+            for graph in graph_files(card):
+                shutil.copyfile(graph, staging / graph.name)
             record = {"at": _now(), "by": by, "origin": origin, "format": 1}
             (staging / INSTALL_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
             self._verify(staging / f"{stem}.json")
@@ -239,7 +258,7 @@ class ModelLibrary:
         self._verify(model.card)
         dest = Path(destination)
         assert model.card.path is not None
-        sources = (model.card.weights_path, model.card.path)
+        sources = (model.card.weights_path, model.card.path, *graph_files(model.card))
         targets = tuple(dest / source.name for source in sources)
         taken = [str(t) for t in targets if t.exists()]
         if taken:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.core.errors import ModelError, ModelIntegrityError
+from engine.core.optional import require_torch
 from engine.models import installed
 from engine.models.card import ModelCard
 from engine.models.checkpoint import load_tensors, read_card
@@ -81,9 +82,10 @@ class LoadedModel:
 def load_model(model: str | Path | ModelCard | None = None, *, recalibrating: bool = False) -> LoadedModel:
     """The network of ``model`` (a card, or what :func:`resolve_model_card` accepts), its weights
     verified; ``recalibrating`` as for :func:`~engine.models.checkpoint.read_card`."""
+    card = model if isinstance(model, ModelCard) else resolve_model_card(model, recalibrating=recalibrating)
+    require_torch(f"loading {card.id} {card.version}'s network into PyTorch")
     from engine.models.registry import build_model
 
-    card = model if isinstance(model, ModelCard) else resolve_model_card(model, recalibrating=recalibrating)
     tensors = load_tensors(card)
     net_state = {k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")}
     extras = {k: v for k, v in tensors.items() if not k.startswith("net.")}

@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 
 from engine.core.progress import Progress
-from engine.inference.predict import preprocess_batch, run_network, softmax
-from engine.models.resolve import load_model
+from engine.imaging.preprocess import model_input_only
+from engine.inference.classifier import Classifier
+from engine.inference.scoring import softmax
 from engine.training.data import LoadFailure, discover_dataset, load_resized
 from engine.training.metrics import classification_report
 
@@ -18,10 +19,12 @@ def evaluate_folder(data_dir: str | Path, model: str | None = None, *, batch_siz
                     shift=None) -> dict[str, Any]:
     """Metrics of ``model`` on every image under ``data_dir``'s class folders.
 
-    ``shift`` optionally perturbs each raw image first (the robustness benchmark).
+    ``shift`` optionally perturbs each raw image first (the robustness benchmark). The network
+    runs as ``classify`` runs it (ONNX Runtime on the CPU: no torch needed, the lean install
+    evaluates too).
     """
-    loaded = load_model(model)
-    card = loaded.card
+    classifier = Classifier(model)
+    card = classifier.card
     dataset = discover_dataset(data_dir, card.classes, min_classes=1)
     result: tuple[np.ndarray, list[LoadFailure]] | None = None
     for item in load_resized(dataset.samples, card.image_size, card.preprocess.crop):
@@ -35,7 +38,9 @@ def evaluate_folder(data_dir: str | Path, model: str | None = None, *, batch_siz
     if shift is not None:
         images = np.stack([shift(im) for im in images]) if len(images) else images
     labels = np.array([dataset.samples[i].label for i in keep], np.int64)
-    logits, _ = run_network(loaded.net, preprocess_batch(images, card.preprocess), batch_size=batch_size)
+    inputs = np.stack([model_input_only(im, card.preprocess)[1] for im in images]) if len(images) else images
+    parts = [classifier.backend.run(inputs[i:i + batch_size])[0] for i in range(0, len(inputs), batch_size)]
+    logits = np.concatenate(parts) if parts else np.zeros((0, len(card.classes)), np.float32)
     report = classification_report(softmax(logits, card.temperature), labels, card.classes)
     report["model"] = {"id": card.id, "version": card.version, "sha256": card.weights_sha256}
     report["skipped"] = [{"path": str(f.path), "reason": f.reason} for f in failures]
@@ -48,6 +53,7 @@ def evaluate_samples(loaded, samples, shifts: dict | None = None, batch_size: in
     Perturbations run before crop/resize and preprocessing, as a different camera would.
     """
     from engine.imaging.preprocess import crop_and_resize
+    from engine.inference.predict import preprocess_batch, run_network
     from engine.io.images import load_image
 
     card = loaded.card

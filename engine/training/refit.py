@@ -20,6 +20,7 @@ import numpy as np
 from engine import __version__
 from engine.core.errors import DataLayoutError
 from engine.core.progress import Progress
+from engine.inference.onnx_export import with_graph
 from engine.models.card import ModelCard
 from engine.models.checkpoint import save_model
 from engine.models.resolve import load_model
@@ -69,7 +70,7 @@ def refit(model: str | Path, data_dir: str | Path, out_dir: str | Path, *, model
     tensors = {f"net.{k}": v for k, v in loaded.net.state_dict().items()}
     tensors.update({k: torch.from_numpy(v) for k, v in done.ood_tensors.items()})
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    return save_model(tensors, new, out_dir, Path(card.weights_file).stem or card.id)
+    return with_graph(save_model(tensors, new, out_dir, Path(card.weights_file).stem or card.id), loaded.net)
 
 
 __all__ = ["refit"]

@@ -28,6 +28,7 @@ from engine.core.progress import CancelToken, Progress
 from engine.imaging.augment import AugmentConfig, augment
 from engine.imaging.background_swap import BackgroundBank
 from engine.imaging.preprocess import ModelInput, PreprocessConfig, model_input_only, to_chw_float
+from engine.inference.onnx_export import with_graph
 from engine.inference.predict import preprocess_batch, run_network
 from engine.models.card import ModelCard
 from engine.models.checkpoint import save_model
@@ -388,7 +389,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, cancel: CancelToken | None 
     )
     tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
     tensors.update({k: torch.from_numpy(v) for k, v in finished.ood_tensors.items()})
-    card = save_model(tensors, card, out_dir, cfg.resolved_id)
+    card = with_graph(save_model(tensors, card, out_dir, cfg.resolved_id), net)
     yield Progress(4, 4, "done", {
         "model_path": str(card.weights_path), "accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
         "ece": report["ece"], "seconds": round(time.time() - started, 1), "best_epoch": best_epoch,

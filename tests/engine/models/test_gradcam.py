@@ -87,3 +87,72 @@ def test_classifier_heatmap_from_path_and_array(tmp_path, tiny_model):
     _, heat3, _ = clf.heatmap(path, class_index=3)
     np.testing.assert_allclose(heat2, heat3, atol=1e-6)
     assert _no_hooks(clf._torch_network()[0])
+
+
+# ------------------------------------------------------- Grad-CAM without torch (the graph's class maps)
+def _session(loaded):
+    import onnxruntime as ort
+
+    from engine.inference.onnx_export import export_bytes
+
+    return ort.InferenceSession(export_bytes(loaded), providers=["CPUExecutionProvider"])
+
+
+def test_the_graphs_class_maps_give_autograds_grad_cam(loaded):
+    from engine.models.gradcam import heat_from_class_map
+
+    session = _session(loaded)
+    assert "class_maps" in [o.name for o in session.get_outputs()]
+    card = loaded.card
+    images = np.stack([preprocess(synthetic_smear(k, 48, k), card.preprocess).model_input for k in range(3)])
+    _, maps = session.run(["logits", "class_maps"], {"images": images})
+    for k in range(3):
+        x = torch.from_numpy(to_chw_float(images[k], card.preprocess)[None])
+        for class_index in range(4):
+            expected = gradcam(loaded.net, card.architecture, x, class_index)
+            np.testing.assert_allclose(heat_from_class_map(maps[k, class_index], SIZE), expected, atol=1e-5)
+
+
+def test_a_head_that_is_not_linear_gets_no_class_maps():
+    from engine.inference.onnx_export import _class_map_weights
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 6),
+                              torch.nn.ReLU(), torch.nn.Linear(6, 4))
+    assert _class_map_weights(net, net[0], 8) is None  # the gradient depends on the input
+    linear = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 4))
+    assert _class_map_weights(linear, linear[0], 8).shape == (4, 4)
+
+
+def test_the_classifier_explains_from_the_graph_without_loading_torchs_network(tmp_path, monkeypatch):
+    from engine.inference import classifier as classifier_module
+    from engine.inference.onnx_export import attach_graph
+
+    card = attach_graph(save_tiny_model(tmp_path / "m", arch="resnet18", image_size=SIZE))
+    reference = load_model(card)
+
+    def no_torch_network(*_a, **_k):
+        raise AssertionError("Grad-CAM from the graph must not load the torch network")
+
+    monkeypatch.setattr(classifier_module, "load_model", no_torch_network)
+    clf = Classifier(card, device="cpu", backend="onnx")
+    image = synthetic_smear(3, 64, 2)
+    for class_index in ("Benign", 2):
+        _, heat, over = clf.heatmap(image, class_index=class_index)
+        stages = preprocess(image, card.preprocess)
+        x = torch.from_numpy(to_chw_float(stages.model_input, card.preprocess)[None])
+        index = card.classes.index(class_index) if isinstance(class_index, str) else class_index
+        np.testing.assert_allclose(heat, gradcam(reference.net, "resnet18", x, index), atol=1e-5)
+        assert over.shape == (SIZE, SIZE, 3)
+
+
+def test_without_class_maps_the_classifier_falls_back_to_autograd(tmp_path, monkeypatch):
+    from engine.inference import onnx_export
+
+    monkeypatch.setattr(onnx_export, "_class_map_weights", lambda *a, **k: None)
+    card = onnx_export.attach_graph(save_tiny_model(tmp_path / "m", image_size=SIZE))
+    clf = Classifier(card, device="cpu", backend="onnx")
+    assert not clf.backend.has_class_maps
+    _, heat, _ = clf.heatmap(synthetic_smear(3, 64, 2), class_index=1)
+    x = torch.from_numpy(to_chw_float(preprocess(synthetic_smear(3, 64, 2), card.preprocess).model_input,
+                                      card.preprocess)[None])
+    np.testing.assert_allclose(heat, gradcam(load_model(card).net, "baseline", x, 1), atol=1e-6)

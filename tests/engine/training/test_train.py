@@ -38,6 +38,10 @@ def test_training_writes_a_complete_verified_model(class_dataset, tmp_path):
     assert card["architecture"] == "baseline" and card["training"]["seed"] == 0
     assert card["preprocess"]["image_size"] == 32
     assert card["data_fingerprint"]["n_images"] == 48
+    # and its ONNX graph, so a lean (torch-free) install can run it
+    from engine.models.graphs import read_graph
+
+    assert read_graph(model.card) is not None
     assert card["data_fingerprint"]["split_sizes"] == {"train": 28, "val": 8, "test": 12}
     assert card["calibration"]["temperature"] > 0
     assert "test_random" in card["metrics"] and card["metrics"]["test_random"]["n"] == 12

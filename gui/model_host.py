@@ -7,9 +7,12 @@
   launch) and keeps it while the spec is unchanged. Classification runs there, not in this
   process: its many short NumPy calls would otherwise share the GIL with the event loop and
   stall the window (docs/performance.md).
-* :meth:`ModelHost.get` loads the same model in this process, on request, for Grad-CAM, which
-  needs torch's autograd. Its native libraries are mapped first with the GIL released
-  (:func:`preload_torch_libraries`), so the GUI thread keeps running meanwhile.
+* :meth:`ModelHost.get` loads the same model in this process, on request, for Grad-CAM. On the
+  CPU that is ONNX Runtime with the model's graph, whose class maps give Grad-CAM without torch
+  (:func:`engine.models.gradcam.heat_from_class_map`); torch is loaded only for a GPU or a graph
+  without class maps. Native libraries are mapped first with the GIL released
+  (:func:`preload_onnxruntime_library`, :func:`preload_torch_libraries`), so the GUI thread keeps
+  running meanwhile.
 
 Changing the settings that define the model (model, device, review threshold override) retires
 both: a process still running a job finishes it and is closed at the next request.

@@ -70,12 +70,12 @@ classify_folder() {
   set -e
 }
 
-# expect_rows CSV: 3 ok rows and exactly one error row, for broken.jpg.
+# expect_rows CSV: 4 rows (path,status,...): 3 ok and one error, for broken.jpg.
 expect_rows() {
-  local csv="$1"
-  [ "$(grep -c ',ok,' "$csv")" -eq 3 ] || { cat "$csv"; fail "expected 3 ok rows in $csv"; }
-  [ "$(grep -c ',error,' "$csv")" -eq 1 ] || { cat "$csv"; fail "expected exactly one error row in $csv"; }
-  grep -q '/broken\.jpg,error,' "$csv" || { cat "$csv"; fail "no error row for broken.jpg in $csv"; }
+  local csv="$1" statuses
+  statuses="$(awk -F, 'NR > 1 { n = split($1, p, "/"); print p[n] "=" $2 }' "$csv" | sort | tr '\n' ' ')"
+  [ "$statuses" = "broken.jpg=error field0.jpg=ok field1.jpg=ok field2.jpg=ok " ] \
+    || { cat "$csv"; fail "expected 3 ok rows and an error row for broken.jpg in $csv, got: $statuses"; }
 }
 
 # --- the steps -----------------------------------------------------------------------------------

@@ -45,9 +45,10 @@ def _on_off(text: str | None) -> bool | None:
 def cmd_accounts(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from engine.store.engines import is_url
     from engine.store.results import ResultStore
 
-    if not Path(args.db).exists():
+    if not is_url(args.db) and not Path(args.db).exists():
         raise AllSightError(f"{args.db}: no such result database")
     with ResultStore.open(args.db) as store:
         if args.accounts_command == "list":

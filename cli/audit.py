@@ -22,8 +22,11 @@ EXIT_OK, EXIT_DAMAGED = 0, 3
 
 
 def _open(db: str):  # type: ignore[no-untyped-def]
+    from engine.store.engines import is_url
     from engine.store.results import ResultStore
 
+    if is_url(db):  # a lab database
+        return ResultStore.open(db)
     path = Path(db)
     if not path.exists():
         raise AllSightError(f"{path}: no such result database")

@@ -106,14 +106,14 @@ def _planned_outputs(args: argparse.Namespace, groups: list[SampleGroup], heat_d
 
 
 def _check_outputs(args: argparse.Namespace, paths: _Paths, images: tuple[Path, ...], groups: list[SampleGroup],
-                   heat_targets: dict[str, Path], db_path: Path | None) -> OutputGuard:
+                   heat_targets: dict[str, Path], db_path: Path | str | None) -> OutputGuard:
     """Before anything slow: one clear error, nothing written, nothing classified. Returns the
     guard, to check the report names again once the store has named the samples."""
     inputs: dict[str, Any] = {
         "images": images, "folders": [Path(raw) for raw in args.inputs if os.path.isdir(raw)],
         "files": [Path(raw) for raw in args.inputs if os.path.lexists(raw) and not os.path.isdir(raw)]}
     protected = model_files(args.model)
-    if db_path is not None:  # the database is written too: not onto an input
+    if isinstance(db_path, Path):  # the database file is written too: not onto an input
         OutputGuard(**inputs, protected=protected).check([Output("--db", db_path)])
         protected += [("the result database", Path(f"{db_path}{suffix}")) for suffix in ("", "-wal", "-shm")]
     guard = OutputGuard(**inputs, protected=protected)
@@ -138,7 +138,7 @@ class _Job:
     images: tuple[Path, ...]
     groups: list[SampleGroup]
     heat_targets: dict[str, Path]  # image key -> its heat-map file
-    db_path: Path | None
+    db_path: Path | str | None  # a file, or a lab database's URL
     guard: OutputGuard
     #: A named input does not exist: exit 3 even when every image found is classified.
     missing: bool

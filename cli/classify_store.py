@@ -32,13 +32,16 @@ class ImageEntry:
     refused: str | None = None  # why it was not classified (a signed-off sample)
 
 
-def resolve_db_path(value: str) -> Path:
-    """The database ``--db VALUE`` names: ``default`` is the application's own."""
+def resolve_db_path(value: str) -> Path | str:
+    """The database ``--db VALUE`` names: ``default`` is the application's own; a URL
+    (``postgresql://user@host/allsight``) is a lab database, kept as the URL."""
+    from engine.store.engines import is_url
+
     if value == "default":
         from engine.store.results import default_db_path
 
         return default_db_path()
-    return Path(value)
+    return value if is_url(value) else Path(value)
 
 
 def prepare_store(store: ResultStore, groups: list[SampleGroup], images: tuple[Path, ...], card: ModelCard,

@@ -31,8 +31,11 @@ def _figures(model) -> str:
 
 
 def _store(args: argparse.Namespace):
+    from engine.store.engines import is_url
     from engine.store.results import ResultStore, default_db_path
 
+    if args.db and is_url(args.db):  # a lab database
+        return ResultStore.open(args.db)
     path = Path(args.db) if args.db else default_db_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     return ResultStore.open(path)

@@ -99,16 +99,16 @@ def _add_preview(sub: argparse._SubParsersAction) -> None:
 
 _REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_preview]
 COMMANDS: set[str] = {"preview", "train", "evaluate", "refit", "classify", "audit", "accounts", "models",
-                      "training-job"}
+                      "training-job", "store"}
 
 
 def register_commands() -> None:
     # The command modules import torch, OpenCV etc. only inside their functions, so registering
     # them costs ~50 ms and --help lists every command.
-    from cli import accounts, audit, classify, library, models
+    from cli import accounts, audit, classify, library, models, store
 
     for register in (*models.REGISTRARS, *classify.REGISTRARS, *audit.REGISTRARS, *accounts.REGISTRARS,
-                     *library.REGISTRARS):
+                     *library.REGISTRARS, *store.REGISTRARS):
         if register not in _REGISTRARS:
             _REGISTRARS.append(register)
 

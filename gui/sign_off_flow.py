@@ -50,7 +50,7 @@ class SignOffFlow:
     def review(self, path: str, final_class: str | None) -> bool:
         """Record the reviewer's class for one image of the results sample (None: withdraw the
         image's review)."""
-        from engine.store.results import SignOffError
+        from engine.store.results import ReviewConflictError, SignOffError
 
         sample = self.results.sample
         if sample is None or sample.store_id is None or self.store is None:
@@ -58,9 +58,16 @@ class SignOffFlow:
         if not self.access.allowed(Permission.REVIEW, "review images"):
             return False
         reviewer = self.access.user
+        shown = self.results.panel.model.row_data(self.results.panel.model.row_of(path))
         try:
             via = "label_next" if self.results.panel.label_next_shown() else ""
-            when = self.workbench.review(sample, path, final_class, reviewer, via)
+            when = self.workbench.review(sample, path, final_class, reviewer, via,
+                                         seen=None if shown is None else shown.reviewed_at)
+        except ReviewConflictError as exc:  # another workstation's review: show it, keep it
+            self.results.panel.set_review(path, exc.current_class, exc.changed_by if exc.current_class else None,
+                                          exc.changed_at if exc.current_class else None)
+            self.window.show_message(str(exc))
+            return False
         except SignOffError as exc:
             self.window.show_message(str(exc))
             return False

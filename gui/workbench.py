@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -357,11 +356,13 @@ class Workbench:
             raise AllSightError(f"Sample {sample.sample_id} has not been classified yet.")
         return sample.store_id
 
-    def review(self, sample: Sample, path: str, final_class: str | None, reviewer: str, via: str = "") -> str:
+    def review(self, sample: Sample, path: str, final_class: str | None, reviewer: str, via: str = "",
+               seen: str | None = None) -> str:
         """Record the reviewer's class for one image (None: withdraw its review); the time it
-        was recorded (ISO, UTC). ``via``: the view it was made in (``"label_next"``)."""
-        self._store().record_review(self._store_id(sample), path, final_class, reviewer, via=via)
-        return datetime.now(UTC).isoformat(timespec="seconds")
+        was recorded (as stored). ``via``: the view it was made in (``"label_next"``). ``seen``:
+        the review time the reviewer was shown (None: not reviewed); another workstation's change
+        since raises :class:`engine.store.errors.ReviewConflictError` and writes nothing."""
+        return self._store().record_review(self._store_id(sample), path, final_class, reviewer, via=via, seen=seen)
 
     def sign_off_statement(self, sample: Sample) -> str:
         """The sentence the reviewer is asked to sign for ``sample``, from its stored records

@@ -20,8 +20,9 @@ qt_base="libegl1 libgl1 libxkbcommon0 libfontconfig1 libfreetype6 libdbus-1-3 li
 # Qt's xcb plugin: a real window on X11 (or XWayland).
 qt_xcb="libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-shape0
         libxcb-randr0 libxcb-xinerama0 libxcb-xkb1 libxkbcommon-x11-0 libx11-xcb1"
-# The tests render report PDFs (pdftoppm) to check them.
-test_tools="poppler-utils"
+# The tests render report PDFs (pdftoppm) to check them, and run the result store's tests
+# against a real PostgreSQL server, which they start themselves in a temporary folder on loopback.
+test_tools="poppler-utils postgresql"
 
 case "$what" in
   app|lean) system="$python_pkgs $qt_base $qt_xcb"; extra=".[train]"; [ "$what" = lean ] && extra="." ;;

@@ -48,7 +48,7 @@ class Gate:
         if not effective.accounts_required:
             return actor or (user.user if user is not None else "")
         if user is None or not signed_in:
-            raise PermissionDenied(f"this lab's result database ({self._db.path.name}) takes changes only from "
+            raise PermissionDenied(f"this lab's result database ({self._db.name}) takes changes only from "
                                    f"a signed-in ALLSight account: sign in to {what}")
         if role is None:
             raise PermissionDenied(f"the account {user.user} is no longer active (or its record was changed "

@@ -26,7 +26,6 @@ import hashlib
 import json
 import logging
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +34,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from engine.core.identity import AuthenticationError, Identity, Role
 from engine.core.textsafe import printable
-from engine.store.database import Database
+from engine.store.database import Conn, Database, Row
 from engine.store.errors import StoreError
 from engine.store.lockout import locked_until, lockout_message
 from engine.store.rows import audit, now
@@ -82,8 +81,8 @@ class LabPolicy:
 _POLICY_KEYS = {"accounts_required", "independent_reviewer_required"}
 
 
-def _table_policy(conn: sqlite3.Connection) -> LabPolicy:
-    values = dict(conn.execute("SELECT key, value FROM lab_policy").fetchall())
+def _table_policy(conn: Conn) -> LabPolicy:
+    values: dict[str, str] = dict(conn.execute("SELECT key, value FROM lab_policy").fetchall())
     return LabPolicy(**{k: values.get(k) == "1" for k in _POLICY_KEYS})
 
 
@@ -97,7 +96,7 @@ class AuditedAccount:
 _REPLAYED = ("policy_changed", "account_created", "account_changed", "password_changed", "password_rehashed")
 
 
-def audited_state(conn: sqlite3.Connection) -> tuple[LabPolicy, dict[str, AuditedAccount]]:
+def audited_state(conn: Conn) -> tuple[LabPolicy, dict[str, AuditedAccount]]:
     """The policy and the accounts as their audit entries (in chain order) leave them."""
     policy_values = dict.fromkeys(_POLICY_KEYS, False)
     accounts: dict[str, AuditedAccount] = {}
@@ -117,7 +116,7 @@ def audited_state(conn: sqlite3.Connection) -> tuple[LabPolicy, dict[str, Audite
     return LabPolicy(**policy_values), accounts
 
 
-def read_policy(conn: sqlite3.Connection) -> LabPolicy:
+def read_policy(conn: Conn) -> LabPolicy:
     """The effective policy: each rule on when the table *or* its audit trail says so."""
     return _stricter(_table_policy(conn), audited_state(conn)[0])
 
@@ -131,7 +130,7 @@ def policy(db: Database) -> LabPolicy:
         return read_policy(conn)
 
 
-def _row_problem(row: sqlite3.Row, audited: AuditedAccount | None) -> str:
+def _row_problem(row: Row, audited: AuditedAccount | None) -> str:
     """Why an account row differs from its audited state ("" when it does not)."""
     if audited is None:
         return "it has no audited creation"
@@ -148,7 +147,7 @@ def integrity_problems(db: Database) -> list[str]:
     """Account rows and policy values that differ from the audit trail (edited outside ALLSight)."""
     with db.read() as conn:
         table, (audited_policy, audited) = _table_policy(conn), audited_state(conn)
-        rows = conn.execute("SELECT * FROM accounts ORDER BY username COLLATE NOCASE").fetchall()
+        rows = conn.execute("SELECT * FROM accounts ORDER BY lower(username)").fetchall()
     problems = [f"the lab policy {k} is off in the table but on in the audit trail (the stricter applies)"
                 for k in sorted(_POLICY_KEYS) if getattr(audited_policy, k) and not getattr(table, k)]
     for row in rows:
@@ -159,7 +158,7 @@ def integrity_problems(db: Database) -> list[str]:
     return problems
 
 
-def _active_administrators(conn: sqlite3.Connection) -> int:
+def _active_administrators(conn: Conn) -> int:
     return int(conn.execute("SELECT COUNT(*) FROM accounts WHERE active = 1 AND role = ?",
                             (Role.ADMINISTRATOR.value,)).fetchone()[0])
 
@@ -202,18 +201,19 @@ def _password(value: str) -> str:
     return value
 
 
-def _row(conn: sqlite3.Connection, username: str) -> sqlite3.Row | None:
-    return conn.execute("SELECT * FROM accounts WHERE username = ?", (username,)).fetchone()
+def _row(conn: Conn, username: str) -> Row | None:
+    # User names are case-insensitive (SQLite: the column's NOCASE; PostgreSQL: a lower() index).
+    return conn.execute("SELECT * FROM accounts WHERE lower(username) = lower(?)", (username,)).fetchone()
 
 
-def _account(row: sqlite3.Row) -> Account:
+def _account(row: Row) -> Account:
     return Account(row["username"], row["display_name"], Role(row["role"]), bool(row["active"]),
                    row["created_at"], row["changed_at"])
 
 
 def list_accounts(db: Database) -> list[Account]:
     with db.read() as conn:
-        return [_account(r) for r in conn.execute("SELECT * FROM accounts ORDER BY username COLLATE NOCASE")]
+        return [_account(r) for r in conn.execute("SELECT * FROM accounts ORDER BY lower(username)")]
 
 
 def get_account(db: Database, username: str) -> Account | None:
@@ -280,7 +280,7 @@ def set_password(db: Database, actor: str, username: str, password: str) -> None
         audit(conn, actor, "password_changed", None, username=row["username"], seal=_seal(digest))
 
 
-def _verified(row: sqlite3.Row | None, password: str, conn: sqlite3.Connection | None = None) -> bool:
+def _verified(row: Row | None, password: str, conn: Conn | None = None) -> bool:
     if row is not None and conn is not None:
         why = _row_problem(row, audited_state(conn)[1].get(row["username"].casefold()))
         if why:
@@ -329,7 +329,7 @@ def check_password(db: Database, username: str, password: str) -> bool:
         return _verified(row, password or "", conn)
 
 
-def _role_in(conn: sqlite3.Connection, username: str, audited: dict[str, AuditedAccount]) -> Role | None:
+def _role_in(conn: Conn, username: str, audited: dict[str, AuditedAccount]) -> Role | None:
     row = _row(conn, username)
     if row is None or not row["active"]:
         return None

@@ -72,17 +72,20 @@ def entry_hash(ts: str, actor: str, action: str, sample_pk: int | None, image_pk
     return hashlib.sha256(canonical(ts, actor, action, sample_pk, image_pk, details, prev_hash)).hexdigest()
 
 
-def append(conn: sqlite3.Connection, ts: str, actor: str, action: str, sample_pk: int | None,
+def append(conn: Any, ts: str, actor: str, action: str, sample_pk: int | None,
            image_pk: int | None, details: str) -> None:
-    """Insert one chained entry (inside the caller's write transaction); the head follows by trigger."""
-    head = conn.execute("SELECT last_hash FROM audit_head WHERE id = 1").fetchone()
+    """Insert one chained entry (inside the caller's write transaction); the head follows by trigger.
+    On PostgreSQL the head row is locked first, so concurrent writers append one after another
+    (on SQLite the write transaction already holds the file's write lock)."""
+    lock = " FOR UPDATE" if getattr(conn, "dialect", "sqlite") == "postgresql" else ""
+    head = conn.execute(f"SELECT last_hash FROM audit_head WHERE id = 1{lock}").fetchone()
     prev = head[0] if head is not None else _last_hash(conn)
     digest = entry_hash(ts, actor, action, sample_pk, image_pk, details, prev)
     conn.execute("INSERT INTO audit_log (ts, actor, action, sample_pk, image_pk, details, prev_hash, entry_hash) "
                  "VALUES (?,?,?,?,?,?,?,?)", (ts, actor, action, sample_pk, image_pk, details, prev, digest))
 
 
-def _last_hash(conn: sqlite3.Connection) -> str:
+def _last_hash(conn: Any) -> str:
     row = conn.execute("SELECT entry_hash FROM audit_log ORDER BY pk DESC LIMIT 1").fetchone()
     return GENESIS_HASH if row is None or row[0] is None else str(row[0])
 
@@ -103,6 +106,16 @@ def chain_existing(conn: sqlite3.Connection) -> int:
     for sql in TRIGGERS.values():
         conn.execute(sql)
     return n
+
+
+def _table_and_trigger_names(conn) -> set[str]:
+    """The tables and triggers the database has, on either engine."""
+    if getattr(conn, "dialect", "sqlite") == "postgresql":
+        rows = conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() "
+                            "UNION SELECT tgname FROM pg_trigger WHERE NOT tgisinternal").fetchall()
+    else:
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger')").fetchall()
+    return {r[0] for r in rows}
 
 
 # ------------------------------------------------------------------------------------ checking
@@ -139,11 +152,11 @@ def _span(first: int, last: int) -> str:
 OPEN_TAIL = 2000
 
 
-def check_chain(conn: sqlite3.Connection, tail: int | None = None) -> AuditCheck:
+def check_chain(conn: Any, tail: int | None = None) -> AuditCheck:
     """Check the chain: every entry's hash, every link, the head's count and last hash, the
     triggers. With ``tail``: only the last ``tail`` entries' hashes and links (plus the count and
     the head), which is what opening a database does; ``None``: the whole chain."""
-    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger')")}
+    names = _table_and_trigger_names(conn)
     n_rows = int(conn.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0])
     full = tail is None or n_rows <= tail
     if "audit_head" not in names:

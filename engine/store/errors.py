@@ -19,3 +19,15 @@ class SignOffError(StoreError):
         self.n_unreviewed = n_unreviewed
         self.n_pending = n_pending
         super().__init__(message)
+
+
+class ReviewConflictError(StoreError):
+    """Someone else changed an image's review after the reviewer saw it (another workstation):
+    nothing was written. ``current_class`` (``None``: not reviewed), ``changed_by`` and
+    ``changed_at`` say what the review is now."""
+
+    def __init__(self, message: str, *, current_class: str | None, changed_by: str, changed_at: str):
+        self.current_class = current_class
+        self.changed_by = changed_by
+        self.changed_at = changed_at
+        super().__init__(message)

@@ -65,7 +65,7 @@ def add_images(db: Database, sample_id: str, paths: Iterable[str | os.PathLike[s
             # Only if nobody updated it meanwhile (another run may have noticed first).
             cur = conn.execute(
                 "UPDATE images SET sha256 = ?, size = ?, mtime_ns = ? "
-                "WHERE pk = ? AND sha256 IS ? AND size IS ? AND mtime_ns IS ?",
+                "WHERE pk = ? AND sha256 IS NOT DISTINCT FROM ? AND size IS NOT DISTINCT FROM ? AND mtime_ns IS NOT DISTINCT FROM ?",
                 (state.sha256, state.size, state.mtime_ns, old["pk"], old["sha256"], old["size"],
                  old["mtime_ns"]))
             if cur.rowcount == 1 and state.sha256 != old["sha256"]:

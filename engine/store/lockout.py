@@ -12,8 +12,9 @@ lockout tells nobody which names exist. Attempts during a lockout are audited as
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import UTC, datetime, timedelta
+
+from engine.store.database import Conn
 
 #: Refused sign-ins (within :data:`LOCKOUT_MINUTES`) that lock a user name.
 MAX_REFUSED_SIGN_INS = 5
@@ -36,7 +37,7 @@ def _about(action: str, actor: str, details: str) -> str:
         return ""
 
 
-def locked_until(conn: sqlite3.Connection, username: str, *, at: datetime | None = None) -> datetime | None:
+def locked_until(conn: Conn, username: str, *, at: datetime | None = None) -> datetime | None:
     """When the lockout of ``username`` ends, or ``None`` when it is not locked (at ``at``, now
     by default)."""
     key = (username or "").strip().casefold()

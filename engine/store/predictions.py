@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import sqlite3
 from enum import Enum
 from typing import Any, Literal
 
 from engine import CLASS_IDS
 from engine.core.flags import codes_from_legacy, format_codes, normalize, parse_codes
 from engine.core.records import ImageResult, ReviewedImage
-from engine.store.database import Database
+from engine.store.database import Conn, Database
 from engine.store.errors import StoreError
 from engine.store.identity import file_state
 from engine.store.naming import image_key
@@ -42,7 +41,7 @@ def _opt_float(value: Any) -> float | None:
     return None if math.isnan(f) else f
 
 
-def _image_pk(conn: sqlite3.Connection, sample_pk: int, path: str) -> int | None:
+def _image_pk(conn: Conn, sample_pk: int, path: str) -> int | None:
     row = conn.execute("SELECT pk FROM images WHERE sample_pk = ? AND path = ?", (sample_pk, path)).fetchone()
     return None if row is None else int(row[0])
 
@@ -88,7 +87,7 @@ def record_prediction(db: Database, sample_id: str, path: str | os.PathLike[str]
         if image is not None:
             content = image["sha256"] if image_sha256 is STORED_CONTENT else image_sha256
             if conn.execute(
-                    "SELECT 1 FROM predictions WHERE image_pk = ? AND model_sha256 = ? AND image_sha256 IS ? "
+                    "SELECT 1 FROM predictions WHERE image_pk = ? AND model_sha256 = ? AND image_sha256 IS NOT DISTINCT FROM ? "
                     "AND status = 'ok'", (image["pk"], model_sha256, content)).fetchone():
                 return False
         refuse_if_signed(row, "recording new predictions")
@@ -118,7 +117,7 @@ def pending_paths(db: Database, sample_id: str, model_sha256: str) -> list[str]:
         rows = conn.execute(
             "SELECT i.path FROM images i WHERE i.sample_pk = ? AND NOT EXISTS "
             "(SELECT 1 FROM predictions p WHERE p.image_pk = i.pk AND p.model_sha256 = ? "
-            "AND p.image_sha256 IS i.sha256 AND p.status = 'ok') "
+            "AND p.image_sha256 IS NOT DISTINCT FROM i.sha256 AND p.status = 'ok') "
             "ORDER BY i.position, i.pk", (row["pk"], model_sha256)).fetchall()
     return [r[0] for r in rows]
 
@@ -132,9 +131,9 @@ def predictions(db: Database, sample_id: str, model_sha256: str | None) -> list[
         "r.final_class, r.reviewer, r.created_at AS reviewed_at, r.note "
         "FROM images i "
         "JOIN predictions p ON p.pk = (SELECT MAX(pk) FROM predictions WHERE image_pk = i.pk "
-        f"AND image_sha256 IS i.sha256{model_filter}) "
+        f"AND image_sha256 IS NOT DISTINCT FROM i.sha256{model_filter}) "
         "LEFT JOIN reviews r ON r.pk = (SELECT MAX(pk) FROM reviews WHERE image_pk = i.pk "
-        "AND image_sha256 IS i.sha256) "
+        "AND image_sha256 IS NOT DISTINCT FROM i.sha256) "
         "WHERE i.sample_pk = :sample ORDER BY i.position, i.pk")
     with db.read() as conn:
         row = db.sample_row(conn, sample_id)

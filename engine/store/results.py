@@ -74,20 +74,21 @@ from engine.store import samples as _samples
 from engine.store.access import Accounts, Gate
 from engine.store.accounts import REFUSED, authenticate, check_password
 from engine.store.audit import OPEN_TAIL, AuditCheck, check_chain
-from engine.store.database import Database
-from engine.store.errors import SignOffError, StoreError
+from engine.store.database import Database  # noqa: F401 - re-exported
+from engine.store.engines import BUSY_TIMEOUT_S, open_database
+from engine.store.errors import ReviewConflictError, SignOffError, StoreError
 from engine.store.identity import MAX_HASHED_FILE_BYTES, hash_file
+from engine.store.leases import Leases
 from engine.store.predictions import STORED_CONTENT, Content
 from engine.store.records import AuditEntry, ImageRecord, Sample
 from engine.store.review import MAX_STATEMENT_CHARS, REVIEW_CLASSES
 from engine.store.rows import WITHDRAWN_REVIEW
-from engine.store.schema import MIGRATIONS, SCHEMA_VERSION, migrate, recognise
+from engine.store.schema import MIGRATIONS, SCHEMA_VERSION, migrate
 
 log = logging.getLogger(__name__)
 
 DB_FILE_NAME = "allsight.sqlite3"
 
-BUSY_TIMEOUT_S = 30.0
 
 
 def default_db_path() -> Path:
@@ -115,38 +116,10 @@ class ResultStore:
     context manager or call :meth:`close`. Safe to share between threads (see module docs)."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None):
-        self.path = Path(path) if path is not None else default_db_path()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise StoreError(f"{self.path}: cannot create the folder for the result database: {err}") from err
-        # Before the file is opened for writing: another application's database (or a JPEG given
-        # as --db) is refused with its bytes unchanged.
-        recognise(self.path)
-        try:
-            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                                   check_same_thread=False)
-        except sqlite3.Error as err:
-            raise StoreError(f"{self.path}: cannot open the result database: {err}") from err
-        try:
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA foreign_keys=ON")
-            # Migrate (which checks the version, and that a "new" file is still empty) before
-            # switching to WAL: a refused file keeps its journal mode.
-            migrate(conn)
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                log.warning("%s: WAL journal mode unavailable (got %r); using it anyway", self.path, mode)
-            conn.execute("PRAGMA synchronous=NORMAL")
-        except StoreError as err:
-            conn.close()
-            if str(self.path) in str(err):
-                raise
-            raise StoreError(f"{self.path}: {err}") from err
-        except sqlite3.Error as err:
-            conn.close()
-            raise StoreError(f"{self.path}: not a usable ALLSight result database: {err}") from err
-        self._db = Database(self.path, conn)
+        #: The SQLite file (a Path), or the lab database's URL without its password (a str).
+        target = path if path is not None else default_db_path()
+        self._db = open_database(target)
+        self.path: Path | str = self._db.path
         #: What was wrong with the audit chain when the store was opened (its last
         #: :data:`~engine.store.audit.OPEN_TAIL` entries, the count and the head were checked),
         #: or ``None``. The store opens anyway: a lab must still reach its data.
@@ -155,6 +128,8 @@ class ResultStore:
         self._gate = Gate(self._db)
         #: The accounts and the lab policy (:class:`engine.store.access.Accounts`).
         self.accounts = Accounts(self._db, self._gate)
+        #: Which workstation classifies which sample now (:class:`engine.store.leases.Leases`).
+        self.leases = Leases(self._db)
         check = self._check_audit(OPEN_TAIL)
         if not check.ok:
             self.audit_problem = check
@@ -180,7 +155,14 @@ class ResultStore:
         return f"ResultStore({str(self.path)!r})"
 
     @property
+    def dialect(self) -> str:
+        """``"sqlite"`` (a file) or ``"postgresql"`` (a lab database)."""
+        return self._db.dialect
+
+    @property
     def journal_mode(self) -> str:
+        if self._db.dialect != "sqlite":
+            return self._db.dialect
         with self._db.read() as conn:
             return str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
 
@@ -351,7 +333,7 @@ class ResultStore:
 
     # -------------------------------------------------------------------------------- review
     def record_review(self, sample_id: str, path: str | os.PathLike[str], final_class: str | None, reviewer: str,
-                      note: str = "", *, via: str = "") -> None:
+                      note: str = "", *, via: str = "", seen: object = _review.UNCHECKED) -> str:
         """Append a reviewer's class for one image (one of :data:`engine.CLASS_IDS`, or
         :data:`EXCLUDED_CLASS` to leave the image out of the counts; ``None`` withdraws the
         current review: the image is "not reviewed" again, and the withdrawal is itself a row of
@@ -360,9 +342,12 @@ class ResultStore:
         image's current content: if the file is replaced, the new content has no review.
         Refused for a signed-off sample (:class:`SignOffError`) until :meth:`reopen`. ``via``
         names the view it was made in (``"label_next"``), kept in the audit entry: the retraining
-        wizard counts the images Label next taught."""
+        wizard counts the images Label next taught. ``seen``: the review the reviewer was shown
+        (its ``reviewed_at``; ``None`` for "not reviewed"): when another workstation changed it
+        since, nothing is written and :class:`ReviewConflictError` says who changed it, when, to
+        what. Returns the stored time of the new review."""
         reviewer = self._gate.actor(Permission.REVIEW, reviewer, "review images")
-        _review.record_review(self._db, sample_id, path, final_class, reviewer, note, via)
+        return _review.record_review(self._db, sample_id, path, final_class, reviewer, note, via, seen)
 
     def sign_off(self, sample_id: str, reviewer: str, statement: str, *,
                  require_independent_reviewer: bool = False, password: str | None = None) -> Sample:
@@ -446,13 +431,16 @@ class ResultStore:
         """A consistent copy of the whole database at ``dest`` (SQLite online backup), safe to
         take while the application is writing. Returns the destination path."""
         dest_path = Path(dest)
+        if not isinstance(self.path, Path):
+            raise StoreError(f"{self.path}: a lab database is backed up on its server (pg_dump; docs/store.md)")
         if dest_path.resolve() == self.path.resolve():
             raise StoreError(f"{dest_path}: a backup cannot overwrite the database itself")
         dest_path.parent.mkdir(parents=True, exist_ok=True)
         with self._db.read() as conn:
             target = sqlite3.connect(str(dest_path))
             try:
-                conn.backup(target)
+                dbapi: Any = conn.connection.connection.dbapi_connection  # the sqlite3 connection
+                dbapi.backup(target)
             finally:
                 target.close()
         return dest_path
@@ -475,6 +463,7 @@ __all__ = [
     "AuditEntry",
     "ImageRecord",
     "ResultStore",
+    "ReviewConflictError",
     "Sample",
     "SignOffError",
     "StoreError",

@@ -12,7 +12,7 @@ import os
 from engine import CLASS_IDS
 from engine.core.records import EXCLUDED_CLASS, sign_off_blockers
 from engine.store.database import Database
-from engine.store.errors import SignOffError, StoreError
+from engine.store.errors import ReviewConflictError, SignOffError, StoreError
 from engine.store.naming import image_key
 from engine.store.predictions import predictions
 from engine.store.records import Sample
@@ -34,8 +34,31 @@ REVIEW_CLASSES: tuple[str, ...] = (*CLASS_IDS, EXCLUDED_CLASS)
 MAX_STATEMENT_CHARS = 2000
 
 
+#: ``seen`` of :func:`record_review` when the caller does not say what it saw (no check).
+UNCHECKED = object()
+
+
+def _check_seen(conn, image_pk: int, sha256: str | None, seen: object, key: str) -> None:
+    """:class:`ReviewConflictError` unless the image's current review is the one the caller saw
+    (``seen``: that review's time, ``None`` for "not reviewed"): an optimistic version check, so
+    that of two reviewers changing one image the second is told, and overwrites nothing."""
+    latest = conn.execute("SELECT reviewer, final_class, created_at FROM reviews WHERE image_pk = ? "
+                          "AND image_sha256 IS NOT DISTINCT FROM ? ORDER BY pk DESC LIMIT 1",
+                          (image_pk, sha256)).fetchone()
+    withdrawn = latest is None or latest["final_class"] == WITHDRAWN_REVIEW
+    current = None if withdrawn else latest["created_at"]
+    if seen == current:
+        return
+    what = "withdrew its review" if withdrawn else f"reviewed it as {latest['final_class']}"
+    raise ReviewConflictError(
+        f"{os.path.basename(key)}: {latest['reviewer']} {what} at {latest['created_at']}, after you opened it; "
+        "nothing was changed. Look at the image again before changing its review.",
+        current_class=None if withdrawn else latest["final_class"], changed_by=latest["reviewer"],
+        changed_at=latest["created_at"])
+
+
 def record_review(db: Database, sample_id: str, path: str | os.PathLike[str], final_class: str | None,
-                  reviewer: str, note: str, via: str = "") -> None:
+                  reviewer: str, note: str, via: str = "", seen: object = UNCHECKED) -> str:
     reviewer = required(reviewer, "reviewer")
     if final_class is not None and final_class not in REVIEW_CLASSES:
         raise StoreError(f"unknown class {final_class!r}; expected one of {', '.join(REVIEW_CLASSES)}")
@@ -48,12 +71,15 @@ def record_review(db: Database, sample_id: str, path: str | os.PathLike[str], fi
         if image is None:
             raise StoreError(f"{key}: not an image of sample {sample_id!r}")
         image_pk = int(image["pk"])
-        model = conn.execute("SELECT predicted_class FROM predictions WHERE image_pk = ? AND image_sha256 IS ? "
+        if seen is not UNCHECKED:
+            _check_seen(conn, image_pk, image["sha256"], seen, key)
+        model = conn.execute("SELECT predicted_class FROM predictions WHERE image_pk = ? AND image_sha256 IS NOT DISTINCT FROM ? "
                              "ORDER BY pk DESC LIMIT 1", (image_pk, image["sha256"])).fetchone()
         model_class = None if model is None else model[0]
+        created = now()
         conn.execute("INSERT INTO reviews (image_pk, reviewer, final_class, note, created_at, image_sha256) "
                      "VALUES (?,?,?,?,?,?)",
-                     (image_pk, reviewer, final_class or WITHDRAWN_REVIEW, note or "", now(), image["sha256"]))
+                     (image_pk, reviewer, final_class or WITHDRAWN_REVIEW, note or "", created, image["sha256"]))
         touch(conn, row["pk"])
         if final_class is None:
             audit(conn, reviewer, "withdraw_review", row["pk"], image_pk, model_class=model_class, note=note or "")
@@ -61,6 +87,7 @@ def record_review(db: Database, sample_id: str, path: str | os.PathLike[str], fi
             audit(conn, reviewer, "record_review", row["pk"], image_pk, final_class=final_class,
                   model_class=model_class, overridden=final_class != model_class, note=note or "",
                   **({"via": via} if via else {}))
+    return created
 
 
 def sign_off(db: Database, sample_id: str, reviewer: str, statement: str, *,

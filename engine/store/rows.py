@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
 from engine.store.audit import append
+from engine.store.database import Conn, Row
 from engine.store.errors import SignOffError, StoreError
 from engine.store.identity import FileState
 from engine.store.records import Sample
@@ -39,19 +39,19 @@ def required(value: str | None, what: str) -> str:
     return text
 
 
-def to_sample(row: sqlite3.Row | tuple) -> Sample:
+def to_sample(row: Row | tuple) -> Sample:
     """A row selected with :data:`SAMPLE_COLUMNS` as a :class:`Sample`."""
     return Sample(*row)
 
 
-def audit(conn: sqlite3.Connection, actor: str, action: str, sample_pk: int | None,
+def audit(conn: Conn, actor: str, action: str, sample_pk: int | None,
           image_pk: int | None = None, **details: Any) -> None:
     """Append one chained audit entry, in the caller's transaction."""
     append(conn, now(), actor or "", action, sample_pk, image_pk,
            json.dumps(details, sort_keys=True, default=str))
 
 
-def refuse_if_signed(row: sqlite3.Row, what: str) -> None:
+def refuse_if_signed(row: Row, what: str) -> None:
     """:class:`SignOffError` when the sample ``row`` is signed off: nothing about it may change
     (``what`` says what was refused) until it is reopened."""
     if row["signed_off_at"] is not None:
@@ -60,20 +60,20 @@ def refuse_if_signed(row: sqlite3.Row, what: str) -> None:
             f"{row['signed_off_at']}; reopen it before {what}")
 
 
-def touch(conn: sqlite3.Connection, sample_pk: int) -> None:
+def touch(conn: Conn, sample_pk: int) -> None:
     conn.execute("UPDATE samples SET updated_at = ? WHERE pk = ?", (now(), sample_pk))
 
 
-def insert_image(conn: sqlite3.Connection, sample_pk: int, path: str, state: FileState) -> int | None:
+def insert_image(conn: Conn, sample_pk: int, path: str, state: FileState) -> int | None:
     """Insert if absent, after the sample's last image; returns the new pk, or None when the path
     was already there."""
     position = conn.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM images WHERE sample_pk = ?",
                             (sample_pk,)).fetchone()[0]
-    cur = conn.execute(
-        "INSERT OR IGNORE INTO images (sample_pk, path, file_name, sha256, size, mtime_ns, position, added_at) "
-        "VALUES (?,?,?,?,?,?,?,?)", (sample_pk, path, os.path.basename(path), state.sha256, state.size,
-                                     state.mtime_ns, position, now()))
-    return int(cur.lastrowid) if cur.rowcount == 1 and cur.lastrowid is not None else None
+    row = conn.execute(
+        "INSERT INTO images (sample_pk, path, file_name, sha256, size, mtime_ns, position, added_at) "
+        "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (sample_pk, path) DO NOTHING RETURNING pk",
+        (sample_pk, path, os.path.basename(path), state.sha256, state.size, state.mtime_ns, position, now())).fetchone()
+    return None if row is None else int(row[0])
 
 
 __all__ = ["SAMPLE_COLUMNS", "WITHDRAWN_REVIEW", "audit", "insert_image", "now", "refuse_if_signed", "required",

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import itertools
 import os
-import sqlite3
 from collections.abc import Iterable
 
-from engine.store.database import Database
+from engine.store.database import Conn, Database
 from engine.store.errors import StoreError
 from engine.store.naming import image_key
 from engine.store.records import Sample
@@ -23,17 +22,23 @@ def _folder_key(folder: str | os.PathLike[str]) -> str:
     return image_key(folder) if os.fspath(folder) else ""
 
 
-def _insert_sample(conn: sqlite3.Connection, sample_id: str, folder: str, patient_id: str, operator: str,
-                   actor: str) -> None:
+def _insert_sample(conn: Conn, sample_id: str, folder: str, patient_id: str, operator: str,
+                   actor: str) -> bool:
+    """Create the sample unless it exists; False when another workstation created it meanwhile
+    (on PostgreSQL the insert then waits for that transaction and does nothing)."""
     created = now()
-    cur = conn.execute(
+    row = conn.execute(
         "INSERT INTO samples (sample_id, folder, patient_id, operator, created_at, updated_at) "
-        "VALUES (?,?,?,?,?,?)", (sample_id, folder, patient_id or "", operator or "", created, created))
-    audit(conn, actor or operator, "create_sample", cur.lastrowid, folder=folder,
+        "VALUES (?,?,?,?,?,?) ON CONFLICT (sample_id) DO NOTHING RETURNING pk",
+        (sample_id, folder, patient_id or "", operator or "", created, created)).fetchone()
+    if row is None:
+        return False
+    audit(conn, actor or operator, "create_sample", row[0], folder=folder,
           patient_id=patient_id or "", operator=operator or "")
+    return True
 
 
-def _sample_by_id(conn: sqlite3.Connection, sample_id: str) -> Sample:
+def _sample_by_id(conn: Conn, sample_id: str) -> Sample:
     row = conn.execute(f"SELECT {SAMPLE_COLUMNS} FROM samples s WHERE s.sample_id = ?", (sample_id,)).fetchone()
     return to_sample(row)
 
@@ -60,8 +65,11 @@ def register_sample(db: Database, name: str, folder: str | os.PathLike[str], *, 
             row = conn.execute("SELECT folder FROM samples WHERE sample_id = ?", (candidate,)).fetchone()
             if row is not None and row["folder"] != folder_s:
                 continue  # another folder's sample
-            if row is None:
-                _insert_sample(conn, candidate, folder_s, patient_id, operator, actor)
+            if row is None and not _insert_sample(conn, candidate, folder_s, patient_id, operator, actor):
+                # another workstation registered this name at the same moment
+                row = conn.execute("SELECT folder FROM samples WHERE sample_id = ?", (candidate,)).fetchone()
+                if row["folder"] != folder_s:
+                    continue
             return _sample_by_id(conn, candidate), row is None
     raise AssertionError("unreachable")  # itertools.count never ends
 

@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 #: model (retries, replaced files), and :data:`APPLICATION_ID`; 4: the hash-chained, append-only
 #: audit log (``audit_log.prev_hash``/``entry_hash``, ``audit_head``, triggers: :mod:`engine.store.audit`)
 #: and the sign-off statement (``samples.sign_off_statement``); 5: named accounts (``accounts``,
-#: passwords Argon2id-hashed) and the lab's policy (``lab_policy``): :mod:`engine.store.accounts`.
-SCHEMA_VERSION = 5
+#: passwords Argon2id-hashed) and the lab's policy (``lab_policy``): :mod:`engine.store.accounts`;
+#: 6: classification leases (``sample_leases``): :mod:`engine.store.leases`.
+SCHEMA_VERSION = 6
 
 #: ``PRAGMA application_id`` of an ALLSight result database (since schema 3): "ALLS" in ASCII.
 APPLICATION_ID = 0x414C4C53
@@ -237,10 +238,29 @@ def _migrate_4_to_5(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX audit_by_action ON audit_log(action)")
 
 
-#: ``MIGRATIONS[v]`` upgrades a version-``v`` database to ``v + 1``, inside a transaction.
-#: A future schema change adds ``MIGRATIONS[5] = _migrate_5_to_6`` and bumps SCHEMA_VERSION.
+#: The table of version 6 (the same on PostgreSQL: revision 0006, engine/store/migrations).
+SAMPLE_LEASES_TABLE = """
+CREATE TABLE sample_leases (
+    sample_pk   INTEGER PRIMARY KEY REFERENCES samples(pk),
+    holder      TEXT NOT NULL,
+    workstation TEXT NOT NULL,
+    token       TEXT NOT NULL,
+    acquired_at TEXT NOT NULL,
+    expires_at  TEXT NOT NULL)"""
+
+
+def _migrate_5_to_6(conn: sqlite3.Connection) -> None:
+    """Version 6 adds ``sample_leases``: which workstation is classifying a sample now, until
+    when (:mod:`engine.store.leases`). A lease is working state, not history: it is not audited."""
+    conn.execute(SAMPLE_LEASES_TABLE)
+
+
+#: ``MIGRATIONS[v]`` upgrades a version-``v`` database to ``v + 1``, inside a transaction. A
+#: schema change adds one step here and one Alembic revision (engine/store/migrations/versions)
+#: for PostgreSQL, and bumps SCHEMA_VERSION; tests/engine/store/test_engines.py keeps them equal.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
-    0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4, 4: _migrate_4_to_5}
+    0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4, 4: _migrate_4_to_5,
+    5: _migrate_5_to_6}
 
 
 def _list_names(names: list[str]) -> str:

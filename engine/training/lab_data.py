@@ -104,7 +104,7 @@ def from_store(store: ResultStore) -> tuple[list[LabImage], list[Problem]]:
             latest_via[entry.path] = str(entry.details.get("via", ""))
     if not signed:
         return [], [Problem(ProblemCode.NO_SIGNED_OFF_SAMPLES,
-                            f"the result database {store.path.name} has no signed-off samples: only the reviews of "
+                            f"the result database {store._db.name} has no signed-off samples: only the reviews of "
                             "signed-off samples are used for training")]
     for sample in signed:
         for r in store.predictions(sample.sample_id):

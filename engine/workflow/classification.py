@@ -21,7 +21,9 @@ Two steps:
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +35,11 @@ from engine.core.progress import CancelToken
 from engine.core.records import ImageResult, ImageStatus, ReviewedImage
 from engine.models.card import ModelCard
 from engine.store.errors import SignOffError
+from engine.store.leases import LEASE_SECONDS, Lease
 from engine.store.naming import image_key, storable
 from engine.store.results import STORED_CONTENT, ResultStore
+
+log = logging.getLogger(__name__)
 
 
 class PathClassifier(Protocol):
@@ -153,9 +158,16 @@ def classify_samples(store: ResultStore, classifier: PathClassifier, plans: Sequ
     done = {plan.sample_id: plan.done_before for plan in plans}
     refused: dict[str, str] = {}  # sample -> why the store refused it during this run
     card = classifier.card
+    # One workstation classifies a sample at a time (a lab database is shared): take each
+    # sample's lease first; SampleBusyError says who holds it. Renewed while the run goes on.
+    leases = _take_leases(store, [p.sample_id for p in plans if p.pending], actor)
+    renewed = time.monotonic()
     results = classifier.classify_paths(paths, batch_size=batch_size, workers=workers, cancel=cancel)
     try:
         for path, result in zip(paths, results, strict=False):
+            if time.monotonic() - renewed > LEASE_SECONDS / 3:
+                leases = [store.leases.renew(lease) for lease in leases]
+                renewed = time.monotonic()
             key = image_key(path)
             plan = owner[key]
             sid = plan.sample_id
@@ -175,6 +187,26 @@ def classify_samples(store: ResultStore, classifier: PathClassifier, plans: Sequ
         close = getattr(results, "close", None)
         if close is not None:
             close()  # stops the classifier's workers when the run ends early
+        _give_back(store, leases)
+
+
+def _take_leases(store: ResultStore, sample_ids: list[str], holder: str) -> list[Lease]:
+    taken: list[Lease] = []
+    try:
+        for sample_id in dict.fromkeys(sample_ids):
+            taken.append(store.leases.acquire(sample_id, holder))
+    except BaseException:
+        _give_back(store, taken)
+        raise
+    return taken
+
+
+def _give_back(store: ResultStore, leases: list[Lease]) -> None:
+    for lease in leases:
+        try:
+            store.leases.release(lease)
+        except AllSightError:  # the database went away: the lease runs out by itself
+            log.warning("could not release the lease on sample %s; it runs out by itself", lease.sample_id)
 
 
 __all__ = ["ImageClassified", "PathClassifier", "SamplePlan", "classify_samples", "prepare_sample"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import closing
+from pathlib import Path
 
 import pytest
 
@@ -16,9 +17,10 @@ PASSWORDS = {"ada": "admin-pass-1", "tom": "tech-pass-22", "rita": "review-pass-
 SHA = "a" * 64
 
 
-def lab_store(tmp_path, *, required: bool = True) -> ResultStore:
-    """A store with an administrator (ada), a technician (tom) and a reviewer (rita)."""
-    store = ResultStore.open(tmp_path / "lab.sqlite3")
+def lab_store(target, *, required: bool = True) -> ResultStore:
+    """A store with an administrator (ada), a technician (tom) and a reviewer (rita); ``target``:
+    a folder (an SQLite file in it) or a database (``store_target``)."""
+    store = ResultStore.open(target / "lab.sqlite3" if isinstance(target, Path) else target)
     store.accounts.create("ada", PASSWORDS["ada"], Role.ADMINISTRATOR, "Ada Admin", actor="it")
     store.accounts.create("tom", PASSWORDS["tom"], Role.TECHNICIAN, "Tom Tech", actor="it")
     store.accounts.create("rita", PASSWORDS["rita"], Role.REVIEWER, "Rita Reviewer", actor="it")
@@ -38,24 +40,24 @@ def classified_sample(store: ResultStore, tmp_path, name: str = "S-1") -> str:
     return str(image)
 
 
-def test_without_required_accounts_the_named_actor_is_recorded_as_before(tmp_path):
-    with ResultStore.open(tmp_path / "db.sqlite3") as store:
+def test_without_required_accounts_the_named_actor_is_recorded_as_before(tmp_path, store_target):
+    with ResultStore.open(store_target) as store:
         assert not store.accounts_required and store.user is None
         path = classified_sample(store, tmp_path)
         store.record_review("S-1", path, "Pre", os_identity().user)
         assert store.audit(action="record_review")[0].actor == os_identity().user
 
 
-def test_accounts_cannot_be_required_before_an_administrator_exists(tmp_path):
-    with ResultStore.open(tmp_path / "db.sqlite3") as store:
+def test_accounts_cannot_be_required_before_an_administrator_exists(tmp_path, store_target):
+    with ResultStore.open(store_target) as store:
         store.accounts.create("tom", PASSWORDS["tom"], Role.TECHNICIAN, actor="it")
         with pytest.raises(StoreError, match="administrator"):
             store.accounts.set_policy(accounts_required=True, actor="it")
         assert not store.accounts_required
 
 
-def test_once_required_nothing_changes_without_a_sign_in(tmp_path):
-    with lab_store(tmp_path) as store:
+def test_once_required_nothing_changes_without_a_sign_in(tmp_path, store_target):
+    with lab_store(store_target) as store:
         with pytest.raises(PermissionDenied, match="signed-in ALLSight account"):
             store.register_sample("S-1", tmp_path)
         with pytest.raises(PermissionDenied):
@@ -63,8 +65,8 @@ def test_once_required_nothing_changes_without_a_sign_in(tmp_path):
         assert store.list_samples() == [] and [a.username for a in store.accounts.list()] == ["ada", "rita", "tom"]
 
 
-def test_a_refused_sign_in_says_nothing_about_which_part_was_wrong_and_is_audited(tmp_path):
-    with lab_store(tmp_path) as store:
+def test_a_refused_sign_in_says_nothing_about_which_part_was_wrong_and_is_audited(tmp_path, store_target):
+    with lab_store(store_target) as store:
         for user, password in (("tom", "wrong-password"), ("nobody", PASSWORDS["tom"])):
             with pytest.raises(AuthenticationError) as err:
                 store.sign_in(user, password)
@@ -75,8 +77,8 @@ def test_a_refused_sign_in_says_nothing_about_which_part_was_wrong_and_is_audite
         assert store.user is None
 
 
-def test_a_technician_classifies_and_reviews_under_their_own_name_but_may_not_sign_off(tmp_path):
-    with lab_store(tmp_path) as store:
+def test_a_technician_classifies_and_reviews_under_their_own_name_but_may_not_sign_off(tmp_path, store_target):
+    with lab_store(store_target) as store:
         who = store.sign_in("TOM", PASSWORDS["tom"])  # user names ignore case
         assert who.user == "tom" and who.role is Role.TECHNICIAN and who.name == "Tom Tech"
         path = classified_sample(store, tmp_path)
@@ -96,8 +98,8 @@ def test_a_technician_classifies_and_reviews_under_their_own_name_but_may_not_si
         assert not store.get_sample("S-1").signed_off
 
 
-def test_a_reviewer_signs_off_only_with_the_password_again(tmp_path):
-    with lab_store(tmp_path) as store:
+def test_a_reviewer_signs_off_only_with_the_password_again(tmp_path, store_target):
+    with lab_store(store_target) as store:
         store.sign_in("tom", PASSWORDS["tom"])
         path = classified_sample(store, tmp_path)
         store.sign_in("rita", PASSWORDS["rita"])
@@ -112,8 +114,8 @@ def test_a_reviewer_signs_off_only_with_the_password_again(tmp_path):
         assert not store.get_sample("S-1").signed_off
 
 
-def test_the_independent_reviewer_rule_of_the_lab_policy_binds_every_front_end(tmp_path):
-    with lab_store(tmp_path) as store:
+def test_the_independent_reviewer_rule_of_the_lab_policy_binds_every_front_end(tmp_path, store_target):
+    with lab_store(store_target) as store:
         store.sign_in("ada", PASSWORDS["ada"])
         store.accounts.set_policy(independent_reviewer_required=True)
         store.sign_in("rita", PASSWORDS["rita"])
@@ -125,8 +127,8 @@ def test_the_independent_reviewer_rule_of_the_lab_policy_binds_every_front_end(t
         assert policy_entry.actor == "ada" and policy_entry.details == {"independent_reviewer_required": True}
 
 
-def test_a_deactivated_or_demoted_account_loses_its_rights_at_once(tmp_path):
-    with lab_store(tmp_path) as admin, ResultStore.open(tmp_path / "lab.sqlite3") as desk:
+def test_a_deactivated_or_demoted_account_loses_its_rights_at_once(tmp_path, store_target):
+    with lab_store(store_target) as admin, ResultStore.open(store_target) as desk:
         admin.sign_in("ada", PASSWORDS["ada"])
         desk.sign_in("rita", PASSWORDS["rita"])  # signed in on another workstation
         desk.register_sample("S-1", tmp_path)
@@ -140,8 +142,8 @@ def test_a_deactivated_or_demoted_account_loses_its_rights_at_once(tmp_path):
             desk.sign_in("rita", PASSWORDS["rita"])
 
 
-def test_the_last_administrator_cannot_be_removed_while_accounts_are_required(tmp_path):
-    with lab_store(tmp_path) as store:
+def test_the_last_administrator_cannot_be_removed_while_accounts_are_required(tmp_path, store_target):
+    with lab_store(store_target) as store:
         store.sign_in("ada", PASSWORDS["ada"])
         for change in ({"role": Role.REVIEWER}, {"active": False}):
             with pytest.raises(StoreError, match="last active administrator"):
@@ -150,8 +152,8 @@ def test_the_last_administrator_cannot_be_removed_while_accounts_are_required(tm
         store.accounts.update("ada", active=False)  # now there is another
 
 
-def test_an_identity_built_by_hand_is_not_a_sign_in(tmp_path):
-    with lab_store(tmp_path) as store:
+def test_an_identity_built_by_hand_is_not_a_sign_in(tmp_path, store_target):
+    with lab_store(store_target) as store:
         store._gate.signed_in(Identity("ada", Role.ADMINISTRATOR, "os"))  # what a careless front end might do
         with pytest.raises(PermissionDenied, match="signed-in"):
             store.register_sample("S-1", tmp_path)

@@ -20,6 +20,7 @@ from engine.store.results import (
     migrate,
 )
 from engine.store.schema import APPLICATION_ID
+from tests.engine.store.conftest import raw  # noqa: I001
 from tests.engine.store.test_results import SHA_A, SHA_B, record, result
 
 
@@ -33,8 +34,8 @@ def folder(tmp_path) -> Path:
 
 
 @pytest.fixture
-def store(tmp_path, folder):
-    with ResultStore.open(tmp_path / "db.sqlite3") as s:
+def store(store_target, folder):
+    with ResultStore.open(store_target) as s:
         s.create_or_get_sample("S", folder, operator="op")
         s.add_images("S", sorted(folder.iterdir()))
         yield s
@@ -98,7 +99,7 @@ def test_a_replaced_file_is_pending_again_and_its_old_result_is_history(store, f
     assert record(store, "S", img, "Early") is False  # idempotent for the new content
     [now] = store.predictions("S", SHA_A)
     assert now.predicted_class == "Pro" and now.image_sha256 == rec.sha256
-    with closing(sqlite3.connect(store.path)) as conn:  # both stay in the history
+    with raw(store) as conn:  # both stay in the history
         rows = conn.execute("SELECT predicted_class, image_sha256 FROM predictions ORDER BY pk").fetchall()
     assert rows == [("Pre", sha(b"content 0")), ("Pro", rec.sha256)]
 
@@ -208,7 +209,7 @@ def test_a_new_database_carries_the_application_id(tmp_path):
     ResultStore.open(tmp_path / "new.sqlite3").close()
     with closing(sqlite3.connect(tmp_path / "new.sqlite3")) as conn:
         assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         columns = {r[1] for r in conn.execute("PRAGMA table_info(images)")}
         assert {"sha256", "size", "mtime_ns"} <= columns
 

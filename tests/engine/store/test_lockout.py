@@ -17,8 +17,8 @@ def refuse(store, user: str, times: int) -> None:
             store.sign_in(user, "wrong-password")
 
 
-def test_five_refusals_lock_the_name_even_against_the_right_password(tmp_path):
-    with lab_store(tmp_path) as store:
+def test_five_refusals_lock_the_name_even_against_the_right_password(tmp_path, store_target):
+    with lab_store(store_target) as store:
         refuse(store, "tom", lockout.MAX_REFUSED_SIGN_INS)
         with pytest.raises(AuthenticationError, match="too many refused sign-ins.*15 minutes"):
             store.sign_in("Tom", PASSWORDS["tom"])  # the name's case does not matter
@@ -27,8 +27,8 @@ def test_five_refusals_lock_the_name_even_against_the_right_password(tmp_path):
         store.sign_in("rita", PASSWORDS["rita"])  # other names are not affected
 
 
-def test_fewer_refusals_or_a_success_between_them_do_not_lock(tmp_path):
-    with lab_store(tmp_path) as store:
+def test_fewer_refusals_or_a_success_between_them_do_not_lock(tmp_path, store_target):
+    with lab_store(store_target) as store:
         refuse(store, "tom", lockout.MAX_REFUSED_SIGN_INS - 1)
         store.sign_in("tom", PASSWORDS["tom"])
         store.sign_out()
@@ -36,15 +36,15 @@ def test_fewer_refusals_or_a_success_between_them_do_not_lock(tmp_path):
         assert store.sign_in("tom", PASSWORDS["tom"]).user == "tom"
 
 
-def test_unknown_names_lock_like_real_ones(tmp_path):
-    with lab_store(tmp_path) as store:
+def test_unknown_names_lock_like_real_ones(tmp_path, store_target):
+    with lab_store(store_target) as store:
         refuse(store, "nobody", lockout.MAX_REFUSED_SIGN_INS)
         with pytest.raises(AuthenticationError, match="too many refused sign-ins"):
             store.sign_in("nobody", "anything-at-all")
 
 
-def test_an_administrators_new_password_ends_the_lockout(tmp_path):
-    with lab_store(tmp_path) as store:
+def test_an_administrators_new_password_ends_the_lockout(tmp_path, store_target):
+    with lab_store(store_target) as store:
         refuse(store, "tom", lockout.MAX_REFUSED_SIGN_INS)
         store.sign_in("ada", PASSWORDS["ada"])
         store.accounts.set_password("tom", "tech-pass-new", actor="ada")
@@ -52,8 +52,8 @@ def test_an_administrators_new_password_ends_the_lockout(tmp_path):
         assert store.sign_in("tom", "tech-pass-new").user == "tom"
 
 
-def test_the_lockout_ends_after_its_time(tmp_path, monkeypatch):
-    with lab_store(tmp_path) as store:
+def test_the_lockout_ends_after_its_time(tmp_path, monkeypatch, store_target):
+    with lab_store(store_target) as store:
         refuse(store, "tom", lockout.MAX_REFUSED_SIGN_INS)
         monkeypatch.setattr(lockout, "LOCKOUT_MINUTES", 0.0)  # as if the 15 minutes had passed
         assert store.sign_in("tom", PASSWORDS["tom"]).user == "tom"

@@ -17,6 +17,7 @@ import pytest
 
 from engine.core.errors import AllSightError
 from engine.core.flags import FlagReason
+from engine.store.errors import ReviewConflictError
 from engine.store.results import (
     EXCLUDED_CLASS,
     SCHEMA_VERSION,
@@ -28,6 +29,7 @@ from engine.store.results import (
     migrate,
 )
 from tests.conftest import fake_image_files
+from tests.engine.store.conftest import raw
 
 REPO = Path(__file__).resolve().parents[3]
 SHA_A = "a" * 64
@@ -52,8 +54,8 @@ def images(tmp_path) -> list[Path]:
 
 
 @pytest.fixture
-def store(tmp_path):
-    with ResultStore.open(tmp_path / "db" / "allsight.sqlite3") as s:
+def store(store_target):
+    with ResultStore.open(store_target) as s:
         yield s
 
 
@@ -63,6 +65,12 @@ def record(store, sample, path, cls="Pre", sha=SHA_A, **kw):
 
 # ------------------------------------------------------------------------------- basics
 def test_open_sets_wal_schema_and_foreign_keys(store):
+    if store.dialect == "postgresql":
+        with raw(store) as conn:
+            tables = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables "
+                                                 "WHERE table_schema = current_schema()")}
+        assert {"samples", "images", "predictions", "reviews", "audit_log", "alembic_version"} <= tables
+        return
     assert store.journal_mode == "wal"
     with closing(sqlite3.connect(store.path)) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -208,7 +216,7 @@ def test_flag_codes_round_trip_through_the_store(store, images):
     assert all(isinstance(f, FlagReason) for f in first.flags) and second.flags == ()
     assert first.ood_score == pytest.approx(412.3)
     assert first.ood_reason == f"{FlagReason.NO_WHITE_CELL.sentence}. {FlagReason.UNLIKE_TRAINING.sentence}."
-    with closing(sqlite3.connect(store.path)) as conn:
+    with raw(store) as conn:
         stored = conn.execute("SELECT flags FROM predictions ORDER BY pk").fetchall()
     assert stored == [("no_white_cell;unlike_training;low_confidence",), ("",)]
     # a result without codes (an older caller) gets them from its flags and free text
@@ -280,7 +288,7 @@ def test_schema_1_database_opens_and_gets_codes_from_the_old_texts(tmp_path):
                                                         flags=(FlagReason.NO_WHITE_CELL,)), "m", "1", SHA_A)
         assert store.predictions("S")[-1].flags == (FlagReason.NO_WHITE_CELL,)
     with closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         columns = {r[1] for r in conn.execute("PRAGMA table_info(predictions)")}
         assert {"flags", "ood_reason"} <= columns
     with ResultStore.open(path) as store:  # opening again changes nothing
@@ -290,9 +298,8 @@ def test_schema_1_database_opens_and_gets_codes_from_the_old_texts(tmp_path):
 def test_unknown_stored_code_is_a_store_error(store, images):
     store.create_or_get_sample("S", images[0].parent)
     record(store, "S", images[0])
-    with closing(sqlite3.connect(store.path)) as conn:
+    with raw(store, write=True) as conn:
         conn.execute("UPDATE predictions SET flags = 'sparkles'")
-        conn.commit()
     with pytest.raises(StoreError, match="sparkles"):
         store.predictions("S")
 
@@ -312,7 +319,7 @@ def test_review_is_kept_beside_the_prediction(store, images):
     store.record_review("S", images[0], "Pre", "dr_c")
     p0 = store.predictions("S")[0]
     assert (p0.final_class, p0.reviewed_by, p0.overridden, p0.predicted_class) == ("Pre", "dr_c", False, "Pre")
-    with closing(sqlite3.connect(store.path)) as conn:
+    with raw(store) as conn:
         assert conn.execute("SELECT COUNT(*) FROM reviews").fetchone()[0] == 3
         assert conn.execute("SELECT predicted_class FROM predictions ORDER BY pk").fetchall() == [("Pre",), ("Pro",)]
     reviews = [a for a in store.audit("S") if a.action == "record_review"]
@@ -327,7 +334,7 @@ def test_a_review_can_be_withdrawn_and_the_withdrawal_is_history(store, images):
     store.record_review("S", images[0], None, "dr_c", note="clicked the wrong class")
     p0 = store.predictions("S")[0]
     assert not p0.reviewed and p0.final_class is None and p0.reviewed_by is None and p0.to_review
-    with closing(sqlite3.connect(store.path)) as conn:
+    with raw(store) as conn:
         assert conn.execute("SELECT COUNT(*) FROM reviews").fetchone()[0] == 2  # nothing deleted
     withdrawn = [a for a in store.audit("S") if a.action == "withdraw_review"]
     assert [(a.actor, a.details["note"]) for a in withdrawn] == [("dr_c", "clicked the wrong class")]
@@ -448,13 +455,13 @@ def test_concurrent_writers_and_a_reader(store, tmp_path):
     assert not errors
     assert seen == sorted(seen)  # the reader only ever sees whole commits, growing
     assert len(store.predictions("S")) == 40 and store.pending_paths("S", SHA_A) == []
-    with closing(sqlite3.connect(store.path)) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    if store.dialect == "sqlite":
+        with closing(sqlite3.connect(store.path)) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def test_two_stores_on_one_file(tmp_path, images):
-    path = tmp_path / "shared.sqlite3"
-    with ResultStore.open(path) as a, ResultStore.open(path) as b:
+def test_two_stores_on_one_database(store_target, images):
+    with ResultStore.open(store_target) as a, ResultStore.open(store_target) as b:
         a.create_or_get_sample("S", images[0].parent)
         record(a, "S", images[0])
         assert [p.path for p in b.predictions("S")] == [str(images[0])]
@@ -483,13 +490,13 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def test_predictions_survive_sigkill(tmp_path):
+def test_predictions_survive_sigkill(tmp_path, store_target):
     folder = tmp_path / "imgs"
     folder.mkdir()
     n = 60
     for i in range(n):
         (folder / f"{i:03d}.jpg").write_bytes(b"x%d" % i)
-    db = tmp_path / "crash.sqlite3"
+    db = store_target  # a file, or a lab database: the killed process leaves nothing half-written
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(db), str(folder), str(n)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -515,15 +522,16 @@ def test_predictions_survive_sigkill(tmp_path):
     with ResultStore.open(db) as store:
         stored = [p.path for p in store.predictions("S")]
         pending = store.pending_paths("S", "c" * 64)
-        assert store.journal_mode == "wal"
+        assert store.journal_mode in ("wal", "postgresql")
     # everything reported committed is there; at most the one in flight may also have landed
     assert set(map(os.path.abspath, done)) <= set(stored)
     assert set(stored) <= set(map(os.path.abspath, begun))
     assert len(stored) >= 8 and len(stored) < n
     assert stored == all_paths[:len(stored)]
     assert pending == all_paths[len(stored):]
-    with closing(sqlite3.connect(db)) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    if store.dialect == "sqlite":
+        with closing(sqlite3.connect(db)) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
 def test_a_file_name_that_is_not_utf8_is_refused_with_a_clear_error(tmp_path):
@@ -538,3 +546,19 @@ def test_a_file_name_that_is_not_utf8_is_refused_with_a_clear_error(tmp_path):
         with pytest.raises(StoreError, match="not valid UTF-8.*caf\\\\xe9.jpg.*rename"):
             store.add_images("S-1", [odd])
         assert store.images("S-1") == []
+
+
+def test_a_review_changed_on_another_workstation_is_never_silently_overwritten(store_target, images):
+    with ResultStore.open(store_target) as desk_a, ResultStore.open(store_target) as desk_b:
+        desk_a.create_or_get_sample("S", images[0].parent)
+        record(desk_a, "S", images[0], "Pre", needs_review=True)
+        shown_to_b = desk_b.predictions("S")[0].reviewed_at  # B opens the image: not reviewed
+        when_a = desk_a.record_review("S", images[0], "Early", "dr_a", seen=None)
+        with pytest.raises(ReviewConflictError, match="dr_a reviewed it as Early") as conflict:
+            desk_b.record_review("S", images[0], "Pro", "dr_b", seen=shown_to_b)
+        assert (conflict.value.current_class, conflict.value.changed_by, conflict.value.changed_at) == (
+            "Early", "dr_a", when_a)
+        assert desk_b.predictions("S")[0].final_class == "Early"  # nothing overwritten
+        # having seen A's review, B may change it
+        desk_b.record_review("S", images[0], "Pro", "dr_b", seen=desk_b.predictions("S")[0].reviewed_at)
+        assert desk_a.predictions("S")[0].final_class == "Pro"

@@ -247,3 +247,19 @@ def test_a_signed_off_sample_reports_its_changed_files_and_keeps_its_results(sto
     assert plan.signed_off and plan.pending == () and plan.changed == (str(paths[0]),)
     assert set(plan.stored) == {str(p) for p in paths}  # the signed-off results, as signed
     assert "image_changed" not in [a.action for a in store.audit(sid)]
+
+
+def test_a_sample_another_workstation_is_classifying_is_refused_and_the_lease_is_given_back(store, tmp_path):
+    from engine.store.leases import SampleBusyError
+
+    sid, paths = registered(store, tmp_path / "S-9", 3)
+    plan = prepare_sample(store, sid, paths, CARD.weights_sha256)
+    with ResultStore.open(store.path) as other_desk:
+        held = other_desk.leases.acquire(sid, "rita")
+        classifier = ListClassifier()
+        with pytest.raises(SampleBusyError, match="rita"):
+            list(classify_samples(store, classifier, [plan], actor="tom"))
+        assert store.predictions(sid, CARD.weights_sha256) == [] and classifier.asked == []
+        other_desk.leases.release(held)
+    events = list(classify_samples(store, ListClassifier(), [plan], actor="tom"))
+    assert len(events) == 3 and store.leases.holder(sid) is None  # released at the end

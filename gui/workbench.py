@@ -26,6 +26,7 @@ from engine.core.identity import ROLE_PERMISSIONS, Identity, Permission, Role, o
 from engine.core.jobs import JobState
 from engine.core.records import sign_off_statement
 from engine.store.naming import image_key
+from engine.store.review import UNCHECKED
 
 if TYPE_CHECKING:
     from engine.core.records import ReviewedImage
@@ -357,10 +358,10 @@ class Workbench:
         return sample.store_id
 
     def review(self, sample: Sample, path: str, final_class: str | None, reviewer: str, via: str = "",
-               seen: str | None = None) -> str:
+               seen: object = UNCHECKED) -> str:
         """Record the reviewer's class for one image (None: withdraw its review); the time it
         was recorded (as stored). ``via``: the view it was made in (``"label_next"``). ``seen``:
-        the review time the reviewer was shown (None: not reviewed); another workstation's change
+        the review time the reviewer was shown (None: not reviewed; by default not checked); another workstation's change
         since raises :class:`engine.store.errors.ReviewConflictError` and writes nothing."""
         return self._store().record_review(self._store_id(sample), path, final_class, reviewer, via=via, seen=seen)
 

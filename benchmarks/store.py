@@ -223,8 +223,11 @@ def classify_folder(folder: Path, n: int, source: Path | None) -> str:
 
 def run_classify(folder: Path, db: str, out: Path) -> float:
     cmd = [sys.executable, "main.py", "classify", str(folder), "--db", db, "--out", str(out)]
+    # the run's own settings, log and cache: a benchmark never writes into the user's folders
+    scratch = out.parent / "user"
+    env = {**os.environ, **{f"ALLSIGHT_{k}_DIR": str(scratch / k.lower()) for k in ("CONFIG", "LOG", "CACHE", "DATA")}}
     started = time.perf_counter()
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
     elapsed = time.perf_counter() - started
     if done.returncode != 0:  # 3 would mean error rows: then it did not classify what it timed
         raise RuntimeError(f"classify --db {db} failed ({done.returncode}): {done.stderr.strip()[-800:]}")

@@ -38,7 +38,6 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -66,17 +65,7 @@ def durable_server():
     """A throw-away PostgreSQL server (tests/pg_server.py) started with durability on."""
     from tests.pg_server import PostgresServer
 
-    class DurablePostgresServer(PostgresServer):
-        def _pg_ctl_start(self):  # as the test server's, with DURABLE instead of its fsync=off set
-            sockets = self._require_folder() / "sockets"
-            sockets.mkdir(exist_ok=True)
-            if self._as_root:
-                shutil.chown(sockets, "postgres", "postgres")
-            options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {sockets} {DURABLE}"
-            return self._run_server_tool("pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file),
-                                         "-o", options, "-w", "-t", "60", "start", timeout=90)
-
-    return DurablePostgresServer().start()
+    return PostgresServer(settings=DURABLE).start()
 
 
 def pg_settings(server) -> dict[str, str]:

@@ -76,8 +76,11 @@ def _quote_literal(text: str) -> str:
 class PostgresServer:
     """A private PostgreSQL cluster: ``start()``, use :meth:`url`, ``stop()`` (also at exit)."""
 
-    def __init__(self, bin_dir: Path | None = None):
+    def __init__(self, bin_dir: Path | None = None, settings: str = _FAST):
         found = bin_dir or find_pg_bin()
+        #: The server's ``-c`` options; the tests' default trades durability for speed
+        #: (benchmarks/store.py passes its own, with durability on).
+        self.settings = settings
         if found is None:
             raise FileNotFoundError("no PostgreSQL found (initdb, pg_ctl): install it or set ALLSIGHT_PG_BIN")
         self.bin_dir = Path(found)
@@ -146,7 +149,7 @@ class PostgresServer:
         if self._as_root:
             shutil.chown(sockets, "postgres", "postgres")
         # Loopback only: a test server with trust authentication must not be reachable from outside.
-        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {sockets} {_FAST}"
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {sockets} {self.settings}"
         return self._run_server_tool("pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file),
                                      "-o", options, "-w", "-t", "60", "start", timeout=90)
 

@@ -40,7 +40,7 @@ from cli.classify_messages import EXIT_OK, EXIT_PARTIAL, say
 from cli.classify_plan import SampleGroup, group_samples, heatmap_targets, report_targets
 from cli.classify_reports import write_reports
 from cli.classify_run import ClassifyRun
-from cli.classify_store import ImageEntry, prepare_store, recorded, resolve_db_path
+from cli.classify_store import ImageEntry, prepare_store, recorded, resolve_db_path, say_waiting
 from cli.outputs import Output, OutputGuard, check_writable, model_files
 from engine.core.errors import AllSightError
 
@@ -247,7 +247,8 @@ def _start(args: argparse.Namespace, classifier: Any, held: _Held, entries: list
         from engine.workflow.classification import classify_samples
 
         held.running = recorded(classify_samples(held.store, classifier, plans, order=todo, actor=actor,
-                                                 batch_size=args.batch_size, workers=args.workers), tally)
+                                                 batch_size=args.batch_size, workers=args.workers,
+                                                 waiting=say_waiting), tally)
     elif todo:
         held.running = classifier.classify_paths(todo, batch_size=args.batch_size, workers=args.workers)
     if held.running is None:

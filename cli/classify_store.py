@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # the engine's heavy modules load only once the inputs are kn
     from engine.core.records import ImageResult
     from engine.models.card import ModelCard
     from engine.store.results import ResultStore
-    from engine.workflow.classification import ImageClassified, SamplePlan
+    from engine.workflow.classification import ImageClassified, SamplePlan, StoreWait
 
 
 @dataclass
@@ -110,6 +110,11 @@ def _say_planned(g: SampleGroup, entries: list[ImageEntry]) -> None:
     if n_refused:
         line += f", {n_refused} not added (signed off)"
     say(line)
+
+
+def say_waiting(wait: StoreWait) -> None:
+    """The run is paused: the lab database is down (said at each try, so the log shows how long)."""
+    say(wait.describe())
 
 
 def recorded(events: Iterator[ImageClassified], tally: Counter[str]) -> Generator[ImageResult, None, None]:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from engine.core.records import ImageResult
     from engine.models.card import ModelCard
     from engine.store.results import ResultStore
-    from engine.workflow.classification import ImageClassified
+    from engine.workflow.classification import ImageClassified, StoreWait
 
 
 class BatchClassifier(Protocol):
@@ -103,6 +103,12 @@ class JobRun:
         return JobOutcome(DONE, f"{job.run_done - job.errors} classified"
                           + (f", {job.errors} could not be read" if job.errors else ""))
 
+    def _waiting(self, wait: StoreWait) -> None:
+        """The lab database is down: the job says so in the queue, and goes on when it is back."""
+        text = wait.describe()
+        self.job.message = text[:1].upper() + text[1:]
+        self.post(JobChanged(self.job))
+
     def close(self) -> None:
         if self._events is not None:
             self._events.close()
@@ -124,7 +130,7 @@ class JobRun:
                  job.store_id, card.id, card.version)
         events = self._events = classify_samples(store, classifier, [plan], actor=job.actor,
                                                  batch_size=self.batch_size, workers=self.workers,
-                                                 cancel=job.cancel)
+                                                 cancel=job.cancel, waiting=self._waiting)
         # The child process works on while this thread waits on the pipe, so the rate is
         # taken over wall time, pauses excluded.
         started, paused = time.perf_counter(), 0.0
@@ -137,6 +143,9 @@ class JobRun:
                 break
             if event.refusal:  # signed off on another workstation meanwhile
                 raise AllSightError(f"the sample was signed off while it was being classified: {event.refusal}")
+            if job.message:  # the lab database is back
+                job.message = ""
+                self.post(JobChanged(job))
             job.done = event.done
             job.errors += event.failed
             self.post(ResultArrived(job, event.result))

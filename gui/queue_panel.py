@@ -250,6 +250,8 @@ class QueuePanel(QWidget):
     def _status_text(self, job: BatchJob) -> str:
         if job.state == RUNNING and self.queue.paused:
             return "Paused"
+        if job.state == RUNNING and job.message:  # the lab database is down: waiting for it
+            return "Waiting for the lab database"
         if job.state == RUNNING and job.total == 0:
             return "Starting…"
         text = job.state.label
@@ -273,7 +275,7 @@ class QueuePanel(QWidget):
             # the palette's text colour (no foreground of its own) but for a failure: black was
             # unreadable on a dark palette
             status.setData(Qt.ItemDataRole.ForegroundRole, theme.qcolor(Tone.ERROR) if job.state == FAILED else None)
-            if job.state == FAILED:
+            if job.state in (FAILED, RUNNING):
                 status.setToolTip(job.message)
             rate = job.rate
             t.item(row, 3).setText("—" if rate is None else f"{rate:.1f}")

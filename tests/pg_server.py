@@ -173,6 +173,19 @@ class PostgresServer:
         shutil.rmtree(self.folder, ignore_errors=True)
         self.folder = self.port = None
 
+    def halt(self) -> None:
+        """Stop the server as a crash or power cut would (``immediate``), keeping its data: the
+        fault tests' "the lab database went down"; :meth:`resume` starts it again."""
+        done = self._run_server_tool("pg_ctl", "-D", str(self.data_dir), "-m", "immediate", "-w", "stop", timeout=60)
+        if done.returncode != 0:
+            raise RuntimeError(self._failure("pg_ctl stop", done))
+
+    def resume(self) -> None:
+        """Start a :meth:`halt`-ed server again, on the same port and data (crash recovery runs)."""
+        started = self._pg_ctl_start()
+        if started.returncode != 0:
+            raise RuntimeError(self._failure("pg_ctl start", started))
+
     def __enter__(self) -> PostgresServer:
         return self.start()
 

@@ -34,7 +34,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, CursorResult, Engine
 
-from engine.store.errors import StoreError
+from engine.store.errors import StoreError, StoreUnavailableError
 
 SQLITE, POSTGRESQL = "sqlite", "postgresql"
 
@@ -168,7 +168,18 @@ class Database:
             raise StoreError(f"{self.path}: the result database is closed")
 
     def _error(self, err: BaseException, doing: str = "database error") -> StoreError:
+        if self._lost_server(err):
+            return StoreUnavailableError(f"{self.path}: the lab database server cannot be reached; nothing was "
+                                         f"written ({describe_error(err)})")
         return StoreError(f"{self.path}: {doing}: {describe_error(err)}")
+
+    def _lost_server(self, err: BaseException) -> bool:
+        """Whether ``err`` says the server went away (the call may be retried), not that the
+        statement was wrong: SQLAlchemy's disconnect detection, or psycopg's OperationalError
+        (connecting refused, connection closed) on a lab database."""
+        if not isinstance(err, sa_exc.DBAPIError) or self.dialect == SQLITE:
+            return False
+        return bool(err.connection_invalidated) or isinstance(err, sa_exc.OperationalError)
 
     @contextmanager
     def read(self) -> Iterator[Conn]:

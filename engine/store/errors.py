@@ -9,6 +9,11 @@ class StoreError(AllSightError):
     """The result database cannot be opened, is too new, or refused an operation."""
 
 
+class StoreUnavailableError(StoreError):
+    """The lab database server cannot be reached now (stopped, restarting, network lost): the
+    operation did not happen, and the same call may be tried again when the server is back."""
+
+
 class SignOffError(StoreError):
     """A sample cannot be signed off (or changed because it already is).
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from enum import Enum
 from typing import Any, Literal
 
 from engine import CLASS_IDS
 from engine.core.flags import codes_from_legacy, format_codes, normalize, parse_codes
 from engine.core.records import ImageResult, ReviewedImage
-from engine.store.database import Conn, Database
+from engine.store.database import Database
 from engine.store.errors import StoreError
 from engine.store.identity import file_state
 from engine.store.naming import image_key
@@ -41,13 +42,8 @@ def _opt_float(value: Any) -> float | None:
     return None if math.isnan(f) else f
 
 
-def _image_pk(conn: Conn, sample_pk: int, path: str) -> int | None:
-    row = conn.execute("SELECT pk FROM images WHERE sample_pk = ? AND path = ?", (sample_pk, path)).fetchone()
-    return None if row is None else int(row[0])
-
-
 def record_prediction(db: Database, sample_id: str, path: str | os.PathLike[str], result: ImageResult,
-                      model_id: str, model_version: str, model_sha256: str, actor: str, *,
+                      model_id: str, model_version: str, model_sha256: str, who: Callable[[], str], *,
                       image_sha256: str | None | Literal[Content.STORED]) -> bool:
     model_sha256 = required(model_sha256, "model sha256")
     key = image_key(path)
@@ -75,40 +71,43 @@ def record_prediction(db: Database, sample_id: str, path: str | os.PathLike[str]
               _opt_float(getattr(result, "ood_score", None)), format_codes(codes),
               getattr(result, "error", None))
 
-    with db.read() as conn:
-        row = db.sample_row(conn, sample_id)
-        image_pk = _image_pk(conn, row["pk"], key)
-    state = file_state(key) if image_pk is None else None  # hashed outside the lock
-
-    with db.write() as conn:
-        row = db.sample_row(conn, sample_id)
-        image = conn.execute("SELECT pk, sha256 FROM images WHERE sample_pk = ? AND path = ?",
-                             (row["pk"], key)).fetchone()
-        if image is not None:
-            content = image["sha256"] if image_sha256 is STORED_CONTENT else image_sha256
-            if conn.execute(
-                    "SELECT 1 FROM predictions WHERE image_pk = ? AND model_sha256 = ? AND image_sha256 IS NOT DISTINCT FROM ? "
-                    "AND status = 'ok'", (image["pk"], model_sha256, content)).fetchone():
-                return False
-        refuse_if_signed(row, "recording new predictions")
-        actor = actor or row["operator"]
-        if image is None:
-            state = state if state is not None else file_state(key)
-            image_pk = insert_image(conn, row["pk"], key, state)
-            content = state.sha256 if image_sha256 is STORED_CONTENT else image_sha256
-            audit(conn, actor, "add_images", row["pk"], count=1)
-        else:
-            image_pk = int(image["pk"])
-        conn.execute(
-            "INSERT INTO predictions (image_pk, model_id, model_version, model_sha256, status, "
-            "predicted_class, confidence, probabilities, needs_review, out_of_distribution, ood_score, "
-            "flags, error, created_at, image_sha256) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (image_pk, *values, now(), content))
-        touch(conn, row["pk"])
-        audit(conn, actor, "record_prediction", row["pk"], image_pk, model_id=model_id,
-              model_version=model_version, model_sha256=model_sha256, status=status,
-              predicted_class=predicted, image_sha256=content)
-    return True
+    # One transaction per result, the caller's permission check (``who``) read inside it: a lab
+    # database sees one round of statements per result. An image not in the sample yet is hashed
+    # outside the transaction (a large file; SQLite's write lock is held meanwhile), then run again.
+    state = None
+    while True:
+        with db.write() as conn:
+            actor = who()
+            row = db.sample_row(conn, sample_id)
+            image = conn.execute("SELECT pk, sha256 FROM images WHERE sample_pk = ? AND path = ?",
+                                 (row["pk"], key)).fetchone()
+            if image is not None:
+                content = image["sha256"] if image_sha256 is STORED_CONTENT else image_sha256
+                if conn.execute(
+                        "SELECT 1 FROM predictions WHERE image_pk = ? AND model_sha256 = ? "
+                        "AND image_sha256 IS NOT DISTINCT FROM ? AND status = 'ok'",
+                        (image["pk"], model_sha256, content)).fetchone():
+                    return False
+            refuse_if_signed(row, "recording new predictions")
+            if image is not None or state is not None:
+                actor = actor or row["operator"]
+                if image is None:
+                    image_pk = insert_image(conn, row["pk"], key, state)
+                    content = state.sha256 if image_sha256 is STORED_CONTENT else image_sha256
+                    audit(conn, actor, "add_images", row["pk"], count=1)
+                else:
+                    image_pk = int(image["pk"])
+                conn.execute(
+                    "INSERT INTO predictions (image_pk, model_id, model_version, model_sha256, status, "
+                    "predicted_class, confidence, probabilities, needs_review, out_of_distribution, ood_score, "
+                    "flags, error, created_at, image_sha256) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (image_pk, *values, now(), content))
+                touch(conn, row["pk"])
+                audit(conn, actor, "record_prediction", row["pk"], image_pk, model_id=model_id,
+                      model_version=model_version, model_sha256=model_sha256, status=status,
+                      predicted_class=predicted, image_sha256=content)
+                return True
+        state = file_state(key)
 
 
 def pending_paths(db: Database, sample_id: str, model_sha256: str) -> list[str]:

@@ -311,9 +311,11 @@ class ResultStore:
         prediction yet, or only errors: a retry) the result is added as a new row; earlier rows
         stay in the history.
         """
-        actor = self._gate.actor(Permission.CLASSIFY, actor, "record results")
+        def who() -> str:  # checked inside the result's own transaction
+            return self._gate.actor(Permission.CLASSIFY, actor, "record results")
+
         return _predictions.record_prediction(self._db, sample_id, path, result, model_id, model_version,
-                                              model_sha256, actor, image_sha256=image_sha256)
+                                              model_sha256, who, image_sha256=image_sha256)
 
     def pending_paths(self, sample_id: str, model_sha256: str) -> list[str]:
         """The sample's image paths (in order) that ``model_sha256`` has still to classify: no

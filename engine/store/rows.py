@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.store.audit import append
-from engine.store.database import Conn, Row
+from engine.store.changes import NOTIFY_CHANNEL
+from engine.store.database import POSTGRESQL, Conn, Row
 from engine.store.errors import SignOffError, StoreError
 from engine.store.identity import FileState
 from engine.store.records import Sample
@@ -46,9 +47,13 @@ def to_sample(row: Row | tuple) -> Sample:
 
 def audit(conn: Conn, actor: str, action: str, sample_pk: int | None,
           image_pk: int | None = None, **details: Any) -> None:
-    """Append one chained audit entry, in the caller's transaction."""
+    """Append one chained audit entry, in the caller's transaction. On PostgreSQL the other
+    workstations are told too (:mod:`engine.store.changes`): the notification is sent at commit,
+    once per transaction and sample, and never if the transaction rolls back."""
     append(conn, now(), actor or "", action, sample_pk, image_pk,
            json.dumps(details, sort_keys=True, default=str))
+    if conn.dialect == POSTGRESQL:
+        conn.execute("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, "" if sample_pk is None else str(sample_pk)))
 
 
 def refuse_if_signed(row: Row, what: str) -> None:

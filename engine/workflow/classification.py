@@ -24,22 +24,28 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from engine.core.errors import AllSightError
+from engine.core.errors import AllSightError, Cancelled
 from engine.core.progress import CancelToken
 from engine.core.records import ImageResult, ImageStatus, ReviewedImage
 from engine.models.card import ModelCard
-from engine.store.errors import SignOffError
+from engine.store.errors import SignOffError, StoreUnavailableError
 from engine.store.leases import LEASE_SECONDS, Lease
 from engine.store.naming import image_key, storable
 from engine.store.results import STORED_CONTENT, ResultStore
 
 log = logging.getLogger(__name__)
+
+#: While the lab database cannot be reached, the run tries again after 1 s, then twice as long
+#: each time, at most this long: a server back after a restart is noticed within seconds.
+RETRY_MAX_S = 10.0
+_T = TypeVar("_T")
 
 
 class PathClassifier(Protocol):
@@ -139,15 +145,59 @@ class ImageClassified:
         return self.result.status != ImageStatus.OK
 
 
+@dataclass(frozen=True)
+class StoreWait:
+    """The run is paused because the lab database cannot be reached: ``reason`` (the store's
+    message), how long it has waited so far and when it tries again. Nothing is lost: the
+    result in hand is recorded when the server is back."""
+
+    reason: str
+    waited_s: float
+    retry_in_s: float
+
+    def describe(self) -> str:
+        return (f"waiting for the lab database (unreachable for {self.waited_s:.0f} s; trying again in "
+                f"{self.retry_in_s:.0f} s; nothing is lost): {self.reason}")
+
+
+def when_available(call: Callable[[], _T], *, cancel: CancelToken | None = None,
+                   waiting: Callable[[StoreWait], None] | None = None) -> _T:
+    """``call()``, tried again while it raises :class:`StoreUnavailableError` (the server is
+    down), each wait reported to ``waiting``; :class:`Cancelled` when ``cancel`` is set meanwhile."""
+    delay, started = 1.0, None
+    while True:
+        try:
+            return call()
+        except StoreUnavailableError as exc:
+            started = time.monotonic() if started is None else started
+            wait = StoreWait(str(exc), time.monotonic() - started, delay)
+            log.warning("%s", wait.describe())
+            if waiting is not None:
+                waiting(wait)
+            if cancel is not None:
+                if cancel.wait(delay):
+                    raise Cancelled() from None
+            else:
+                time.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+
+
 def classify_samples(store: ResultStore, classifier: PathClassifier, plans: Sequence[SamplePlan], *,
                      order: Sequence[str | Path] | None = None, actor: str = "", batch_size: int = 64,
-                     workers: int = 2, cancel: CancelToken | None = None) -> Generator[ImageClassified, None, None]:
+                     workers: int = 2, cancel: CancelToken | None = None,
+                     waiting: Callable[[StoreWait], None] | None = None) -> Generator[ImageClassified, None, None]:
     """Classify the plans' pending images in one stream and record each result as it arrives.
 
     ``order`` (image paths, each pending in one of the plans; results carry the path as given)
     is the order to classify in; by default each plan's pending images in turn. Raises :class:`~engine.core.errors.Cancelled`
     between results once ``cancel`` is set; what was recorded stays recorded. Closing the
     generator early stops the classifier.
+
+    When the lab database stops answering mid-run, the run pauses: the result in hand is kept,
+    ``waiting`` gets a :class:`StoreWait` at each try, and the run goes on where it was when the
+    server is back (recording is idempotent, so a commit whose answer was lost is not doubled).
+    A run paused longer than the lease lasts may find the sample taken by another workstation:
+    :class:`~engine.store.leases.SampleBusyError` then ends it.
     """
     owner = {key: plan for plan in plans for key in plan.pending}
     paths: Sequence[str | Path] = (
@@ -166,7 +216,8 @@ def classify_samples(store: ResultStore, classifier: PathClassifier, plans: Sequ
     try:
         for path, result in zip(paths, results, strict=False):
             if time.monotonic() - renewed > LEASE_SECONDS / 3:
-                leases = [store.leases.renew(lease) for lease in leases]
+                leases = [when_available(partial(store.leases.renew, lease), cancel=cancel, waiting=waiting)
+                          for lease in leases]
                 renewed = time.monotonic()
             key = image_key(path)
             plan = owner[key]
@@ -174,9 +225,10 @@ def classify_samples(store: ResultStore, classifier: PathClassifier, plans: Sequ
             recorded = False
             if sid not in refused:
                 try:
-                    recorded = store.record_prediction(sid, key, result, card.id, card.version,
-                                                       card.weights_sha256, actor=actor,
-                                                       image_sha256=plan.content.get(key, STORED_CONTENT))
+                    recorded = when_available(
+                        partial(store.record_prediction, sid, key, result, card.id, card.version,
+                                card.weights_sha256, actor=actor, image_sha256=plan.content.get(key, STORED_CONTENT)),
+                        cancel=cancel, waiting=waiting)
                 except SignOffError as exc:  # signed off elsewhere while this run was going
                     refused[sid] = str(exc)
             done[sid] += 1
@@ -209,4 +261,5 @@ def _give_back(store: ResultStore, leases: list[Lease]) -> None:
             log.warning("could not release the lease on sample %s; it runs out by itself", lease.sample_id)
 
 
-__all__ = ["ImageClassified", "PathClassifier", "SamplePlan", "classify_samples", "prepare_sample"]
+__all__ = ["RETRY_MAX_S", "ImageClassified", "PathClassifier", "SamplePlan", "StoreWait", "classify_samples",
+           "prepare_sample", "when_available"]

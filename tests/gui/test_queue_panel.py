@@ -121,3 +121,25 @@ def test_a_failed_job_shows_why_and_can_be_started_again(qtbot, make_panel, stor
     assert cells(panel, 1) == ["Failed — model file missing", "Queued"]
     assert panel.table.item(0, 1).toolTip() == "model file missing"
     assert enabled(panel) == {"start"}
+
+
+def test_a_job_waits_for_the_lab_database_and_then_goes_on(qtbot, make_panel, store, tmp_path, monkeypatch):
+    from engine.store.errors import StoreUnavailableError
+
+    panel = make_panel(FakeHost(FakeClassifier()))
+    add(panel, store, tmp_path, "A", 3)
+    real, outage = store.record_prediction, {"left": 2}
+
+    def down_then_back(*args, **kwargs):  # the server is down for the first two tries
+        if outage["left"]:
+            outage["left"] -= 1
+            raise StoreUnavailableError("lab: the lab database server cannot be reached; nothing was written")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "record_prediction", down_then_back)
+    panel.start_button.click()
+    qtbot.waitUntil(lambda: cells(panel, 1) == ["Waiting for the lab database"], timeout=10000)
+    assert "nothing is lost" in panel.table.item(0, 1).toolTip()
+    qtbot.waitUntil(lambda: not panel.queue.running, timeout=15000)
+    assert cells(panel, 1) == ["Done — 3 classified"] and cells(panel, 2) == ["3/3"]
+    assert len(store.predictions("A")) == 3

@@ -1,4 +1,5 @@
-"""``main.py store migrate SRC DST``: a workstation's SQLite history into the lab's database."""
+"""``main.py store migrate SRC DST``: a workstation's SQLite history into the lab's database;
+``main.py store grant DB ROLE``: the workstations' account gets what the store needs, no more."""
 
 from __future__ import annotations
 
@@ -26,6 +27,20 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_grant(args: argparse.Namespace) -> int:
+    from engine.store.grants import app_grants, grant_app_role
+    from engine.store.results import ResultStore
+
+    with ResultStore.open(args.database) as store:
+        statements = (app_grants if args.dry_run else grant_app_role)(store._db, args.role)
+    for statement in statements:
+        print(f"{statement};")
+    if not args.dry_run:
+        print(printable(f"{args.role} may now use {store.path} as a workstation (append-only history, no schema "
+                        "changes); run this again after every ALLSight upgrade that changes the schema"))
+    return EXIT_OK
+
+
 def _add_store(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("store", help="the result database: copy a workstation's history into the lab database")
     commands = p.add_subparsers(dest="store_command", metavar="ACTION", required=True)
@@ -35,6 +50,12 @@ def _add_store(sub: argparse._SubParsersAction) -> None:
     m.add_argument("destination", metavar="DST", help="the lab database: postgresql://user@host:5432/allsight "
                    "(the password from $ALLSIGHT_DB_PASSWORD or ~/.pgpass), or a file")
     m.set_defaults(func=cmd_migrate)
+    g = commands.add_parser("grant", help="give the workstations' database account exactly what ALLSight needs on "
+                            "the lab database (history append-only, no schema changes); run as the database's owner")
+    g.add_argument("database", metavar="DB", help="the lab database, as its owner: postgresql://owner@host:5432/allsight")
+    g.add_argument("role", metavar="ROLE", help="the workstations' account (CREATE ROLE ... LOGIN first)")
+    g.add_argument("--dry-run", action="store_true", help="print the statements without running them")
+    g.set_defaults(func=cmd_grant)
 
 
 REGISTRARS: list[Callable[[argparse._SubParsersAction], None]] = [_add_store]

@@ -74,6 +74,7 @@ from gui.batch_job import BatchJob
 from gui.classify_flow import ClassifyFlow
 from gui.current_image import CurrentImage
 from gui.export_action import export_shown_sample
+from gui.live_updates import LiveUpdates
 from gui.model_host import ModelHost, ModelSpec
 from gui.samples_flow import SamplesFlow, dropped_paths
 from gui.settings import Settings, load_settings, save_settings
@@ -197,6 +198,13 @@ class MainWindow(QMainWindow):
                                 name="read history", on_result=self.samples_flow.on_history)
         else:
             self.samples_flow.history_loaded = True
+        # Other workstations' results, reviews and sign-offs appear within seconds (gui.live_updates).
+        self.live_updates: LiveUpdates | None = None
+        if self.store is not None:
+            self.live_updates = LiveUpdates(self, store=self.store, workers=self.workers, samples_panel=sp,
+                                            samples_flow=self.samples_flow, results=self.results,
+                                            model_sha=self._model_sha)
+            self.live_updates.start()
 
     @property
     def identity(self) -> Identity | None:
@@ -437,6 +445,8 @@ class MainWindow(QMainWindow):
         self._closed = True
         gui_errors.remove_listener(self._on_error_shown)
         self.preview_panel.stop()
+        if self.live_updates is not None:
+            self.live_updates.stop()
         self.batch.shutdown()
         self.workers.shutdown()
         self.model_host.release()

@@ -213,4 +213,4 @@ def no_leaked_threads():
             return
         time.sleep(0.05)
     pytest.fail(f"test leaked threads: {[t.name for t in leaked]}")
-from tests.pg_fixtures import pg_server, pg_url  # noqa: E402,F401 - a real PostgreSQL for the store's tests
+from tests.pg_fixtures import lab_accounts, own_pg_server, pg_server, pg_url  # noqa: E402,F401 - a real PostgreSQL for the store's tests

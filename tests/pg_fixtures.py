@@ -7,6 +7,7 @@ CI (CI=true), where they fail: CI must run the result store's suite against both
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -37,3 +38,37 @@ def pg_url(pg_server: PostgresServer) -> Iterator[str]:
     url = fresh_database_url(pg_server)
     yield url
     pg_server.drop_database(url.rsplit("/", 1)[1])
+
+
+#: Durable, as a lab's server is: the session's server (fsync and synchronous_commit off) may lose
+#: committed transactions in a crash, which is what PostgresServer.halt() is.
+DURABLE = "-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+
+
+@pytest.fixture
+def own_pg_server() -> Iterator[PostgresServer]:
+    """A durable server of this test's own: the test may stop and start it again (halt/resume),
+    which the session's shared one must not be."""
+    if find_pg_bin() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("PostgreSQL is not installed: CI must run the tests that stop a server")
+        pytest.skip("PostgreSQL is not installed")
+    server = PostgresServer(settings=DURABLE).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def lab_accounts(pg_server) -> Iterator[tuple[str, str, str]]:
+    """A lab database owned by its own owner role (not a superuser), and an app role with no
+    privileges yet: ``(owner URL, app URL, app role)``."""
+    tag = uuid.uuid4().hex[:8]
+    owner, app, name = f"owner_{tag}", f"app_{tag}", f"lab_{tag}"
+    pg_server.create_role(owner, "owner-pw")
+    pg_server.create_role(app, "app-pw")
+    pg_server.create_database(name, owner=owner)
+    yield pg_server.url(name, owner, "owner-pw"), pg_server.url(name, app, "app-pw"), app
+    pg_server.drop_database(name)
+    pg_server.psql(f"DROP ROLE {app}; DROP ROLE {owner}")

@@ -34,6 +34,8 @@ from engine.store.schema import SCHEMA_VERSION, migrate, recognise
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_S = 30.0
+#: PostgreSQL's SQLSTATE for "permission denied".
+INSUFFICIENT_PRIVILEGE = "42501"
 #: How long a connection attempt to a lab server may take before it is called unreachable.
 CONNECT_TIMEOUT_S = 10
 
@@ -157,6 +159,10 @@ def open_postgresql(url: URL) -> Database:
         raise _connect_error(label, err) from None
     except sa_exc.DBAPIError as err:
         engine.dispose()
+        if getattr(err.orig, "sqlstate", None) == INSUFFICIENT_PRIVILEGE:
+            raise StoreError(f"{label}: the account {url.username!r} may not use the ALLSight tables of this database "
+                             f"({describe_error(err)}); the database's owner grants it with "
+                             f"'main.py store grant URL {url.username}' (docs/store.md)") from None
         raise StoreError(f"{label}: not a usable ALLSight result database: {describe_error(err)}") from None
     return Database(label, engine)
 

@@ -74,6 +74,7 @@ from engine.store import samples as _samples
 from engine.store.access import Accounts, Gate
 from engine.store.accounts import REFUSED, authenticate, check_password
 from engine.store.audit import OPEN_TAIL, AuditCheck, check_chain
+from engine.store.changes import ChangeWatcher
 from engine.store.database import Database  # noqa: F401 - re-exported
 from engine.store.engines import BUSY_TIMEOUT_S, open_database
 from engine.store.errors import ReviewConflictError, SignOffError, StoreError
@@ -158,6 +159,11 @@ class ResultStore:
     def dialect(self) -> str:
         """``"sqlite"`` (a file) or ``"postgresql"`` (a lab database)."""
         return self._db.dialect
+
+    def watch_changes(self, *, poll_s: float | None = None) -> ChangeWatcher:
+        """A watcher of what other connections (other workstations, other windows) change in
+        this store from now on (:mod:`engine.store.changes`); the caller closes it."""
+        return ChangeWatcher(self._db, poll_s=poll_s)
 
     @property
     def journal_mode(self) -> str:

@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from engine.store.errors import StoreError
 from engine.store.results import ResultStore
 from tests.conftest import synthetic_smear, write_image
 
@@ -51,3 +54,20 @@ def test_an_unreachable_lab_database_is_one_line(tmp_path):
     proc = run("classify", _folder(tmp_path), "--db", "postgresql://allsight@127.0.0.1:9/allsight",
                "--out", tmp_path / "r.csv")
     assert proc.returncode == 2 and "cannot be reached" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_command_line_grants_and_prints_what_it_ran(lab_accounts, tmp_path):
+    owner_url, app_url, app = lab_accounts
+    ResultStore.open(owner_url).close()
+    dry = run("store", "grant", owner_url, app, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"GRANT SELECT, INSERT ON audit_log TO {app};" in dry.stdout
+    with pytest.raises(StoreError, match="may not use the ALLSight tables"):
+        ResultStore.open(app_url)  # a dry run grants nothing
+    done = run("store", "grant", owner_url, app)
+    assert done.returncode == 0, done.stderr
+    assert f"{app} may now use" in done.stdout and "owner-pw" not in done.stdout + done.stderr
+    with ResultStore.open(app_url) as store:
+        store.register_sample("S-1", str(tmp_path), operator="ana")
+    refused = run("store", "grant", owner_url, "nobody_here")
+    assert refused.returncode == 2 and "no database account 'nobody_here'" in refused.stderr

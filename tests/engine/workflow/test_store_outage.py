@@ -4,7 +4,6 @@ stopped as a crash would stop it and started again)."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
@@ -18,24 +17,7 @@ from engine.store.errors import StoreError, StoreUnavailableError
 from engine.store.results import ResultStore
 from engine.workflow.classification import StoreWait, classify_samples, prepare_sample, when_available
 from tests.engine.workflow.test_classification import CARD, make_images
-from tests.pg_server import PostgresServer, find_pg_bin, fresh_database_url
-
-
-@pytest.fixture
-def own_server():
-    """A server of this test's own: it is stopped and started again, which the session's shared
-    one must not be."""
-    if find_pg_bin() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("PostgreSQL is not installed: CI must run the outage tests")
-        pytest.skip("PostgreSQL is not installed")
-    # Durable, as a lab's server is: the tests' default server (fsync and synchronous_commit off)
-    # may lose committed transactions in a crash, which is what halt() is.
-    server = PostgresServer(settings="-c fsync=on -c synchronous_commit=on -c full_page_writes=on").start()
-    try:
-        yield server
-    finally:
-        server.stop()
+from tests.pg_server import PostgresServer, fresh_database_url
 
 
 class OutageClassifier:
@@ -52,8 +34,8 @@ class OutageClassifier:
             yield ImageResult(str(path), ImageStatus.OK, "Pre", 0.97, {"Pre": 0.97})
 
 
-def test_a_batch_pauses_while_the_server_is_down_and_loses_nothing(own_server, tmp_path):
-    url = fresh_database_url(own_server)
+def test_a_batch_pauses_while_the_server_is_down_and_loses_nothing(own_pg_server, tmp_path):
+    url = fresh_database_url(own_pg_server)
     store = ResultStore.open(url)
     try:
         paths = make_images(tmp_path / "S-1", 6)
@@ -65,10 +47,10 @@ def test_a_batch_pauses_while_the_server_is_down_and_loses_nothing(own_server, t
         def waiting(wait: StoreWait) -> None:
             waits.append(wait)
             if len(waits) == 2:  # down for a couple of tries, then back
-                own_server.resume()
+                own_pg_server.resume()
                 restarted.set()
 
-        events = list(classify_samples(store, OutageClassifier(own_server, down_at=3), [plan], waiting=waiting))
+        events = list(classify_samples(store, OutageClassifier(own_pg_server, down_at=3), [plan], waiting=waiting))
         assert restarted.is_set()
         assert len(waits) >= 2
         assert "lab database" in waits[0].describe() and "nothing is lost" in waits[0].describe()
@@ -85,13 +67,13 @@ def test_a_batch_pauses_while_the_server_is_down_and_loses_nothing(own_server, t
         store.close()
 
 
-def test_a_down_server_gives_a_retryable_error_and_a_clear_message(own_server):
-    store = ResultStore.open(fresh_database_url(own_server))
+def test_a_down_pg_server_gives_a_retryable_error_and_a_clear_message(own_pg_server):
+    store = ResultStore.open(fresh_database_url(own_pg_server))
     try:
-        own_server.halt()
+        own_pg_server.halt()
         with pytest.raises(StoreUnavailableError, match="cannot be reached; nothing was written"):
             store.register_sample("S-2", "/nowhere", operator="ana")
-        own_server.resume()
+        own_pg_server.resume()
         sample, _ = when_available(lambda: store.register_sample("S-2", "/nowhere", operator="ana"))
         assert sample.sample_id == "S-2"
     finally:

@@ -142,6 +142,12 @@ class PostgresServer:
                                      "-E", "UTF8", "--locale=C", "--no-sync")
         if done.returncode != 0:
             raise RuntimeError(self._failure("initdb", done))
+        # The test's superuser is trusted (it sets the server up); every other role logs in with
+        # its password, as at a lab, so a wrong one is refused as a lab's server refuses it.
+        (self.data_dir / "pg_hba.conf").write_text(
+            "local all all trust\n"
+            f"host all {ADMIN} 127.0.0.1/32 trust\n"
+            "host all all 127.0.0.1/32 scram-sha-256\n", encoding="utf-8")
 
     def _pg_ctl_start(self) -> subprocess.CompletedProcess:
         sockets = self._require_folder() / "sockets"
@@ -193,7 +199,7 @@ class PostgresServer:
         self.stop()
 
     def url(self, dbname: str, user: str = ADMIN, password: str | None = None) -> str:
-        """An SQLAlchemy URL for ``dbname`` (with trust authentication, a password is not checked)."""
+        """An SQLAlchemy URL for ``dbname`` (the superuser needs no password; other roles do)."""
         if self.port is None:
             raise RuntimeError("the PostgreSQL server is not started")
         auth = quote(user, safe="") + (f":{quote(password, safe='')}" if password is not None else "")

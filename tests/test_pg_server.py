@@ -58,6 +58,8 @@ def test_a_least_privilege_role_logs_in_but_cannot_create_tables(pg_server, pg_u
         # PostgreSQL 15+ no longer lets PUBLIC create in the public schema.
         with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
             conn.execute(sa.text("CREATE TABLE not_allowed (x int)"))
+    with pytest.raises(sa.exc.OperationalError, match="password authentication failed"):
+        _engine(pg_server.url(dbname, user=role, password="wrong")).connect()
 
 
 def test_stop_removes_the_server_and_its_folder(pg_server):

@@ -1,5 +1,6 @@
 """Least privilege, tested with real roles on a real server: the workstations' account can do all
-the store does, and cannot rewrite history or change the schema — with the triggers dropped too."""
+the store does, and cannot rewrite history or change the schema — with the triggers dropped too.
+Roles log in with their passwords (tests/pg_server.py): a wrong one is refused in one line."""
 
 from __future__ import annotations
 
@@ -95,3 +96,13 @@ def test_an_unknown_account_or_a_non_owner_changes_nothing(lab_accounts):
     with pytest.raises(StoreError, match=f"the account '{app}' may not use the ALLSight tables.*store grant"):
         ResultStore.open(app_url)
 
+
+
+def test_a_wrong_password_is_one_clear_line_without_the_password(lab_accounts):
+    owner_url, _app_url, _app = lab_accounts
+    wrong = owner_url.replace(":owner-pw@", ":not-the-pw@")
+    with pytest.raises(StoreError) as refused:
+        ResultStore.open(wrong)
+    message = str(refused.value)
+    assert "refused the user name or password" in message
+    assert "not-the-pw" not in message and "owner-pw" not in message and "\n" not in message

@@ -6,11 +6,20 @@
     python main.py models import FILE.safetensors       verify and install a model (card beside it)
     python main.py models export REF DIR                weights + card, for another workstation
     python main.py models delete REF                    a lab model that is not active
+    python main.py models publish REF [--activate --reason TEXT] --db URL
+                                                        share a model through the lab database
+    python main.py models sync --db URL                 install and activate the lab's active model here
 
 REF is a shipped id (``resnet18``), ``id@version`` or a sha256 prefix. Activation needs the
 models permission on the result database (``--db``, default the app's): it is recorded in the
 audit trail (who, when, why, both models' sha256) before the switch, and refused there, the
 active model stays as it was.
+
+``publish`` stores the model in the lab database (``--db``, before or after the command) and, with
+``--activate``, makes it the lab's active model: every workstation sharing the database switches
+to it at its next start, or at ``models sync``, which checks every file's sha256 before installing
+(:mod:`engine.store.lab_models`, :mod:`engine.workflow.lab_sync`). A rollback is publishing (or
+naming) an earlier model with ``--activate`` again.
 """
 
 from __future__ import annotations
@@ -115,8 +124,60 @@ def cmd_delete(args: argparse.Namespace, library) -> int:
     return 0
 
 
+def _where(store) -> str:
+    if store.dialect == "postgresql":
+        return f"the lab database {store.path}"
+    return (f"the database file {store.path} (not a lab server: only the workstations that open this file "
+            "follow it)")
+
+
+def cmd_publish(args: argparse.Namespace, library) -> int:
+    reason = (args.reason or "").strip()
+    if args.activate and not reason:
+        raise AllSightError("--activate needs --reason: why the lab changes its model (kept in the audit trail)")
+    if reason and not args.activate:
+        raise AllSightError("--reason goes with --activate (publishing alone changes no workstation's model)")
+    model = library.find(args.ref)
+    with _store(args) as store:
+        user = acting_user(store, args)
+        assert model.card.path is not None
+        published = store.publish_lab_model(model.card.path, actor=user)
+        shared = "published" if published.created else "already published"
+        print(printable(f"{shared}: {model.ref} (sha256 {model.sha256[:12]}) in {_where(store)}"))
+        if not args.activate:
+            return 0
+        before = store.lab_active_model()
+        activation = store.activate_lab_model(model.sha256, reason, actor=user)
+        if before is not None and before.pk == activation.pk:
+            print(printable(f"{model.ref} already is the lab's active model ({before.describe()})"))
+        else:
+            was = before.ref if before is not None else "none"
+            print(printable(f"the lab's active model is now {model.ref} (was {was}); every workstation switches to "
+                            "it at its next start, or with: models sync"))
+        return _follow(store, library, user)
+
+
+def _follow(store, library, user: str) -> int:
+    from engine.workflow.lab_sync import SyncOutcome, sync_lab_model
+
+    result = sync_lab_model(store, library, by=user)
+    if result.outcome is SyncOutcome.REFUSED:
+        raise AllSightError(result.message)
+    print(printable(result.message))
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace, library) -> int:
+    from engine.core.identity import os_login
+
+    with _store(args) as store:
+        # Following the lab changes nothing in the database: no sign-in, whatever the role.
+        return _follow(store, library, store.user.user if store.user is not None else os_login())
+
+
 COMMANDS: dict[str, Callable[..., int]] = {"list": cmd_list, "show": cmd_show, "activate": cmd_activate,
-                                           "import": cmd_import, "export": cmd_export, "delete": cmd_delete}
+                                           "import": cmd_import, "export": cmd_export, "delete": cmd_delete,
+                                           "publish": cmd_publish, "sync": cmd_sync}
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -142,6 +203,15 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
     exp.add_argument("ref", metavar="REF")
     exp.add_argument("folder", metavar="DIR")
     cmds.add_parser("delete", help="delete a lab model that is not active").add_argument("ref", metavar="REF")
+    pub = cmds.add_parser("publish", help="store REF in the lab database (--db) for every workstation; with "
+                                          "--activate, make it the lab's active model")
+    pub.add_argument("ref", metavar="REF")
+    pub.add_argument("--activate", action="store_true", help="make it the lab's active model (a rollback too)")
+    pub.add_argument("--reason", help="why, with --activate (kept in the audit trail)")
+    sync = cmds.add_parser("sync", help="install (verified) and activate the lab database's active model here")
+    for sub_parser in (pub, sync):  # --db after the command too; default: the one given before it
+        sub_parser.add_argument("--db", metavar="DB", default=argparse.SUPPRESS,
+                                help="the lab database: postgresql://user@host:5432/allsight (or a file)")
     p.set_defaults(func=cmd_models)
 
 

@@ -11,7 +11,9 @@ thread:
 * samples in the list take the stored IDs (a rename), patient, operator and sign-off state;
 * stored samples this window has not listed yet (another workstation's) join the list;
 * the shown sample's table takes the results it lacks and every review newer than the one shown,
-  row by row, so the person's selection and scroll position stay where they were.
+  row by row, so the person's selection and scroll position stay where they were;
+* a change of the lab's active model (another workstation shared one, or rolled back) is followed
+  at once, verified by hash first (:mod:`gui.lab_model_sync`), as at start-up.
 
 Nothing here writes. Reads are coalesced: while one is running, later changes are merged and read
 once after it. Our own writes come back as changes too; reading them finds nothing new, and
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("allsight.gui.live_updates")
 
+#: The audit action of a change of the lab's active model (engine.store.lab_models).
+LAB_MODEL_ACTIVATED = "activate_lab_model"
 #: How long closing the window waits for the watching thread (it notices within a quarter second;
 #: a reconnection in progress takes up to the listener's 3 s connect timeout).
 STOP_WAIT_S = 5.0
@@ -95,11 +99,13 @@ class LiveUpdates(QObject):
     applied = Signal(object)
 
     def __init__(self, parent: QObject, *, store: ResultStore, workers: WorkerPool, samples_panel: SampleList,
-                 samples_flow: SamplesFlow, results: ShownResults, model_sha: Callable[[], str | None], poll_s: float | None = None):
+                 samples_flow: SamplesFlow, results: ShownResults, model_sha: Callable[[], str | None],
+                 on_lab_model: Callable[[], object] | None = None, poll_s: float | None = None):
         super().__init__(parent)
         self.store, self.workers = store, workers
         self.samples_panel, self.samples_flow, self.results = samples_panel, samples_flow, results
         self._model_sha = model_sha
+        self._on_lab_model = on_lab_model
         self._poll_s = poll_s
         self._watcher: ChangeWatcher | None = None
         self._thread: threading.Thread | None = None
@@ -155,6 +161,10 @@ class LiveUpdates(QObject):
     def _on_seen(self, change: StoreChange) -> None:
         if self._stopping.is_set():
             return
+        if LAB_MODEL_ACTIVATED in change.actions and self._on_lab_model is not None:
+            self._on_lab_model()  # another workstation changed the lab's model: follow it (verified)
+        if not change.sample_ids:
+            return  # about no sample (accounts, models, policy): nothing in the window to refresh
         if self._reading:
             self._waiting = change if self._waiting is None else merge(self._waiting, change)
             return

@@ -198,12 +198,16 @@ class MainWindow(QMainWindow):
                                 name="read history", on_result=self.samples_flow.on_history)
         else:
             self.samples_flow.history_loaded = True
+        from gui import lab_model_sync  # the lab's active model, verified, followed off the GUI thread
+
+        lab_model_sync.start(self)
         # Other workstations' results, reviews and sign-offs appear within seconds (gui.live_updates).
         self.live_updates: LiveUpdates | None = None
         if self.store is not None:
             self.live_updates = LiveUpdates(self, store=self.store, workers=self.workers, samples_panel=sp,
                                             samples_flow=self.samples_flow, results=self.results,
-                                            model_sha=self._model_sha)
+                                            model_sha=self._model_sha,
+                                            on_lab_model=lambda: lab_model_sync.start(self))
             self.live_updates.start()
 
     @property
@@ -239,13 +243,23 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ construction
     def _open_store(self) -> None:
-        from engine.store.results import ResultStore, StoreError, default_db_path
+        """The lab database of the settings, else this workstation's own file (gui.lab_database);
+        which one is named in the status bar, and a lab database that was not used is said once
+        the window shows."""
+        from PySide6.QtCore import QTimer
+        from PySide6.QtWidgets import QLabel
 
-        try:
-            self.store = ResultStore.open(default_db_path())
-        except StoreError as exc:
-            self.store, self.store_error = None, str(exc)
-            log.error("result history unavailable: %s", exc)
+        from gui.lab_database import open_window_store
+
+        opened = open_window_store(self.settings, self)
+        self.store, self.store_error, self.store_label = opened.store, opened.error, opened.label
+        self.database_label = QLabel(opened.short_label, self)
+        self.database_label.setToolTip(f"Result history: {self.store_label}")
+        self.database_label.setStyleSheet("padding: 0 6px;")
+        self.statusBar().addPermanentWidget(self.database_label)
+        if opened.notice:
+            QTimer.singleShot(0, self, lambda: gui_errors.show_error(self, opened.notice,
+                                                                    title="ALLSight — lab database not used"))
 
     def add_center_tab(self, widget: QWidget, title: str) -> int:
         return self.center_tabs.addTab(widget, title)

@@ -8,6 +8,12 @@ Everything goes through :class:`engine.models.library.ModelLibrary` (the same co
 (the role may not change models), nothing changes. The library verifies the card and the
 weights' sha256 here; the network itself is built by the window's model process when it loads
 the new model (this process never imports torch).
+
+"Share with the lab…" stores the selected model in the result database and makes it the lab's
+active model (:mod:`engine.store.lab_models`, with a reason, audited; the models permission, as an
+activation); every workstation on that database follows at its next start (:mod:`gui.lab_model_sync`),
+checking every file's sha256 first, and this one follows at once. On a workstation's own SQLite
+file that reaches this workstation only, and the question says so.
 """
 
 from __future__ import annotations
@@ -64,6 +70,20 @@ def describe(m: InstalledModel) -> str:
             f"Trained on: {trained_on(m)}" + (f" (data fingerprint {str(fingerprint)[:16]}…)" if fingerprint else ""))
 
 
+def is_lab_database(store: ResultStore) -> bool:
+    """Whether the store is the lab's shared database (a server), not this workstation's file."""
+    return store.dialect == "postgresql"
+
+
+def share_tooltip(store: ResultStore | None) -> str:
+    if store is None:
+        return "No result database: nothing can be shared"
+    if is_lab_database(store):
+        return ("Store this model in the lab database and make it the lab's model: every workstation "
+                "switches to it at its next start, after checking its files")
+    return "This workstation's result database is a file of its own: sharing reaches this workstation only"
+
+
 def choose_folder(parent: QWidget | None, title: str) -> str:
     return QFileDialog.getExistingDirectory(parent, title, str(Path.home()))
 
@@ -94,17 +114,21 @@ class ModelsDialog(QDialog):
         self.import_button = QPushButton("Import…", self)
         self.export_button = QPushButton("Export…", self)
         self.delete_button = QPushButton("Delete", self)
+        self.share_button = QPushButton("Share with the lab…", self)
+        self.share_button.setToolTip(share_tooltip(store))
         close = QPushButton("Close", self)
         self.activate_button.clicked.connect(self.activate_selected)
         self.import_button.clicked.connect(self.import_model)
         self.export_button.clicked.connect(self.export_selected)
         self.delete_button.clicked.connect(self.delete_selected)
+        self.share_button.clicked.connect(self.share_selected)
         close.clicked.connect(self.reject)
-        for button in (self.activate_button, self.import_button, self.delete_button):
+        for button in (self.activate_button, self.import_button, self.delete_button, self.share_button):
             if change_refusal:
                 button.setToolTip(f"Changing the models: {change_refusal}")
         buttons = QHBoxLayout()
-        for b in (self.activate_button, self.import_button, self.export_button, self.delete_button):
+        for b in (self.activate_button, self.import_button, self.export_button, self.delete_button,
+                  self.share_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
         buttons.addWidget(close)
@@ -156,6 +180,7 @@ class ModelsDialog(QDialog):
         self.delete_button.setEnabled(allowed and m is not None and m.source is ModelSource.LAB and not is_active)
         self.export_button.setEnabled(m is not None)
         self.import_button.setEnabled(allowed)
+        self.share_button.setEnabled(allowed and m is not None and self.store is not None)
         if m is not None:
             self.detail.setText(describe(m))
 
@@ -180,6 +205,38 @@ class ModelsDialog(QDialog):
             return False
         self.refresh()
         self.on_activated()
+        return True
+
+    def share_selected(self) -> bool:
+        """Publish the selected model in the result database and make it the lab's active model
+        (asking why), then follow it here. True when the lab's model was changed."""
+        from engine.workflow.lab_sync import SyncOutcome, sync_lab_model
+
+        m, store = self.selected(), self.store
+        if m is None or store is None or m.card.path is None:
+            return False
+        where = ("every workstation of the lab" if is_lab_database(store) else
+                 "this workstation only (its result database is a file of its own, not the lab's database)")
+        reason = dialogs.ask_text(self, "Share with the lab", f"{m.ref} becomes the model of {where}. Why? "
+                                                             "(kept in the audit trail)")
+        if not reason:
+            return False
+        try:
+            store.publish_lab_model(m.card.path, actor=self.actor)
+            activation = store.activate_lab_model(m.sha256, reason, actor=self.actor)
+        except AllSightError as exc:
+            gui_errors.show_exception(self, f"{m.ref} was not shared with the lab", exc)
+            return False
+        followed = sync_lab_model(store, self.library, by=self.actor)
+        self.refresh()
+        self.select(m.ref)
+        if followed.outcome is SyncOutcome.REFUSED:
+            gui_errors.show_error(self, followed.message)
+        elif followed.changed:
+            self.on_activated()
+        others = "Every workstation switches to it at its next start." if is_lab_database(store) else \
+            "Shared with this workstation only."
+        self.detail.setText(f"The lab's active model is now {activation.ref}. {others}")
         return True
 
     def import_model(self) -> bool:

@@ -23,6 +23,7 @@ from typing import Any
 from engine.core.choices import DeviceName
 from engine.core.fsutil import atomic_write_bytes
 from engine.core.paths import user_dir
+from gui.lab_database_url import has_password, redacted, url_problem, without_password
 
 log = logging.getLogger("allsight.gui.settings")
 
@@ -37,6 +38,10 @@ DEVICES = tuple(d.value for d in DeviceName)
 #: The colour theme: follow the desktop, or ALLSight's own light or dark one (gui.theme). A file
 #: without the field (older) reads as "system"; an older ALLSight ignores it: no version bump.
 THEMES = ("system", "light", "dark")
+#: ``lab_database``: "" is this workstation's own SQLite history; else the lab's PostgreSQL server,
+#: ``postgresql://user@host:5432/name``, used from the next start (gui.lab_database). Never with a
+#: password: one found in a file being read, or in settings being saved, is taken out (logged),
+#: so the plain-JSON file cannot leak it. A file without the field reads as "": no version bump.
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ class Settings:
     #: The lab's rule: the person who signs a sample off may not be one who classified it.
     require_independent_reviewer: bool = False
     theme: str = "system"
+    lab_database: str = ""
 
     def replace(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -86,6 +92,8 @@ def _valid_value(name: str, value: Any) -> bool:
         return isinstance(value, str)
     if name == "require_independent_reviewer":
         return isinstance(value, bool)
+    if name == "lab_database":
+        return isinstance(value, str) and not url_problem(value)
     return isinstance(value, str)
 
 
@@ -124,13 +132,26 @@ def settings_from_dict(data: Mapping[str, Any], *, source: str = "settings") -> 
         value = data[f.name]
         if _valid_value(f.name, value):
             values[f.name] = float(value) if f.name == "review_threshold_override" and value is not None else value
-        else:
-            log.warning("%s: invalid value for %r (%r); using the default %r",
-                        source, f.name, value, getattr(defaults, f.name))
+        else:  # the lab database's URL may hold a password: never in the log
+            shown = redacted(value) if f.name == "lab_database" else repr(value)
+            log.warning("%s: invalid value for %r (%s); using the default %r",
+                        source, f.name, shown, getattr(defaults, f.name))
+    if "lab_database" in values:
+        values["lab_database"] = _lab_database_without_password(values["lab_database"], source)
     unknown = sorted(set(data) - {f.name for f in fields(Settings)})
     if unknown:
         log.info("%s: ignoring unknown fields %s", source, ", ".join(unknown))
     return Settings(**values)
+
+
+def _lab_database_without_password(url: str, source: str) -> str:
+    """``url`` without a password, warning when there was one to take out."""
+    if has_password(url):
+        log.warning("%s: the lab database URL held a password; it was taken out (ALLSight never keeps one "
+                    "in the settings: it comes from ~/.pgpass, $ALLSIGHT_DB_PASSWORD or is asked at start-up)",
+                    source)
+        return without_password(url)
+    return url.strip()
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
@@ -165,7 +186,8 @@ def save_settings(settings: Settings, path: str | Path | None = None) -> Path:
     """Write the settings atomically; raises OSError if the folder cannot be written."""
     path = Path(path) if path is not None else settings_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = settings.replace(schema_version=SETTINGS_SCHEMA_VERSION).to_json_dict()
+    lab_database = _lab_database_without_password(settings.lab_database, "settings being saved")
+    payload = settings.replace(schema_version=SETTINGS_SCHEMA_VERSION, lab_database=lab_database).to_json_dict()
     data = (json.dumps(payload, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
     atomic_write_bytes(path, data)
     return path

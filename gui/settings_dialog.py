@@ -1,5 +1,6 @@
-"""Edit ▸ Settings…: the active model, the device, the review threshold, the lab's name and the
-colour theme (Appearance).
+"""Edit ▸ Settings…: the active model, the device, the review threshold, the lab's name, the
+colour theme (Appearance) and the lab database (its URL, never its password; "Test connection"
+runs on a worker thread, :class:`gui.lab_database.ConnectionTest`).
 
 Who reviews and signs is not a setting: it is the window's identity (the OS login or a signed-in
 ALLSight account). The active model and the review threshold are the models' business: for an
@@ -32,6 +33,8 @@ from PySide6.QtWidgets import (
 )
 
 from gui import theme
+from gui.lab_database import ConnectionTest
+from gui.lab_database_url import URL_EXAMPLE, has_password, url_problem, without_password
 from gui.settings import DEVICES, THEMES, Settings
 from gui.theme import Tone
 
@@ -44,6 +47,11 @@ FILE_CHOICE = "__file__"
 DEVICE_LABELS = {"auto": "Automatic (GPU if available)", "cpu": "CPU", "cuda": "NVIDIA GPU (CUDA)",
                  "mps": "Apple GPU (MPS)"}
 THEME_LABELS = {"system": "As the desktop (default)", "light": "Light", "dark": "Dark"}
+LAB_DATABASE_NOTE = ("Blank: this workstation keeps its own result history. The password is never saved: "
+                     "ALLSight takes it from ~/.pgpass or $ALLSIGHT_DB_PASSWORD, or asks for it at start-up. "
+                     "A change takes effect when ALLSight next starts.")
+PASSWORD_REMOVED = ("The password was taken out of the URL: ALLSight never saves it (it is asked for at "
+                    "start-up, or taken from ~/.pgpass or $ALLSIGHT_DB_PASSWORD). Press OK again to save.")
 
 
 def describe_model(model: str) -> tuple[str, float | None]:
@@ -111,6 +119,7 @@ class SettingsDialog(QDialog):
         self.theme_combo.setToolTip("Light and Dark are ALLSight's own; the default follows the desktop")
         appearance = QGroupBox("Appearance", self)
         QFormLayout(appearance).addRow("Theme", self.theme_combo)
+        lab_database = self._build_lab_database()
         self.error_label = QLabel(self)
         theme.style(self.error_label, Tone.ERROR)
         self.error_label.hide()
@@ -121,6 +130,7 @@ class SettingsDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(appearance)
+        layout.addWidget(lab_database)
         layout.addWidget(self.error_label)
         layout.addWidget(self.buttons)
 
@@ -132,6 +142,61 @@ class SettingsDialog(QDialog):
             for widget in (self.model_combo, self.model_path_edit, self.browse_button, self.threshold_edit):
                 widget.setEnabled(False)
                 widget.setToolTip(f"Changing the model or its review threshold: {model_refusal}")
+
+    def _build_lab_database(self) -> QGroupBox:
+        """The "Lab database" group: the URL, what happens to the password, Test connection."""
+        self.lab_db_edit = QLineEdit(self)
+        self.lab_db_edit.setPlaceholderText(URL_EXAMPLE)
+        self.lab_db_edit.setToolTip("The lab's shared PostgreSQL database; blank for this workstation's own")
+        self.test_button = QPushButton("Test connection", self)
+        self.test_button.setToolTip("Connect and read what is there, changing nothing")
+        self.test_button.clicked.connect(self.test_connection)
+        row = QHBoxLayout()
+        row.addWidget(self.lab_db_edit, 1)
+        row.addWidget(self.test_button)
+        note = QLabel(LAB_DATABASE_NOTE, self)
+        note.setWordWrap(True)
+        theme.style(note, Tone.MUTED)
+        self.lab_db_result = QLabel(self)
+        self.lab_db_result.setWordWrap(True)
+        self.lab_db_result.hide()
+        self.connection_test = ConnectionTest(self)
+        self.connection_test.finished.connect(self._connection_tested)
+        group = QGroupBox("Lab database", self)
+        box = QVBoxLayout(group)
+        box.addLayout(row)
+        box.addWidget(note)
+        box.addWidget(self.lab_db_result)
+        return group
+
+    def _show_lab_db_result(self, text: str, tone: Tone) -> None:
+        self.lab_db_result.setText(text)
+        theme.style(self.lab_db_result, tone)
+        self.lab_db_result.show()
+
+    def test_connection(self) -> bool:
+        """Test the URL in the field off the GUI thread (False: nothing to test, or one runs)."""
+        url = self.lab_db_edit.text().strip()
+        problem = url_problem(url) or ("" if url else "No lab database: this workstation keeps its own "
+                                       "result history.")
+        if problem:
+            self._show_lab_db_result(problem, Tone.ERROR)
+            return False
+        if not self.connection_test.start(url):
+            return False
+        self.test_button.setEnabled(False)
+        self._show_lab_db_result("Testing the connection…", Tone.MUTED)
+        return True
+
+    def _connection_tested(self, ok: bool, text: str) -> None:
+        self.test_button.setEnabled(True)
+        self._show_lab_db_result(("✓ " if ok else "✗ ") + text, Tone.OK if ok else Tone.ERROR)
+
+    def done(self, result: int) -> None:
+        # Accepted, cancelled or closed: a connection test still running is waited for here, so
+        # no worker thread outlives the dialog.
+        self.connection_test.shutdown()
+        super().done(result)
 
     # ------------------------------------------------------------------ values
     def _load(self, s: Settings) -> None:
@@ -145,6 +210,7 @@ class SettingsDialog(QDialog):
         self.lab_edit.setText(s.lab_name)
         self.independent_check.setChecked(s.require_independent_reviewer)
         self.theme_combo.setCurrentIndex(max(0, self.theme_combo.findData(s.theme)))
+        self.lab_db_edit.setText(s.lab_database)
         self._model_choice_changed()
 
     def chosen_model(self) -> str:
@@ -189,13 +255,17 @@ class SettingsDialog(QDialog):
                 return "The review threshold must be a number between 0 and 1 (or blank)."
             if not 0.0 <= value <= 1.0:
                 return "The review threshold must be between 0 and 1 (or blank)."
-        return ""
+        return url_problem(self.lab_db_edit.text())
 
     def _accept(self) -> None:
         problem = self._problem()
         if problem:
             self.error_label.setText(problem)
             self.error_label.show()
+            return
+        if has_password(self.lab_db_edit.text()):  # never saved: take it out, and say so before saving
+            self.lab_db_edit.setText(without_password(self.lab_db_edit.text()))
+            self._show_lab_db_result(PASSWORD_REMOVED, Tone.WARNING)
             return
         self.accept()
 
@@ -209,6 +279,7 @@ class SettingsDialog(QDialog):
             lab_name=self.lab_edit.text().strip(),
             require_independent_reviewer=self.independent_check.isChecked(),
             theme=self.theme_combo.currentData(),
+            lab_database=without_password(self.lab_db_edit.text()),
         )
 
 

@@ -67,17 +67,39 @@ def record_model_change(window: QMainWindow, new: Settings) -> bool:
     return True
 
 
+def record_database_change(window: QMainWindow, new: Settings) -> bool:
+    """Which result database the workstation uses is the lab's decision (where results and
+    sign-offs go): it needs :attr:`~engine.core.identity.Permission.MANAGE_ACCOUNTS` and is
+    audited as ``lab_database_changed`` in the database used now (the URL never has a password)."""
+    if not window.access.allowed(Permission.MANAGE_ACCOUNTS, "change the lab database"):
+        return False
+    if window.store is None:
+        return True
+    try:
+        window.store.record_event("lab_database_changed", actor=window.access.user,
+                                  lab_database=new.lab_database or "(this workstation's own file)")
+    except AllSightError as exc:
+        gui_errors.show_exception(window, "The lab database was not changed", exc)
+        return False
+    return True
+
+
 def apply_settings(window: QMainWindow, new: Settings) -> bool:
     """Save edited settings and apply what changed (model, device, threshold, lab name, the
-    independent-reviewer rule, the theme); False when a model change was refused (nothing saved)."""
+    independent-reviewer rule, the theme, the lab database from the next start); False when a
+    model or database change was refused (nothing saved)."""
     old = window.settings
     model_changed = (new.active_model, new.review_threshold_override) != (old.active_model,
                                                                           old.review_threshold_override)
+    database_changed = new.lab_database != old.lab_database
     if model_changed and not record_model_change(window, new):
+        return False
+    if database_changed and not record_database_change(window, new):
         return False
     window.update_settings(active_model=new.active_model, device=new.device,
                            review_threshold_override=new.review_threshold_override, lab_name=new.lab_name,
-                           require_independent_reviewer=new.require_independent_reviewer, theme=new.theme)
+                           require_independent_reviewer=new.require_independent_reviewer, theme=new.theme,
+                           lab_database=new.lab_database)
     if new.theme != old.theme:
         from PySide6.QtWidgets import QApplication
 
@@ -87,9 +109,12 @@ def apply_settings(window: QMainWindow, new: Settings) -> bool:
     if model_changed or new.device != old.device:
         window.load_model_info()
         window.show_message("Settings saved. The new model settings apply from the next sample classified.")
+    elif database_changed:
+        where = new.lab_database or "this workstation's own result file"
+        window.show_message(f"Settings saved. The result database ({where}) is used from the next start.", 10000)
     else:
         window.show_message("Settings saved.", 4000)
     return True
 
 
-__all__ = ["apply_settings", "open_settings", "record_model_change"]
+__all__ = ["apply_settings", "open_settings", "record_database_change", "record_model_change"]

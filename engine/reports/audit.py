@@ -43,6 +43,9 @@ ACTION_LABELS: dict[str, str] = {
     "withdraw_review": "Review withdrawn",
     "sign_off": "Signed off",
     "reopen": "Reopened",
+    "publish_lab_model": "Model shared with the lab",
+    "activate_lab_model": "Lab's model changed",
+    "lab_database_changed": "Workstation's database changed",
 }
 
 FORMATS = (".csv", ".json")

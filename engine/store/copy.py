@@ -1,11 +1,12 @@
 """Copying a workstation's history into the lab's database (``main.py store migrate SRC DST``).
 
-Every row of every table — samples, images, predictions, reviews, the audit log, accounts and
-the lab policy — is copied with its primary key, in one transaction on the destination, so the
-audit log's hash chain arrives exactly as it was written (each entry's hash covers the one before
-it: a re-keyed copy could not be verified). The destination must therefore hold no history yet;
-a lab that brings several workstations together copies the first into a new lab database and
-keeps the others' files (read-only) beside it. After the copy the row counts of both, the whole
+Every row of every table — samples, images, predictions, reviews, the audit log, accounts,
+the lab policy and the lab's shared models with their files and activation history — is copied
+with its primary key, in one transaction on the destination, so the audit log's hash chain
+arrives exactly as it was written (each entry's hash covers the one before it: a re-keyed copy
+could not be verified). The destination must therefore hold no history yet; a lab that brings
+several workstations together copies the first into a new lab database and keeps the others'
+files (read-only) beside it. After the copy the row counts of both, the whole
 chain of the destination and its last hash against the source's are checked; any difference
 rolls the copy back (:class:`StoreError`), so the lab database is either complete or untouched.
 """
@@ -17,8 +18,15 @@ from dataclasses import dataclass
 from engine.store.errors import StoreError
 
 #: In the order the foreign keys need.
-TABLES: tuple[str, ...] = ("samples", "images", "predictions", "reviews", "audit_log", "accounts", "lab_policy")
+TABLES: tuple[str, ...] = ("samples", "images", "predictions", "reviews", "audit_log", "accounts", "lab_policy",
+                           "lab_models", "lab_model_files", "lab_active_model")
+#: The tables whose ``pk`` is generated (PostgreSQL's sequences continue after the copied keys).
+_KEYED: tuple[str, ...] = tuple(t for t in TABLES if t not in ("lab_policy", "lab_model_files"))
+#: A deterministic order for the tables without a ``pk`` (each its primary key).
+_ORDER: dict[str, str] = {"lab_policy": "key", "lab_model_files": "model_pk, name"}
 _BATCH = 500
+#: Model files are megabytes each: copied a few at a time.
+_BLOB_BATCH = 4
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,7 @@ def copy_store(source, destination) -> CopyReport:
             for table in TABLES:
                 _copy_table(src, dst, table)
             if dst.dialect == "postgresql":  # new rows continue after the copied keys
-                for table in TABLES[:-1]:
+                for table in _KEYED:
                     dst.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'pk'), "
                                 f"COALESCE((SELECT MAX(pk) FROM {table}), 0) + 1, false)")
             copied = {t: int(dst.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in TABLES}
@@ -72,12 +80,13 @@ def copy_store(source, destination) -> CopyReport:
 
 def _copy_table(src, dst, table: str) -> None:
     columns = _empty_columns(src, table)
-    order = "pk" if "pk" in columns else columns[0]
+    order = _ORDER.get(table, "pk")
     names = ", ".join(columns)
     marks = ", ".join("?" for _ in columns)
+    batch = _BLOB_BATCH if table == "lab_model_files" else _BATCH
     offset = 0
     while True:
-        rows = src.execute(f"SELECT {names} FROM {table} ORDER BY {order} LIMIT {_BATCH} OFFSET {offset}").fetchall()
+        rows = src.execute(f"SELECT {names} FROM {table} ORDER BY {order} LIMIT {batch} OFFSET {offset}").fetchall()
         if not rows:
             return
         if table == "audit_log":  # one at a time: the head follows each insert by trigger

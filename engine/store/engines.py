@@ -28,7 +28,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
 from engine.store.database import Database, describe_error
-from engine.store.errors import StoreError
+from engine.store.errors import StoreError, StoreLoginError
 from engine.store.schema import SCHEMA_VERSION, migrate, recognise
 
 log = logging.getLogger(__name__)
@@ -120,8 +120,8 @@ def _connect_error(label: str, err: BaseException) -> StoreError:
     text = describe_error(err)
     low = text.lower()
     if "password authentication failed" in low or "no password supplied" in low:
-        why = "the lab database refused the user name or password"
-    elif "does not exist" in low and "database" in low:
+        return StoreLoginError(f"{label}: the lab database refused the user name or password ({text})")
+    if "does not exist" in low and "database" in low:
         why = "there is no such database on the server"
     elif any(w in low for w in ("connection refused", "could not translate host", "timeout", "timed out",
                                 "no route to host", "name or service not known", "network is unreachable")):

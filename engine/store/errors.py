@@ -14,6 +14,12 @@ class StoreUnavailableError(StoreError):
     operation did not happen, and the same call may be tried again when the server is back."""
 
 
+class StoreLoginError(StoreError):
+    """The lab database server refused the user name or password (or wanted a password and was
+    given none): unlike an unreachable server, another password may succeed, so a front end
+    can ask the person for one and try again."""
+
+
 class SignOffError(StoreError):
     """A sample cannot be signed off (or changed because it already is).
 

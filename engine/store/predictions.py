@@ -19,7 +19,7 @@ from engine.core.flags import codes_from_legacy, format_codes, normalize, parse_
 from engine.core.records import ImageResult, ReviewedImage
 from engine.store.database import Database
 from engine.store.errors import StoreError
-from engine.store.identity import file_state
+from engine.store.identity import FileState, file_state
 from engine.store.naming import image_key
 from engine.store.rows import WITHDRAWN_REVIEW, audit, insert_image, now, refuse_if_signed, required, touch
 
@@ -74,7 +74,7 @@ def record_prediction(db: Database, sample_id: str, path: str | os.PathLike[str]
     # One transaction per result, the caller's permission check (``who``) read inside it: a lab
     # database sees one round of statements per result. An image not in the sample yet is hashed
     # outside the transaction (a large file; SQLite's write lock is held meanwhile), then run again.
-    state = None
+    state: FileState | None = None
     while True:
         with db.write() as conn:
             actor = who()
@@ -92,6 +92,7 @@ def record_prediction(db: Database, sample_id: str, path: str | os.PathLike[str]
             if image is not None or state is not None:
                 actor = actor or row["operator"]
                 if image is None:
+                    assert state is not None  # hashed on the previous round
                     image_pk = insert_image(conn, row["pk"], key, state)
                     content = state.sha256 if image_sha256 is STORED_CONTENT else image_sha256
                     audit(conn, actor, "add_images", row["pk"], count=1)

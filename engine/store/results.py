@@ -68,6 +68,7 @@ from engine.core.identity import AuthenticationError, Identity, Permission
 from engine.core.paths import user_dir
 from engine.core.records import EXCLUDED_CLASS, ImageResult, ReviewedImage
 from engine.store import images as _images
+from engine.store import lab_models as _lab_models
 from engine.store import predictions as _predictions
 from engine.store import review as _review
 from engine.store import samples as _samples
@@ -203,13 +204,16 @@ class ResultStore:
         """Audit an act the store does not perform itself: ``"export"`` (a report or the audit
         trail written; needs the export permission), ``"model_changed"`` (the active model
         chosen), ``"model_installed"`` or ``"model_deleted"`` (the model library; these three
-        need the models permission)."""
+        need the models permission), ``"lab_database_changed"`` (the workstation set to use
+        another result database from its next start; needs the accounts permission)."""
         permission = {"export": Permission.EXPORT, "model_changed": Permission.CHANGE_MODELS,
                       "model_installed": Permission.CHANGE_MODELS,
-                      "model_deleted": Permission.CHANGE_MODELS}.get(action)
+                      "model_deleted": Permission.CHANGE_MODELS,
+                      "lab_database_changed": Permission.MANAGE_ACCOUNTS}.get(action)
         if permission is None:
             raise StoreError(f"unknown audit event {action!r}")
-        who = self._gate.actor(permission, actor, "export" if action == "export" else "change the model")
+        what = {"export": "export", "lab_database_changed": "change the lab database"}.get(action, "change the model")
+        who = self._gate.actor(permission, actor, what)
         from engine.store.rows import audit
 
         with self._db.write() as conn:
@@ -452,6 +456,35 @@ class ResultStore:
             finally:
                 target.close()
         return dest_path
+
+    # -------------------------------------------------------------------------------- lab models
+    # The lab's shared models (engine.store.lab_models): published and activated for every
+    # workstation of the database; changing them needs the models permission, as a local activation.
+    def publish_lab_model(self, model: str | os.PathLike[str], *, actor: str = "") -> _lab_models.Published:
+        """Store the model (its card, ``.safetensors`` or folder) in this database for the lab,
+        verified first; idempotent by the weights' sha256 (audited once: ``publish_lab_model``)."""
+        who = self._gate.actor(Permission.CHANGE_MODELS, actor, "share a model with the lab")
+        return _lab_models.publish(self._db, model, who)
+
+    def activate_lab_model(self, sha256: str, reason: str, *, actor: str = "") -> _lab_models.LabActivation:
+        """Make the published model ``sha256`` (or an unambiguous prefix) the lab's active model;
+        a rollback is activating an earlier one. Audited as ``activate_lab_model``."""
+        who = self._gate.actor(Permission.CHANGE_MODELS, actor, "change the lab's model")
+        return _lab_models.activate(self._db, sha256, who, reason)
+
+    def lab_active_model(self) -> _lab_models.LabActivation | None:
+        """The lab's active model (``None``: the lab never activated one)."""
+        return _lab_models.active(self._db)
+
+    def lab_model_history(self) -> list[_lab_models.LabActivation]:
+        """Every activation for the lab, oldest first."""
+        return _lab_models.history(self._db)
+
+    def fetch_lab_model(self, sha256: str, dest: str | os.PathLike[str]) -> Path:
+        """The published model's files in a new folder inside ``dest``, each checked against the
+        database's record and the weights against the card; returns the card's path
+        (:class:`~engine.store.lab_models.LabModelIntegrityError` on any mismatch, nothing written)."""
+        return _lab_models.fetch(self._db, sha256, dest)
 
 
 # Names defined in engine.store's other modules are re-exported: they were all importable from

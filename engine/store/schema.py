@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 #: audit log (``audit_log.prev_hash``/``entry_hash``, ``audit_head``, triggers: :mod:`engine.store.audit`)
 #: and the sign-off statement (``samples.sign_off_statement``); 5: named accounts (``accounts``,
 #: passwords Argon2id-hashed) and the lab's policy (``lab_policy``): :mod:`engine.store.accounts`;
-#: 6: classification leases (``sample_leases``): :mod:`engine.store.leases`.
-SCHEMA_VERSION = 6
+#: 6: classification leases (``sample_leases``): :mod:`engine.store.leases`; 7: the lab's shared models
+#: (``lab_models``, ``lab_model_files``, ``lab_active_model``): :mod:`engine.store.lab_models`.
+SCHEMA_VERSION = 7
 
 #: ``PRAGMA application_id`` of an ALLSight result database (since schema 3): "ALLS" in ASCII.
 APPLICATION_ID = 0x414C4C53
@@ -255,12 +256,65 @@ def _migrate_5_to_6(conn: sqlite3.Connection) -> None:
     conn.execute(SAMPLE_LEASES_TABLE)
 
 
+#: The tables of version 7 (PostgreSQL: revision 0007, :data:`engine.store.pg_schema.LAB_MODEL_TABLES`).
+LAB_MODEL_TABLES: tuple[str, ...] = (
+    """CREATE TABLE lab_models (
+    pk           INTEGER PRIMARY KEY AUTOINCREMENT,
+    sha256       TEXT NOT NULL UNIQUE,
+    model_id     TEXT NOT NULL,
+    version      TEXT NOT NULL,
+    card_json    TEXT NOT NULL,
+    published_at TEXT NOT NULL,
+    published_by TEXT NOT NULL)""",
+    """CREATE TABLE lab_model_files (
+    model_pk INTEGER NOT NULL REFERENCES lab_models(pk),
+    name     TEXT NOT NULL,
+    sha256   TEXT NOT NULL,
+    size     INTEGER NOT NULL,
+    content  BLOB NOT NULL,
+    PRIMARY KEY (model_pk, name))""",
+    """CREATE TABLE lab_active_model (
+    pk              INTEGER PRIMARY KEY AUTOINCREMENT,
+    model_pk        INTEGER NOT NULL REFERENCES lab_models(pk),
+    activated_at    TEXT NOT NULL,
+    activated_by    TEXT NOT NULL,
+    reason          TEXT NOT NULL,
+    previous_sha256 TEXT NOT NULL DEFAULT '')""",
+)
+
+#: What each refusing trigger of version 7 says (no quotes: they are SQL literals): a published model
+#: and the activation history never change; the hashes are what shows a change made anyway.
+LAB_MODEL_RULES: dict[str, str] = {
+    "lab_models": "a published lab model cannot be changed or deleted",
+    "lab_model_files": "the files of a published lab model cannot be changed or deleted",
+    "lab_active_model": "the history of the lab model is append-only: a rollback is a new activation",
+}
+
+
+def _migrate_6_to_7(conn: sqlite3.Connection) -> None:
+    """Version 7 shares models through the database (:mod:`engine.store.lab_models`).
+
+    * ``lab_models``: one row per published model, by its weights' sha256 (unique), with its card.
+    * ``lab_model_files``: the model's files (weights, card, ONNX graphs), each with its sha256
+      and size, so that every workstation checks what it fetched before installing it.
+    * ``lab_active_model``: every activation for the lab, oldest first; the last row is the lab's
+      active model (a rollback is one more row).
+    * Triggers refusing ``UPDATE`` and ``DELETE`` on the three (the history is append-only).
+    """
+    for statement in LAB_MODEL_TABLES:
+        conn.execute(statement)
+    for table, rule in LAB_MODEL_RULES.items():
+        for event in ("UPDATE", "DELETE"):
+            conn.execute(f"CREATE TRIGGER {table}_no_{event.lower()} BEFORE {event} ON {table} "
+                         f"BEGIN SELECT RAISE(ABORT, '{rule}'); END")
+
+
 #: ``MIGRATIONS[v]`` upgrades a version-``v`` database to ``v + 1``, inside a transaction. A
 #: schema change adds one step here and one Alembic revision (engine/store/migrations/versions)
 #: for PostgreSQL, and bumps SCHEMA_VERSION; tests/engine/store/test_engines.py keeps them equal.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4, 4: _migrate_4_to_5,
-    5: _migrate_5_to_6}
+    5: _migrate_5_to_6, 6: _migrate_6_to_7}
 
 
 def _list_names(names: list[str]) -> str:

@@ -209,7 +209,7 @@ def test_a_new_database_carries_the_application_id(tmp_path):
     ResultStore.open(tmp_path / "new.sqlite3").close()
     with closing(sqlite3.connect(tmp_path / "new.sqlite3")) as conn:
         assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
         columns = {r[1] for r in conn.execute("PRAGMA table_info(images)")}
         assert {"sha256", "size", "mtime_ns"} <= columns
 

@@ -288,7 +288,7 @@ def test_schema_1_database_opens_and_gets_codes_from_the_old_texts(tmp_path):
                                                         flags=(FlagReason.NO_WHITE_CELL,)), "m", "1", SHA_A)
         assert store.predictions("S")[-1].flags == (FlagReason.NO_WHITE_CELL,)
     with closing(sqlite3.connect(path)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
         columns = {r[1] for r in conn.execute("PRAGMA table_info(predictions)")}
         assert {"flags", "ood_reason"} <= columns
     with ResultStore.open(path) as store:  # opening again changes nothing

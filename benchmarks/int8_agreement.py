@@ -1,0 +1,152 @@
+"""Static INT8 for a shipped model's ONNX graph: how much faster, and how often its call differs.
+
+Issue 17 asks for an INT8 graph used by default where it is faster *and* its calls agree with
+fp32 on all but at most 0.2 % of the test images. This measures both, in one run, before any
+product code depends on it:
+
+* the fp32 graph shipped in ``resources/models`` and an INT8 graph made from it with ONNX
+  Runtime's ``quantize_static`` (QDQ, per-channel signed 8-bit weights, unsigned 8-bit
+  activations, calibrated on ``--calibration`` images drawn with a fixed seed), in one or more
+  calibration ``--variants``;
+* throughput of the network alone (the ceiling: preprocessed images in memory, batches of 32, two
+  compute threads, best of three), INT8 / fp32 in the same run;
+* agreement of the top class on every other image of the ARIA set, and for each disagreement the
+  fp32 top probability after the card's temperature, and whether the card's review threshold flags
+  it for review anyway.
+
+Images are read from ``$ALLSIGHT_DATA`` or ``../shared/data/aria-all`` and never written.
+
+    .venv/bin/python benchmarks/int8_agreement.py --model resnet18 --json int8.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+VARIANTS = {  # name: (calibration method, nodes kept in fp32)
+    "minmax": ("MinMax", []),
+    "minmax-fc-fp32": ("MinMax", ["/net/fc/Gemm"]),
+    "entropy": ("Entropy", []),
+}
+
+
+def data_dir() -> Path:
+    for candidate in (os.environ.get("ALLSIGHT_DATA"), ROOT.parent / "shared" / "data" / "aria-all"):
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    raise SystemExit("no ARIA data: set ALLSIGHT_DATA or put it at ../shared/data/aria-all")
+
+
+def session(path: str, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def logits_of(sess, images: np.ndarray) -> np.ndarray:
+    return np.concatenate([sess.run(["logits"], {"images": images[i:i + 32]})[0] for i in range(0, len(images), 32)])
+
+
+def images_per_s(sess, images: np.ndarray, repeats: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for i in range(0, len(images), 32):
+            sess.run(["logits", "features"], {"images": images[i:i + 32]})
+        best = min(best, time.perf_counter() - started)
+    return len(images) / best
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="resnet18", choices=("resnet18", "baseline"))
+    parser.add_argument("--calibration", type=int, default=256, help="calibration images (a multiple of 16)")
+    parser.add_argument("--variants", default="minmax,minmax-fc-fp32,entropy")
+    parser.add_argument("--speed-images", type=int, default=320)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from engine.inference.classifier import Classifier
+
+    card_path = ROOT / "resources" / "models" / f"{args.model}.json"
+    clf = Classifier(str(card_path))
+    card = clf.card
+    files = sorted(p for p in data_dir().rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    random.Random(0).shuffle(files)
+    pixels = np.stack([clf._prepare_path(p).pixels for p in files])
+    calib, test = pixels[:args.calibration], pixels[args.calibration:]
+    work = tempfile.mkdtemp(prefix="allsight-int8-")
+    fp32_path = str(card_path.with_suffix(".onnx"))
+    prepared = os.path.join(work, "prepared.onnx")
+    quant_pre_process(fp32_path, prepared, skip_symbolic_shape=True)
+
+    class Batches(CalibrationDataReader):
+        def __init__(self) -> None:  # equal batches: the entropy and percentile collectors need them
+            self._it = iter([{"images": calib[i:i + 16]} for i in range(0, len(calib) - 15, 16)])
+
+        def get_next(self):
+            return next(self._it, None)
+
+    fp32 = session(fp32_path, args.threads)
+    reference = logits_of(fp32, test)
+    scaled = reference / card.temperature
+    probs = np.exp(scaled - scaled.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    report: dict = {"model": args.model, "images": len(files), "calibration": len(calib), "test": len(test),
+                    "threads": args.threads, "review_threshold": card.review_threshold, "variants": {}}
+    for name in args.variants.split(","):
+        method, kept = VARIANTS[name]
+        out = os.path.join(work, f"{name}.onnx")
+        started = time.perf_counter()
+        quantize_static(prepared, out, Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=getattr(CalibrationMethod, method), nodes_to_exclude=kept,
+                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        int8 = session(out, args.threads)
+        calls = logits_of(int8, test).argmax(1)
+        differ = np.nonzero(calls != reference.argmax(1))[0]
+        speed_set = test[:args.speed_images]
+        fp32_speed, int8_speed = images_per_s(fp32, speed_set), images_per_s(int8, speed_set)
+        top = [round(float(probs[i].max()), 3) for i in differ]
+        row = {"agreement": 1 - len(differ) / len(test), "disagreements": len(differ),
+               "disagreement_top_probability": top,
+               "disagreements_flagged_low_confidence": sum(t < card.review_threshold for t in top),
+               "fp32_images_per_s": fp32_speed, "int8_images_per_s": int8_speed, "int8_over_fp32": int8_speed / fp32_speed,
+               "quantize_s": time.perf_counter() - started, "int8_mb": os.path.getsize(out) / 1e6}
+        report["variants"][name] = row
+        print(f"{name:15s} agreement {row['agreement']:.4f} ({len(differ)} of {len(test)} differ; all flagged: "
+              f"{row['disagreements_flagged_low_confidence'] == len(differ)}), fp32 {fp32_speed:.0f}/s, "
+              f"int8 {int8_speed:.0f}/s, ratio {row['int8_over_fp32']:.2f}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

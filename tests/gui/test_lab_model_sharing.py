@@ -125,25 +125,3 @@ def test_at_start_up_a_model_changed_in_the_database_is_refused(qtbot, tmp_path)
     assert win.model_card.id == "resnet18"
     assert [m for m in ModelLibrary().models() if m.card.id == "tiny-lab"] == []
     win.shutdown()
-
-
-def test_a_technician_may_not_share_a_model(qtbot, lab_model, monkeypatch):
-    from engine.core.identity import Role
-    from tests.gui.test_identity import PASSWORDS, sign_in
-
-    with ResultStore.open(default_db_path()) as store:
-        store.accounts.create("ada", PASSWORDS["ada"], Role.ADMINISTRATOR, actor="it")
-        store.accounts.create("tom", PASSWORDS["tom"], Role.TECHNICIAN, actor="it")
-        store.accounts.set_policy(accounts_required=True, actor="it")
-    win = make_window(qtbot, Settings(device="cpu"))
-    sign_in(win, monkeypatch, "tom")
-
-    def look(dialog: ModelsDialog):
-        dialog.select("tiny-lab@0.0.1")
-        assert not dialog.share_button.isEnabled()
-        assert dialog.share_button.toolTip().startswith("Changing the models: ")
-        dialog.reject()
-
-    drive_dialog(monkeypatch, ModelsDialog, look)
-    assert win.open_models()
-    assert win.store.lab_active_model() is None

@@ -110,6 +110,8 @@ def test_a_technician_sees_the_models_but_may_not_change_them(qtbot, lab_model, 
         dialog.select("tiny-lab@0.0.1")
         assert not dialog.activate_button.isEnabled() and not dialog.import_button.isEnabled()
         assert not dialog.delete_button.isEnabled() and dialog.export_button.isEnabled()
+        assert not dialog.share_button.isEnabled()  # nor share one with the lab
+        assert dialog.share_button.toolTip().startswith("Changing the models: ")
         assert dialog.activate_button.toolTip().startswith("Changing the models: ")
         dialog.reject()
 

@@ -20,9 +20,11 @@ from tests.engine.store.conftest import raw
 SHA = "a" * 64
 
 
-def _columns(store: ResultStore) -> dict[str, set[tuple[str, bool]]]:
+CORE_TABLES = ("samples", "images", "predictions", "reviews", "audit_log", "audit_head", "accounts", "lab_policy")
+
+
+def _columns(store: ResultStore, tables: tuple[str, ...] = CORE_TABLES) -> dict[str, set[tuple[str, bool]]]:
     """Each table's columns with whether they may be NULL, as the engine itself reports them."""
-    tables = ("samples", "images", "predictions", "reviews", "audit_log", "audit_head", "accounts", "lab_policy")
     out = {}
     with raw(store) as conn:
         for table in tables:

@@ -285,17 +285,9 @@ def test_a_schema_6_database_migrates_to_7(tmp_path, two_models):
 
 
 def _lab_columns(store: ResultStore) -> dict[str, set[tuple[str, bool]]]:
-    out = {}
-    with raw(store) as conn:
-        for table in LAB_TABLES:
-            if store.dialect == "sqlite":
-                rows = conn.execute(f"PRAGMA table_info({table})").fetchall()
-                out[table] = {(r["name"], not r["notnull"] and not r["pk"]) for r in rows}
-            else:
-                rows = conn.execute("SELECT column_name, is_nullable FROM information_schema.columns "
-                                    "WHERE table_name = ?", (table,)).fetchall()
-                out[table] = {(r[0], r[1] == "YES") for r in rows}
-    return out
+    from tests.engine.store.test_engines import _columns
+
+    return _columns(store, LAB_TABLES)
 
 
 def test_both_engines_have_the_same_lab_model_tables(tmp_path, pg_url):

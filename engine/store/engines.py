@@ -63,8 +63,10 @@ def parse_url(target: str) -> URL:
 
 
 def safe_label(url: URL) -> str:
-    """The URL as shown to people and written to logs: never with its password."""
-    return url.set(drivername=url.get_backend_name()).render_as_string(hide_password=True)
+    """The URL as shown to people and written to logs: never with its password (neither the
+    ``user:password@`` part nor a libpq ``?password=`` option)."""
+    query = {k: v for k, v in url.query.items() if k.lower() != "password"}
+    return url.set(drivername=url.get_backend_name(), query=query).render_as_string(hide_password=True)
 
 
 def open_database(target: str | os.PathLike[str]) -> Database:

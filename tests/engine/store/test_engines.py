@@ -170,6 +170,10 @@ def test_the_password_never_appears_in_messages(pg_server):
     with pytest.raises(StoreError) as refused:
         open_database(url)
     assert "s3cret-pw" not in str(refused.value) and "***" in str(refused.value)
+    # libpq also takes the password as a URL option: left out of the name shown.
+    with pytest.raises(StoreError, match="no such database") as refused:
+        open_database(pg_server.url("no_such_database") + "?password=s3cret-q")
+    assert "s3cret-q" not in str(refused.value) and "password=" not in str(refused.value)
 
 
 def test_leases_do_not_enter_the_audit_trail(pg_url, tmp_path):

@@ -20,11 +20,50 @@ from engine.core.paths import APP_NAME
 
 log = logging.getLogger("allsight.gui.app")
 
+#: Milliseconds after the window shows before the classifier process is started in the background
+#: (0: once the window's first events are handled), so the first Classify finds the model loaded.
+#: The process is niced and its start waits on a pipe in a thread of its own: the window does not
+#: slow down meanwhile. It was 1,000 ms; a technician who opens a folder and presses Classify
+#: within the first second then waited for the whole load.
+WARM_UP_DELAY_MS = 0
+#: Seconds a thread may hold the GIL while another waits for it (Python's default: 0.005). The
+#: event loop's thread needs the GIL for every slot and model call; while background threads in
+#: this process run Python (planning a job, decoding thumbnails), each wait for it cost up to 5 ms,
+#: and a click's handling several of them: 45-67 ms stalls at the Classify click, 30-48 ms with
+#: 1 ms (docs/performance.md, issue #17). The heavy work runs in the classifier process anyway.
+GIL_SWITCH_INTERVAL_S = 0.001
+
+
+def freeze_long_lived_objects() -> None:
+    """Exempt everything alive now (the imported modules, the window: ~90,000 objects) from
+    Python's full garbage collections.
+
+    A full collection scans every tracked object with the GIL held; in the app that was one
+    58-62 ms freeze of the event loop a few seconds into every first batch, the longest stall
+    left (docs/performance.md, issue #17). Frozen objects are still freed by reference counting;
+    only a reference cycle among them would be kept until exit, and the start-up objects live
+    that long anyway."""
+    import gc
+
+    gc.freeze()
+
+
+def start_background_work(window) -> None:  # noqa: ANN001 - a gui.main_window.MainWindow
+    """What the app does once its window shows (benchmarks/gui_responsiveness.py does the same)."""
+    from PySide6.QtCore import QTimer
+
+    QTimer.singleShot(0, freeze_long_lived_objects)  # once the window's first events are handled
+    if os.environ.get("ALLSIGHT_NO_WARMUP") != "1":
+        # Start the classifier process now: the first Classify then finds the model loaded.
+        QTimer.singleShot(WARM_UP_DELAY_MS, window.warm_up_model)
+
 
 def create_application(argv: list[str] | None = None):
-    """The QApplication (reused if one exists), with ALLSight's names set."""
+    """The QApplication (reused if one exists), with ALLSight's names set, and this process's GIL
+    handed over at :data:`GIL_SWITCH_INTERVAL_S`."""
     from PySide6.QtWidgets import QApplication
 
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     QApplication.setOrganizationName(APP_NAME)
     QApplication.setApplicationName(APP_NAME)
     QApplication.setApplicationVersion(__version__)
@@ -82,12 +121,7 @@ def run_app(argv: list[str] | None = None) -> int:
         from PySide6.QtCore import QTimer
 
         QTimer.singleShot(0, window.access.sign_in_if_needed)
-    if os.environ.get("ALLSIGHT_NO_WARMUP") != "1":
-        # Load the model once the window is up and idle: the one-off torch import (which holds
-        # the GIL for a moment) then happens before the user's first Classify, not during it.
-        from PySide6.QtCore import QTimer
-
-        QTimer.singleShot(1000, window.warm_up_model)
+    start_background_work(window)
     try:
         return int(app.exec())
     finally:

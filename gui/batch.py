@@ -67,9 +67,9 @@ class BatchQueue(QObject):
         self.model_host = model_host
         self.batch_size = batch_size
         if decode_workers is None:
-            from gui.model_host import default_thread_count
+            from gui.model_host import classifier_process_threads
 
-            decode_workers = max(1, min(4, default_thread_count()))
+            decode_workers = max(1, min(4, classifier_process_threads()))
         self.decode_workers = decode_workers
         self.jobs: list[BatchJob] = []
         self._lock = threading.Lock()
@@ -101,6 +101,10 @@ class BatchQueue(QObject):
 
     def current_job(self) -> BatchJob | None:
         return next((j for j in self.jobs if j.state == RUNNING), None)
+
+    def running_store_ids(self) -> frozenset[str]:
+        """Store IDs of the samples being classified now (gui.live_updates holds their changes)."""
+        return frozenset(j.store_id for j in self.jobs if j.state == RUNNING and j.store_id)
 
     def job_for(self, sample: Sample) -> BatchJob | None:
         """The sample's job that is queued or running, if any."""

@@ -34,13 +34,15 @@ hand over to the objects above.
 
 Work off the GUI thread:
 
-* ``self.workers`` (:class:`gui.workers.WorkerPool`): image decoding, thumbnails, the preview,
-  reading a sample's results from the store, Grad-CAM, exports.
+* ``self.workers`` (:class:`gui.workers.WorkerPool`): image decoding, thumbnails (those on show
+  first; the others wait while a batch runs), the preview, reading a sample's results from the
+  store, Grad-CAM, exports.
 * ``self.batch`` (:class:`gui.batch.BatchQueue`): one thread classifying the queued samples
   in the classifier process of ``self.model_host`` (started there, or by the warm-up, on first
   use) and committing each result to ``self.store`` as it arrives.
 
-``self.store`` (:class:`engine.store.results.ResultStore`, at :func:`engine.store.results.default_db_path`) is the
+``self.store`` (:class:`engine.store.results.ResultStore`: the local file at
+:func:`engine.store.results.default_db_path`, or the lab database the settings name) is the
 persistent history: samples are registered in it when first classified; their predictions,
 reviews, sign-offs and ID edits are written there (each write audited by the store), and the
 samples panel lists the stored samples at start-up. Short writes (a review, a sign-off, an ID
@@ -188,6 +190,8 @@ class MainWindow(QMainWindow):
         self.batch.model_ready.connect(self._on_model_ready)
         self.batch.failed.connect(lambda message, details: gui_errors.show_error(self, message, details or None))
         self.batch.changed.connect(self.classifying.on_queue_changed)
+        # Off-screen thumbnails wait while a batch runs: it gets the cores and the interpreter.
+        self.batch.running_changed.connect(sp.pause_offscreen_thumbnails)
         self.queue_panel.add_requested.connect(self.queue_current)
         self.queue_panel.job_activated.connect(lambda job: self.samples_panel.select_sample(job.sample))
         gui_errors.add_listener(self._on_error_shown)
@@ -207,7 +211,9 @@ class MainWindow(QMainWindow):
             self.live_updates = LiveUpdates(self, store=self.store, workers=self.workers, samples_panel=sp,
                                             samples_flow=self.samples_flow, results=self.results,
                                             model_sha=self._model_sha,
-                                            on_lab_model=lambda: lab_model_sync.start(self))
+                                            on_lab_model=lambda: lab_model_sync.start(self),
+                                            classifying=self.batch.running_store_ids)
+            self.batch.job_finished.connect(lambda _job: self.live_updates and self.live_updates.catch_up())
             self.live_updates.start()
 
     @property
@@ -444,11 +450,11 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ closing
     def warm_up_model(self) -> None:
-        """Load the active model in the background (idle time), if one is installed."""
+        """Start the active model's classifier process in the background, if one is installed
+        (its own thread: a worker thread waiting on it would hold up the folder scan)."""
         if self.model_card is None or self.model_host.loaded() is not None:
             return
-        self.workers.submit(self.model_host.batch_classifier, name="warm up model",
-                            on_error=lambda err: log.info("model warm-up failed: %s", err))
+        self.model_host.warm_up()
 
     def shutdown(self) -> None:
         """Stop background work and close the store (idempotent). Called on close; tests call it

@@ -26,6 +26,10 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engine.core.progress import CancelToken
 
 log = logging.getLogger("allsight.gui.model_host")
 
@@ -53,6 +57,19 @@ def default_thread_count() -> int:
     return max(1, (os.cpu_count() or 1) - 1)
 
 
+def classifier_process_threads() -> int:
+    """Compute threads for the classifier process: every core (``ALLSIGHT_THREADS`` overrides).
+
+    It runs at :data:`CLASSIFIER_NICENESS`, so the scheduler gives the event loop a core the
+    moment it wants one; a core held back from it (as :func:`default_thread_count` does for work
+    in the app's own process) only left the batch at half the CLI's speed on two cores
+    (docs/performance.md, issue #17)."""
+    env = os.environ.get("ALLSIGHT_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, os.cpu_count() or 1)
+
+
 class ModelHost:
     """Loads the classifier for a :class:`ModelSpec` on first use (thread-safe)."""
 
@@ -66,6 +83,8 @@ class ModelHost:
         self._process = None  # engine.inference.process.ClassifierProcess
         self._process_spec: ModelSpec | None = None
         self._retired: list = []  # processes of an older spec, closed once their job ends
+        self._warm_up: threading.Thread | None = None
+        self._warm_up_cancel: CancelToken | None = None
 
     @property
     def spec(self) -> ModelSpec:
@@ -94,6 +113,20 @@ class ModelHost:
                 return self._process
             return self._classifier if self._loaded_spec == self._spec else None
 
+    def expected_weights_sha256(self) -> str | None:
+        """The sha256 of the current spec's weights as its card states it, read without loading
+        anything (a few ms), or None when the card cannot be read (loading then says why). The
+        classifier checks the weights against it when it loads; the batch thread uses it to plan
+        a job while the classifier process starts."""
+        from engine.core.errors import AllSightError
+        from engine.models.resolve import resolve_model_card
+
+        spec = self.spec
+        try:
+            return resolve_model_card(spec.model).weights_sha256 or None
+        except (AllSightError, OSError, ValueError):
+            return None
+
     def batch_classifier(self, cancel=None):
         """The classifier process for the current spec, started if needed (call in a worker
         thread: starting one takes seconds). Raises the engine's
@@ -113,7 +146,7 @@ class ModelHost:
                 spec = self._spec
             log.info("starting the classifier process for model %s on %s", spec.model, spec.device)
             process = ClassifierProcess(spec.model, spec.device, review_threshold=spec.review_threshold,
-                                        threads=default_thread_count(), nice=CLASSIFIER_NICENESS, cancel=cancel)
+                                        threads=classifier_process_threads(), nice=CLASSIFIER_NICENESS, cancel=cancel)
             log.info("model %s %s loaded on %s (review threshold %.3f)", process.card.id, process.card.version,
                      process.runtime, process.card.review_threshold)
             with self._lock:
@@ -122,6 +155,35 @@ class ModelHost:
                 else:
                     self._retired.append(process)
             return process
+
+    def warm_up(self) -> None:
+        """Start the classifier process for the current spec in a thread of its own and return
+        at once (the app calls it as its window shows, so the first Classify finds the model
+        loaded: issue #17). A failure is only logged: the batch's own request reports it.
+        :meth:`release` stops a warm-up still loading."""
+        from engine.core.progress import CancelToken
+
+        with self._lock:
+            if self._warm_up is not None and self._warm_up.is_alive():
+                return
+            if self._process is not None and self._process_spec == self._spec and self._process.alive:
+                return
+            token = CancelToken()
+            thread = threading.Thread(target=self._run_warm_up, args=(token,), name="allsight-model-warm-up")
+            self._warm_up, self._warm_up_cancel = thread, token
+        thread.start()
+
+    def _run_warm_up(self, cancel: CancelToken) -> None:
+        from engine.core.errors import AllSightError, Cancelled
+
+        try:
+            self.batch_classifier(cancel=cancel)
+        except Cancelled:
+            log.info("model warm-up stopped")
+        except AllSightError as exc:
+            log.info("model warm-up failed: %s", exc)
+        except Exception:
+            log.exception("model warm-up failed unexpectedly")
 
     def _close_retired(self) -> None:
         """Close retired processes that are not running a job (caller holds ``_lock``)."""
@@ -174,7 +236,14 @@ class ModelHost:
 
     def release(self) -> None:
         """Drop the in-process classifier and close every classifier process (the batch queue
-        has been shut down first; a load in progress is not waited for)."""
+        has been shut down first). A warm-up still loading is stopped and waited for (its cancel
+        is seen within a poll of the child's pipe); any other load in progress is not."""
+        with self._lock:
+            warm_up, cancel = self._warm_up, self._warm_up_cancel
+            self._warm_up = self._warm_up_cancel = None
+        if warm_up is not None and cancel is not None:
+            cancel.cancel()
+            warm_up.join(10)
         with self._lock:
             self._classifier = None
             self._loaded_spec = None

@@ -2,15 +2,19 @@
 
 :class:`SampleList` is a mixin of :class:`gui.samples.SamplesPanel`. It keeps the samples (opened
 now at the top, the result history below) with one :class:`~gui.thumbnails.ThumbnailModel` each,
-asks the worker pool for a sample's thumbnails (:func:`~gui.thumbnails.make_thumbnail`) when it is
-opened or first selected, and writes each sample's label ("n images, m unreadable", signed off).
-Selecting a sample shows its fields (:mod:`gui.sample_fields`) and thumbnails; the selected sample
+asks for a sample's thumbnails (:func:`~gui.thumbnails.make_thumbnail`) when it is opened or first
+selected, and writes each sample's label ("n images, m unreadable", signed off).
+Thumbnails are decoded visible first: a row a view is about to paint (:attr:`ThumbnailModel.wanted`)
+is decoded at once; the others are fed to the pool a few at a time, in order, and held while a batch
+runs (:meth:`SampleList.pause_offscreen_thumbnails`: their decoding would share the app's cores and
+its interpreter with the batch and the event loop, issue #17). Selecting a sample shows its fields (:mod:`gui.sample_fields`) and thumbnails; the selected sample
 and image are the panel's ``current_sample_changed`` and ``current_image_changed`` signals.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -21,7 +25,7 @@ from gui import theme
 from gui.theme import Tone
 from gui.thumbnails import THUMB_SIZE, ThumbnailModel, ThumbnailResult, make_thumbnail
 from gui.workbench import PENDING, UNREADABLE, Sample
-from gui.workers import PRIORITY_BACKGROUND, TaskError
+from gui.workers import PRIORITY_BACKGROUND, PRIORITY_INTERACTIVE, TaskError
 
 if TYPE_CHECKING:
     from PySide6.QtCore import SignalInstance
@@ -33,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("allsight.gui.samples")
 
 LABEL_REFRESH_MS = 100
+#: Off-screen thumbnails in the worker pool at once (each ~1-3 ms: what the user asks for waits at most that).
+OFFSCREEN_IN_FLIGHT = 2
 
 
 class SampleList:
@@ -58,6 +64,9 @@ class SampleList:
         self.samples: list[Sample] = []
         self._models: dict[int, ThumbnailModel] = {}  # id(sample) -> model
         self._thumbs_requested: set[int] = set()  # id(sample) whose thumbnails were asked for
+        self._offscreen: deque[tuple[ThumbnailModel, int]] = deque()  # thumbnails to decode, in order
+        self._offscreen_in_flight = 0  # of those, submitted to the pool and not delivered yet
+        self._offscreen_paused = False
         self._dirty: set[int] = set()  # id(sample) whose labels need refreshing
         self._current: Sample | None = None
         self._label_timer = QTimer(self)
@@ -146,12 +155,50 @@ class SampleList:
             return
         self._thumbs_requested.add(id(sample))
         model = self._models[id(sample)]
-        for row, image in enumerate(sample.images):
-            self.workers.submit(
-                make_thumbnail, image.path, THUMB_SIZE, priority=PRIORITY_BACKGROUND, name="thumbnail",
-                on_result=lambda res, m=model, r=row: self._on_thumbnail(m, r, res),
-                on_error=lambda err, m=model, r=row: self._on_thumbnail_error(m, r, err),
-            )
+        model.wanted.connect(lambda row, m=model: self._thumbnail_wanted(m, row))
+        self._offscreen.extend((model, row) for row in range(len(sample.images)))
+        self._feed_thumbnails()
+
+    def pause_offscreen_thumbnails(self, paused: bool) -> None:
+        """Hold (True) or resume the decoding of thumbnails nobody is looking at; the window holds
+        them while a batch runs, so its first results and its speed are not shared with them
+        (those on show are still decoded at once)."""
+        self._offscreen_paused = paused
+        self._feed_thumbnails()
+
+    def _feed_thumbnails(self) -> None:
+        """Keep :data:`OFFSCREEN_IN_FLIGHT` off-screen thumbnails in the pool, in row order (a few
+        at a time, so the pool stays free for what the user asks for)."""
+        while not self._offscreen_paused and self._offscreen_in_flight < OFFSCREEN_IN_FLIGHT and self._offscreen:
+            model, row = self._offscreen.popleft()
+            if self._models.get(id(model.sample)) is not model or row in model.decode_requested:
+                continue  # the sample was removed, or the row was on show and is decoded already
+            self._offscreen_in_flight += 1
+            self._submit_thumbnail(model, row, PRIORITY_BACKGROUND, offscreen=True)
+
+    def _thumbnail_wanted(self, model: ThumbnailModel, row: int) -> None:
+        """A view is about to show ``row``: decode it now instead of when the feed gets to it."""
+        if row not in model.decode_requested and self._models.get(id(model.sample)) is model:
+            self._submit_thumbnail(model, row, PRIORITY_INTERACTIVE)
+
+    def _submit_thumbnail(self, model: ThumbnailModel, row: int, priority: int, *, offscreen: bool = False) -> None:
+        model.decode_requested.add(row)
+
+        def done() -> None:
+            if offscreen:
+                self._offscreen_in_flight -= 1
+                self._feed_thumbnails()
+
+        def on_result(res: ThumbnailResult) -> None:
+            self._on_thumbnail(model, row, res)
+            done()
+
+        def on_error(err: TaskError) -> None:
+            done()
+            self._on_thumbnail_error(model, row, err)
+
+        self.workers.submit(make_thumbnail, model.sample.images[row].path, THUMB_SIZE, priority=priority,
+                            name="thumbnail", on_result=on_result, on_error=on_error)
 
     def _on_thumbnail(self, model: ThumbnailModel, row: int, result: ThumbnailResult) -> None:
         if result.image is not None:

@@ -1,6 +1,7 @@
 """A sample's images as thumbnails: :func:`make_thumbnail` decodes one in the worker pool (a file
 that cannot be read gets a drawn "Unreadable" tile with the reason instead of failing) and
-:class:`ThumbnailModel` lists a sample's images for a ``QListView`` in icon mode.
+:class:`ThumbnailModel` lists a sample's images for a ``QListView`` in icon mode, and says which
+rows a view is showing before they are decoded (``wanted``), so those are decoded first.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from PySide6.QtCore import (
     QModelIndex,
     QPersistentModelIndex,
     Qt,
+    Signal,
 )
 from PySide6.QtGui import QIcon, QImage, QPixmap
 
@@ -69,9 +71,17 @@ class ThumbnailModel(QAbstractListModel):
     StateRole = Qt.ItemDataRole.UserRole + 2
     ErrorRole = Qt.ItemDataRole.UserRole + 3
 
+    #: (row): a view asked for this row's thumbnail, not decoded yet (once per row): it is about to
+    #: paint it (or, once, to size its grid by it). Its decoding goes ahead of the others
+    #: (:mod:`gui.sample_list`).
+    wanted = Signal(int)
+
     def __init__(self, sample: Sample, parent=None):
         super().__init__(parent)
         self.sample = sample
+        self._asked: set[int] = set()
+        #: Rows whose decoding was submitted (by whoever schedules it: gui.sample_list).
+        self.decode_requested: set[int] = set()
         self._thumbs: dict[int, QImage] = {}
         self._pixmaps: dict[int, QIcon] = {}
         self._loading_icon: QIcon | None = None
@@ -128,6 +138,9 @@ class ThumbnailModel(QAbstractListModel):
             pixmap = QPixmap.fromImage(placeholder_image(THUMB_SIZE, THUMB_SIZE, "Unreadable",
                                                          image.error or "", error=True))
         else:
+            if row not in self._asked:  # a view paints it: asked for now (views ask only for what they show)
+                self._asked.add(row)
+                self.wanted.emit(row)
             if self._loading_icon is None:
                 self._loading_icon = _icon(QPixmap.fromImage(placeholder_image(THUMB_SIZE, THUMB_SIZE, "Loading…")))
             return self._loading_icon

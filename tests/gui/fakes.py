@@ -43,10 +43,21 @@ class FakeClassifier:
 
 
 class FakeHost:
-    def __init__(self, classifier: FakeClassifier | None = None, error: BaseException | None = None):
+    """``expected``: the weights' sha256 the card states (what the batch thread plans with while
+    the classifier "starts"); ``while_loading``: called in :meth:`batch_classifier` before it
+    returns, as a slow start would let other work happen meanwhile."""
+
+    def __init__(self, classifier: FakeClassifier | None = None, error: BaseException | None = None, *,
+                 expected: str | None = SHA, while_loading=None):
         self.classifier, self.error = classifier or FakeClassifier(), error
+        self.expected, self.while_loading = expected, while_loading
+
+    def expected_weights_sha256(self):
+        return self.expected
 
     def batch_classifier(self, cancel=None):
+        if self.while_loading is not None:
+            self.while_loading()
         if self.error is not None:
             raise self.error
         return self.classifier

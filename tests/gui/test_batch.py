@@ -175,6 +175,46 @@ def test_a_model_that_cannot_load_fails_the_job_and_halts_the_queue(make_queue, 
     assert message == "Sample A: model file missing" and "ModelError" in details
 
 
+def test_the_job_is_planned_while_the_classifier_process_starts(make_queue, store, tmp_path):
+    import time
+
+    seen = {}
+
+    def slow_start() -> None:  # the images get registered while the "process" is still starting
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not store.images("A"):
+            time.sleep(0.01)
+        seen["registered while loading"] = len(store.images("A"))
+
+    q = make_queue(FakeHost(while_loading=slow_start))
+    a = add_sample(q, store, tmp_path, "A", 3)
+    q.start()
+    finish(q)
+    assert seen == {"registered while loading": 3}
+    assert a.state == DONE and store.pending_paths("A", SHA) == []
+
+
+@pytest.mark.parametrize("expected", [None, "cd" * 32], ids=["card unreadable", "another model loaded"])
+def test_a_job_is_planned_for_the_model_that_actually_loaded(make_queue, store, tmp_path, expected):
+    host = FakeHost(expected=expected)
+    q = make_queue(host)
+    a = add_sample(q, store, tmp_path, "A", 3)
+    q.start()
+    finish(q)
+    assert a.state == DONE and host.classifier.calls == [a.paths]
+    assert store.pending_paths("A", SHA) == [] and len(store.predictions("A", SHA)) == 3
+
+
+def test_a_model_that_cannot_load_is_the_error_reported_even_when_planning_ran_beside_it(make_queue, store,
+                                                                                        tmp_path):
+    q = make_queue(FakeHost(error=ModelError("weights corrupt"), while_loading=lambda: None))
+    a = add_sample(q, store, tmp_path, "A", 2)
+    q.start()
+    finish(q)
+    assert (a.state, a.message) == (FAILED, "weights corrupt")
+    assert store.pending_paths("A", SHA) == a.paths  # planned, nothing classified: a later run does them
+
+
 def test_an_error_mid_stream_keeps_the_results_before_it(make_queue, store, tmp_path):
     host = FakeHost(FakeClassifier(fail_at=2))
     q = make_queue(host)

@@ -119,6 +119,24 @@ def test_a_sign_off_and_a_rename_elsewhere_reach_the_shown_sample(qtbot, two_win
     assert listed(here, "S-1") is None
 
 
+def test_changes_to_a_sample_this_window_is_classifying_are_held_until_it_stops(qtbot, two_windows):
+    here, there, seed = two_windows
+    classifying = {"S-1"}
+    here.live_updates._classifying = lambda: frozenset(classifying)  # as if its batch ran S-1 now
+    path = here.results_panel.model.rows[1].path
+    applied = []
+    here.live_updates.applied.connect(applied.append)
+    assert there.review(path, "Pre")
+    qtbot.wait(2500)  # two polls on SQLite: seen, and held
+    assert applied == [] and here.results_panel.model.rows[1].final_class is None
+    classifying.clear()
+    here.live_updates.catch_up()  # the batch stopped: what was held is read once
+    qtbot.waitUntil(lambda: here.results_panel.model.rows[1].final_class == "Pre", timeout=WITHIN_MS)
+    classifying.add("S-1")
+    seed.update_sample("S-1", new_sample_id="S-1c", actor="rita")  # a rename is never held
+    qtbot.waitUntil(lambda: here.results.sample.store_id == "S-1c", timeout=WITHIN_MS)
+
+
 def test_rows_are_taken_only_when_the_stored_one_is_newer():
     from engine.core.records import ReviewedImage
 

@@ -72,3 +72,81 @@ def test_a_dead_batch_process_is_replaced_on_the_next_request(tmp_path):
         assert host.batch_classifier() is not first
     finally:
         host.release()
+
+
+def test_expected_weights_sha256_is_the_cards_without_loading_and_none_when_unreadable(tmp_path):
+    from gui.model_host import ModelHost, ModelSpec
+    from tests.conftest import save_tiny_model
+
+    card = save_tiny_model(tmp_path / "models")
+    host = ModelHost(ModelSpec(str(card.weights_path), "cpu"))
+    assert len(card.weights_sha256) == 64 and host.expected_weights_sha256() == card.weights_sha256
+    assert host.loaded() is None  # nothing was loaded to answer
+    host.configure(ModelSpec(str(tmp_path / "missing.safetensors"), "cpu"))
+    assert host.expected_weights_sha256() is None
+
+
+def test_the_classifier_process_uses_every_core_unless_told_otherwise(monkeypatch):
+    from gui.model_host import classifier_process_threads, default_thread_count
+
+    monkeypatch.delenv("ALLSIGHT_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    # The app's own compute keeps a core for the event loop; the niced child need not.
+    assert (classifier_process_threads(), default_thread_count()) == (2, 1)
+    monkeypatch.setenv("ALLSIGHT_THREADS", "3")
+    assert classifier_process_threads() == 3
+
+
+def test_warm_up_starts_the_process_in_its_own_thread_and_release_stops_it(tmp_path):
+    import time
+
+    from gui.model_host import ModelHost, ModelSpec
+    from tests.conftest import save_tiny_model
+
+    host = ModelHost(ModelSpec(str(save_tiny_model(tmp_path / "models").weights_path), "cpu"))
+    try:
+        t0 = time.monotonic()
+        host.warm_up()
+        assert time.monotonic() - t0 < 0.5  # returns at once; the load goes on in its thread
+        deadline = time.monotonic() + 60
+        while host.loaded() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process = host.loaded()
+        assert process is not None and process.alive
+        host.warm_up()  # already running for this spec: nothing new
+        assert host.batch_classifier() is process
+    finally:
+        host.release()
+    assert not process.alive
+
+
+def test_release_during_a_warm_up_stops_the_load_and_leaves_no_thread(tmp_path):
+    import threading
+
+    from gui.model_host import ModelHost, ModelSpec
+    from tests.conftest import save_tiny_model
+
+    host = ModelHost(ModelSpec(str(save_tiny_model(tmp_path / "models").weights_path), "cpu"))
+    host.warm_up()
+    host.release()  # at once: the child is still importing
+    assert not any(t.name == "allsight-model-warm-up" for t in threading.enumerate())
+    assert host.loaded() is None
+
+
+def test_a_failed_warm_up_is_only_logged_and_the_batch_request_reports_it(tmp_path, caplog):
+    import logging
+    import threading
+
+    from engine.core.errors import ModelError
+    from gui.model_host import ModelHost, ModelSpec
+
+    host = ModelHost(ModelSpec(str(tmp_path / "missing.safetensors"), "cpu"))
+    with caplog.at_level(logging.INFO, logger="allsight.gui.model_host"):
+        host.warm_up()
+        for t in threading.enumerate():
+            if t.name == "allsight-model-warm-up":
+                t.join(60)
+    assert "model warm-up failed" in caplog.text
+    with pytest.raises(ModelError):
+        host.batch_classifier()
+    host.release()

@@ -7,6 +7,7 @@ import traceback
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 
 from gui.samples import SamplesPanel
@@ -24,7 +25,10 @@ class FakePool:
         self.tasks: list[tuple] = []
 
     def submit(self, fn, *args, on_result=None, on_error=None, priority=0, name="", **kwargs):
-        self.tasks.append((name, fn, args, kwargs, on_result, on_error))
+        task = (name, fn, args, kwargs, on_result, on_error)
+        self.tasks.append(task)
+        return task
+
 
     def names(self) -> list[str]:
         return [t[0] for t in self.tasks]
@@ -78,11 +82,16 @@ def test_adding_a_sample_selects_it_and_asks_for_one_thumbnail_per_image(panel, 
     panel.current_sample_changed.connect(current.append)
     s = panel.add_sample(sample("S", 3))
     assert added == [s] and current == [s] and panel.current_sample() is s
+    # Fed a few at a time (gui.sample_list.OFFSCREEN_IN_FLIGHT), plus the row the view's layout
+    # asks about (the last one): all three here, each once.
     assert pool.names() == ["thumbnail"] * 3
+    assert sorted(args[0].name for _n, _f, args, *_ in pool.tasks) == ["0.png", "1.png", "2.png"]
     assert panel.sample_id_edit.text() == "S" and panel.current_row() == 0
     assert panel.images_label.text() == "3 image(s) · 3 loading"
     panel.select_sample(s)
     assert len(pool.tasks) == 3  # thumbnails are asked for once per sample
+    pool.run_all()
+    assert [im.state != PENDING for im in s.images] == [True] * 3
 
 
 def test_opening_a_folder_scans_it_into_a_sample_named_after_the_folder(panel, pool, tmp_path):
@@ -200,3 +209,38 @@ def test_a_closed_sample_leaves_the_list_and_the_next_one_is_selected(panel, poo
     assert panel.current_sample().sample_id == "S-1" and panel.sample_list.count() == 1
     assert not panel.remove_sample(middle)  # not listed any more
     assert panel.remove_sample(panel.current_sample()) and panel.current_sample() is None
+
+
+def test_the_thumbnails_on_show_are_decoded_first_and_the_rest_a_few_at_a_time(qtbot, pool):
+    panel = SamplesPanel(pool, default_operator="T. Tester")
+    qtbot.addWidget(panel)
+    panel.resize(400, 500)
+    panel.show()
+    qtbot.waitExposed(panel)
+    s = panel.add_sample(sample("S", 300))
+    qtbot.wait(200)  # the view paints its first rows: each asks for its thumbnail
+    asked = sorted(int(args[0].stem) for _name, _fn, args, *_ in pool.tasks)
+    # The rows on show come first (Qt's icon-mode layout also asks for the last row once), and
+    # only OFFSCREEN_IN_FLIGHT of the others are in the pool at a time.
+    assert set(range(5)) <= set(asked) and len(asked) <= 40
+    assert len(pool.tasks) == len(set(asked))  # none asked for twice
+    pool.run_all()  # each delivery feeds the next: all of them end up decoded, once each
+    assert all(im.state != PENDING for im in s.images)
+
+
+def test_off_screen_thumbnails_wait_while_paused_and_those_on_show_do_not(qtbot, pool):
+    panel = SamplesPanel(pool, default_operator="T. Tester")
+    qtbot.addWidget(panel)
+    panel.pause_offscreen_thumbnails(True)
+    s = panel.add_sample(sample("S", 50))
+    # Held, all but the row the view's layout asks about (the last: Qt's icon mode sizes its grid by it).
+    assert [args[0] for _name, _fn, args, *_ in pool.tasks] == [s.images[-1].path]
+    model = panel.model_for(s)
+    model.data(model.index(7), Qt.ItemDataRole.DecorationRole)  # a view paints row 7
+    assert [args[0] for _name, _fn, args, *_ in pool.tasks][1:] == [s.images[7].path]
+    pool.run_all()
+    assert [im.state != PENDING for im in s.images].count(True) == 2
+    panel.pause_offscreen_thumbnails(False)
+    assert len(pool.tasks) == 2  # fed a few at a time again
+    pool.run_all()
+    assert all(im.state != PENDING for im in s.images)

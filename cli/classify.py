@@ -12,8 +12,8 @@ leaves the files that were there as they were (``--db`` results are committed pe
 With ``--db FILE`` each folder INPUT is one *sample* of the result store (sample ID = the
 folder's name, ``NAME (2)`` when another folder's sample has that ID: the app's rule,
 :meth:`engine.store.results.ResultStore.register_sample`); image files named directly form one
-sample named after their common parent folder (``loose-files`` when they have none in common). Every result is committed to the store
-as it arrives, so a run that is interrupted and started again classifies only what is missing
+sample named after their common parent folder (``loose-files`` when they have none in common). The results are committed to the store
+as they arrive, a classifier batch (64 images) per transaction, so a run that is interrupted and started again classifies only what is missing
 (:meth:`engine.store.results.ResultStore.pending_paths`), while its CSV/JSON still list every image once,
 in the same order as a fresh run: results already stored are read back from the store. A sample
 that is signed off is never changed: its stored results are output as they are.

@@ -25,7 +25,8 @@ def _positive_int(text: str) -> int:
 _DESCRIPTION = """\
 Classify image files and folders (searched recursively) and write one CSV row per image.
 
-Result store (--db FILE): every result is committed to the result database as it arrives.
+Result store (--db FILE): the results are committed to the result database as they arrive,
+a batch of --batch-size images per transaction.
 Each folder INPUT is one sample, its sample ID the folder's name; a folder whose name is
 already the ID of another folder's sample (in the store or in this run) becomes "NAME (2)". Image files named directly form one sample named after their common
 parent folder, or "loose-files" when they lie in different folders. Running the same command

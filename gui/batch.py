@@ -2,8 +2,8 @@
 
 :class:`BatchQueue` owns one Python thread (``allsight-batch``) that takes the first queued
 :class:`~gui.batch_job.BatchJob` and runs it (:class:`gui.batch_run.JobRun`: the sample's images the
-active model has not classified yet, streamed through the model's child process, every result
-committed to the store as it arrives). Results reach the GUI thread through a queue of
+active model has not classified yet, streamed through the model's child process, the results
+committed to the store as they arrive, a network batch at a time). Results reach the GUI thread through a queue of
 :mod:`gui.batch_events` records that a 100 ms timer drains, so the event loop handles a handful of
 grouped updates per second, whatever the throughput.
 

@@ -4,8 +4,8 @@
 :meth:`gui.model_host.ModelHost.batch_classifier`), asks the result store which of the sample's
 images the active model has not classified yet (:meth:`engine.store.results.ResultStore.pending_paths`
 — so a re-run, or a run after a crash, resumes where it stopped), streams them through
-:meth:`~engine.inference.process.ClassifierProcess.classify_paths` and commits every result to the
-store as it arrives (the store is thread-safe). It keeps the job's numbers and posts
+:meth:`~engine.inference.process.ClassifierProcess.classify_paths` and commits the results to the
+store as they arrive, a network batch per transaction (the store is thread-safe). It keeps the job's numbers and posts
 :mod:`gui.batch_events` records for the GUI thread; which job runs next, halting and pausing are the
 queue's (:class:`gui.batch.BatchQueue`), which runs this in its thread and posts the outcome.
 """

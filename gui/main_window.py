@@ -39,7 +39,7 @@ Work off the GUI thread:
   store, Grad-CAM, exports.
 * ``self.batch`` (:class:`gui.batch.BatchQueue`): one thread classifying the queued samples
   in the classifier process of ``self.model_host`` (started there, or by the warm-up, on first
-  use) and committing each result to ``self.store`` as it arrives.
+  use) and committing the results to ``self.store`` as they arrive (a network batch at a time).
 
 ``self.store`` (:class:`engine.store.results.ResultStore`: the local file at
 :func:`engine.store.results.default_db_path`, or the lab database the settings name) is the

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,15 +75,27 @@ def entry_hash(ts: str, actor: str, action: str, sample_pk: int | None, image_pk
 
 def append(conn: Any, ts: str, actor: str, action: str, sample_pk: int | None,
            image_pk: int | None, details: str) -> None:
-    """Insert one chained entry (inside the caller's write transaction); the head follows by trigger.
-    On PostgreSQL the head row is locked first, so concurrent writers append one after another
-    (on SQLite the write transaction already holds the file's write lock)."""
+    """Insert one chained entry (inside the caller's write transaction); the head follows by trigger."""
+    append_many(conn, [(ts, actor, action, sample_pk, image_pk, details)])
+
+
+def append_many(conn: Any, entries: Sequence[tuple[str, str, str, int | None, int | None, str]]) -> None:
+    """Insert chained entries ``(ts, actor, action, sample_pk, image_pk, details)``, in order,
+    inside the caller's write transaction, with one ``executemany``; the head follows each by
+    trigger. On PostgreSQL the head row is locked first, so concurrent writers append one after
+    another (on SQLite the write transaction already holds the file's write lock)."""
+    if not entries:
+        return
     lock = " FOR UPDATE" if getattr(conn, "dialect", "sqlite") == "postgresql" else ""
     head = conn.execute(f"SELECT last_hash FROM audit_head WHERE id = 1{lock}").fetchone()
     prev = head[0] if head is not None else _last_hash(conn)
-    digest = entry_hash(ts, actor, action, sample_pk, image_pk, details, prev)
-    conn.execute("INSERT INTO audit_log (ts, actor, action, sample_pk, image_pk, details, prev_hash, entry_hash) "
-                 "VALUES (?,?,?,?,?,?,?,?)", (ts, actor, action, sample_pk, image_pk, details, prev, digest))
+    rows = []
+    for ts, actor, action, sample_pk, image_pk, details in entries:
+        digest = entry_hash(ts, actor, action, sample_pk, image_pk, details, prev)
+        rows.append((ts, actor, action, sample_pk, image_pk, details, prev, digest))
+        prev = digest
+    conn.executemany("INSERT INTO audit_log (ts, actor, action, sample_pk, image_pk, details, prev_hash, entry_hash) "
+                     "VALUES (?,?,?,?,?,?,?,?)", rows)
 
 
 def _last_hash(conn: Any) -> str:

@@ -120,6 +120,9 @@ class Conn:
         return Result(self.connection.execute(statement, {f"p{i}": v for i, v in enumerate(params)}))
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if len(rows) == 1:  # one row: a plain execute (no driver batching set up for it)
+            self.execute(sql, rows[0])
+            return
         statement, _ = _bound(sql)
         if rows:
             self.connection.execute(statement, [{f"p{i}": v for i, v in enumerate(r)} for r in rows])

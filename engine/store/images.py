@@ -17,7 +17,7 @@ from engine.store.errors import StoreError
 from engine.store.identity import file_identity, file_state
 from engine.store.naming import image_key, storable
 from engine.store.records import ImageRecord
-from engine.store.rows import audit, insert_image, refuse_if_signed, touch
+from engine.store.rows import audit, insert_images, refuse_if_signed, touch
 
 
 def add_images(db: Database, sample_id: str, paths: Iterable[str | os.PathLike[str]], actor: str) -> int:
@@ -57,9 +57,7 @@ def add_images(db: Database, sample_id: str, paths: Iterable[str | os.PathLike[s
         elif row["signed_off_at"] is not None:
             return 0  # signed off meanwhile: its images are left as they are
         actor = actor or row["operator"]
-        for path, state in states:
-            if insert_image(conn, row["pk"], path, state) is not None:
-                added += 1
+        added = insert_images(conn, row["pk"], states)
         changed = 0
         for old, state in recheck:
             # Only if nobody updated it meanwhile (another run may have noticed first).

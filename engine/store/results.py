@@ -59,7 +59,7 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -70,6 +70,7 @@ from engine.core.records import EXCLUDED_CLASS, ImageResult, ReviewedImage
 from engine.store import images as _images
 from engine.store import lab_models as _lab_models
 from engine.store import predictions as _predictions
+from engine.store import recording as _recording
 from engine.store import review as _review
 from engine.store import samples as _samples
 from engine.store.access import Accounts, Gate
@@ -82,6 +83,7 @@ from engine.store.errors import ReviewConflictError, SignOffError, StoreError
 from engine.store.identity import MAX_HASHED_FILE_BYTES, hash_file
 from engine.store.leases import Leases
 from engine.store.predictions import STORED_CONTENT, Content
+from engine.store.recording import NewPrediction
 from engine.store.records import AuditEntry, ImageRecord, Sample
 from engine.store.review import MAX_STATEMENT_CHARS, REVIEW_CLASSES
 from engine.store.rows import WITHDRAWN_REVIEW
@@ -321,11 +323,21 @@ class ResultStore:
         prediction yet, or only errors: a retry) the result is added as a new row; earlier rows
         stay in the history.
         """
-        def who() -> str:  # checked inside the result's own transaction
+        return self.record_predictions(sample_id, [NewPrediction(path, result, image_sha256)], model_id,
+                                       model_version, model_sha256, actor)[0]
+
+    def record_predictions(self, sample_id: str, items: Sequence[NewPrediction], model_id: str, model_version: str,
+                           model_sha256: str, actor: str = "") -> list[bool]:
+        """Store a batch of one model's results for one sample's images, in one transaction
+        committed before returning (all of them, or none): what :meth:`record_prediction` does for
+        each, in order, with one audit entry each. Returns, per item, whether it was recorded
+        (False: an ``ok`` result of the model for that content exists already, or the same image
+        came earlier in the batch). Raises :class:`SignOffError` when the sample is signed off
+        and anything would be recorded."""
+        def who() -> str:  # checked inside the batch's own transaction
             return self._gate.actor(Permission.CLASSIFY, actor, "record results")
 
-        return _predictions.record_prediction(self._db, sample_id, path, result, model_id, model_version,
-                                              model_sha256, who, image_sha256=image_sha256)
+        return _recording.record_predictions(self._db, sample_id, items, model_id, model_version, model_sha256, who)
 
     def pending_paths(self, sample_id: str, model_sha256: str) -> list[str]:
         """The sample's image paths (in order) that ``model_sha256`` has still to classify: no
@@ -496,6 +508,7 @@ __all__ = [
     "MAX_HASHED_FILE_BYTES",
     "MAX_STATEMENT_CHARS",
     "MIGRATIONS",
+    "NewPrediction",
     "REVIEW_CLASSES",
     "SCHEMA_VERSION",
     "STORED_CONTENT",

@@ -12,9 +12,11 @@ Two steps:
    results are stored and reused (an ``ok`` result of this model for the file's current
    content), and, for a signed-off sample, which images cannot be added and which files no
    longer match the signed-off results.
-2. :func:`classify_samples` streams the plans' pending images through a classifier, commits each
-   result to the store before yielding it (a crash loses at most the image being classified),
-   checks for cancellation between results, and yields one :class:`ImageClassified` per image.
+2. :func:`classify_samples` streams the plans' pending images through a classifier, commits the
+   results of each network batch together (one transaction per sample: a lab database's round
+   trips are paid once per batch, not per image) before yielding them — a crash loses at most the
+   batch being classified, which the next run classifies again — checks for cancellation between
+   results, and yields one :class:`ImageClassified` per image.
    A sample signed off meanwhile (on another workstation) is not changed: its remaining results
    are yielded with ``recorded=False`` and the store's reason.
 """
@@ -38,7 +40,7 @@ from engine.models.card import ModelCard
 from engine.store.errors import SignOffError, StoreUnavailableError
 from engine.store.leases import LEASE_SECONDS, Lease
 from engine.store.naming import image_key, storable
-from engine.store.results import STORED_CONTENT, ResultStore
+from engine.store.results import STORED_CONTENT, NewPrediction, ResultStore
 
 log = logging.getLogger(__name__)
 
@@ -186,12 +188,16 @@ def classify_samples(store: ResultStore, classifier: PathClassifier, plans: Sequ
                      order: Sequence[str | Path] | None = None, actor: str = "", batch_size: int = 64,
                      workers: int = 2, cancel: CancelToken | None = None,
                      waiting: Callable[[StoreWait], None] | None = None) -> Generator[ImageClassified, None, None]:
-    """Classify the plans' pending images in one stream and record each result as it arrives.
+    """Classify the plans' pending images in one stream and record the results as they arrive,
+    ``batch_size`` at a time (the classifier's batches, whose results arrive together), each run
+    of one sample's results in one transaction, before they are yielded.
 
     ``order`` (image paths, each pending in one of the plans; results carry the path as given)
     is the order to classify in; by default each plan's pending images in turn. Raises :class:`~engine.core.errors.Cancelled`
-    between results once ``cancel`` is set; what was recorded stays recorded. Closing the
-    generator early stops the classifier.
+    between results once ``cancel`` is set, after recording the results in hand; what was
+    recorded stays recorded, and so do the results in hand when the classifier fails. Closing
+    the generator early stops the classifier (results in hand and not yet yielded are not
+    recorded: the next run classifies them again).
 
     When the lab database stops answering mid-run, the run pauses: the result in hand is kept,
     ``waiting`` gets a :class:`StoreWait` at each try, and the run goes on where it was when the
@@ -212,29 +218,54 @@ def classify_samples(store: ResultStore, classifier: PathClassifier, plans: Sequ
     # sample's lease first; SampleBusyError says who holds it. Renewed while the run goes on.
     leases = _take_leases(store, [p.sample_id for p in plans if p.pending], actor)
     renewed = time.monotonic()
-    results = classifier.classify_paths(paths, batch_size=batch_size, workers=workers, cancel=cancel)
+    record_every = max(1, int(batch_size))
+    held: list[tuple[str, ImageResult]] = []  # results in hand, recorded together (one transaction)
+
+    def record_held() -> Iterator[ImageClassified]:
+        """Record the results in hand, a sample's run of them per transaction, then yield them."""
+        batch, held[:] = list(held), []
+        start = 0
+        while start < len(batch):
+            sid = owner[batch[start][0]].sample_id
+            stop = start
+            while stop < len(batch) and owner[batch[stop][0]].sample_id == sid:
+                stop += 1
+            run, plan = batch[start:stop], owner[batch[start][0]]
+            recorded = [False] * len(run)
+            if sid not in refused:
+                items = [NewPrediction(key, result, plan.content.get(key, STORED_CONTENT)) for key, result in run]
+                try:
+                    recorded = when_available(
+                        partial(store.record_predictions, sid, items, card.id, card.version, card.weights_sha256,
+                                actor=actor), cancel=cancel, waiting=waiting)
+                except SignOffError as exc:  # signed off elsewhere while this run was going
+                    refused[sid] = str(exc)
+            for (_key, result), was_recorded in zip(run, recorded, strict=True):
+                done[sid] += 1
+                yield ImageClassified(sid, result, was_recorded, done[sid], plan.total, refused.get(sid, ""))
+            start = stop
+
+    results = iter(classifier.classify_paths(paths, batch_size=batch_size, workers=workers, cancel=cancel))
     try:
-        for path, result in zip(paths, results, strict=False):
+        for path in paths:
+            try:
+                result = next(results)
+            except StopIteration:
+                break
+            except BaseException:
+                yield from record_held()  # what was classified before the failure (or the cancel) is kept
+                raise
             if time.monotonic() - renewed > LEASE_SECONDS / 3:
                 leases = [when_available(partial(store.leases.renew, lease), cancel=cancel, waiting=waiting)
                           for lease in leases]
                 renewed = time.monotonic()
-            key = image_key(path)
-            plan = owner[key]
-            sid = plan.sample_id
-            recorded = False
-            if sid not in refused:
-                try:
-                    recorded = when_available(
-                        partial(store.record_prediction, sid, key, result, card.id, card.version,
-                                card.weights_sha256, actor=actor, image_sha256=plan.content.get(key, STORED_CONTENT)),
-                        cancel=cancel, waiting=waiting)
-                except SignOffError as exc:  # signed off elsewhere while this run was going
-                    refused[sid] = str(exc)
-            done[sid] += 1
-            yield ImageClassified(sid, result, recorded, done[sid], plan.total, refused.get(sid, ""))
-            if cancel is not None:
-                cancel.raise_if_cancelled()
+            held.append((image_key(path), result))
+            # A network batch's results arrive together: recording them as one costs no latency.
+            if len(held) >= record_every or (cancel is not None and cancel.cancelled):
+                yield from record_held()
+                if cancel is not None:
+                    cancel.raise_if_cancelled()
+        yield from record_held()
     finally:
         close = getattr(results, "close", None)
         if close is not None:

@@ -133,15 +133,15 @@ def test_cancel_keeps_the_committed_results_and_start_resumes_with_the_pending_i
 def test_removing_the_running_job_cancels_it_and_the_next_one_runs(qtbot, make_queue, store, tmp_path):
     host = FakeHost(FakeClassifier(gated=True))
     q = make_queue(host)
-    a, b = add_sample(q, store, tmp_path, "A", 3), add_sample(q, store, tmp_path, "B", 2)
+    a, b = add_sample(q, store, tmp_path, "A", 5), add_sample(q, store, tmp_path, "B", 2)
     q.start()
-    host.classifier.allow(1)
-    qtbot.waitUntil(lambda: a.done == 1, timeout=10000)
+    host.classifier.allow(2)  # one batch (the queue's batch size is 2): recorded together
+    qtbot.waitUntil(lambda: a.done == 2, timeout=10000)
     q.remove(a)
     host.classifier.allow(100)
     finish(q)
     assert q.jobs == [b] and a.state == CANCELLED and b.state == DONE
-    assert len(store.pending_paths("A", SHA)) == 2
+    assert len(store.pending_paths("A", SHA)) == 3  # cancelled before the next image was let through
 
 
 def test_pause_stops_new_results_until_resume(qtbot, make_queue, store, tmp_path):
@@ -240,8 +240,8 @@ def test_a_sample_signed_off_elsewhere_meanwhile_fails_its_job_and_keeps_the_sig
     a = add_sample(q, store, tmp_path, "A", 3)
     failures = record(q.failed)
     q.start()
-    host.classifier.allow(1)
-    qtbot.waitUntil(lambda: a.done == 1, timeout=10000)
+    host.classifier.allow(2)  # one batch (the queue's batch size is 2)
+    qtbot.waitUntil(lambda: a.done == 2, timeout=10000)
     for path in a.paths:  # another workstation classifies it with another model and signs it off
         store.record_prediction("A", path, ImageResult(path, "ok", "Pro", 0.99), "other", "2", "e" * 64)
     store.sign_off("A", "dr. b", "I approve this report.")
@@ -249,7 +249,7 @@ def test_a_sample_signed_off_elsewhere_meanwhile_fails_its_job_and_keeps_the_sig
     finish(q)
     assert a.state == FAILED and "signed off while it was being classified" in a.message
     assert failures and "signed off" in failures[0][0]
-    assert len(store.predictions("A", SHA)) == 1 and store.get_sample("A").signed_off
+    assert len(store.predictions("A", SHA)) == 2 and store.get_sample("A").signed_off
 
 
 def test_an_unexpected_exception_is_reported_as_unexpected(make_queue, store, tmp_path):

@@ -128,7 +128,7 @@ def test_a_job_waits_for_the_lab_database_and_then_goes_on(qtbot, make_panel, st
 
     panel = make_panel(FakeHost(FakeClassifier()))
     add(panel, store, tmp_path, "A", 3)
-    real, outage = store.record_prediction, {"left": 2}
+    real, outage = store.record_predictions, {"left": 2}
 
     def down_then_back(*args, **kwargs):  # the server is down for the first two tries
         if outage["left"]:
@@ -136,7 +136,7 @@ def test_a_job_waits_for_the_lab_database_and_then_goes_on(qtbot, make_panel, st
             raise StoreUnavailableError("lab: the lab database server cannot be reached; nothing was written")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(store, "record_prediction", down_then_back)
+    monkeypatch.setattr(store, "record_predictions", down_then_back)
     panel.start_button.click()
     qtbot.waitUntil(lambda: cells(panel, 1) == ["Waiting for the lab database"], timeout=10000)
     assert "nothing is lost" in panel.table.item(0, 1).toolTip()

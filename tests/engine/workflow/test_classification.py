@@ -69,15 +69,32 @@ def registered(store: ResultStore, folder: Path, n: int) -> tuple[str, list[Path
     return sample.sample_id, paths
 
 
-def test_every_result_is_committed_before_it_is_yielded(store, tmp_path):
-    sid, paths = registered(store, tmp_path / "S-1", 3)
+def test_every_result_is_committed_before_it_is_yielded_a_batch_at_a_time(store, tmp_path):
+    sid, paths = registered(store, tmp_path / "S-1", 5)
     plan = prepare_sample(store, sid, paths, CARD.weights_sha256)
-    assert (plan.total, plan.done_before, len(plan.pending)) == (3, 0, 3)
-    seen = []
-    for event in classify_samples(store, ListClassifier(), [plan]):
+    assert (plan.total, plan.done_before, len(plan.pending)) == (5, 0, 5)
+    seen, stored = [], []
+    for event in classify_samples(store, ListClassifier(), [plan], batch_size=2):
         seen.append((event.done, event.total, event.recorded))
-        assert len(store.predictions(sid, CARD.weights_sha256)) == event.done  # already durable
-    assert seen == [(1, 3, True), (2, 3, True), (3, 3, True)]
+        stored.append(len(store.predictions(sid, CARD.weights_sha256)))  # already durable
+    assert seen == [(1, 5, True), (2, 5, True), (3, 5, True), (4, 5, True), (5, 5, True)]
+    assert stored == [2, 2, 4, 4, 5]  # each batch of two in one transaction, the last one alone
+    audit = [a.action for a in store.audit(sid)]
+    assert audit.count("record_prediction") == 5 and store.verify_audit().ok  # an entry per result still
+
+
+def test_a_cancel_records_the_results_in_hand_before_it_stops(store, tmp_path):
+    sid, paths = registered(store, tmp_path / "S-1c", 6)
+    plan = prepare_sample(store, sid, paths, CARD.weights_sha256)
+    token = CancelToken()
+    done = []
+    with pytest.raises(Cancelled):
+        for event in classify_samples(store, ListClassifier(), [plan], batch_size=4, cancel=token):
+            done.append(event.done)
+            if event.done == 1:
+                token.cancel()  # the first batch of four is already recorded; nothing more is classified
+    assert done == [1, 2, 3, 4]
+    assert len(store.predictions(sid, CARD.weights_sha256)) == 4
 
 
 def test_a_run_after_a_crash_classifies_only_what_is_missing(store, tmp_path):
@@ -139,7 +156,7 @@ def test_cancel_stops_between_results_and_closes_the_classifier(store, tmp_path)
     cancel = CancelToken()
     classifier = ListClassifier()
     events = classify_samples(store, classifier, [prepare_sample(store, sid, paths, CARD.weights_sha256)],
-                              cancel=cancel)
+                              cancel=cancel, batch_size=1)
     next(events)
     cancel.cancel()
     with pytest.raises(Cancelled):
@@ -160,7 +177,7 @@ def test_a_signed_off_sample_is_not_changed(store, tmp_path):
 def test_a_sample_signed_off_during_the_run_keeps_its_results(store, tmp_path):
     sid, paths = registered(store, tmp_path / "S-8", 3)
     plan = prepare_sample(store, sid, paths, CARD.weights_sha256)
-    events = classify_samples(store, ListClassifier(), [plan])
+    events = classify_samples(store, ListClassifier(), [plan], batch_size=1)
     first = next(events)
     for path in paths:  # another workstation classifies it with another model and signs it off
         store.record_prediction(sid, path, ImageResult(str(path), ImageStatus.OK, "Pro", 0.99), "other", "2",

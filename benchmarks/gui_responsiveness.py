@@ -286,6 +286,9 @@ def main() -> int:
                         help="write every thread's stack to FILE whenever the event loop misses 0.3 s "
                              "(faulthandler's watchdog; for finding what a stall waits on)")
     parser.add_argument("--no-cli", action="store_true", help="skip timing main.py classify on the same images")
+    parser.add_argument("--images", type=Path, metavar="FOLDER",
+                        help="classify (links to) the first --n image files of FOLDER instead of synthetic ones")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
     parser.add_argument("--no-warm-up", action="store_true",
                         help="do not schedule the app's model warm-up (the click then loads the model)")
     parser.add_argument("--catch-after-ms", type=float, default=300.0,
@@ -310,7 +313,13 @@ def main() -> int:
         os.environ["ALLSIGHT_CACHE_DIR"] = str(tmp / "cache")
         if args.cache == "warm":
             warm_onnx_cache(model)
-        write_images(tmp / "S-bench", args.n)
+        if args.images:  # someone else's files (benchmarks/inference.py --gui: the data set's), linked
+            (tmp / "S-bench").mkdir()
+            for i, src in enumerate(sorted(f for f in args.images.iterdir() if f.is_file())[:args.n]):
+                (tmp / "S-bench" / f"{i:05d}{src.suffix.lower()}").symlink_to(src.resolve())
+            args.n = len(list((tmp / "S-bench").iterdir()))
+        else:
+            write_images(tmp / "S-bench", args.n)
         cli = {} if args.no_cli else {"plain": cli_seconds(tmp / "S-bench", model, tmp, store=False),
                                       "store": cli_seconds(tmp / "S-bench", model, tmp, store=True)}
         r = run_batch(args.n, model, tmp, args.catch_stalls, args.catch_after_ms / 1000, warm_up=not args.no_warm_up)
@@ -337,6 +346,13 @@ def main() -> int:
           f"(target: max gap <= 50 ms) -> {'PASS' if r['max_gap_ms'] <= 50 else 'FAIL'}")
     print(f"window closed {r['close_s']:.2f} s after the last result (app.quit() closes it; the model's "
           "child process is joined then)")
+    if args.json:
+        import json
+
+        figures = {k: v for k, v in r.items() if isinstance(v, (int, float, str))}
+        figures["cli_seconds"] = cli
+        figures["launch_s"] = launches
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     try:
         load = os.getloadavg()[0]
         print(f"machine load average at the end: {load:.1f} on {os.cpu_count()} core(s)")

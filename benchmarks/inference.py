@@ -147,6 +147,38 @@ def run_classify(folder: Path, model: str, out_csv: Path, batch_size: int,
     return wall, peak_kb / 1024, proc.returncode
 
 
+def int8_rows(model: str, files: list[Path], tmp: Path) -> list[tuple[str, float]]:
+    """The network alone on the same preprocessed images, fp32 graph against a static INT8 one
+    quantised here (one session, 2 threads, batches of 32: int8_agreement.py's timing)."""
+    import numpy as np
+
+    from benchmarks.int8_agreement import images_per_s, prepare_for_quantization, quantize, session
+    from engine.inference.classifier import Classifier
+    from engine.models.resolve import SHIPPED_MODELS_DIR
+
+    clf = Classifier(model, device="cpu")
+    pixels = np.stack([clf._prepare_path(f).pixels for f in files])
+    fp32_path = str(SHIPPED_MODELS_DIR / f"{model}.onnx")
+    int8_path = quantize(prepare_for_quantization(fp32_path, str(tmp)), str(tmp / "int8.onnx"),
+                         pixels[: max(16, min(256, len(pixels)) // 16 * 16)], "minmax-fc-fp32")
+    fp32 = images_per_s(session(fp32_path, 2), pixels)
+    int8 = images_per_s(session(int8_path, 2), pixels)
+    return [(f"network alone, fp32 graph ({model}, 1 session x 2 threads, batches of 32)", fp32),
+            (f"same, static INT8 (INT8 / fp32 = {int8 / fp32:.2f}; its agreement: int8_agreement.py)", int8)]
+
+
+def gui_figures(folder: Path, n: int, tmp: Path) -> dict:
+    """benchmarks/gui_responsiveness.py on (links to) the same files, in a process of its own."""
+    import json
+
+    out = tmp / "gui.json"
+    env = dict(os.environ, QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "gui_responsiveness.py"), "--images", str(folder),
+                    "--n", str(n), "--launches", "1", "--cache", "warm", "--json", str(out)],
+                   cwd=REPO, env=env, check=True, capture_output=True)
+    return json.loads(out.read_text(encoding="utf-8"))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data_dir", type=Path)
@@ -156,6 +188,12 @@ def main() -> int:
     parser.add_argument("--memory-n", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--int8", action="store_true",
+                        help="also the network alone as fp32 and as static INT8 (benchmarks/int8_agreement.py's "
+                             "min-max variant with the classifier in fp32), same images, same run")
+    parser.add_argument("--gui", action="store_true",
+                        help="also the desktop app on the same files (benchmarks/gui_responsiveness.py): end to end, "
+                             "first result, worst event-loop gap from the click")
     args = parser.parse_args()
 
     import statistics
@@ -191,12 +229,22 @@ def main() -> int:
              args.n / floor_wall),
             ("decoding + preprocessing alone (2 threads, no network)", decode),
         ]
+        if args.int8:
+            rows += int8_rows(args.model, files, tmp)
+        gui = gui_figures(folder, args.n, tmp) if args.gui else None
+        if gui is not None:
+            rows.append((f"desktop app end to end on the same {gui['n']} files (click to last row)", gui["images_per_s"]))
         print("| path | images/s |\n| --- | ---: |")
         for name, value in rows:
             print(f"| {name} | {value:.1f} |")
         print(f"\nend to end / ceiling = {product / ceil:.2f}; end to end / naive = {product / naive:.2f}; "
               f"floor / ceiling = {args.n / floor_wall / ceil:.2f}")
         print(f"ceiling runs: {[round(c, 1) for c in ceilings]} images/s; floor process {floor_wall:.2f} s")
+        if gui is not None:
+            print(f"desktop app / CLI end to end = {gui['images_per_s'] / product:.2f} (this script's CLI figure; "
+                  f"{gui['images_per_s'] * gui['cli_seconds']['plain'] / gui['n']:.2f} against the CLI run beside "
+                  f"it); first result {gui['first_result_s']:.2f} s after the click; worst event-loop gap from the "
+                  f"click {gui['max_gap_ms']:.1f} ms")
         print(f"classify wall time for {args.n} images: {wall:.2f} s, runs {[round(r[0], 2) for r in runs]} "
               f"(peak RSS {rss_small:.0f} MB); first run {first:.2f} s; torch backend {torch_wall:.2f} s")
 

@@ -73,6 +73,42 @@ def images_per_s(sess, images: np.ndarray, repeats: int = 3) -> float:
     return len(images) / best
 
 
+def prepare_for_quantization(fp32_path: str, work: str) -> str:
+    """The fp32 graph with shapes inferred, as ``quantize_static`` wants it (in ``work``)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = os.path.join(work, "prepared.onnx")
+    quant_pre_process(fp32_path, prepared, skip_symbolic_shape=True)
+    return prepared
+
+
+def quantize(prepared: str, out: str, calib: np.ndarray, variant: str) -> str:
+    """Static INT8 (QDQ, per-channel signed weights, unsigned activations) of ``prepared``,
+    calibrated on ``calib`` (preprocessed images, in batches of 16), written to ``out``."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    method, kept = VARIANTS[variant]
+
+    class Batches(CalibrationDataReader):
+        def __init__(self) -> None:  # equal batches: the entropy and percentile collectors need them
+            self._it = iter([{"images": calib[i:i + 16]} for i in range(0, len(calib) - 15, 16)])
+
+        def get_next(self):  # noqa: ANN202 - onnxruntime's interface
+            return next(self._it, None)
+
+    quantize_static(prepared, out, Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=getattr(CalibrationMethod, method), nodes_to_exclude=kept,
+                    extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+    return out
+
+
 def cascade(int8_scaled: np.ndarray, fp32_calls: np.ndarray, int8_calls: np.ndarray, speed_ratio: float,
             margins: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2, 0.3)) -> list[dict]:
     """What running fp32 again on the images INT8 is unsure of would give: for each margin (INT8's
@@ -104,15 +140,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     from engine.inference.classifier import Classifier
 
     card_path = ROOT / "resources" / "models" / f"{args.model}.json"
@@ -124,15 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     calib, test = pixels[:args.calibration], pixels[args.calibration:]
     work = tempfile.mkdtemp(prefix="allsight-int8-")
     fp32_path = str(card_path.with_suffix(".onnx"))
-    prepared = os.path.join(work, "prepared.onnx")
-    quant_pre_process(fp32_path, prepared, skip_symbolic_shape=True)
-
-    class Batches(CalibrationDataReader):
-        def __init__(self) -> None:  # equal batches: the entropy and percentile collectors need them
-            self._it = iter([{"images": calib[i:i + 16]} for i in range(0, len(calib) - 15, 16)])
-
-        def get_next(self):
-            return next(self._it, None)
+    prepared = prepare_for_quantization(fp32_path, work)
 
     fp32 = session(fp32_path, args.threads)
     reference = logits_of(fp32, test)
@@ -142,13 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"model": args.model, "images": len(files), "calibration": len(calib), "test": len(test),
                     "threads": args.threads, "review_threshold": card.review_threshold, "variants": {}}
     for name in args.variants.split(","):
-        method, kept = VARIANTS[name]
         out = os.path.join(work, f"{name}.onnx")
         started = time.perf_counter()
-        quantize_static(prepared, out, Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=getattr(CalibrationMethod, method), nodes_to_exclude=kept,
-                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        quantize(prepared, out, calib, name)
         int8 = session(out, args.threads)
         int8_logits = logits_of(int8, test)
         calls = int8_logits.argmax(1)

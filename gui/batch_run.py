@@ -151,7 +151,6 @@ class JobRun:
         job, store = self.job, self.store
         classifier, plan = self._classifier_and_plan()
         card = classifier.card
-        job.cancel.raise_if_cancelled()
         job.total, job.done_before = plan.total, plan.done_before
         job.done, job.errors, job.active_s = plan.done_before, 0, 0.0
         self.post(JobChanged(job))

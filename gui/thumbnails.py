@@ -71,15 +71,14 @@ class ThumbnailModel(QAbstractListModel):
     StateRole = Qt.ItemDataRole.UserRole + 2
     ErrorRole = Qt.ItemDataRole.UserRole + 3
 
-    #: (row): a view asked for this row's thumbnail, not decoded yet (once per row): it is about to
-    #: paint it (or, once, to size its grid by it). Its decoding goes ahead of the others
-    #: (:mod:`gui.sample_list`).
+    #: (row): a view asked for this row's thumbnail and its decoding has not been asked for yet
+    #: (:attr:`decode_requested`): it is about to paint it (or, once, to size its grid by it). Its
+    #: decoding goes ahead of the others (:mod:`gui.sample_list`).
     wanted = Signal(int)
 
     def __init__(self, sample: Sample, parent=None):
         super().__init__(parent)
         self.sample = sample
-        self._asked: set[int] = set()
         #: Rows whose decoding was submitted (by whoever schedules it: gui.sample_list).
         self.decode_requested: set[int] = set()
         self._thumbs: dict[int, QImage] = {}
@@ -138,8 +137,7 @@ class ThumbnailModel(QAbstractListModel):
             pixmap = QPixmap.fromImage(placeholder_image(THUMB_SIZE, THUMB_SIZE, "Unreadable",
                                                          image.error or "", error=True))
         else:
-            if row not in self._asked:  # a view paints it: asked for now (views ask only for what they show)
-                self._asked.add(row)
+            if row not in self.decode_requested:  # a view paints it (views ask only for what they show)
                 self.wanted.emit(row)
             if self._loading_icon is None:
                 self._loading_icon = _icon(QPixmap.fromImage(placeholder_image(THUMB_SIZE, THUMB_SIZE, "Loading…")))

@@ -49,7 +49,6 @@ def add_images(db: Database, sample_id: str, paths: Iterable[str | os.PathLike[s
     states = [(p, file_state(p)) for p in new]
     if not states and not recheck:
         return 0
-    added = 0
     with db.write() as conn:
         row = db.sample_row(conn, sample_id)
         if states:

@@ -25,14 +25,12 @@ from typing import Any, Literal
 from engine import CLASS_IDS
 from engine.core.flags import codes_from_legacy, format_codes, normalize
 from engine.core.records import ImageResult
-from engine.store.audit import append_many
-from engine.store.changes import NOTIFY_CHANNEL
-from engine.store.database import POSTGRESQL, Conn, Database
+from engine.store.database import Conn, Database
 from engine.store.errors import StoreError
 from engine.store.identity import FileState, file_state
 from engine.store.naming import image_key
 from engine.store.predictions import STORED_CONTENT, Content
-from engine.store.rows import audit, insert_image, now, refuse_if_signed, required, touch
+from engine.store.rows import audit, audit_many, insert_image, now, refuse_if_signed, required, touch
 
 
 @dataclass(frozen=True)
@@ -105,31 +103,30 @@ def record_predictions(db: Database, sample_id: str, items: Sequence[NewPredicti
         states.update((k, file_state(k)) for k in unhashed)
 
 
+def _rows_in(conn: Conn, sql: str, fixed: tuple, values: list) -> list:
+    """The rows of ``sql`` (its ``IN ({marks})`` filled with ``values``, after the ``fixed``
+    parameters), in chunks well under every engine's limit on parameters."""
+    rows: list = []
+    for start in range(0, len(values), 500):
+        chunk = values[start:start + 500]
+        rows += conn.execute(sql.format(marks=",".join("?" * len(chunk))), (*fixed, *chunk)).fetchall()
+    return rows
+
+
 def _images(conn: Conn, sample_pk: int, keys: list[str]) -> dict[str, tuple[int, str | None]]:
     """``path -> (pk, sha256)`` of those of ``keys`` the sample has."""
-    found: dict[str, tuple[int, str | None]] = {}
-    unique = list(dict.fromkeys(keys))
-    for start in range(0, len(unique), 500):  # well under every engine's limit on parameters
-        chunk = unique[start:start + 500]
-        marks = ",".join("?" * len(chunk))
-        for r in conn.execute(f"SELECT pk, path, sha256 FROM images WHERE sample_pk = ? AND path IN ({marks})",
-                              (sample_pk, *chunk)):
-            found[r["path"]] = (int(r["pk"]), r["sha256"])
-    return found
+    return {r["path"]: (int(r["pk"]), r["sha256"]) for r in _rows_in(
+        conn, "SELECT pk, path, sha256 FROM images WHERE sample_pk = ? AND path IN ({marks})", (sample_pk,),
+        list(dict.fromkeys(keys)))}
 
 
 def _write(conn: Conn, row: Any, actor: str, keys: list[str], items: Sequence[NewPrediction], columns: list[tuple],
            images: dict[str, tuple[int, str | None]], states: dict[str, FileState],
            model: tuple[str, str, str]) -> list[bool]:
     model_sha256 = model[2]
-    recorded_ok: set[tuple[int, str | None]] = set()
-    pks = sorted({pk for pk, _sha in images.values()})
-    for start in range(0, len(pks), 500):
-        chunk = pks[start:start + 500]
-        marks = ",".join("?" * len(chunk))
-        recorded_ok.update((int(r[0]), r[1]) for r in conn.execute(
-            f"SELECT image_pk, image_sha256 FROM predictions WHERE model_sha256 = ? AND status = 'ok' "
-            f"AND image_pk IN ({marks})", (model_sha256, *chunk)))
+    recorded_ok = {(int(r[0]), r[1]) for r in _rows_in(
+        conn, "SELECT image_pk, image_sha256 FROM predictions WHERE model_sha256 = ? AND status = 'ok' "
+        "AND image_pk IN ({marks})", (model_sha256,), sorted({pk for pk, _sha in images.values()}))}
     content_of = {}
     for key, item in zip(keys, items, strict=True):
         known = images.get(key)
@@ -154,7 +151,7 @@ def _write(conn: Conn, row: Any, actor: str, keys: list[str], items: Sequence[Ne
                 content_of[key] = states[key].sha256
     if added:
         audit(conn, actor, "add_images", row["pk"], count=added)
-    ts = now()
+    ts = now()  # the predictions' time; audit_many stamps its entries itself
     recorded = [False] * len(keys)
     inserts, entries, seen = [], [], set()
     for i in todo:
@@ -166,15 +163,12 @@ def _write(conn: Conn, row: Any, actor: str, keys: list[str], items: Sequence[Ne
             seen.add((image_pk, content))
         recorded[i] = True
         inserts.append((image_pk, *model, *columns[i], ts, content))
-        entries.append((ts, actor, "record_prediction", row["pk"], image_pk, json.dumps(
-            {"model_id": model[0], "model_version": model[1], "model_sha256": model_sha256,
-             "status": columns[i][0], "predicted_class": columns[i][1], "image_sha256": content},
-            sort_keys=True, default=str)))
+        entries.append(("record_prediction", row["pk"], image_pk,
+                        {"model_id": model[0], "model_version": model[1], "model_sha256": model_sha256,
+                         "status": columns[i][0], "predicted_class": columns[i][1], "image_sha256": content}))
     conn.executemany(_INSERT, inserts)
     touch(conn, row["pk"])
-    append_many(conn, entries)
-    if conn.dialect == POSTGRESQL:  # once for the batch: the others read the sample again anyway
-        conn.execute("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, str(row["pk"])))
+    audit_many(conn, actor, entries)  # one notification for the batch's sample
     return recorded
 
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.store.audit import append
+from engine.store.audit import append_many
 from engine.store.changes import NOTIFY_CHANNEL
 from engine.store.database import POSTGRESQL, Conn, Row
 from engine.store.errors import SignOffError, StoreError
@@ -50,10 +51,18 @@ def audit(conn: Conn, actor: str, action: str, sample_pk: int | None,
     """Append one chained audit entry, in the caller's transaction. On PostgreSQL the other
     workstations are told too (:mod:`engine.store.changes`): the notification is sent at commit,
     once per transaction and sample, and never if the transaction rolls back."""
-    append(conn, now(), actor or "", action, sample_pk, image_pk,
-           json.dumps(details, sort_keys=True, default=str))
+    audit_many(conn, actor, [(action, sample_pk, image_pk, details)])
+
+
+def audit_many(conn: Conn, actor: str, entries: Sequence[tuple[str, int | None, int | None, dict[str, Any]]]) -> None:
+    """:func:`audit` for many entries ``(action, sample_pk, image_pk, details)``, in order, with one
+    ``executemany`` and one timestamp, and one notification per sample they are about."""
+    ts, actor = now(), actor or ""
+    append_many(conn, [(ts, actor, action, sample_pk, image_pk, json.dumps(details, sort_keys=True, default=str))
+                       for action, sample_pk, image_pk, details in entries])
     if conn.dialect == POSTGRESQL:
-        conn.execute("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, "" if sample_pk is None else str(sample_pk)))
+        for sample_pk in dict.fromkeys(e[1] for e in entries):
+            conn.execute("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, "" if sample_pk is None else str(sample_pk)))
 
 
 def refuse_if_signed(row: Row, what: str) -> None:
@@ -98,5 +107,5 @@ def insert_images(conn: Conn, sample_pk: int, new: list[tuple[str, FileState]]) 
     return int(conn.execute(count, (sample_pk,)).fetchone()[0]) - int(before)
 
 
-__all__ = ["SAMPLE_COLUMNS", "WITHDRAWN_REVIEW", "audit", "insert_image", "insert_images", "now", "refuse_if_signed", "required",
+__all__ = ["SAMPLE_COLUMNS", "WITHDRAWN_REVIEW", "audit", "audit_many", "insert_image", "insert_images", "now", "refuse_if_signed", "required",
            "to_sample", "touch"]

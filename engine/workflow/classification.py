@@ -23,6 +23,7 @@ Two steps:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -224,13 +225,9 @@ def classify_samples(store: ResultStore, classifier: PathClassifier, plans: Sequ
     def record_held() -> Iterator[ImageClassified]:
         """Record the results in hand, a sample's run of them per transaction, then yield them."""
         batch, held[:] = list(held), []
-        start = 0
-        while start < len(batch):
-            sid = owner[batch[start][0]].sample_id
-            stop = start
-            while stop < len(batch) and owner[batch[stop][0]].sample_id == sid:
-                stop += 1
-            run, plan = batch[start:stop], owner[batch[start][0]]
+        for sid, group in itertools.groupby(batch, key=lambda held_result: owner[held_result[0]].sample_id):
+            run = list(group)
+            plan = owner[run[0][0]]
             recorded = [False] * len(run)
             if sid not in refused:
                 items = [NewPrediction(key, result, plan.content.get(key, STORED_CONTENT)) for key, result in run]
@@ -243,7 +240,6 @@ def classify_samples(store: ResultStore, classifier: PathClassifier, plans: Sequ
             for (_key, result), was_recorded in zip(run, recorded, strict=True):
                 done[sid] += 1
                 yield ImageClassified(sid, result, was_recorded, done[sid], plan.total, refused.get(sid, ""))
-            start = stop
 
     results = iter(classifier.classify_paths(paths, batch_size=batch_size, workers=workers, cancel=cancel))
     try:

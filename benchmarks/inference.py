@@ -5,12 +5,14 @@
 Compares, on the same images and machine:
   naive     the original notebooks' loop: PIL open -> torchvision transform (224 px) ->
             model(x[None]) one image at a time, ResNet18 at 224 px
-  ceiling   the product model alone, in the product's runtime (ONNX Runtime on the CPU), on
-            pre-made input tensors (no decoding, no preprocessing); torch's figure beside it
+  ceiling   the product model alone, in the product's runtime (ONNX Runtime on the CPU), on the
+            same images preprocessed beforehand (no decoding, no preprocessing): the fp32 graph,
+            and the INT8 graph with its fp32 check (engine.inference.cascade: the images it runs
+            again are real ones, so its share is the product's); torch's figure beside them
   product   `python main.py classify FOLDER --out results.csv` as a fresh process, wall clock
             including interpreter start, imports and model load (median of --repeats runs,
             after one run that fills the ONNX cache; that first run is reported too), and the
-            same with `--backend torch`
+            same with `--precision fp32` and with `--backend torch`
   floor     what bounds `product` from below on this machine: a fresh process that does
             everything classify does except reading files (start, imports, model load, then
             the same number of pre-made tensors through the network: no decoding at all), and
@@ -66,26 +68,35 @@ def naive_loop(files: list[Path]) -> float:
     return len(files) / (time.perf_counter() - start)
 
 
-def ceiling(model: str, n: int, batch_size: int, backend: str) -> float:
-    """The network alone, used as the product uses it: ONNX Runtime sessions are called from
-    ``parallel_batches`` threads at once (one compute thread each); torch from one thread
-    with all cores."""
-    from concurrent.futures import ThreadPoolExecutor
-
+def preprocessed(model: str, files: list[Path]):
+    """The model inputs of ``files``, made as classify makes them: (N, S, S, 3) uint8."""
     import numpy as np
+
+    from engine.inference.classifier import Classifier
+
+    clf = Classifier(model, device="cpu", precision="fp32")
+    return np.stack([clf._prepare_path(f).pixels for f in files])
+
+
+def ceiling(model: str, pixels, batch_size: int, backend: str, precision: str = "auto") -> tuple[float, float]:
+    """The network alone on ``pixels``, used as the product uses it: ONNX Runtime sessions are
+    called from ``parallel_batches`` threads at once (one compute thread each); torch from one
+    thread with all cores. Returns (images/s, share of images the INT8 graph's fp32 check ran
+    again: 0 for fp32)."""
+    from concurrent.futures import ThreadPoolExecutor
 
     from engine.inference.classifier import Classifier, configure_threads
 
     configure_threads()
-    clf = Classifier(model, device="cpu", backend=backend)
-    s = clf.card.image_size
-    x = np.random.default_rng(0).integers(0, 256, (n, s, s, 3), dtype=np.uint8)
-    batches = [x[i:i + batch_size] for i in range(0, n, batch_size)]
+    clf = Classifier(model, device="cpu", backend=backend, precision=precision)
+    batches = [pixels[i:i + batch_size] for i in range(0, len(pixels), batch_size)]
     with ThreadPoolExecutor(clf.parallel_batches) as pool:
         list(pool.map(clf.backend.run, batches[: clf.parallel_batches]))  # warm-up
+        checked_before = getattr(clf.backend, "images_checked", 0)
         start = time.perf_counter()
         list(pool.map(clf.backend.run, batches))
-        return n / (time.perf_counter() - start)
+        rate = len(pixels) / (time.perf_counter() - start)
+    return rate, (getattr(clf.backend, "images_checked", 0) - checked_before) / len(pixels)
 
 
 NETWORK_ONLY = """
@@ -93,20 +104,20 @@ import sys, time
 from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from engine.inference.classifier import Classifier
-model, n, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-clf = Classifier(model, device="cpu")
-s = clf.card.image_size
-x = np.random.default_rng(0).integers(0, 256, (n, s, s, 3), dtype=np.uint8)
+model, pixels, batch, precision = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+clf = Classifier(model, device="cpu", precision=precision)
+x = np.load(pixels)
 with ThreadPoolExecutor(clf.parallel_batches) as pool:
-    list(pool.map(clf.backend.run, [x[i:i + batch] for i in range(0, n, batch)]))
+    list(pool.map(clf.backend.run, [x[i:i + batch] for i in range(0, len(x), batch)]))
 """
 
 
-def network_only_process(model: str, n: int, batch_size: int) -> float:
+def network_only_process(model: str, pixels_file: Path, batch_size: int, precision: str = "auto") -> float:
     """Wall seconds of a fresh process that starts, loads the model as classify does and runs
-    ``n`` pre-made images through the network: classify without any file reading."""
+    the pre-made images of ``pixels_file`` through the network: classify without decoding."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", NETWORK_ONLY, model, str(n), str(batch_size)], cwd=REPO, check=True)
+    subprocess.run([sys.executable, "-c", NETWORK_ONLY, model, str(pixels_file), str(batch_size), precision],
+                   cwd=REPO, check=True)
     return time.perf_counter() - start
 
 
@@ -125,10 +136,12 @@ def decode_only(model: str, files: list[Path], workers: int) -> float:
 
 
 def run_classify(folder: Path, model: str, out_csv: Path, batch_size: int,
-                 backend: str = "auto") -> tuple[float, float, int]:
+                 backend: str = "auto", precision: str = "auto") -> tuple[float, float, int]:
     """Wall seconds, peak RSS in MB (the child's VmHWM, polled), exit code."""
     cmd = [sys.executable, "main.py", "classify", str(folder), "--model", model, "--out", str(out_csv),
            "--batch-size", str(batch_size), "--backend", backend]
+    if backend != "torch":
+        cmd += ["--precision", precision]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak_kb = 0
@@ -145,26 +158,6 @@ def run_classify(folder: Path, model: str, out_csv: Path, batch_size: int,
     if proc.returncode not in (0, 3):
         sys.exit(f"classify failed ({proc.returncode}): {stderr[-2000:]}")
     return wall, peak_kb / 1024, proc.returncode
-
-
-def int8_rows(model: str, files: list[Path], tmp: Path) -> list[tuple[str, float]]:
-    """The network alone on the same preprocessed images, fp32 graph against a static INT8 one
-    quantised here (one session, 2 threads, batches of 32: int8_agreement.py's timing)."""
-    import numpy as np
-
-    from benchmarks.int8_agreement import images_per_s, prepare_for_quantization, quantize, session
-    from engine.inference.classifier import Classifier
-    from engine.models.resolve import SHIPPED_MODELS_DIR
-
-    clf = Classifier(model, device="cpu")
-    pixels = np.stack([clf._prepare_path(f).pixels for f in files])
-    fp32_path = str(SHIPPED_MODELS_DIR / f"{model}.onnx")
-    int8_path = quantize(prepare_for_quantization(fp32_path, str(tmp)), str(tmp / "int8.onnx"),
-                         pixels[: max(16, min(256, len(pixels)) // 16 * 16)], "minmax-fc-fp32")
-    fp32 = images_per_s(session(fp32_path, 2), pixels)
-    int8 = images_per_s(session(int8_path, 2), pixels)
-    return [(f"network alone, fp32 graph ({model}, 1 session x 2 threads, batches of 32)", fp32),
-            (f"same, static INT8 (INT8 / fp32 = {int8 / fp32:.2f}; its agreement: int8_agreement.py)", int8)]
 
 
 def gui_figures(folder: Path, n: int, tmp: Path) -> dict:
@@ -188,9 +181,6 @@ def main() -> int:
     parser.add_argument("--memory-n", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--int8", action="store_true",
-                        help="also the network alone as fp32 and as static INT8 (benchmarks/int8_agreement.py's "
-                             "min-max variant with the classifier in fp32), same images, same run")
     parser.add_argument("--gui", action="store_true",
                         help="also the desktop app on the same files (benchmarks/gui_responsiveness.py): end to end, "
                              "first result, worst event-loop gap from the click")
@@ -209,28 +199,43 @@ def main() -> int:
         wall = statistics.median(r[0] for r in runs)
         rss_small = max(r[1] for r in runs)
         product = args.n / wall
+        fp32_wall = statistics.median(
+            run_classify(folder, args.model, tmp / "f.csv", args.batch_size, precision="fp32")[0]
+            for _ in range(args.repeats))
         torch_wall = statistics.median(
             run_classify(folder, args.model, tmp / "t.csv", args.batch_size, "torch")[0] for _ in range(args.repeats))
-        ceilings = [ceiling(args.model, max(256, args.n), args.batch_size, "onnx") for _ in range(args.repeats)]
-        ceil = statistics.median(ceilings)
-        ceil_torch = ceiling(args.model, max(256, args.n), args.batch_size, "torch")
+        import numpy as np
+
+        pixels = preprocessed(args.model, files)
+        np.save(tmp / "pixels.npy", pixels)
+        ceilings = {p: [ceiling(args.model, pixels, args.batch_size, "onnx", p) for _ in range(args.repeats)]
+                    for p in ("fp32", "auto")}
+        ceil_fp32 = statistics.median(c[0] for c in ceilings["fp32"])
+        ceil = statistics.median(c[0] for c in ceilings["auto"])
+        checked = ceilings["auto"][0][1]
+        ceil_torch = ceiling(args.model, pixels, args.batch_size, "torch")[0]
         naive = naive_loop(files[: args.naive_n])
-        floor_wall = statistics.median(network_only_process(args.model, args.n, args.batch_size)
+        floor_wall = statistics.median(network_only_process(args.model, tmp / "pixels.npy", args.batch_size)
                                        for _ in range(args.repeats))
         decode = decode_only(args.model, files, 2)
+        from engine.inference.classifier import Classifier
+
+        precision = Classifier(args.model, device="cpu").precision  # what classify runs here (auto)
         rows = [
             ("naive loop (PIL, 224 px ResNet18, one image at a time)", naive),
-            (f"product model alone on tensors ({args.model}, ONNX Runtime: the ceiling)", ceil),
+            (f"network alone, fp32 graph ({args.model}, ONNX Runtime, 2 x 1 thread: the fp32 ceiling)", ceil_fp32),
+            (f"network alone as classify runs it here ({precision}; fp32 check ran {checked:.1%} again): "
+             "**the ceiling**", ceil),
             (f"same, torch ({args.model}, channels-last)", ceil_torch),
-            (f"product end to end: `main.py classify` on {args.n} JPEGs, process start included", product),
+            (f"product end to end: `main.py classify` on {args.n} JPEGs, process start included ({precision})",
+             product),
             ("same, first run on a machine (exports the ONNX copy once)", args.n / first),
+            ("same, `--precision fp32`", args.n / fp32_wall),
             ("same, `--backend torch`", args.n / torch_wall),
             (f"floor: fresh process, model load, {args.n} pre-made tensors through the network (no files)",
              args.n / floor_wall),
             ("decoding + preprocessing alone (2 threads, no network)", decode),
         ]
-        if args.int8:
-            rows += int8_rows(args.model, files, tmp)
         gui = gui_figures(folder, args.n, tmp) if args.gui else None
         if gui is not None:
             rows.append((f"desktop app end to end on the same {gui['n']} files (click to last row)", gui["images_per_s"]))
@@ -238,8 +243,10 @@ def main() -> int:
         for name, value in rows:
             print(f"| {name} | {value:.1f} |")
         print(f"\nend to end / ceiling = {product / ceil:.2f}; end to end / naive = {product / naive:.2f}; "
-              f"floor / ceiling = {args.n / floor_wall / ceil:.2f}")
-        print(f"ceiling runs: {[round(c, 1) for c in ceilings]} images/s; floor process {floor_wall:.2f} s")
+              f"floor / ceiling = {args.n / floor_wall / ceil:.2f}; ceiling / fp32 ceiling = {ceil / ceil_fp32:.2f}; "
+              f"fp32 end to end / fp32 ceiling = {args.n / fp32_wall / ceil_fp32:.2f}")
+        print(f"ceiling runs: {[round(c[0], 1) for c in ceilings['auto']]}, fp32 "
+              f"{[round(c[0], 1) for c in ceilings['fp32']]} images/s; floor process {floor_wall:.2f} s")
         if gui is not None:
             print(f"desktop app / CLI end to end = {gui['images_per_s'] / product:.2f} (this script's CLI figure; "
                   f"{gui['images_per_s'] * gui['cli_seconds']['plain'] / gui['n']:.2f} against the CLI run beside "

@@ -1,8 +1,10 @@
 """Static INT8 for a shipped model's ONNX graph: how much faster, and how often its call differs.
 
 Issue 17 asks for an INT8 graph used by default where it is faster *and* its calls agree with
-fp32 on all but at most 0.2 % of the test images. This measures both, in one run, before any
-product code depends on it:
+fp32 on all but at most 0.2 % of the test images. This compares calibration variants of a graph
+quantised in the run (the research behind the product's recipe, which is
+``engine/training/int8.py``: min–max, and the fp32 check this script's cascade estimate led to;
+``scripts/export_graphs.py --int8`` makes the shipped graphs with it):
 
 * the fp32 graph shipped in ``resources/models`` and an INT8 graph made from it with ONNX
   Runtime's ``quantize_static`` (QDQ, per-channel signed 8-bit weights, unsigned 8-bit

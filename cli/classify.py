@@ -193,7 +193,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from engine.inference.classifier import Classifier  # ONNX Runtime or torch: only once the inputs are known
 
     # The network loads in the background while the first batches are decoded.
-    classifier = Classifier(args.model, device=args.device, backend=args.backend, background=True)
+    classifier = Classifier(args.model, device=args.device, backend=args.backend, background=True,
+                            precision=args.precision)
     held = _Held()
     try:
         return _classify(job, classifier, held)

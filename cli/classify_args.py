@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from cli.signin import add_account_option
-from engine.core.choices import BackendName, DeviceName
+from engine.core.choices import BackendName, DeviceName, PrecisionName
 from engine.store.naming import LOOSE_SAMPLE_ID
 
 
@@ -82,6 +82,9 @@ def add_classify_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPar
     p.add_argument("--backend", choices=[b.value for b in BackendName], default=BackendName.AUTO.value,
                    help="what runs the network: auto = ONNX Runtime on the CPU (exported from the "
                         "weights once and cached), torch on a GPU")
+    p.add_argument("--precision", choices=[x.value for x in PrecisionName], default=None,
+                   help="which graph runs the network on the CPU: auto (default, or $ALLSIGHT_PRECISION) = INT8 "
+                        "with its fp32 check where the model has one and it is faster on this CPU; fp32; int8")
     p.add_argument("--batch-size", type=_positive_int, default=64, metavar="N")
     p.add_argument("--workers", type=_positive_int, default=2, metavar="N", help="image decoding threads")
     return p

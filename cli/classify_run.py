@@ -156,6 +156,10 @@ class ClassifyRun:
             "model": {"id": card.id, "version": card.version, "sha256": card.weights_sha256},
             "device": str(classifier.device),
             "backend": classifier.backend.name,
+            "precision": str(classifier.precision),
+            # INT8 runs: how many images its fp32 check sent through the fp32 graph again
+            **({"fp32_checked": classifier.backend.images_checked}
+               if hasattr(classifier.backend, "images_checked") else {}),
             "results": records,
             "summary": summary,
             "samples": samples,

@@ -110,6 +110,10 @@ class BatchQueue(QObject):
         """The sample's job that is queued or running, if any."""
         return next((j for j in self.jobs if j.sample is sample and j.state in (QUEUED, RUNNING)), None)
 
+    def last_job_for(self, sample: Sample) -> BatchJob | None:
+        """The sample's latest job in the queue, in whatever state."""
+        return next((j for j in reversed(self.jobs) if j.sample is sample), None)
+
     def is_active(self, sample: Sample) -> bool:
         return self.job_for(sample) is not None
 

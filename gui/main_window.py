@@ -280,7 +280,7 @@ class MainWindow(QMainWindow):
         s = self.settings
         card_path = getattr(self.model_card, "path", None)
         model = s.active_model or (str(card_path) if card_path is not None else "")
-        return ModelSpec(model, s.device, s.review_threshold_override)
+        return ModelSpec(model, s.device, s.review_threshold_override, s.precision)
 
     def _model_sha(self) -> str | None:
         return getattr(self.model_card, "weights_sha256", None) or None

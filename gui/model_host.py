@@ -46,6 +46,8 @@ class ModelSpec:
     model: str
     device: str = "auto"
     review_threshold: float | None = None
+    #: "auto", "fp32" or "int8" (engine.inference.precision).
+    precision: str = "auto"
 
 
 def default_thread_count() -> int:
@@ -146,7 +148,8 @@ class ModelHost:
                 spec = self._spec
             log.info("starting the classifier process for model %s on %s", spec.model, spec.device)
             process = ClassifierProcess(spec.model, spec.device, review_threshold=spec.review_threshold,
-                                        threads=classifier_process_threads(), nice=CLASSIFIER_NICENESS, cancel=cancel)
+                                        threads=classifier_process_threads(), nice=CLASSIFIER_NICENESS, cancel=cancel,
+                                        precision=spec.precision)
             log.info("model %s %s loaded on %s (review threshold %.3f)", process.card.id, process.card.version,
                      process.runtime, process.card.review_threshold)
             with self._lock:
@@ -220,7 +223,7 @@ class ModelHost:
             log.info("loading model %s on %s in the app process", spec.model, spec.device)
             # A model's ONNX copy is exported in a child process: importing torch here would
             # hold the GIL long enough to freeze the window.
-            classifier = Classifier(spec.model, spec.device, isolate_export=True)
+            classifier = Classifier(spec.model, spec.device, isolate_export=True, precision=spec.precision)
             if spec.review_threshold is not None:
                 classifier.card = dataclasses.replace(classifier.card, review_threshold=float(spec.review_threshold))
             with self._lock:

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from engine.core.choices import DeviceName
+from engine.core.choices import DeviceName, PrecisionName
 from engine.core.fsutil import atomic_write_bytes
 from engine.core.paths import user_dir
 from gui.lab_database_url import has_password, redacted, url_problem, without_password
@@ -35,6 +35,10 @@ SETTINGS_FILE_NAME = "settings.json"
 #: (Tools ▸ Models…); the old default "resnet18" reads as "".
 SETTINGS_SCHEMA_VERSION = 3
 DEVICES = tuple(d.value for d in DeviceName)
+#: Which graph runs the network on the CPU (engine.inference.precision): "auto" takes INT8 with its
+#: fp32 check where the model has it and it is faster here. A file without the field (older)
+#: reads as "auto"; an older ALLSight ignores it: no version bump.
+PRECISIONS = tuple(p.value for p in PrecisionName)
 #: The colour theme: follow the desktop, or ALLSight's own light or dark one (gui.theme). A file
 #: without the field (older) reads as "system"; an older ALLSight ignores it: no version bump.
 THEMES = ("system", "light", "dark")
@@ -52,6 +56,7 @@ class Settings:
     #: or a path to a ``.safetensors`` model file.
     active_model: str = ""
     device: str = "auto"
+    precision: str = "auto"
     #: None: use the model card's review threshold; else a probability in [0, 1].
     review_threshold_override: float | None = None
     lab_name: str = ""
@@ -86,6 +91,8 @@ def _valid_value(name: str, value: Any) -> bool:
         )
     if name == "device":
         return value in DEVICES
+    if name == "precision":
+        return value in PRECISIONS
     if name == "theme":
         return value in THEMES
     if name == "active_model":

@@ -96,7 +96,7 @@ def apply_settings(window: QMainWindow, new: Settings) -> bool:
         return False
     if database_changed and not record_database_change(window, new):
         return False
-    window.update_settings(active_model=new.active_model, device=new.device,
+    window.update_settings(active_model=new.active_model, device=new.device, precision=new.precision,
                            review_threshold_override=new.review_threshold_override, lab_name=new.lab_name,
                            require_independent_reviewer=new.require_independent_reviewer, theme=new.theme,
                            lab_database=new.lab_database)
@@ -106,7 +106,7 @@ def apply_settings(window: QMainWindow, new: Settings) -> bool:
         from gui import theme
 
         theme.apply_theme(QApplication.instance(), new.theme)
-    if model_changed or new.device != old.device:
+    if model_changed or (new.device, new.precision) != (old.device, old.precision):
         window.load_model_info()
         window.show_message("Settings saved. The new model settings apply from the next sample classified.")
     elif database_changed:

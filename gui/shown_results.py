@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal
 
+from engine.core.jobs import JobState
 from engine.store.naming import image_key
 from gui import errors as gui_errors
 from gui.scrolling import show_panel
@@ -24,7 +25,6 @@ from gui.workers import PRIORITY_INTERACTIVE, TaskError
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QMainWindow, QTabWidget
 
-    from engine.core.jobs import JobState
     from engine.core.records import ReviewedImage
     from engine.store.results import ResultStore
     from gui.batch import BatchQueue
@@ -138,6 +138,9 @@ class ShownResults(QObject):
         summary = self.panel.summary
         if summary is None or self.batch.is_active(sample):
             return
+        last = self.batch.last_job_for(sample)
+        if last is not None and last.state in (JobState.CANCELLED, JobState.FAILED) and self.panel.n_pending:
+            return  # the ended job's own note ("5/40 classified (stopped)", "failed") says more
         sample.status_note = note_from_results(len(sample.images), self.panel.n_pending,
                                                summary.n_flagged_unreviewed)
         self.samples_panel.refresh_sample(sample)

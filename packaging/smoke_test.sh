@@ -90,7 +90,7 @@ build_app() {
 check_bundle() {
   local internal="$app_dir/_internal" model kind
   for model in resnet18 baseline; do
-    for kind in json safetensors onnx; do
+    for kind in json safetensors onnx int8.onnx; do
       [ -f "$internal/resources/models/$model.$kind" ] || fail "resources/models/$model.$kind is not bundled"
     done
   done

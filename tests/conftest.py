@@ -193,6 +193,20 @@ def save_tiny_model(out_dir: Path, arch: str = "baseline", image_size: int = 32,
     return save_model(tensors, card, out_dir, model_id)
 
 
+def save_tiny_int8_model(root: Path):
+    """A tiny model with its fp32 and INT8 graphs (engine.training.int8), made from a tiny
+    class-folder set of synthetic smears under ``root``; returns ``(card, data folder)``."""
+    from engine.inference.onnx_export import attach_graph
+    from engine.training.int8 import attach_int8_graph
+
+    data = root / "dataset"
+    for label, name in enumerate(("Benign", "Early", "Pre", "Pro")):
+        for i in range(10):
+            write_image(data / name / f"WBC-{name}-{i + 1:03d}.jpg", synthetic_smear(label, 48, i), quality=95)
+    card = attach_graph(save_tiny_model(root / "m"))
+    return attach_int8_graph(card, data, calibration_images=16, speed_images=8), data
+
+
 @pytest.fixture
 def tiny_model(tmp_path) -> Path:
     """Path to a tiny baseline model's .safetensors file."""

@@ -35,4 +35,14 @@ class DeviceName(StrEnum):
     MPS = "mps"
 
 
-__all__ = ["BackendName", "ClassId", "DeviceName"]
+class PrecisionName(StrEnum):
+    """Which graph runs the network on the CPU: ``auto`` = INT8 with its fp32 check where the
+    model has an INT8 graph and it measures faster on this CPU, else fp32
+    (:mod:`engine.inference.precision`)."""
+
+    AUTO = "auto"
+    FP32 = "fp32"
+    INT8 = "int8"
+
+
+__all__ = ["BackendName", "ClassId", "DeviceName", "PrecisionName"]

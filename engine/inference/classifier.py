@@ -28,12 +28,14 @@ from typing import Any
 
 import numpy as np
 
+from engine.core.choices import BackendName, PrecisionName
 from engine.core.errors import ConfigError, ImageLoadError, MissingExtraError, ModelError, ModelIntegrityError
 from engine.core.flags import FlagReason, is_out_of_distribution
 from engine.core.optional import require_torch
 from engine.core.progress import CancelToken
 from engine.core.records import ImageResult, ImageStatus
 from engine.imaging.preprocess import model_input_only, preprocess, to_chw_float
+from engine.inference.cascade import CascadeBackend, Fp32Check
 from engine.inference.image_checks import (  # noqa: F401 - part of this module's API since 1.0
     FOCUS_ANALYSIS_SIZE,
     FOCUS_MIN_SHARPNESS,
@@ -42,6 +44,7 @@ from engine.inference.image_checks import (  # noqa: F401 - part of this module'
     sharpness,
 )
 from engine.inference.ood import OodDetector
+from engine.inference.precision import cpu_backend, requested_precision
 from engine.inference.runtime import (  # noqa: F401 - select_device/configure_threads are part of this API
     Backend,
     OnnxBackend,
@@ -93,7 +96,7 @@ class Classifier:
 
     def __init__(self, model: str | Path | ModelCard | LoadedModel | None = None,
                  device: Any = "auto", backend: str = "auto", *, isolate_export: bool = False,
-                 background: bool = False) -> None:
+                 background: bool = False, precision: str | None = None) -> None:
         self.device: str = resolve_device(device)
         self._threads = configure_threads() if self.device == "cpu" else 1
         self._loaded: LoadedModel | None = model if isinstance(model, LoadedModel) else None
@@ -113,6 +116,12 @@ class Classifier:
         self._backend_pref = backend
         self._isolate_export = isolate_export
         kind = resolve_backend(backend, self.device)  # a bad name fails here, not in the background
+        self._precision_pref = requested_precision(precision)
+        if self._precision_pref == PrecisionName.INT8 and kind != BackendName.ONNX:
+            raise ConfigError(f"INT8 runs in ONNX Runtime on the CPU, not in {kind} on {self.device}; "
+                              "use precision fp32 or auto")
+        #: The graph that runs the network (fp32, or INT8 with its fp32 check), once loaded.
+        self.precision: PrecisionName = PrecisionName.FP32
         self._ready: Future[Backend] = Future()
         self._ready.set_running_or_notify_cancel()
         if background:
@@ -139,7 +148,7 @@ class Classifier:
                     # One compute thread per session call, and up to ``threads`` batches in
                     # flight at once (see classify_paths): measured 183 vs 150 images/s end to
                     # end on 2 cores, as no core idles while another decodes.
-                    backend = OnnxBackend(graph, 1)
+                    backend = self._onnx_backend(graph)
                     self.parallel_batches = self._threads
                     if self.parallel_batches > 1:
                         limit_numpy_blas_threads()
@@ -162,6 +171,21 @@ class Classifier:
         else:
             assert backend is not None  # the torch fallback always sets one
             self._ready.set_result(backend)
+
+    def _onnx_backend(self, fp32_graph: bytes) -> Backend:
+        backend, self.precision = cpu_backend(self.card, fp32_graph, self._precision_pref, self._needs_fp32_rule)
+        return backend
+
+    def _needs_fp32_rule(self, check: Fp32Check):
+        """The rule :class:`CascadeBackend` asks: which of INT8's rows lie near a boundary the
+        product decides on (the call, the review threshold, the detector's threshold)."""
+        def needs_fp32(logits: np.ndarray, features: np.ndarray) -> np.ndarray:
+            probs = softmax(logits.astype(np.float64), self.card.temperature)
+            detector = self.ood
+            scores = None if detector is None else detector.score(features)
+            return check.needs_fp32(probs, self.card.review_threshold, scores,
+                                    None if detector is None else detector.threshold)
+        return needs_fp32
 
     def wait_ready(self) -> Backend:
         """Wait until the model is loaded (see ``background``); raise why it could not be."""
@@ -193,8 +217,9 @@ class Classifier:
 
     @property
     def runtime(self) -> str:
-        """What runs the network, for people: "CPU (ONNX Runtime)", "CUDA (<GPU name>)"."""
-        return describe_runtime(self.device, self.backend.name)
+        """What runs the network, for people: "CPU (ONNX Runtime)", "CPU (ONNX Runtime, INT8)",
+        "CUDA (<GPU name>)"."""
+        return describe_runtime(self.device, self.backend.name, self.precision)
 
     # ----------------------------------------------------------------------- preprocessing
     def _prepare_rgb(self, name: str, rgb: np.ndarray) -> _Prepared:
@@ -317,7 +342,7 @@ class Classifier:
         if class_index is not None and not 0 <= int(class_index) < len(self.classes):
             raise ConfigError(f"class index {class_index} out of range for {len(self.classes)} classes")
         backend = self.backend
-        if isinstance(backend, OnnxBackend) and backend.has_class_maps:
+        if isinstance(backend, (OnnxBackend, CascadeBackend)) and backend.has_class_maps:
             logits, maps = backend.class_maps(stages.model_input[None])
             index = int(logits[0].argmax()) if class_index is None else int(class_index)
             heat = heat_from_class_map(maps[0, index], self.card.image_size)

@@ -48,7 +48,7 @@ def _portable(exc: BaseException) -> tuple[str, str, str]:
 
 
 def _serve(conn: Any, model: str, device: str, review_threshold: float | None, threads: int,
-           nice: int = 0) -> None:
+           nice: int = 0, precision: str = "auto") -> None:
     """The child's main loop: load the model, then answer ``classify`` requests until ``quit``."""
     if nice and hasattr(os, "nice"):
         os.nice(nice)  # before the heavy imports: the app's event loop comes first when cores are scarce
@@ -57,7 +57,7 @@ def _serve(conn: Any, model: str, device: str, review_threshold: float | None, t
         from engine.inference.runtime import configure_threads
 
         configure_threads(threads)
-        classifier = Classifier(model, device)
+        classifier = Classifier(model, device, precision=precision)
         if review_threshold is not None:
             classifier.card = dataclasses.replace(classifier.card, review_threshold=float(review_threshold))
         conn.send(("ready", classifier.card, classifier.runtime))
@@ -128,13 +128,14 @@ class ClassifierProcess:
 
     def __init__(self, model: str | Path, device: str = "auto", *, review_threshold: float | None = None,
                  threads: int = 1, nice: int = 0, start_timeout_s: float = START_TIMEOUT_S,
-                 cancel: CancelToken | None = None) -> None:
+                 cancel: CancelToken | None = None, precision: str = "auto") -> None:
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
         self._conn, child_conn = ctx.Pipe(duplex=True)
         self._process = ctx.Process(target=_serve, name="allsight-classifier", daemon=True,
-                                    args=(child_conn, str(model), str(device), review_threshold, int(threads), int(nice)))
+                                    args=(child_conn, str(model), str(device), review_threshold, int(threads), int(nice),
+                                          str(precision)))
         self._process.start()
         child_conn.close()
         self._job_lock = threading.Lock()

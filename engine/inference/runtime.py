@@ -177,12 +177,13 @@ def onnxruntime_available() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
-def describe_runtime(device: Any, backend: str = "") -> str:
-    """What runs the network, for people: "CPU (ONNX Runtime)", "CPU (torch)",
-    "CUDA (<GPU name>)", "MPS (Apple GPU)". ``backend`` is a backend's ``name``."""
+def describe_runtime(device: Any, backend: str = "", precision: str = "fp32") -> str:
+    """What runs the network, for people: "CPU (ONNX Runtime)", "CPU (ONNX Runtime, INT8)",
+    "CPU (torch)", "CUDA (<GPU name>)", "MPS (Apple GPU)". ``backend`` is a backend's ``name``;
+    ``precision`` "int8" means the INT8 graph with its fp32 check (engine.inference.cascade)."""
     kind = getattr(device, "type", str(device).split(":")[0]).lower()
     if backend == "onnxruntime":
-        return f"{kind.upper()} (ONNX Runtime)"
+        return f"{kind.upper()} (ONNX Runtime{', INT8' if precision == 'int8' else ''})"
     if kind == "cuda":
         try:
             import torch

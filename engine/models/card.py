@@ -61,8 +61,12 @@ MAX_LEGACY_OOD_THRESHOLD = 1e9
 MEAN_RANGE: tuple[float, float] = (0.0, 1.0)
 STD_MAX = 1.0
 WEIGHTS_DTYPES: tuple[str, ...] = ("float32", "float16")
-#: The kinds of ONNX graph a card may list (``graphs``).
-GRAPH_KINDS: tuple[str, ...] = ("fp32",)
+#: The kinds of ONNX graph a card may list (``graphs``): the network as exported, and a static
+#: INT8 graph quantised from it (:mod:`engine.inference.quantize`), run with an fp32 check.
+GRAPH_KINDS: tuple[str, ...] = ("fp32", "int8")
+#: Fields of ``graphs.int8.fp32_check`` (:class:`engine.inference.cascade.Fp32Check`), each a
+#: band in which the fp32 graph decides instead of INT8, with its largest sensible value.
+FP32_CHECK_BOUNDS: Mapping[str, float] = {"margin": 1.0, "confidence_band": 10.0, "ood_band": 10.0}
 
 
 class CardBinding(StrEnum):
@@ -299,8 +303,30 @@ def _check_card(card: ModelCard, data: Mapping[str, Any], where: str) -> None:
             raise _refuse(where, f"graphs.{kind}.file", "must be the name of an .onnx file beside the card", file)
         for key in ("sha256", "graph_key"):
             digest = entry.get(key)
-            if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            if not _is_sha256(digest):
                 raise _refuse(where, f"graphs.{kind}.{key}", "must be 64 lower-case hexadecimal digits", digest)
+    if "int8" in card.graphs:
+        _check_int8(card, where)
+
+
+def _is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def _check_int8(card: ModelCard, where: str) -> None:
+    """An INT8 graph names the fp32 graph it was quantised from and the bands of its fp32 check."""
+    entry = card.graphs["int8"]
+    if "fp32" not in card.graphs:
+        raise _refuse(where, "graphs.int8", "needs the fp32 graph it was quantised from (graphs.fp32)", "no fp32")
+    if not _is_sha256(entry.get("quantized_from")):
+        raise _refuse(where, "graphs.int8.quantized_from", "must be 64 lower-case hexadecimal digits",
+                      entry.get("quantized_from"))
+    check = entry.get("fp32_check")
+    if not isinstance(check, Mapping) or set(check) != set(FP32_CHECK_BOUNDS):
+        raise _refuse(where, "graphs.int8.fp32_check", f"must hold exactly {', '.join(FP32_CHECK_BOUNDS)}", check)
+    for key, largest in FP32_CHECK_BOUNDS.items():
+        if not 0.0 <= _number(check[key], f"graphs.int8.fp32_check.{key}", where) <= largest:
+            raise _refuse(where, f"graphs.int8.fp32_check.{key}", f"must be between 0 and {largest}", check[key])
 
 
 def feature_layers_of(section: Mapping[str, Any] | None, default: str) -> tuple[str, ...]:

@@ -1,7 +1,8 @@
 """A model's ONNX graphs: the network as ONNX Runtime runs it, shipped beside the weights.
 
 A model that ships with its graph (``NAME.onnx`` beside ``NAME.safetensors``, listed in the
-card's ``graphs``) classifies without torch: the lean install has none, and even with torch
+card's ``graphs``; ``NAME.int8.onnx`` too, where a static INT8 graph was made from it)
+classifies without torch: the lean install has none, and even with torch
 nothing needs exporting on a fresh machine. The card records, per graph, its file, its sha256
 and its :func:`graph_key` — the sha256 of the weights it was exported from and of everything
 else the graph bakes in (architecture, normalisation, input size, feature layers, export
@@ -65,6 +66,8 @@ def read_graph(card: ModelCard, kind: str = "fp32") -> bytes | None:
     entry = card.graphs[kind]
     if entry.get("format") != EXPORT_FORMAT or entry.get("graph_key") != graph_key(card):
         return None
+    if kind == "int8" and entry.get("quantized_from") != card.graphs.get("fp32", {}).get("sha256"):
+        return None  # quantised from another fp32 graph than the one listed: not this network
     try:
         blob = path.read_bytes()
     except OSError as exc:

@@ -102,7 +102,7 @@ def _now() -> str:
 
 def verify(card_or_path: ModelCard | str | Path, *, network: bool = True) -> ModelCard:
     """The card, checked as a load would: card valid and bound to its weights, the weights'
-    sha256 right, the ONNX graph it lists (if any) intact and, with ``network``, the network
+    sha256 right, the ONNX graphs it lists (if any) intact and, with ``network``, the network
     built from them: in torch where it is installed, else in ONNX Runtime from the graph (a lean
     install cannot check, or run, a model without one: :class:`MissingExtraError`). Without
     ``network`` neither is loaded (the desktop app's process never imports torch; its model
@@ -110,6 +110,9 @@ def verify(card_or_path: ModelCard | str | Path, *, network: bool = True) -> Mod
     card = card_or_path if isinstance(card_or_path, ModelCard) else read_card(card_or_path)
     read_verified_weights(card)
     graph = read_graph(card)
+    for kind in card.graphs:  # an INT8 graph too: a damaged one is refused here, not at first use
+        if kind != "fp32":
+            read_graph(card, kind)
     if network:
         if torch_available():
             from engine.models.resolve import load_model

@@ -164,7 +164,8 @@ def test_json_and_heatmaps(tmp_path, tiny_model):
                     "--heatmaps", heat, "--device", "cpu", "--workers", "1")
     assert proc.returncode == 3, proc.stderr
     doc = json.loads(js.read_text())
-    assert set(doc) == {"model", "device", "backend", "results", "summary", "samples"}
+    assert set(doc) == {"model", "device", "backend", "precision", "results", "summary", "samples"}
+    assert doc["precision"] == "fp32"  # the tiny model has no INT8 graph
     assert doc["model"]["id"] == "tiny" and doc["model"]["version"] == "0.0.1"
     assert len(doc["model"]["sha256"]) == 64
     assert doc["device"] == "cpu"

@@ -140,3 +140,14 @@ def test_the_theme_follows_the_desktop_by_default_round_trips_and_must_be_a_know
     del data["theme"]  # a file from before the setting: the default, nothing else lost
     settings_path().write_text(json.dumps({**data, "lab_name": "Older"}), encoding="utf-8")
     assert load_settings() == Settings(lab_name="Older")
+
+
+def test_the_precision_is_automatic_by_default_round_trips_and_must_be_a_known_name(caplog):
+    assert Settings().precision == "auto"
+    for choice in ("fp32", "int8", "auto"):
+        save_settings(Settings(precision=choice))
+        assert load_settings().precision == choice
+    data = json.loads(settings_path().read_text(encoding="utf-8"))
+    assert data["schema_version"] == SETTINGS_SCHEMA_VERSION == 3  # a new field with a default: no bump
+    settings_path().write_text(json.dumps({**data, "precision": "int4"}), encoding="utf-8")
+    assert load_settings().precision == "auto" and "invalid value for 'precision'" in caplog.text

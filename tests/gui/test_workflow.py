@@ -267,6 +267,8 @@ def test_pause_resume_and_cancel(qtbot, wf_window, tmp_path, monkeypatch):
     assert stopped_at < n
     assert len(_store_predictions("S-long")) == stopped_at == win.results_panel.model.rowCount()
     assert "stopped" in win.samples_panel.sample_list.item(0).text() or sample.status_note.endswith("(stopped)")
+    win.results.update_note(sample)  # a later reload of the table (e.g. live updates catching up)...
+    assert sample.status_note.endswith("(stopped)")  # ...keeps what the ended job said
     # Start carries on with what is left only
     seen = record_classified_paths(monkeypatch)
     qtbot.mouseClick(qp.start_button, Qt.MouseButton.LeftButton)
@@ -446,12 +448,14 @@ def test_settings_dialog_edits_and_applies(qtbot, wf_window, tiny_model_path, mo
     assert "tiny 0.0.1" in dlg.model_info.text() and "0.500" in dlg.threshold_edit.placeholderText()
     dlg.model_combo.setCurrentIndex(dlg.model_combo.findData("baseline"))
     dlg.device_combo.setCurrentIndex(dlg.device_combo.findData("cpu"))
+    assert dlg.precision_combo.currentData() == "auto"
+    dlg.precision_combo.setCurrentIndex(dlg.precision_combo.findData("fp32"))
     dlg.threshold_edit.setText("0.3")
     dlg.lab_edit.setText("Lab 5")
     assert not hasattr(dlg, "operator_edit")  # who reviews is the window's identity, not a setting
     edited = dlg.settings()
-    assert (edited.active_model, edited.device, edited.review_threshold_override,
-            edited.lab_name) == ("baseline", "cpu", 0.3, "Lab 5")
+    assert (edited.active_model, edited.device, edited.precision, edited.review_threshold_override,
+            edited.lab_name) == ("baseline", "cpu", "fp32", 0.3, "Lab 5")
     dlg.threshold_edit.setText("")
     assert dlg.settings().review_threshold_override is None
     dlg.model_combo.setCurrentIndex(dlg.model_combo.findData(FILE_CHOICE))
@@ -460,11 +464,13 @@ def test_settings_dialog_edits_and_applies(qtbot, wf_window, tiny_model_path, mo
     assert dlg.error_label.isVisibleTo(dlg) and not dlg.result()
 
     monkeypatch.setattr(settings_dialog, "edit_settings",
-                        lambda parent, s, **k: s.replace(review_threshold_override=0.2, lab_name="Lab 5"))
+                        lambda parent, s, **k: s.replace(review_threshold_override=0.2, lab_name="Lab 5",
+                                                         precision="fp32"))
     wf_window.act_settings.trigger()
     saved = load_settings()
-    assert saved.review_threshold_override == 0.2 and saved.lab_name == "Lab 5"
+    assert saved.review_threshold_override == 0.2 and saved.lab_name == "Lab 5" and saved.precision == "fp32"
     assert wf_window.model_host.spec.review_threshold == 0.2
+    assert wf_window.model_host.spec.precision == "fp32"  # the classifier process is started with it
     assert "overridden in the settings: 0.200" in wf_window.model_label.toolTip()
 
 

@@ -126,3 +126,17 @@ def test_a_start_can_be_cancelled_and_leaves_no_child(model_path):
     with pytest.raises(Cancelled):
         ClassifierProcess(model_path, "cpu", cancel=token)
     assert {p.pid for p in multiprocessing.active_children()} <= before
+
+
+def test_the_child_runs_the_precision_it_is_given(tmp_path, images):
+    from tests.conftest import save_tiny_int8_model
+
+    card, _ = save_tiny_int8_model(tmp_path)
+    process = ClassifierProcess(card.path, "cpu", precision="int8")
+    try:
+        assert process.runtime == "CPU (ONNX Runtime, INT8)"
+        direct = Classifier(card, device="cpu", precision="int8")
+        assert [r.predicted_class for r in process.classify_paths(images)] == \
+            [r.predicted_class for r in direct.classify_paths(images)]
+    finally:
+        process.close()

@@ -81,6 +81,8 @@ def cmd_show(args: argparse.Namespace, library) -> int:
             "created": card.created, "installed": {"at": m.installed_at, "by": m.installed_by, "origin": m.origin},
             "image_size": card.image_size, "trained_on": dict(card.data_fingerprint),
             "training": dict(card.training), "metrics": dict(card.metrics),
+            # the ONNX graphs (fp32; INT8 with its fp32 check's bands, agreement and timing)
+            "graphs": {kind: dict(entry) for kind, entry in card.graphs.items()},
             "promotions": [a.audit_details() | {"at": a.at, "by": a.by} for a in library.history()
                            if a.sha256 == m.sha256]}
     print(json.dumps(data, indent=2, default=str))

@@ -1,7 +1,10 @@
-"""The recipe for a model's static INT8 graph and its fp32 check (release time, needs ``onnx``).
+"""The recipe for a model's static INT8 graph and its fp32 check (needs ``onnx``: the training extra).
 
-:func:`attach_int8_graph` makes ``NAME.int8.onnx`` beside a model's fp32 graph and lists it in the
-card (``graphs.int8``), from the development set the model was trained on:
+:func:`make_int8_graph` makes ``NAME.int8.onnx`` beside a model's fp32 graph and lists it in the
+card (``graphs.int8``): :func:`attach_int8_graph` from the development set a shipped model was
+trained on (``scripts/export_graphs.py --int8``), :func:`with_int8_graph` from the images ``train``
+and ``refit`` hold when they save a model (a lab's fine-tune: its own training, validation and
+held-out images), in the same steps:
 
 1. **calibrate** on ``calibration`` images drawn (seeded) from the model's *training* split:
    ONNX Runtime's ``quantize_static``, QDQ, per-channel signed 8-bit weights, unsigned 8-bit
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import time
@@ -50,6 +54,8 @@ from engine.models.checkpoint import load_arrays, read_card
 from engine.models.graphs import EXPORT_FORMAT, graph_key, read_graph
 from engine.training.data import split_samples
 from engine.training.metrics import expected_calibration_error
+
+log = logging.getLogger(__name__)
 
 CALIBRATION_IMAGES = 256
 #: The margin never below this, whatever the validation split needed (room for other images).
@@ -168,33 +174,71 @@ def _speed(backend_fp32: bytes, backend_int8: bytes, pixels: np.ndarray) -> dict
 
 def attach_int8_graph(card: ModelCard, data_dir: str | Path, *, calibration_images: int = CALIBRATION_IMAGES,
                       seed: int = 0, speed_images: int = 320) -> ModelCard:
-    """Make, check and list ``card``'s INT8 graph (see the module's docstring); returns the card
-    as now written. ``data_dir`` is the development set the model was trained on."""
+    """Make, check and list ``card``'s INT8 graph from the development set ``data_dir`` the model
+    was trained on (see the module's docstring); returns the card as now written."""
+    parts = {name: split_samples(card, data_dir, name) for name in ("train", "val", "test")}
+    order = np.random.default_rng(seed).permutation(len(parts["train"]))
+    calibration = [parts["train"][i] for i in order[:calibration_images]]
+    rest = [parts["train"][i] for i in order[calibration_images:]]
+
+    def pixels_and_labels(samples):
+        return _pixels(card, [s.path for s in samples]), np.array([s.label for s in samples])
+
+    return make_int8_graph(card, _pixels(card, [s.path for s in calibration]), pixels_and_labels(parts["val"]),
+                           pixels_and_labels(parts["test"]), extra=pixels_and_labels(rest), seed=seed,
+                           speed_images=speed_images)
+
+
+def with_int8_graph(card: ModelCard, train_imgs: np.ndarray, val: tuple[np.ndarray, np.ndarray],
+                    test: tuple[np.ndarray, np.ndarray], *, seed: int = 0) -> ModelCard:
+    """``card`` given its INT8 graph from the images its training just used (resized, not yet
+    preprocessed: ``train`` and ``refit`` hold them). A model whose INT8 graph cannot be made —
+    no fp32 graph, no validation images, ``onnx`` missing, anything else — is logged and left
+    as it is: it runs fp32 (engine.inference.precision)."""
+    try:
+        if "fp32" not in card.graphs or not len(val[0]) or not len(test[0]):
+            raise ModelError("it needs an fp32 graph and validation and test images")
+        order = np.random.default_rng(seed).permutation(len(train_imgs))[:CALIBRATION_IMAGES]
+        return make_int8_graph(card, _model_inputs(card, train_imgs[order]), (_model_inputs(card, val[0]), val[1]),
+                               (_model_inputs(card, test[0]), test[1]), seed=seed, speed_images=64)
+    except Exception as exc:  # noqa: BLE001 - the model is saved; it runs fp32 without the INT8 graph
+        log.warning("%s %s: no INT8 graph written (%s: %s); the model runs fp32", card.id, card.version,
+                    type(exc).__name__, exc)
+        return card
+
+
+def _model_inputs(card: ModelCard, resized: np.ndarray) -> np.ndarray:
+    """Model inputs of images already cropped and resized to the model's size."""
+    return np.stack([model_input_only(img, card.preprocess)[1] for img in resized])
+
+
+def make_int8_graph(card: ModelCard, calibration: np.ndarray, val: tuple[np.ndarray, np.ndarray],
+                    test: tuple[np.ndarray, np.ndarray], *, extra: tuple[np.ndarray, np.ndarray] | None = None,
+                    seed: int = 0, speed_images: int = 320) -> ModelCard:
+    """Quantise ``card``'s fp32 graph on ``calibration``, pick the check on ``val``, score it on
+    ``test`` (and on ``test`` + ``extra``, where given), write NAME.int8.onnx and list it in the
+    card. Images are model inputs (preprocessed uint8); ``val``/``test`` are (images, labels)."""
     import onnxruntime
 
     fp32_graph = read_graph(card, "fp32")
     if fp32_graph is None or card.path is None:
         raise ModelError(f"{card.id} {card.version}: no fp32 graph to quantise (scripts/export_graphs.py first)")
-    parts = {name: split_samples(card, data_dir, name) for name in ("train", "val", "test")}
-    order = np.random.default_rng(seed).permutation(len(parts["train"]))
-    calibration = [parts["train"][i] for i in order[:calibration_images]]
-    rest = [parts["train"][i] for i in order[calibration_images:]]
-    int8_graph = quantize_graph(fp32_graph, _pixels(card, [s.path for s in calibration]))
+    int8_graph = quantize_graph(fp32_graph, calibration)
     detector = OodDetector.from_card(card.ood, load_arrays(card, "ood."))
     graphs = {"fp32": OnnxBackend(fp32_graph, 2), "int8": OnnxBackend(int8_graph, 2)}
-    outputs: dict[str, dict[str, dict[str, np.ndarray]]] = {}
-    labels: dict[str, np.ndarray] = {}
-    for name, samples in (("val", parts["val"]), ("test", parts["test"]), ("rest", rest)):
-        pixels = _pixels(card, [s.path for s in samples])
-        labels[name] = np.array([s.label for s in samples])
-        outputs[name] = {kind: _outputs(b, pixels, card, detector) for kind, b in graphs.items()}
-        if name == "test":
-            speed = _speed(fp32_graph, int8_graph, pixels[:speed_images])
+    named = {"val": val, "test": test, **({"extra": extra} if extra is not None else {})}
+    outputs = {name: {kind: _outputs(b, images, card, detector) for kind, b in graphs.items()}
+               for name, (images, _) in named.items()}
+    labels = {name: np.asarray(y) for name, (_, y) in named.items()}
     check = pick_check(outputs["val"]["fp32"], outputs["val"]["int8"], card, detector)
-    test = score_check(outputs["test"]["fp32"], outputs["test"]["int8"], labels["test"], card, detector, check)
-    wider = ("test", "rest")  # everything that took no part in calibrating or picking the check
-    not_calibration = score_check(_joined(outputs, wider, "fp32"), _joined(outputs, wider, "int8"),
-                                  np.concatenate([labels[s] for s in wider]), card, detector, check)
+    agreement: dict[str, Any] = {
+        **score_check(outputs["test"]["fp32"], outputs["test"]["int8"], labels["test"], card, detector, check),
+        "split": "test", "check_picked_on": "val"}
+    if extra is not None:
+        wider = ("test", "extra")  # everything that took no part in calibrating or picking the check
+        agreement["test_and_unused_training_images"] = score_check(
+            _joined(outputs, wider, "fp32"), _joined(outputs, wider, "int8"),
+            np.concatenate([labels[s] for s in wider]), card, detector, check)
     entry = {
         "file": card.path.with_suffix(".int8.onnx").name, "sha256": hashlib.sha256(int8_graph).hexdigest(),
         "graph_key": graph_key(card), "format": EXPORT_FORMAT,
@@ -203,14 +247,12 @@ def attach_int8_graph(card: ModelCard, data_dir: str | Path, *, calibration_imag
                         "quantizer": f"onnxruntime {onnxruntime.__version__} quantize_static: QDQ, per-channel "
                                      "signed 8-bit weights, unsigned 8-bit activations"},
         "fp32_check": check.as_dict(),
-        "agreement": {**test, "split": "test", "check_picked_on": "val",
-                      "test_and_unused_training_images": not_calibration},
-        "speed": speed,
+        "agreement": agreement,
+        "speed": _speed(fp32_graph, int8_graph, test[0][:speed_images]),
     }
-    target = card.path.with_suffix(".int8.onnx")
     data = json.loads(card.path.read_text(encoding="utf-8"))
     data.setdefault("graphs", {})["int8"] = entry
-    atomic_write_bytes(target, int8_graph)
+    atomic_write_bytes(card.path.with_suffix(".int8.onnx"), int8_graph)
     atomic_write_bytes(card.path, (json.dumps(data, indent=2) + "\n").encode())
     return read_card(card.path)
 
@@ -219,4 +261,5 @@ def _joined(outputs: dict, splits: Sequence[str], kind: str) -> dict[str, np.nda
     return {k: np.concatenate([outputs[s][kind][k] for s in splits]) for k in ("probs", "scores")}
 
 
-__all__ = ["CALIBRATION_IMAGES", "attach_int8_graph", "pick_check", "quantize_graph", "score_check"]
+__all__ = ["CALIBRATION_IMAGES", "attach_int8_graph", "make_int8_graph", "pick_check", "quantize_graph",
+           "score_check", "with_int8_graph"]

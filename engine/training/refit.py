@@ -26,6 +26,7 @@ from engine.models.checkpoint import save_model
 from engine.models.resolve import load_model
 from engine.training.calibrate import finish
 from engine.training.data import LoadFailure, load_resized, split_samples
+from engine.training.int8 import with_int8_graph
 
 
 def _load(samples, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -70,7 +71,9 @@ def refit(model: str | Path, data_dir: str | Path, out_dir: str | Path, *, model
     tensors = {f"net.{k}": v for k, v in loaded.net.state_dict().items()}
     tensors.update({k: torch.from_numpy(v) for k, v in done.ood_tensors.items()})
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    return with_graph(save_model(tensors, new, out_dir, Path(card.weights_file).stem or card.id), loaded.net)
+    saved = with_graph(save_model(tensors, new, out_dir, Path(card.weights_file).stem or card.id), loaded.net)
+    # new thresholds move the bands of the INT8 graph's fp32 check: made again for the new card
+    return with_int8_graph(saved, images["train"][0], images["val"], images["test"])
 
 
 __all__ = ["refit"]

@@ -37,6 +37,7 @@ from engine.models.resolve import load_model
 from engine.training import forgetting
 from engine.training.calibrate import finish
 from engine.training.data import Dataset, LoadFailure, Sample, discover_dataset, load_resized, split_dataset
+from engine.training.int8 import with_int8_graph
 from engine.training.lab_training import TrainingData
 
 log = logging.getLogger(__name__)
@@ -390,6 +391,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, cancel: CancelToken | None 
     tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
     tensors.update({k: torch.from_numpy(v) for k, v in finished.ood_tensors.items()})
     card = with_graph(save_model(tensors, card, out_dir, cfg.resolved_id), net)
+    card = with_int8_graph(card, train_imgs, (val_imgs, val_y), (test_imgs, test_y), seed=cfg.seed)
     yield Progress(4, 4, "done", {
         "model_path": str(card.weights_path), "accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
         "ece": report["ece"], "seconds": round(time.time() - started, 1), "best_epoch": best_epoch,

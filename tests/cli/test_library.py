@@ -52,6 +52,9 @@ def test_import_activate_rollback_with_the_audit_trail(env, tiny_file, tmp_path)
 
     shown = json.loads(main(env, "models", "show", "tiny-lab").stdout)
     assert [p["reason"] for p in shown["promotions"]] == ["fits our stain"]
+    shipped = json.loads(main(env, "models", "show", "resnet18").stdout)
+    assert set(shipped["graphs"]) == {"fp32", "int8"}  # IT sees how the INT8 graph was checked
+    assert shipped["graphs"]["int8"]["agreement"]["split"] == "test"
     exported = main(env, "models", "export", "tiny-lab", tmp_path / "stick")
     assert exported.returncode == 0 and (tmp_path / "stick" / "tiny-lab.safetensors").is_file()
     deleted = main(env, "models", "delete", "tiny-lab")

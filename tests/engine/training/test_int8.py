@@ -183,3 +183,13 @@ def test_the_picked_check_takes_every_decision_fp32_takes_on_the_images_it_was_p
     assert scored["call_agreement_without_check"] == pytest.approx(2 / 3)
     assert scored["flag_agreement_without_check"] == pytest.approx(2 / 3)
     assert scored["fp32_rerun_fraction"] == pytest.approx(2 / 3)
+
+
+def test_a_model_whose_int8_graph_cannot_be_made_is_saved_without_one(tmp_path, caplog):
+    from engine.training.int8 import with_int8_graph
+
+    card = save_tiny_model(tmp_path / "m")  # no fp32 graph to quantise
+    images = np.zeros((4, 32, 32, 3), np.uint8)
+    assert with_int8_graph(card, images, (images, np.zeros(4)), (images, np.zeros(4))) is card
+    assert "no INT8 graph written" in caplog.text and "runs fp32" in caplog.text
+    assert not card.path.with_suffix(".int8.onnx").exists()

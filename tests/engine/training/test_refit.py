@@ -31,3 +31,6 @@ def test_refit_replaces_a_legacy_detector_and_keeps_the_network(class_dataset, t
     for key, value in original.net.state_dict().items():
         np.testing.assert_array_equal(new.net.state_dict()[key].numpy(), value.numpy(), err_msg=key)
     assert (tmp_path / "run" / "quick.safetensors").is_file()  # the input model is left alone
+    # the INT8 graph is made again: its check's bands depend on the thresholds refit replaced
+    assert new.card.graphs["int8"]["quantized_from"] == new.card.graphs["fp32"]["sha256"]
+    assert new.card.graphs["int8"]["fp32_check"] != {} and (tmp_path / "refit" / "quick.int8.onnx").is_file()

@@ -42,6 +42,9 @@ def test_training_writes_a_complete_verified_model(class_dataset, tmp_path):
     from engine.models.graphs import read_graph
 
     assert read_graph(model.card) is not None
+    # and its INT8 graph, quantised on its training images, the check picked on validation
+    assert read_graph(model.card, "int8") is not None
+    assert card["graphs"]["int8"]["agreement"]["images"] == 12 and card["graphs"]["int8"]["calibration"]["images"] == 28
     assert card["data_fingerprint"]["split_sizes"] == {"train": 28, "val": 8, "test": 12}
     assert card["calibration"]["temperature"] > 0
     assert "test_random" in card["metrics"] and card["metrics"]["test_random"]["n"] == 12

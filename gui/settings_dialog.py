@@ -59,9 +59,10 @@ PASSWORD_REMOVED = ("The password was taken out of the URL: ALLSight never saves
                     "start-up, or taken from ~/.pgpass or $ALLSIGHT_DB_PASSWORD). Press OK again to save.")
 
 
-def describe_model(model: str) -> tuple[str, float | None]:
-    """A line about ``model`` (id, version, architecture or why it cannot be used) and its card's
-    review threshold (None when unknown)."""
+def describe_model(model: str | None) -> tuple[str, float | None]:
+    """A line about ``model`` (None: the library's active one) — id, version, architecture, its
+    INT8 graph's measured agreement, or why it cannot be used — and its card's review threshold
+    (None when unknown)."""
     from engine.core.errors import AllSightError
     from engine.models.resolve import resolve_model_card
 
@@ -69,8 +70,11 @@ def describe_model(model: str) -> tuple[str, float | None]:
         card = resolve_model_card(model)
     except (AllSightError, OSError) as exc:
         return f"⚠ Not available: {exc}", None
+    int8 = card.graphs.get("int8", {}).get("agreement", {})
+    int8_note = (f" · INT8 graph: fp32's call on {int8['call_agreement']:.2%} of {int8['images']} test images"
+                 if "call_agreement" in int8 else "")
     return (f"{card.id} {card.version} · {card.architecture}, {card.image_size} px · "
-            f"review threshold {card.review_threshold:.3f}"), card.review_threshold
+            f"review threshold {card.review_threshold:.3f}{int8_note}"), card.review_threshold
 
 
 class SettingsDialog(QDialog):
@@ -236,11 +240,11 @@ class SettingsDialog(QDialog):
 
     def _update_model_info(self) -> None:
         model = self.chosen_model()
-        if not model:
+        if not model and self.model_combo.currentData() == FILE_CHOICE:
             self.model_info.setText("Choose a model file.")
             self.threshold_edit.setPlaceholderText("blank = the model card's")
             return
-        text, threshold = describe_model(model)
+        text, threshold = describe_model(model or None)  # "": the library's active model
         self.model_info.setText(text)
         self.threshold_edit.setPlaceholderText(
             f"blank = the model card's ({threshold:.3f})" if threshold is not None else "blank = the model card's")

@@ -5,7 +5,7 @@
 Writes main_window.png and preview.png (the preprocessing preview), queue_running.png (a batch
 in progress), results_summary.png (a classified sample with its summary) and review.png (review
 in progress, with the Grad-CAM heat map), and the sign-in, sign-off, accounts and change-password
-dialogs, the model manager (models.png) and every step of the retraining wizard
+dialogs, the model manager (models.png), the settings (settings.png) and every step of the retraining wizard
 (retrain_*.png). The classification screenshots use the shipped
 ResNet-18 when it is installed, otherwise a small demo model trained here in a few seconds on
 synthetic images (so the numbers in those screenshots mean nothing). For the queue screenshot
@@ -115,6 +115,18 @@ def models_screenshot(app, out: Path, tmp: Path) -> None:
         _settle(app, 0.2)
         dialog.grab().save(str(out / "models.png"))
         dialog.close()
+
+
+def settings_screenshot(app, out: Path) -> None:
+    """settings.png: Edit ▸ Settings…, with the Precision row (INT8 with its fp32 check, or fp32)."""
+    from gui.settings import Settings
+    from gui.settings_dialog import SettingsDialog
+
+    dialog = SettingsDialog(Settings(lab_name="Demo Lab"))
+    dialog.show()
+    _settle(app, 0.2)
+    dialog.grab().save(str(out / "settings.png"))
+    dialog.close()
 
 
 def wizard_screenshots(app, out: Path, tmp: Path) -> None:
@@ -270,6 +282,7 @@ def main(out_dir: str | None = None) -> int:
         win.close()
         access_screenshots(app, out)
         models_screenshot(app, out, tmp_path)
+        settings_screenshot(app, out)
         wizard_screenshots(app, out, tmp_path)
     print(f"screenshots written to {out}")
     return 0

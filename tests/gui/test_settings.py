@@ -151,3 +151,21 @@ def test_the_precision_is_automatic_by_default_round_trips_and_must_be_a_known_n
     assert data["schema_version"] == SETTINGS_SCHEMA_VERSION == 3  # a new field with a default: no bump
     settings_path().write_text(json.dumps({**data, "precision": "int4"}), encoding="utf-8")
     assert load_settings().precision == "auto" and "invalid value for 'precision'" in caplog.text
+
+
+def test_the_dialog_describes_the_active_model_and_its_int8_graph(qtbot):
+    """The default choice (the library's active model: here the shipped ResNet18) is described,
+    not mistaken for an empty file choice."""
+    from engine.models.resolve import resolve_model_card
+    from gui.settings_dialog import FILE_CHOICE, SettingsDialog
+
+    active = resolve_model_card(None)
+    dialog = SettingsDialog(Settings())
+    qtbot.addWidget(dialog)
+    text = dialog.model_info.text()
+    agreement = active.graphs["int8"]["agreement"]
+    assert text.startswith(f"{active.id} {active.version}")
+    assert f"INT8 graph: fp32's call on {agreement['call_agreement']:.2%} of {agreement['images']} test images" in text
+    dialog.model_combo.setCurrentIndex(dialog.model_combo.findData(FILE_CHOICE))
+    assert dialog.model_info.text() == "Choose a model file."
+    dialog.connection_test.shutdown()

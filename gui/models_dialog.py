@@ -39,6 +39,7 @@ from engine.core.errors import AllSightError
 from engine.models.library import InstalledModel, ModelLibrary, ModelSource
 from gui import dialogs
 from gui import errors as gui_errors
+from gui.workers import TaskError, WorkerPool
 
 if TYPE_CHECKING:
     from engine.store.results import ResultStore
@@ -88,6 +89,17 @@ def choose_folder(parent: QWidget | None, title: str) -> str:
     return QFileDialog.getExistingDirectory(parent, title, str(Path.home()))
 
 
+def share_model(store: ResultStore, library: ModelLibrary, card_path: Path, sha256: str, reason: str,
+                actor: str) -> tuple:
+    """The share itself (a worker thread): publish, make it the lab's active model, follow it in
+    this workstation's library. Returns (the lab's activation, the sync's outcome)."""
+    from engine.workflow.lab_sync import sync_lab_model
+
+    store.publish_lab_model(card_path, actor=actor)
+    activation = store.activate_lab_model(sha256, reason, actor=actor)
+    return activation, sync_lab_model(store, library, by=actor)
+
+
 class ModelsDialog(QDialog):
     def __init__(self, library: ModelLibrary, store: ResultStore | None, actor: str, parent: QWidget | None = None,
                  *, change_refusal: str = "", on_activated: Callable[[], None] = lambda: None):
@@ -98,6 +110,10 @@ class ModelsDialog(QDialog):
         self.change_refusal = change_refusal
         self.on_activated = on_activated
         self.models: list[InstalledModel] = []
+        #: Where "Share with the lab" runs: copying a model into the database takes about a
+        #: second for the ResNet18 (46 MB), too long for the GUI thread.
+        self.workers = WorkerPool(self, max_threads=1)
+        self.sharing = False
         self.setWindowTitle("ALLSight — models")
         self.resize(900, 420)
         self.table = QTableWidget(0, len(COLUMNS), self)
@@ -180,8 +196,8 @@ class ModelsDialog(QDialog):
         self.delete_button.setEnabled(allowed and m is not None and m.source is ModelSource.LAB and not is_active)
         self.export_button.setEnabled(m is not None)
         self.import_button.setEnabled(allowed)
-        self.share_button.setEnabled(allowed and m is not None and self.store is not None)
-        if m is not None:
+        self.share_button.setEnabled(allowed and m is not None and self.store is not None and not self.sharing)
+        if m is not None and not self.sharing:
             self.detail.setText(describe(m))
 
 
@@ -209,11 +225,10 @@ class ModelsDialog(QDialog):
 
     def share_selected(self) -> bool:
         """Publish the selected model in the result database and make it the lab's active model
-        (asking why), then follow it here. True when the lab's model was changed."""
-        from engine.workflow.lab_sync import SyncOutcome, sync_lab_model
-
+        (asking why), in a worker thread, then follow it here. True when the share was started
+        (it ends with a line in the detail area, or an error dialog)."""
         m, store = self.selected(), self.store
-        if m is None or store is None or m.card.path is None:
+        if m is None or store is None or m.card.path is None or self.sharing:
             return False
         where = ("every workstation of the lab" if is_lab_database(store) else
                  "this workstation only (its result database is a file of its own, not the lab's database)")
@@ -221,23 +236,38 @@ class ModelsDialog(QDialog):
                                                              "(kept in the audit trail)")
         if not reason:
             return False
-        try:
-            store.publish_lab_model(m.card.path, actor=self.actor)
-            activation = store.activate_lab_model(m.sha256, reason, actor=self.actor)
-        except AllSightError as exc:
-            gui_errors.show_exception(self, f"{m.ref} was not shared with the lab", exc)
-            return False
-        followed = sync_lab_model(store, self.library, by=self.actor)
+        self.sharing = True
+        self._update_buttons()
+        self.detail.setText(f"Sharing {m.ref} with the lab…")
+        self.workers.submit(share_model, store, self.library, m.card.path, m.sha256, reason, self.actor,
+                            on_result=lambda shared: self._shared(m.ref, shared),
+                            on_error=lambda error: self._share_failed(m.ref, error), name="share-lab-model")
+        return True
+
+    def _shared(self, ref: str, shared: tuple) -> None:
+        from engine.workflow.lab_sync import SyncOutcome
+
+        activation, followed = shared
+        self.sharing = False
         self.refresh()
-        self.select(m.ref)
+        self.select(ref)
         if followed.outcome is SyncOutcome.REFUSED:
             gui_errors.show_error(self, followed.message)
         elif followed.changed:
             self.on_activated()
-        others = "Every workstation switches to it at its next start." if is_lab_database(store) else \
-            "Shared with this workstation only."
+        others = "Every workstation switches to it at its next start." if self.store is not None and \
+            is_lab_database(self.store) else "Shared with this workstation only."
         self.detail.setText(f"The lab's active model is now {activation.ref}. {others}")
-        return True
+
+    def _share_failed(self, ref: str, error: TaskError) -> None:
+        self.sharing = False
+        self._update_buttons()
+        self.detail.setText(f"{ref} was not shared with the lab.")
+        gui_errors.show_exception(self, f"{ref} was not shared with the lab", error.exc)
+
+    def done(self, result: int) -> None:
+        self.workers.shutdown()  # a share in progress finishes (its result is then not shown)
+        super().done(result)
 
     def import_model(self) -> bool:
         path = dialogs.choose_model_file(self)

@@ -9,6 +9,7 @@ import pytest
 from engine.models.library import ModelLibrary
 from engine.store.results import ResultStore, default_db_path
 from gui import dialogs as gui_dialogs
+from gui import errors as gui_errors
 from gui.models_dialog import ModelsDialog
 from gui.settings import Settings
 from tests.conftest import save_tiny_model
@@ -22,15 +23,26 @@ def lab_model(tmp_path):
 
 
 def test_share_with_the_lab_makes_it_the_labs_model_and_the_window_follows(qtbot, lab_model, monkeypatch):
+    import threading
+
+    from gui import models_dialog
+
     win = make_window(qtbot, Settings(device="cpu"))
     asked: list[str] = []
     monkeypatch.setattr(gui_dialogs, "ask_text", lambda parent, title, label, *a: asked.append(label) or "validated")
+    ran_on: list[threading.Thread] = []
+    real_share = models_dialog.share_model
+    monkeypatch.setattr(models_dialog, "share_model",
+                        lambda *a: ran_on.append(threading.current_thread()) or real_share(*a))
 
     def share(dialog: ModelsDialog):
         assert "this workstation only" in dialog.share_button.toolTip()  # a local SQLite file
         dialog.select("tiny-lab@0.0.1")
         assert dialog.share_button.isEnabled()
         assert dialog.share_selected()
+        assert not dialog.share_button.isEnabled()  # one share at a time
+        qtbot.waitUntil(lambda: not dialog.sharing, timeout=20000)
+        assert ran_on and ran_on[0] is not threading.main_thread()  # a 46 MB model: not on the GUI thread
         assert "this workstation only" in asked[-1] and "tiny-lab@0.0.1" in asked[-1]
         assert "The lab's active model is now tiny-lab@0.0.1" in dialog.detail.text()
         assert dialog.library.active().sha256 == lab_model.sha256
@@ -55,6 +67,31 @@ def test_a_cancelled_share_changes_nothing(qtbot, lab_model, monkeypatch):
         dialog.reject()
 
     drive_dialog(monkeypatch, ModelsDialog, cancel)
+    assert win.open_models()
+    assert win.store.lab_active_model() is None and win.model_card.id == "resnet18"
+
+
+def test_a_failed_share_says_why_and_changes_nothing(qtbot, lab_model, monkeypatch):
+    from engine.store.errors import StoreError
+
+    win = make_window(qtbot, Settings(device="cpu"))
+    monkeypatch.setattr(gui_dialogs, "ask_text", lambda *a, **k: "validated")
+    shown: list[str] = []
+    monkeypatch.setattr(gui_errors, "show_error", lambda parent, text, *a, **k: shown.append(text))
+
+    def refuse(*_args, **_kwargs):
+        raise StoreError("the lab database is read-only")
+
+    def share(dialog: ModelsDialog):
+        monkeypatch.setattr(dialog.store, "publish_lab_model", refuse)
+        dialog.select("tiny-lab@0.0.1")
+        assert dialog.share_selected()
+        qtbot.waitUntil(lambda: not dialog.sharing, timeout=20000)
+        assert shown and "tiny-lab@0.0.1 was not shared with the lab" in shown[-1] and "read-only" in shown[-1]
+        assert dialog.share_button.isEnabled() and "was not shared" in dialog.detail.text()
+        dialog.reject()
+
+    drive_dialog(monkeypatch, ModelsDialog, share)
     assert win.open_models()
     assert win.store.lab_active_model() is None and win.model_card.id == "resnet18"
 

@@ -118,7 +118,7 @@ def check_connection(text: str, password: str | None = None) -> str:
     from sqlalchemy import exc as sa_exc
 
     from engine.store.database import describe_error
-    from engine.store.engines import _connect_error, parse_url, postgresql_engine, safe_label, schema_version
+    from engine.store.engines import connect_error, parse_url, postgresql_engine, safe_label, schema_version
     from engine.store.errors import StoreError
     from engine.store.schema import SCHEMA_VERSION
 
@@ -136,7 +136,7 @@ def check_connection(text: str, password: str | None = None) -> str:
     except StoreError:
         raise
     except sa_exc.OperationalError as err:
-        raise _connect_error(label, err) from None
+        raise connect_error(label, err) from None
     except sa_exc.DBAPIError as err:
         raise StoreError(f"{label}: cannot read the lab database: {describe_error(err)}") from None
     finally:

@@ -118,7 +118,8 @@ def open_sqlite(path: Path) -> Database:
 
 
 # ------------------------------------------------------------------------------ PostgreSQL
-def _connect_error(label: str, err: BaseException) -> StoreError:
+def connect_error(label: str, err: BaseException) -> StoreError:
+    """The one-line error for a failed connection to the lab database (never with the password)."""
     text = describe_error(err)
     low = text.lower()
     if "password authentication failed" in low or "no password supplied" in low:
@@ -158,7 +159,7 @@ def open_postgresql(url: URL) -> Database:
         raise
     except sa_exc.OperationalError as err:
         engine.dispose()
-        raise _connect_error(label, err) from None
+        raise connect_error(label, err) from None
     except sa_exc.DBAPIError as err:
         engine.dispose()
         if getattr(err.orig, "sqlstate", None) == INSUFFICIENT_PRIVILEGE:
@@ -210,4 +211,5 @@ def upgrade_postgresql(connection, label: str) -> None:
     command.upgrade(config, REVISIONS[SCHEMA_VERSION])
 
 
-__all__ = ["BUSY_TIMEOUT_S", "is_url", "open_database", "parse_url", "safe_label", "schema_version"]
+__all__ = ["BUSY_TIMEOUT_S", "connect_error", "is_url", "open_database", "parse_url", "postgresql_engine",
+           "safe_label", "schema_version"]

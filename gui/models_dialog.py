@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -100,6 +100,14 @@ def share_model(store: ResultStore, library: ModelLibrary, card_path: Path, sha2
     return activation, sync_lab_model(store, library, by=actor)
 
 
+def import_model_file(library: ModelLibrary, store: ResultStore | None, path: str, actor: str) -> InstalledModel:
+    """Install ``path`` into the library (verified) and record it (a worker thread)."""
+    m = library.install(path, by=actor, origin=f"imported from {path}")
+    if store is not None:
+        store.record_event("model_installed", actor=actor, model=m.ref, sha256=m.sha256, origin=m.origin)
+    return m
+
+
 class ModelsDialog(QDialog):
     def __init__(self, library: ModelLibrary, store: ResultStore | None, actor: str, parent: QWidget | None = None,
                  *, change_refusal: str = "", on_activated: Callable[[], None] = lambda: None):
@@ -110,10 +118,11 @@ class ModelsDialog(QDialog):
         self.change_refusal = change_refusal
         self.on_activated = on_activated
         self.models: list[InstalledModel] = []
-        #: Where "Share with the lab" runs: copying a model into the database takes about a
-        #: second for the ResNet18 (46 MB), too long for the GUI thread.
+        #: Where sharing, importing and exporting run: each copies and verifies a model's files
+        #: (the ResNet18 with its graphs: ~57 MB; sharing it into the database takes about a second),
+        #: too long for the GUI thread. One at a time; ``busy`` while one runs.
         self.workers = WorkerPool(self, max_threads=1)
-        self.sharing = False
+        self.busy = False
         self.setWindowTitle("ALLSight — models")
         self.resize(900, 420)
         self.table = QTableWidget(0, len(COLUMNS), self)
@@ -192,12 +201,14 @@ class ModelsDialog(QDialog):
         active = self.table.item(self.table.currentRow(), 0) if m is not None else None
         is_active = active is not None and active.text() == "●"
         allowed = not self.change_refusal
-        self.activate_button.setEnabled(allowed and m is not None and not is_active)
-        self.delete_button.setEnabled(allowed and m is not None and m.source is ModelSource.LAB and not is_active)
-        self.export_button.setEnabled(m is not None)
-        self.import_button.setEnabled(allowed)
-        self.share_button.setEnabled(allowed and m is not None and self.store is not None and not self.sharing)
-        if m is not None and not self.sharing:
+        free = not self.busy
+        self.activate_button.setEnabled(free and allowed and m is not None and not is_active)
+        self.delete_button.setEnabled(free and allowed and m is not None and m.source is ModelSource.LAB
+                                      and not is_active)
+        self.export_button.setEnabled(free and m is not None)
+        self.import_button.setEnabled(free and allowed)
+        self.share_button.setEnabled(free and allowed and m is not None and self.store is not None)
+        if m is not None and free:
             self.detail.setText(describe(m))
 
 
@@ -228,7 +239,7 @@ class ModelsDialog(QDialog):
         (asking why), in a worker thread, then follow it here. True when the share was started
         (it ends with a line in the detail area, or an error dialog)."""
         m, store = self.selected(), self.store
-        if m is None or store is None or m.card.path is None or self.sharing:
+        if m is None or store is None or m.card.path is None or self.busy:
             return False
         where = ("every workstation of the lab" if is_lab_database(store) else
                  "this workstation only (its result database is a file of its own, not the lab's database)")
@@ -236,19 +247,35 @@ class ModelsDialog(QDialog):
                                                              "(kept in the audit trail)")
         if not reason:
             return False
-        self.sharing = True
-        self._update_buttons()
-        self.detail.setText(f"Sharing {m.ref} with the lab…")
-        self.workers.submit(share_model, store, self.library, m.card.path, m.sha256, reason, self.actor,
-                            on_result=lambda shared: self._shared(m.ref, shared),
-                            on_error=lambda error: self._share_failed(m.ref, error), name="share-lab-model")
+        self._in_background(f"Sharing {m.ref} with the lab…", f"{m.ref} was not shared with the lab",
+                            lambda shared: self._shared(m.ref, shared),
+                            share_model, store, self.library, m.card.path, m.sha256, reason, self.actor)
         return True
+
+    def _in_background(self, doing: str, failure: str, done: Callable[[Any], None], fn: Callable[..., Any],
+                       *args: Any) -> None:
+        """Run ``fn(*args)`` in the dialog's worker, the buttons disabled meanwhile; then
+        ``done(result)`` on the GUI thread, or one error dialog starting with ``failure``."""
+        self.busy = True
+        self._update_buttons()
+        self.detail.setText(doing)
+
+        def finished(value: Any) -> None:
+            self.busy = False
+            done(value)
+
+        def failed(error: TaskError) -> None:
+            self.busy = False
+            self._update_buttons()
+            self.detail.setText(f"{failure}.")
+            gui_errors.show_exception(self, failure, error.exc)
+
+        self.workers.submit(fn, *args, on_result=finished, on_error=failed, name="models-dialog")
 
     def _shared(self, ref: str, shared: tuple) -> None:
         from engine.workflow.lab_sync import SyncOutcome
 
         activation, followed = shared
-        self.sharing = False
         self.refresh()
         self.select(ref)
         if followed.outcome is SyncOutcome.REFUSED:
@@ -259,43 +286,33 @@ class ModelsDialog(QDialog):
             is_lab_database(self.store) else "Shared with this workstation only."
         self.detail.setText(f"The lab's active model is now {activation.ref}. {others}")
 
-    def _share_failed(self, ref: str, error: TaskError) -> None:
-        self.sharing = False
-        self._update_buttons()
-        self.detail.setText(f"{ref} was not shared with the lab.")
-        gui_errors.show_exception(self, f"{ref} was not shared with the lab", error.exc)
-
     def done(self, result: int) -> None:
-        self.workers.shutdown()  # a share in progress finishes (its result is then not shown)
+        self.workers.shutdown()  # an act in progress finishes (its result is then not shown)
         super().done(result)
 
     def import_model(self) -> bool:
+        """Install a model file (verified) in the worker; True when the import was started."""
         path = dialogs.choose_model_file(self)
-        if not path:
+        if not path or self.busy:
             return False
-        try:
-            m = self.library.install(path, by=self.actor, origin=f"imported from {path}")
-            if self.store is not None:
-                self.store.record_event("model_installed", actor=self.actor, model=m.ref, sha256=m.sha256,
-                                        origin=m.origin)
-        except AllSightError as exc:
-            gui_errors.show_exception(self, f"{path} was not imported", exc)
-            return False
-        self.refresh()
-        self.select(m.ref)
+
+        def imported(m: InstalledModel) -> None:
+            self.refresh()
+            self.select(m.ref)
+
+        self._in_background(f"Importing {path}…", f"{path} was not imported", imported,
+                            import_model_file, self.library, self.store, path, self.actor)
         return True
 
     def export_selected(self) -> bool:
+        """Copy the selected model (weights, card, graphs; verified) into a folder, in the worker."""
         m = self.selected()
         folder = choose_folder(self, f"Export {m.ref} to…") if m is not None else ""
-        if m is None or not folder:
+        if m is None or not folder or self.busy:
             return False
-        try:
-            path = self.library.export(m.ref, folder)
-        except AllSightError as exc:
-            gui_errors.show_exception(self, f"{m.ref} was not exported", exc)
-            return False
-        self.detail.setText(f"Exported {m.ref} to {path} (with its card).")
+        self._in_background(f"Exporting {m.ref}…", f"{m.ref} was not exported",
+                            lambda path: self.detail.setText(f"Exported {m.ref} to {path} (with its card and graphs)."),
+                            self.library.export, m.ref, folder)
         return True
 
     def delete_selected(self) -> bool:

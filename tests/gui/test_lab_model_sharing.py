@@ -41,7 +41,7 @@ def test_share_with_the_lab_makes_it_the_labs_model_and_the_window_follows(qtbot
         assert dialog.share_button.isEnabled()
         assert dialog.share_selected()
         assert not dialog.share_button.isEnabled()  # one share at a time
-        qtbot.waitUntil(lambda: not dialog.sharing, timeout=20000)
+        qtbot.waitUntil(lambda: not dialog.busy, timeout=20000)
         assert ran_on and ran_on[0] is not threading.main_thread()  # a 46 MB model: not on the GUI thread
         assert "this workstation only" in asked[-1] and "tiny-lab@0.0.1" in asked[-1]
         assert "The lab's active model is now tiny-lab@0.0.1" in dialog.detail.text()
@@ -86,7 +86,7 @@ def test_a_failed_share_says_why_and_changes_nothing(qtbot, lab_model, monkeypat
         monkeypatch.setattr(dialog.store, "publish_lab_model", refuse)
         dialog.select("tiny-lab@0.0.1")
         assert dialog.share_selected()
-        qtbot.waitUntil(lambda: not dialog.sharing, timeout=20000)
+        qtbot.waitUntil(lambda: not dialog.busy, timeout=20000)
         assert shown and "tiny-lab@0.0.1 was not shared with the lab" in shown[-1] and "read-only" in shown[-1]
         assert dialog.share_button.isEnabled() and "was not shared" in dialog.detail.text()
         dialog.reject()

@@ -80,7 +80,8 @@ def test_a_tampered_import_is_refused_and_a_lab_model_can_be_deleted(qtbot, lab_
     monkeypatch.setattr(gui_dialogs, "confirm", lambda *a, **k: True)
 
     def manage(dialog: ModelsDialog):
-        assert not dialog.import_model()
+        assert dialog.import_model()  # started in the dialog's worker
+        qtbot.waitUntil(lambda: not dialog.busy, timeout=20000)
         shown = dialogs[-1]
         assert "was not imported" in shown["text"] and "tampered" in shown["text"] + shown["info"]
         assert all(m.card.id != "bad-model" for m in dialog.models)
@@ -93,6 +94,39 @@ def test_a_tampered_import_is_refused_and_a_lab_model_can_be_deleted(qtbot, lab_
 
     drive_dialog(monkeypatch, ModelsDialog, manage)
     assert win.open_models()
+
+
+def test_import_and_export_run_off_the_gui_thread_and_carry_the_graphs(qtbot, tmp_path, monkeypatch):
+    import threading
+
+    from engine.models import library as library_module
+    from tests.conftest import save_tiny_int8_model
+
+    win = make_window(qtbot, Settings(device="cpu"))
+    card, _ = save_tiny_int8_model(tmp_path / "made")
+    ran_on: list[threading.Thread] = []
+    real_verify = library_module.verify
+    monkeypatch.setattr(library_module, "verify",
+                        lambda *a, **k: ran_on.append(threading.current_thread()) or real_verify(*a, **k))
+    monkeypatch.setattr(gui_dialogs, "choose_model_file", lambda *a, **k: str(card.weights_path))
+    monkeypatch.setattr("gui.models_dialog.choose_folder", lambda *a, **k: str(tmp_path / "stick"))
+
+    def manage(dialog: ModelsDialog):
+        assert dialog.import_model()
+        assert not dialog.import_button.isEnabled()  # one act at a time
+        qtbot.waitUntil(lambda: not dialog.busy, timeout=20000)
+        assert ran_on and all(t is not threading.main_thread() for t in ran_on)
+        assert dialog.selected() is not None and dialog.selected().card.id == "tiny"
+        assert dialog.export_selected()
+        qtbot.waitUntil(lambda: not dialog.busy, timeout=20000)
+        assert "Exported tiny@0.0.1" in dialog.detail.text()
+        dialog.reject()
+
+    drive_dialog(monkeypatch, ModelsDialog, manage)
+    assert win.open_models()
+    assert {p.name for p in (tmp_path / "stick").iterdir()} == {"tiny.safetensors", "tiny.json", "tiny.onnx",
+                                                                "tiny.int8.onnx"}
+    assert [e.details["model"] for e in win.store.audit(action="model_installed")] == ["tiny@0.0.1"]
 
 
 def test_a_technician_sees_the_models_but_may_not_change_them(qtbot, lab_model, monkeypatch):

@@ -18,25 +18,32 @@ COMMON=(--init scratch --image-size 128 --batch-size 64 --seed 0 --model-input e
 # Recipe v1.3 (ResNet18 only): 90 % of the training images on another image's cell-free background
 # (--background-swap 0.9) instead of 60 %: the call follows the cells more often, and the worst
 # strong shift costs less, for about a point of clean accuracy (docs/results.md "What was tried").
+# Recipe v1.4 (ResNet18 only): v1.3 trained for 56 epochs instead of 32 (patience 16): v1.3's
+# validation accuracy was still rising when its schedule ended (0.883 at epoch 30 of 32); v1.4
+# reached 0.920 at epoch 49 (docs/results.md "What was tried").
 # The baseline CNN, a comparison model only, stays on v1.2.
-VERSION=1.3.0
+# Every model train saves carries its ONNX graph and its INT8 graph (engine/training/int8.py);
+# the shipped INT8 graphs are made again by the release recipe (scripts/export_graphs.py --int8),
+# which also scores them on the unused training images.
+VERSION=1.4.0
 BASE_VERSION=1.2.0
-R18=(--epochs 32 --patience 12 --augment cell --white-balance --background-swap 0.9 --model-version "$VERSION")
+R18=(--epochs 56 --patience 16 --augment cell --white-balance --background-swap 0.9 --model-version "$VERSION")
 BASE=(--epochs 30 --patience 10 --augment cell --white-balance --model-version "$BASE_VERSION")
 
-$PY main.py train "$DATA" --arch resnet18 --split random "${R18[@]}" "${COMMON[@]}" --out runs/r18-swap90-random --id resnet18
-$PY main.py train "$DATA" --arch resnet18 --split block  "${R18[@]}" "${COMMON[@]}" --out runs/r18-swap90-block --id resnet18-block
+$PY main.py train "$DATA" --arch resnet18 --split random "${R18[@]}" "${COMMON[@]}" --out runs/r18-long56-random --id resnet18
+$PY main.py train "$DATA" --arch resnet18 --split block  "${R18[@]}" "${COMMON[@]}" --out runs/r18-long56-block --id resnet18-block
 $PY main.py train "$DATA" --arch baseline --split random "${BASE[@]}" "${COMMON[@]}" --out runs/baseline-cell-random --id baseline
 $PY main.py train "$DATA" --arch baseline --split block  "${BASE[@]}" "${COMMON[@]}" --out runs/baseline-cell-block --id baseline-block
 
-$PY benchmarks/model_results.py "$DATA" runs/r18-swap90-random/resnet18.safetensors runs/r18-swap90-block/resnet18-block.safetensors \
+$PY benchmarks/model_results.py "$DATA" runs/r18-long56-random/resnet18.safetensors runs/r18-long56-block/resnet18-block.safetensors \
     runs/baseline-cell-random/baseline.safetensors runs/baseline-cell-block/baseline-block.safetensors --out docs/results
-for m in runs/r18-swap90-random/resnet18 runs/r18-swap90-block/resnet18-block; do
+for m in runs/r18-long56-random/resnet18 runs/r18-long56-block/resnet18-block; do
   $PY benchmarks/shortcut.py "$DATA" --model "$m.safetensors" --json "docs/results/probes/shortcut-$(basename "$m")-$VERSION.json"
 done
-$PY benchmarks/bccd_ood.py "$DATA" --model runs/r18-swap90-random/resnet18.safetensors --json "docs/results/probes/bccd-ood-resnet18-$VERSION.json"
+$PY benchmarks/bccd_ood.py "$DATA" --model runs/r18-long56-random/resnet18.safetensors --json "docs/results/probes/bccd-ood-resnet18-$VERSION.json"
 
 mkdir -p resources/models
-for m in runs/r18-swap90-random/resnet18 runs/baseline-cell-random/baseline; do
+for m in runs/r18-long56-random/resnet18 runs/baseline-cell-random/baseline; do
   cp "$m.safetensors" "$m.json" "$m.onnx" resources/models/  # the graph, written by train: lean installs need it
 done
+$PY scripts/export_graphs.py --int8 "$DATA" resources/models/resnet18.json resources/models/baseline.json

@@ -326,7 +326,9 @@ def with_graph(card: ModelCard, net: Any) -> ModelCard:
     A failed export is logged and leaves the model as it was: usable wherever torch is (its graph
     is then exported at the first classification), not on a lean install."""
     try:
-        return attach_graph(card, LoadedModel(card, net, {}))
+        # Weights stored in float16 hold rounded values: the graph is made from the file, so that it
+        # runs the numbers the weights file holds (and stores them as float16: half the size).
+        return attach_graph(card, None if card.weights_dtype == "float16" else LoadedModel(card, net, {}))
     except Exception as exc:  # noqa: BLE001 - the weights are saved; the graph can be made later
         log.warning("%s %s: no ONNX graph written beside the weights (%s: %s); a lean (torch-free) "
                     "install cannot run this model until one is", card.id, card.version, type(exc).__name__, exc)

@@ -26,13 +26,13 @@ def test_import_activate_rollback_with_the_audit_trail(env, tiny_file, tmp_path)
     listed = main(env, "models", "list")
     assert listed.returncode == 0
     lines = {line.split()[1] if line.startswith("*") else line.split()[0]: line for line in listed.stdout.splitlines()}
-    assert lines["resnet18@1.3.0"].startswith("*") and "lab" in lines["tiny-lab@0.0.1"]
+    assert lines["resnet18@1.4.0"].startswith("*") and "lab" in lines["tiny-lab@0.0.1"]
 
     refused = main(env, "models", "activate", "tiny-lab")  # no --reason
     assert refused.returncode == 2 and "--reason" in refused.stderr
     act = main(env, "models", "--db", db, "activate", "tiny-lab", "--reason", "fits our stain")
     assert act.returncode == 0, act.stderr
-    assert "active model: tiny-lab@0.0.1" in act.stdout and "was resnet18@1.3.0" in act.stdout
+    assert "active model: tiny-lab@0.0.1" in act.stdout and "was resnet18@1.4.0" in act.stdout
 
     # classify without --model now uses the active model
     image = tmp_path / "field.jpg"
@@ -47,7 +47,7 @@ def test_import_activate_rollback_with_the_audit_trail(env, tiny_file, tmp_path)
     with ResultStore.open(db) as store:
         changes = store.audit(action="model_changed")
     assert [(e.details["model"], e.details["reason"]) for e in changes] == [("tiny-lab@0.0.1", "fits our stain"),
-                                                                          ("resnet18@1.3.0", "rollback")]
+                                                                          ("resnet18@1.4.0", "rollback")]
     assert changes[0].details["previous_sha256"] == changes[1].details["sha256"]
 
     shown = json.loads(main(env, "models", "show", "tiny-lab").stdout)
@@ -77,7 +77,7 @@ def test_a_technician_may_not_change_the_model_and_nothing_changes(env, tiny_fil
     refused = main(env, "models", "--db", db, "--account", "tom", "activate", "tiny-lab", "--reason", "x",
                    password="tech-pass-22")
     assert refused.returncode == 2 and "change the model" in refused.stderr
-    assert "* resnet18@1.3.0" in main(env, "models", "list").stdout  # still the active one
+    assert "* resnet18@1.4.0" in main(env, "models", "list").stdout  # still the active one
     ok = main(env, "models", "--db", db, "--account", "ada", "activate", "tiny-lab", "--reason", "validated",
               password="admin-pass-1")
     assert ok.returncode == 0, ok.stderr

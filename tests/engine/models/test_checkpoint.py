@@ -143,7 +143,7 @@ def test_there_are_shipped_cards_to_check():
 
 
 #: Shipped models trained before the card was bound to the weights (ADR 11): they load unbound.
-UNBOUND_SHIPPED = {"baseline"}  # 1.2.0; resnet18 1.3.0 is bound
+UNBOUND_SHIPPED = {"baseline"}  # 1.2.0; resnet18 (1.3.0 on) is bound
 
 
 @pytest.mark.parametrize("card_path", SHIPPED_CARDS, ids=lambda p: p.stem)

@@ -55,6 +55,19 @@ def test_training_writes_a_complete_verified_model(class_dataset, tmp_path):
     assert card["ood"]["feature_layer"] == "features.4"  # the registry's layer name, not a class name
 
 
+def test_a_float16_model_gets_the_graph_of_the_numbers_its_weights_file_holds(class_dataset, tmp_path):
+    """Weights saved in float16 are rounded; the graph is made from the file, not from the float32
+    network still in memory (which ran other numbers, and made a graph twice the size)."""
+    import onnx
+
+    from engine.models.graphs import read_graph
+
+    records = run_to_end(quick_config(class_dataset, tmp_path / "out", fp16_weights=True, epochs=1))
+    card = load_model(records[-1].metrics["model_path"]).card
+    graph = onnx.load_from_string(read_graph(card))
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in graph.graph.initializer)
+
+
 def test_same_seed_gives_identical_weights(class_dataset, tmp_path):
     a = run_to_end(quick_config(class_dataset, tmp_path / "a"))[-1].metrics["model_path"]
     b = run_to_end(quick_config(class_dataset, tmp_path / "b"))[-1].metrics["model_path"]

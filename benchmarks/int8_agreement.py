@@ -75,39 +75,13 @@ def images_per_s(sess, images: np.ndarray, repeats: int = 3) -> float:
     return len(images) / best
 
 
-def prepare_for_quantization(fp32_path: str, work: str) -> str:
-    """The fp32 graph with shapes inferred, as ``quantize_static`` wants it (in ``work``)."""
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    prepared = os.path.join(work, "prepared.onnx")
-    quant_pre_process(fp32_path, prepared, skip_symbolic_shape=True)
-    return prepared
-
-
-def quantize(prepared: str, out: str, calib: np.ndarray, variant: str) -> str:
-    """Static INT8 (QDQ, per-channel signed weights, unsigned activations) of ``prepared``,
-    calibrated on ``calib`` (preprocessed images, in batches of 16), written to ``out``."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+def quantize(fp32_path: str, out: str, calib: np.ndarray, variant: str) -> str:
+    """The product's quantiser (engine.training.int8.quantize_graph) in calibration ``variant``,
+    applied to the graph at ``fp32_path``; the INT8 graph is written to ``out``."""
+    from engine.training.int8 import quantize_graph
 
     method, kept = VARIANTS[variant]
-
-    class Batches(CalibrationDataReader):
-        def __init__(self) -> None:  # equal batches: the entropy and percentile collectors need them
-            self._it = iter([{"images": calib[i:i + 16]} for i in range(0, len(calib) - 15, 16)])
-
-        def get_next(self):  # noqa: ANN202 - onnxruntime's interface
-            return next(self._it, None)
-
-    quantize_static(prepared, out, Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=getattr(CalibrationMethod, method), nodes_to_exclude=kept,
-                    extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+    Path(out).write_bytes(quantize_graph(Path(fp32_path).read_bytes(), calib, kept, method))
     return out
 
 
@@ -180,7 +154,6 @@ def main(argv: list[str] | None = None) -> int:
     calib, test = pixels[:args.calibration], pixels[args.calibration:]
     work = tempfile.mkdtemp(prefix="allsight-int8-")
     fp32_path = str(card_path.with_suffix(".onnx"))
-    prepared = prepare_for_quantization(fp32_path, work)
 
     fp32 = session(fp32_path, args.threads)
     reference = logits_of(fp32, test)
@@ -192,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.variants.split(","):
         out = os.path.join(work, f"{name}.onnx")
         started = time.perf_counter()
-        quantize(prepared, out, calib, name)
+        quantize(fp32_path, out, calib, name)
         int8 = session(out, args.threads)
         int8_logits = logits_of(int8, test)
         calls = int8_logits.argmax(1)

@@ -68,9 +68,11 @@ _MARGIN_GRID = np.round(np.arange(0.0, 0.5001, 0.005), 3)
 _BAND_GRID = np.round(np.arange(0.0, 5.0001, 0.01), 2)
 
 
-def quantize_graph(fp32_graph: bytes, calibration: np.ndarray, kept_fp32: Sequence[str] = ()) -> bytes:
-    """Static INT8 (QDQ, per-channel s8 weights, u8 activations, min–max) of ``fp32_graph``,
-    calibrated on ``calibration`` (preprocessed uint8 images, in batches of 16)."""
+def quantize_graph(fp32_graph: bytes, calibration: np.ndarray, kept_fp32: Sequence[str] = (),
+                   method: str = "MinMax") -> bytes:
+    """Static INT8 (QDQ, per-channel s8 weights, u8 activations) of ``fp32_graph``, calibrated on
+    ``calibration`` (preprocessed uint8 images, in batches of 16) with ONNX Runtime's calibration
+    ``method`` (the product's recipe: min–max; benchmarks/int8_agreement.py compares others)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -81,8 +83,9 @@ def quantize_graph(fp32_graph: bytes, calibration: np.ndarray, kept_fp32: Sequen
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Batches(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._it = iter([{"images": calibration[i:i + 16]} for i in range(0, len(calibration), 16)])
+        def __init__(self) -> None:  # entropy and percentile collectors need equal batches
+            end = len(calibration) if method == "MinMax" else len(calibration) - len(calibration) % 16
+            self._it = iter([{"images": calibration[i:i + 16]} for i in range(0, end, 16)])
 
         def get_next(self):  # noqa: ANN202 - onnxruntime's interface
             return next(self._it, None)
@@ -93,7 +96,7 @@ def quantize_graph(fp32_graph: bytes, calibration: np.ndarray, kept_fp32: Sequen
         quant_pre_process(source, prepared, skip_symbolic_shape=True)
         quantize_static(prepared, out, Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=list(kept_fp32),
+                        calibrate_method=getattr(CalibrationMethod, method), nodes_to_exclude=list(kept_fp32),
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
         return Path(out).read_bytes()
 
@@ -129,9 +132,10 @@ def _with_check(fp32: dict, int8: dict, card: ModelCard, detector: OodDetector |
 def pick_check(fp32: dict, int8: dict, card: ModelCard, detector: OodDetector | None) -> Fp32Check:
     """The smallest margin, then confidence band, then OOD band with which INT8 + check takes
     fp32's every decision on these outputs, widened for room."""
+    reference = _decisions(fp32, card, detector)  # fp32's decisions: the same for every candidate check
+
     def agrees(check: Fp32Check, what: str) -> bool:
-        return bool((_with_check(fp32, int8, card, detector, check)[0][what] == _decisions(fp32, card, detector)[what])
-                    .all())
+        return bool((_with_check(fp32, int8, card, detector, check)[0][what] == reference[what]).all())
 
     margin = next((float(m) for m in _MARGIN_GRID if agrees(Fp32Check(float(m), 0.0, 0.0), "call")), 0.5)
     margin = max(MIN_MARGIN, MARGIN_ROOM * margin)

@@ -28,11 +28,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_grant(args: argparse.Namespace) -> int:
-    from engine.store.grants import app_grants, grant_app_role
     from engine.store.results import ResultStore
 
     with ResultStore.open(args.database) as store:
-        statements = (app_grants if args.dry_run else grant_app_role)(store._db, args.role)
+        statements = store.grant_app_role(args.role, dry_run=args.dry_run)
     for statement in statements:
         print(f"{statement};")
     if not args.dry_run:

@@ -48,7 +48,9 @@ functions of the same names in a module of its own, run on the store's locked co
 (:class:`engine.store.database.Database`): :mod:`engine.store.samples` (creating and naming
 samples), :mod:`engine.store.images` (adding files, noticing changed ones),
 :mod:`engine.store.predictions` (model results, resume), :mod:`engine.store.review` (reviews,
-sign-off, reopen). The records handed out are in :mod:`engine.store.records`; what is read of an
+sign-off, reopen); the administration methods (backup, the lab's shared models, the
+workstations' database account) are the mixin :class:`engine.store.lab_administration.LabAdministration`.
+The records handed out are in :mod:`engine.store.records`; what is read of an
 image file (sha256, size, mtime) is :mod:`engine.store.identity`; the audit log's hash chain is
 :mod:`engine.store.audit`. The names other modules import from here are re-exported (``__all__``).
 """
@@ -58,7 +60,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -68,7 +69,6 @@ from engine.core.identity import AuthenticationError, Identity, Permission
 from engine.core.paths import user_dir
 from engine.core.records import EXCLUDED_CLASS, ImageResult, ReviewedImage
 from engine.store import images as _images
-from engine.store import lab_models as _lab_models
 from engine.store import predictions as _predictions
 from engine.store import recording as _recording
 from engine.store import review as _review
@@ -81,6 +81,7 @@ from engine.store.database import Database  # noqa: F401 - re-exported
 from engine.store.engines import BUSY_TIMEOUT_S, open_database
 from engine.store.errors import ReviewConflictError, SignOffError, StoreError
 from engine.store.identity import MAX_HASHED_FILE_BYTES, hash_file
+from engine.store.lab_administration import LabAdministration
 from engine.store.leases import Leases
 from engine.store.predictions import STORED_CONTENT, Content
 from engine.store.recording import NewPrediction
@@ -115,7 +116,7 @@ def _aware(when: datetime | None) -> datetime | None:
     return when.astimezone()  # naive: this computer's local time
 
 
-class ResultStore:
+class ResultStore(LabAdministration):
     """The result history database. Open with :meth:`open` (or the constructor), use as a
     context manager or call :meth:`close`. Safe to share between threads (see module docs)."""
 
@@ -449,54 +450,6 @@ class ResultStore:
                 return check_chain(conn, tail)
         except StoreError as err:
             return AuditCheck(False, 0, None, f"the audit log cannot be read: {err}", tail is None)
-
-    # -------------------------------------------------------------------------------- backup
-    def backup(self, dest: str | os.PathLike[str]) -> Path:
-        """A consistent copy of the whole database at ``dest`` (SQLite online backup), safe to
-        take while the application is writing. Returns the destination path."""
-        dest_path = Path(dest)
-        if not isinstance(self.path, Path):
-            raise StoreError(f"{self.path}: a lab database is backed up on its server (pg_dump; docs/store.md)")
-        if dest_path.resolve() == self.path.resolve():
-            raise StoreError(f"{dest_path}: a backup cannot overwrite the database itself")
-        dest_path.parent.mkdir(parents=True, exist_ok=True)
-        with self._db.read() as conn:
-            target = sqlite3.connect(str(dest_path))
-            try:
-                dbapi: Any = conn.connection.connection.dbapi_connection  # the sqlite3 connection
-                dbapi.backup(target)
-            finally:
-                target.close()
-        return dest_path
-
-    # -------------------------------------------------------------------------------- lab models
-    # The lab's shared models (engine.store.lab_models): published and activated for every
-    # workstation of the database; changing them needs the models permission, as a local activation.
-    def publish_lab_model(self, model: str | os.PathLike[str], *, actor: str = "") -> _lab_models.Published:
-        """Store the model (its card, ``.safetensors`` or folder) in this database for the lab,
-        verified first; idempotent by the weights' sha256 (audited once: ``publish_lab_model``)."""
-        who = self._gate.actor(Permission.CHANGE_MODELS, actor, "share a model with the lab")
-        return _lab_models.publish(self._db, model, who)
-
-    def activate_lab_model(self, sha256: str, reason: str, *, actor: str = "") -> _lab_models.LabActivation:
-        """Make the published model ``sha256`` (or an unambiguous prefix) the lab's active model;
-        a rollback is activating an earlier one. Audited as ``activate_lab_model``."""
-        who = self._gate.actor(Permission.CHANGE_MODELS, actor, "change the lab's model")
-        return _lab_models.activate(self._db, sha256, who, reason)
-
-    def lab_active_model(self) -> _lab_models.LabActivation | None:
-        """The lab's active model (``None``: the lab never activated one)."""
-        return _lab_models.active(self._db)
-
-    def lab_model_history(self) -> list[_lab_models.LabActivation]:
-        """Every activation for the lab, oldest first."""
-        return _lab_models.history(self._db)
-
-    def fetch_lab_model(self, sha256: str, dest: str | os.PathLike[str]) -> Path:
-        """The published model's files in a new folder inside ``dest``, each checked against the
-        database's record and the weights against the card; returns the card's path
-        (:class:`~engine.store.lab_models.LabModelIntegrityError` on any mismatch, nothing written)."""
-        return _lab_models.fetch(self._db, sha256, dest)
 
 
 # Names defined in engine.store's other modules are re-exported: they were all importable from

@@ -10,7 +10,7 @@ from sqlalchemy.exc import DBAPIError
 
 from engine.core.records import ImageResult, ImageStatus
 from engine.store.errors import StoreError
-from engine.store.grants import APPEND_ONLY, PRIVILEGES, app_grants, grant_app_role
+from engine.store.grants import APPEND_ONLY, PRIVILEGES
 from engine.store.results import ResultStore
 
 SHA = "a" * 64
@@ -19,7 +19,7 @@ SHA = "a" * 64
 def granted(lab_accounts) -> str:
     owner_url, app_url, app = lab_accounts
     with ResultStore.open(owner_url) as owner:  # the owner creates the schema, then grants
-        grant_app_role(owner._db, app)
+        owner.grant_app_role(app)
     return app_url
 
 
@@ -38,7 +38,7 @@ def test_every_table_of_the_schema_has_its_grant(pg_url):
             tables = {r[0] for r in conn.execute(
                 "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").fetchall()}
         assert tables == set(PRIVILEGES), "a table without a grant (or a grant without a table): grants.py"
-        statements = app_grants(store._db, "allsight_app")
+        statements = store.grant_app_role("allsight_app", dry_run=True)
     for table in APPEND_ONLY:
         assert f"GRANT SELECT, INSERT ON {table} TO allsight_app" in statements
     assert not any("DELETE" in s and "sample_leases" not in s for s in statements if s.startswith("GRANT"))
@@ -89,9 +89,9 @@ def test_the_app_account_cannot_rewrite_history_or_the_schema(lab_accounts, tmp_
 def test_an_unknown_account_or_a_non_owner_changes_nothing(lab_accounts):
     owner_url, app_url, app = lab_accounts
     with ResultStore.open(owner_url) as owner, pytest.raises(StoreError, match="no database account 'nobody_here'"):
-        grant_app_role(owner._db, "nobody_here")
+        owner.grant_app_role("nobody_here")
     with ResultStore.open(owner_url) as owner, pytest.raises(StoreError, match="not a plain role name"):
-        app_grants(owner._db, "app; DROP TABLE samples")
+        owner.grant_app_role("app; DROP TABLE samples", dry_run=True)
     # The app account has no privileges yet: one message saying so, and how to grant them.
     with pytest.raises(StoreError, match=f"the account '{app}' may not use the ALLSight tables.*store grant"):
         ResultStore.open(app_url)

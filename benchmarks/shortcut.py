@@ -82,6 +82,11 @@ def set_metrics(results: Sequence[ImageResult], labels: np.ndarray,
         "n_unflagged": int((~flagged).sum()),
         "accuracy_unflagged": _mean(correct[~flagged]),
         "confident_unflagged_errors": int((~correct & ~flagged & (conf >= CONFIDENT)).sum()),
+        # Why images are flagged (an image may carry several codes) and how the review load falls
+        # on each true class: the figures that tell a low-confidence load from an OOD one.
+        "flag_reasons": {str(code): _mean([code in r.flags for r in results])
+                         for code in sorted({str(c) for r in results for c in r.flags})},
+        "flagged_by_class": {c: _mean(flagged[labels == k]) for k, c in enumerate(classes)},
     }
 
 

@@ -37,6 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.ensemble import Ensemble  # noqa: E402
 from engine.core.records import ImageResult  # noqa: E402
 from engine.imaging.cells import has_white_cell  # noqa: E402
 from engine.imaging.probes import STRONG_SHIFTS, background_swap, cell_free, paint_out_mask  # noqa: E402
@@ -155,15 +156,17 @@ def timed(label: str, log: dict[str, float]) -> Iterator[None]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data_dir")
-    parser.add_argument("--model", default="resnet18", help="a shipped model id or a .safetensors path")
+    parser.add_argument("--model", action="append", help="a shipped model id or a .safetensors path (default "
+                        "resnet18); given more than once, the models' ensemble (benchmarks/ensemble.py)")
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
     parser.add_argument("--limit", type=int, help="a seeded random subset of this many test images")
     parser.add_argument("--seed", type=int, default=0, help="seed of the subset and of the swap pairs")
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
 
-    clf = Classifier(args.model, device="cpu")
-    card, classes = clf.card, list(clf.classes)
+    members = [Classifier(m, device="cpu") for m in args.model or ["resnet18"]]
+    clf = members[0] if len(members) == 1 else Ensemble(members, args.data_dir)
+    card, classes = members[0].card, list(members[0].classes)
     samples = list(split_samples(card, args.data_dir, "test"))
     rng = np.random.default_rng(args.seed)
     if args.limit and args.limit < len(samples):
@@ -213,6 +216,9 @@ def main() -> int:
          "clean_confident_unflagged_errors": shifts["clean"]["confident_unflagged_errors"]}
 
     report = {"model": {"id": card.id, "version": card.version, "sha256": card.weights_sha256},
+              **({"ensemble": [{"id": m.card.id, "version": m.card.version, "sha256": m.card.weights_sha256,
+                                "image_size": m.card.image_size} for m in members],
+                  "ensemble_review_threshold": clf.review_threshold} if isinstance(clf, Ensemble) else {}),
               "n_test_images": len(samples), "limit": args.limit, "seed": args.seed,
               "white_cell_detected_on_clean": _mean(detected),
               "cell_free": a, "background_swap": b, "strong_shifts": c, "seconds": seconds}

@@ -1,0 +1,71 @@
+"""Several trained networks as one: what an ensemble would give, measured before building one.
+
+Used by ``benchmarks/shortcut.py --model A --model B ...``. Each member classifies an image with
+its own card (its own input size and preprocessing); the ensemble's probabilities are the
+members' mean; its review threshold is fitted again on the validation split by the product's
+own rule (:func:`engine.inference.predict.review_threshold`: the lowest confidence whose unflagged
+validation images are >= 99.5 % correct), and every other flag (image checks, ``unlike_training``)
+is kept when any member raises it. So its flag figures are those the product would give if it
+shipped the ensemble with a threshold refitted for it and each member's detector. The members
+must have been trained on the same split (the test split's files are checked to be the same).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from engine.core.errors import ConfigError
+from engine.core.flags import FlagReason, is_out_of_distribution
+from engine.core.records import ImageResult
+from engine.inference.classifier import Classifier
+from engine.inference.predict import review_threshold
+from engine.io.images import load_image
+from engine.training.data import split_samples
+
+
+class Ensemble:
+    """The mean of ``members``' probabilities, with a review threshold fitted on validation."""
+
+    def __init__(self, members: Sequence[Classifier], data_dir: str, *, review_precision: float = 0.995):
+        if len(members) < 2:
+            raise ConfigError("an ensemble needs at least two models")
+        self.members = list(members)
+        self.classes = list(self.members[0].classes)
+        tests = [[s.path for s in split_samples(m.card, data_dir, "test")] for m in self.members]
+        if any(t != tests[0] for t in tests[1:]):
+            raise ConfigError("the models were tested on different test splits: an ensemble of them cannot be measured")
+        val = split_samples(self.members[0].card, data_dir, "val")
+        images = [load_image(s.path) for s in val]
+        labels = np.array([s.label for s in val], np.int64)
+        probs = self._mean_probs([m.classify_arrays(images, batch_size=64) for m in self.members])
+        self.review_threshold = review_threshold(probs, labels, review_precision)
+
+    def _mean_probs(self, per_member: Sequence[Sequence[ImageResult]]) -> np.ndarray:
+        uniform = [1 / len(self.classes)] * len(self.classes)
+        return np.mean([[[r.probabilities[c] for c in self.classes] if r.ok else uniform for r in results]
+                        for results in per_member], axis=0)
+
+    def classify_arrays(self, images: Sequence[np.ndarray], *, batch_size: int = 64) -> list[ImageResult]:
+        per_member = [m.classify_arrays(list(images), batch_size=batch_size) for m in self.members]
+        probs = self._mean_probs(per_member)
+        combined = []
+        for i, first in enumerate(per_member[0]):
+            if not all(results[i].ok for results in per_member):
+                combined.append(next(results[i] for results in per_member if not results[i].ok))
+                continue
+            k = int(probs[i].argmax())
+            flags = {f for results in per_member for f in results[i].flags if f is not FlagReason.LOW_CONFIDENCE}
+            if probs[i, k] < self.review_threshold:
+                flags.add(FlagReason.LOW_CONFIDENCE)
+            combined.append(dataclasses.replace(
+                first, predicted_class=self.classes[k], confidence=float(probs[i, k]),
+                probabilities={c: float(p) for c, p in zip(self.classes, probs[i], strict=True)},
+                needs_review=bool(flags), out_of_distribution=is_out_of_distribution(flags), flags=tuple(flags),
+                ood_score=None))
+        return combined
+
+
+__all__ = ["Ensemble"]

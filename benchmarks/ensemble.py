@@ -1,6 +1,7 @@
 """Several trained networks as one: what an ensemble would give, measured before building one.
 
-Used by ``benchmarks/shortcut.py --model A --model B ...``. Each member classifies an image with
+Used by ``benchmarks/shortcut.py --model A --model B ...`` (and ``--tta``: one model, each image
+seen in several orientations, :data:`TTA_VIEWS`). Each member classifies an image with
 its own card (its own input size and preprocessing); the ensemble's probabilities are the
 members' mean; its review threshold is fitted again on the validation split by the product's
 own rule (:func:`engine.inference.predict.review_threshold`: the lowest confidence whose unflagged
@@ -25,11 +26,33 @@ from engine.inference.predict import review_threshold
 from engine.io.images import load_image
 from engine.training.data import split_samples
 
+#: Test-time augmentation: the views each image is classified in (``shortcut.py --tta``), as
+#: (quarter turns, mirrored first). Flips and 90-degree turns are the training's own geometric
+#: augmentation, so every view is one the network was trained on.
+TTA_VIEWS: dict[str, tuple[tuple[int, bool], ...]] = {
+    "flip": ((0, False), (0, True)),
+    "rot4": ((0, False), (1, False), (2, False), (3, False)),
+}
+
+
+class View:
+    """A classifier that sees every image turned by ``quarter_turns`` (mirrored first when
+    ``mirrored``): one member of a test-time-augmentation ensemble."""
+
+    def __init__(self, classifier: Classifier, quarter_turns: int, mirrored: bool):
+        self.classifier, self.quarter_turns, self.mirrored = classifier, quarter_turns, mirrored
+        self.card, self.classes = classifier.card, classifier.classes
+
+    def classify_arrays(self, images: Sequence[np.ndarray], *, batch_size: int = 64) -> list[ImageResult]:
+        turned = [np.ascontiguousarray(np.rot90(im[:, ::-1] if self.mirrored else im, self.quarter_turns))
+                  for im in images]
+        return self.classifier.classify_arrays(turned, batch_size=batch_size)
+
 
 class Ensemble:
     """The mean of ``members``' probabilities, with a review threshold fitted on validation."""
 
-    def __init__(self, members: Sequence[Classifier], data_dir: str, *, review_precision: float = 0.995):
+    def __init__(self, members: Sequence[Classifier | View], data_dir: str, *, review_precision: float = 0.995):
         if len(members) < 2:
             raise ConfigError("an ensemble needs at least two models")
         self.members = list(members)
@@ -68,4 +91,4 @@ class Ensemble:
         return combined
 
 
-__all__ = ["Ensemble"]
+__all__ = ["TTA_VIEWS", "Ensemble", "View"]

@@ -37,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.ensemble import Ensemble  # noqa: E402
+from benchmarks.ensemble import TTA_VIEWS, Ensemble, View  # noqa: E402
 from engine.core.records import ImageResult  # noqa: E402
 from engine.imaging.cells import has_white_cell  # noqa: E402
 from engine.imaging.probes import STRONG_SHIFTS, background_swap, cell_free, paint_out_mask  # noqa: E402
@@ -158,13 +158,19 @@ def main() -> int:
     parser.add_argument("data_dir")
     parser.add_argument("--model", action="append", help="a shipped model id or a .safetensors path (default "
                         "resnet18); given more than once, the models' ensemble (benchmarks/ensemble.py)")
+    parser.add_argument("--tta", choices=sorted(TTA_VIEWS), help="test-time augmentation: one model, each image "
+                        "classified mirrored too (flip) or in four quarter turns (rot4), as an ensemble")
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
     parser.add_argument("--limit", type=int, help="a seeded random subset of this many test images")
     parser.add_argument("--seed", type=int, default=0, help="seed of the subset and of the swap pairs")
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
 
-    members = [Classifier(m, device="cpu") for m in args.model or ["resnet18"]]
+    members: list[Classifier | View] = [Classifier(m, device="cpu") for m in args.model or ["resnet18"]]
+    if args.tta:
+        if len(members) > 1:
+            parser.error("--tta takes one --model")
+        members = [View(members[0], turns, mirrored) for turns, mirrored in TTA_VIEWS[args.tta]]
     clf = members[0] if len(members) == 1 else Ensemble(members, args.data_dir)
     card, classes = members[0].card, list(members[0].classes)
     samples = list(split_samples(card, args.data_dir, "test"))
@@ -217,7 +223,7 @@ def main() -> int:
 
     report = {"model": {"id": card.id, "version": card.version, "sha256": card.weights_sha256},
               **({"ensemble": [{"id": m.card.id, "version": m.card.version, "sha256": m.card.weights_sha256,
-                                "image_size": m.card.image_size} for m in members],
+                                "image_size": m.card.image_size} for m in members], "tta": args.tta,
                   "ensemble_review_threshold": clf.review_threshold} if isinstance(clf, Ensemble) else {}),
               "n_test_images": len(samples), "limit": args.limit, "seed": args.seed,
               "white_cell_detected_on_clean": _mean(detected),

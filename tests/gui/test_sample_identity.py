@@ -27,13 +27,27 @@ def stored_ids() -> list[str]:
         return sorted(s.sample_id for s in store.list_samples())
 
 
+def opened_once(window, folder: Path) -> None:
+    from gui.workbench import PENDING
+
+    listed = [s for s in window.samples_panel.samples if s.folder == folder]
+    assert len(listed) == 1, f"{folder} is listed {len(listed)} times"
+    assert all(im.state != PENDING for im in listed[0].images)
+    assert window.samples_panel.current_sample() is listed[0]
+
+
 def test_the_app_adopts_the_samples_classify_stored(qtbot, wf_window, tiny_model_path, tmp_path):
     day1 = make_sample_folder(tmp_path / "day1", "S-001", count=2, size=48)
     day2 = make_sample_folder(tmp_path / "day2", "S-001", count=3, size=48)  # same name, other patient
     run = cli_classify(tiny_model_path, tmp_path / "r.csv", day1, day2)
     assert "'S-001 (2)'" in run.stderr and stored_ids() == ["S-001", "S-001 (2)"]
 
-    sample = open_sample(qtbot, wf_window, day2)
+    # The window's live updates may list the CLI's two samples before the folder is opened, or
+    # not yet: either way day2 is listed once, as the CLI's sample, with its thumbnails decoded.
+    wf_window.open_paths([day2])
+    qtbot.waitUntil(lambda: opened_once(wf_window, day2), timeout=15000)
+    sample = wf_window.samples_panel.current_sample()
+    assert sample.folder == day2
     wf_window.classify_current()
     wait_classified(qtbot, wf_window, sample)
     assert sample.store_id == sample.sample_id == "S-001 (2)"  # the CLI's sample of that folder

@@ -55,6 +55,7 @@ class LabAdministration:
         database (:mod:`engine.store.grants`), run as the database's owner; returns the
         statements. ``dry_run``: only return them."""
         return (_grants.app_grants if dry_run else _grants.grant_app_role)(self._db, role)
+
     # -------------------------------------------------------------------------------- lab models
     # The lab's shared models (engine.store.lab_models): published and activated for every
     # workstation of the database; changing them needs the models permission, as a local activation.

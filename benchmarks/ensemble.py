@@ -35,6 +35,12 @@ TTA_VIEWS: dict[str, tuple[tuple[int, bool], ...]] = {
 }
 
 
+def probabilities(results: Sequence[ImageResult], classes: Sequence[str]) -> np.ndarray:
+    """(N, C) class probabilities of ``results``; an unreadable image counts as uniform."""
+    uniform = [1 / len(classes)] * len(classes)
+    return np.array([[r.probabilities[c] for c in classes] if r.ok else uniform for r in results])
+
+
 class View:
     """A classifier that sees every image turned by ``quarter_turns`` (mirrored first when
     ``mirrored``): one member of a test-time-augmentation ensemble."""
@@ -67,9 +73,7 @@ class Ensemble:
         self.review_threshold = review_threshold(probs, labels, review_precision)
 
     def _mean_probs(self, per_member: Sequence[Sequence[ImageResult]]) -> np.ndarray:
-        uniform = [1 / len(self.classes)] * len(self.classes)
-        return np.mean([[[r.probabilities[c] for c in self.classes] if r.ok else uniform for r in results]
-                        for results in per_member], axis=0)
+        return np.mean([probabilities(results, self.classes) for results in per_member], axis=0)
 
     def classify_arrays(self, images: Sequence[np.ndarray], *, batch_size: int = 64) -> list[ImageResult]:
         per_member = [m.classify_arrays(list(images), batch_size=batch_size) for m in self.members]
@@ -91,4 +95,4 @@ class Ensemble:
         return combined
 
 
-__all__ = ["TTA_VIEWS", "Ensemble", "View"]
+__all__ = ["TTA_VIEWS", "Ensemble", "View", "probabilities"]

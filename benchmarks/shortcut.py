@@ -37,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.ensemble import TTA_VIEWS, Ensemble, View  # noqa: E402
+from benchmarks.ensemble import TTA_VIEWS, Ensemble, View, probabilities  # noqa: E402
 from engine.core.records import ImageResult  # noqa: E402
 from engine.imaging.cells import has_white_cell  # noqa: E402
 from engine.imaging.probes import STRONG_SHIFTS, background_swap, cell_free, paint_out_mask  # noqa: E402
@@ -72,8 +72,7 @@ def predicted_indices(results: Sequence[ImageResult], classes: Sequence[str]) ->
 def set_metrics(results: Sequence[ImageResult], labels: np.ndarray,
                 classes: Sequence[str]) -> dict[str, Any]:
     """Accuracy, ECE, flag rate and accuracy on the unflagged images of one labelled set."""
-    uniform = [1 / len(classes)] * len(classes)
-    probs = np.array([[r.probabilities[c] for c in classes] if r.ok else uniform for r in results])
+    probs = probabilities(results, classes)
     correct = predicted_indices(results, classes) == labels
     flagged = np.array([is_flagged(r) for r in results], bool)
     conf = np.array([r.confidence if r.ok else 0.0 for r in results])
